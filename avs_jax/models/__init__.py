@@ -1,0 +1,1 @@
+"""Flax modules (linen, NHWC). Models hold parameters only and never read files."""

@@ -1,0 +1,1 @@
+"""TFDS builder for BatVision (BV1, BV2, BV1 triples) and the physical room simulator."""
