@@ -1,0 +1,142 @@
+"""Building blocks shared by every network: one `Conv` used everywhere, and resizes.
+
+`Conv` lowers a convolution one of two ways, chosen by shape at trace time:
+
+* XLA's own convolution (cuDNN on GPUs, the best choice there and for large maps on CPU);
+* im2col + one matmul, on CPU only, for small output maps with many channels, where XLA:CPU's
+  convolution is pathologically slow (REFERENCE.md, "Performance facts": a 3×3 512→512 conv on a
+  2×4 map takes 116 ms forward against 3.9 ms as im2col + matmul). The crossover was measured
+  with `bench/conv_lowering.py`.
+
+Both lowerings use the same kernel layout `[kh, kw, C_in, C_out]` (HWIO) and give the same values
+(tests/test_layers.py), so checkpoints do not depend on where they were trained.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+Array = jax.Array
+
+# Output maps with at most this many pixels use im2col on CPU (bench/conv_lowering.py).
+IM2COL_MAX_PIXELS = 256
+
+
+def _pair(v: int | Sequence[int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _same_or_valid(n: int, k: int, s: int, mode: str) -> tuple[int, int]:
+    """Low/high padding of one axis for XLA's "SAME" or "VALID" convention."""
+    if mode == "VALID":
+        return (0, 0)
+    total = max((-(-n // s) - 1) * s + k - n, 0)
+    return (total // 2, total - total // 2)
+
+
+def use_im2col(out_h: int, out_w: int, lowering: str) -> bool:
+    """Whether a conv with an `out_h × out_w` output map is lowered as im2col + matmul."""
+    if lowering == "im2col":
+        return True
+    if lowering == "xla":
+        return False
+    return jax.default_backend() == "cpu" and out_h * out_w <= IM2COL_MAX_PIXELS
+
+
+class Conv(nn.Module):
+    """2-D convolution, NHWC, with PyTorch-style symmetric integer padding.
+
+    Attributes:
+      features: output channels.
+      kernel_size: (kh, kw).
+      strides: (sh, sw).
+      padding: symmetric zero padding on each side (PyTorch's `padding=`), or "SAME"/"VALID".
+      use_bias: add a bias.
+      lowering: "auto" (by shape, see module docstring), "xla" or "im2col".
+    """
+
+    features: int
+    kernel_size: int | Sequence[int] = 3
+    strides: int | Sequence[int] = 1
+    padding: int | Sequence[int] | str = 0
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    lowering: str = "auto"
+    kernel_init: Any = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        """[B, H, W, C_in] -> [B, H', W', features]."""
+        kh, kw = _pair(self.kernel_size)
+        sh, sw = _pair(self.strides)
+        cin = x.shape[-1]
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features),
+                            self.param_dtype)
+        dtype = self.dtype or x.dtype
+        x = x.astype(dtype)
+        kernel = kernel.astype(dtype)
+        if isinstance(self.padding, str):
+            pads = tuple(_same_or_valid(n, k, s, self.padding)
+                         for n, k, s in ((x.shape[1], kh, sh), (x.shape[2], kw, sw)))
+        else:
+            ph, pw = _pair(self.padding)
+            pads = ((ph, ph), (pw, pw))
+        out_h = (x.shape[1] + sum(pads[0]) - kh) // sh + 1
+        out_w = (x.shape[2] + sum(pads[1]) - kw) // sw + 1
+        dn = ("NHWC", "HWIO", "NHWC")
+        if use_im2col(out_h, out_w, self.lowering) and (kh, kw) != (1, 1):
+            # Patches come out channel-major: feature index = c * kh * kw + i * kw + j.
+            patches = jax.lax.conv_general_dilated_patches(
+                x, (kh, kw), (sh, sw), pads, dimension_numbers=dn)
+            w = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin * kh * kw, self.features)
+            y = jnp.einsum("bhwk,kf->bhwf", patches, w)
+        elif (kh, kw) == (1, 1) and pads == ((0, 0), (0, 0)):
+            y = jnp.einsum("bhwc,cf->bhwf", x[:, ::sh, ::sw, :], kernel[0, 0])
+        else:
+            y = jax.lax.conv_general_dilated(x, kernel, (sh, sw), pads, dimension_numbers=dn)
+        if self.use_bias:
+            bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+            y = y + bias.astype(dtype)
+        return y
+
+
+def resize_bilinear(x: Array, size: tuple[int, int], align_corners: bool = True) -> Array:
+    """Bilinear resize of `[B, H, W, C]` to `[B, h, w, C]`.
+
+    `align_corners=True` is the convention of every resize in MiDaS/ZoeDepth (REFERENCE.md);
+    `False` is `jax.image.resize`'s half-pixel convention (PyTorch's align_corners=False,
+    without antialiasing).
+    """
+    b, h, w, c = x.shape
+    oh, ow = size
+    if (h, w) == (oh, ow):
+        return x
+    if not align_corners:
+        return jax.image.resize(x, (b, oh, ow, c), "bilinear", antialias=False)
+
+    def coords(n_in: int, n_out: int) -> tuple[Array, Array, Array]:
+        if n_out == 1:
+            pos = jnp.zeros((1,), jnp.float32)
+        else:
+            pos = jnp.arange(n_out, dtype=jnp.float32) * ((n_in - 1) / (n_out - 1))
+        lo = jnp.clip(jnp.floor(pos).astype(jnp.int32), 0, n_in - 1)
+        hi = jnp.clip(lo + 1, 0, n_in - 1)
+        return lo, hi, pos - lo
+
+    y0, y1, fy = coords(h, oh)
+    x0, x1, fx = coords(w, ow)
+    fy = fy.astype(x.dtype)[None, :, None, None]
+    fx = fx.astype(x.dtype)[None, None, :, None]
+    top = x[:, y0][:, :, x0] * (1 - fx) + x[:, y0][:, :, x1] * fx
+    bottom = x[:, y1][:, :, x0] * (1 - fx) + x[:, y1][:, :, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def upsample_nearest(x: Array, factor: int = 2) -> Array:
+    """Nearest-neighbour ×factor upsampling of `[B, H, W, C]` (PyTorch's `mode="nearest"`)."""
+    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)

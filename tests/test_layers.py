@@ -1,0 +1,45 @@
+"""Conv lowerings agree with each other and with a direct numpy convolution."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from avs_jax.models.layers import Conv, resize_bilinear, upsample_nearest
+
+
+def _numpy_conv(x, k, stride, pad):
+    """Direct cross-correlation, NHWC / HWIO, PyTorch padding semantics."""
+    x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    kh, kw, _, cout = k.shape
+    b, h, w, _ = x.shape
+    oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
+    out = np.zeros((b, oh, ow, cout))
+    for i in range(oh):
+        for j in range(ow):
+            patch = x[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]
+            out[:, i, j, :] = np.einsum("bhwc,hwco->bo", patch, k)
+    return out
+
+
+@pytest.mark.parametrize("lowering", ["xla", "im2col"])
+@pytest.mark.parametrize("kernel,stride,pad", [(3, 1, 1), (3, 2, 1), (7, 2, 3), (1, 2, 0)])
+def test_conv_matches_numpy(lowering, kernel, stride, pad):
+    x = np.random.default_rng(0).normal(size=(2, 9, 11, 3)).astype(np.float32)
+    conv = Conv(5, kernel, stride, pad, use_bias=True, lowering=lowering)
+    variables = conv.init(jax.random.key(0), x)
+    variables = jax.tree.map(lambda v: v + 0.5, variables)  # non-zero bias
+    y = conv.apply(variables, x)
+    k = np.asarray(variables["params"]["kernel"])
+    ref = _numpy_conv(x, k, stride, pad) + np.asarray(variables["params"]["bias"])
+    np.testing.assert_allclose(np.asarray(y), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_resize_bilinear_align_corners_hand_case():
+    x = jnp.array([0.0, 1.0, 2.0]).reshape(1, 1, 3, 1)
+    y = resize_bilinear(x, (1, 5), align_corners=True)
+    # align_corners: output samples at 0, 0.5, 1, 1.5, 2 in input coordinates.
+    np.testing.assert_allclose(np.asarray(y).ravel(), [0, 0.5, 1, 1.5, 2], atol=1e-6)
+    up = upsample_nearest(jnp.arange(4.0).reshape(1, 2, 2, 1))
+    np.testing.assert_array_equal(np.asarray(up)[0, :, :, 0],
+                                  [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
