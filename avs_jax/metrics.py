@@ -1,0 +1,131 @@
+"""Depth evaluation metrics of the paper (Sec. 4.2), as Monodepth2 and ZoeDepth report them.
+
+Per image, over valid pixels `0 < gt < max_depth` (paper footnote 5), after resizing the
+prediction to the ground truth's resolution and clipping it to `[min_depth, max_depth]`:
+
+    abs_rel  = mean(|gt - pred| / gt)          sq_rel   = mean((gt - pred)^2 / gt)
+    rmse     = sqrt(mean((gt - pred)^2))       rmse_log = sqrt(mean((log gt - log pred)^2))
+    a_k      = mean(max(gt / pred, pred / gt) < 1.25^k),  k = 1, 2, 3
+
+then averaged over images. An image with no valid pixel is left out of the average and
+counted (`n_skipped`), so a table never shows a NaN. Everything here is jittable and batched;
+`MetricAccumulator` sums per-image values on the host across batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from avs_jax.models.layers import resize_bilinear
+
+Array = jax.Array
+
+METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+# Lower is better for these; higher for the threshold accuracies.
+LOWER_IS_BETTER = {"abs_rel": True, "sq_rel": True, "rmse": True, "rmse_log": True,
+                   "a1": False, "a2": False, "a3": False}
+
+
+def valid_mask(gt: Array, max_depth: float) -> Array:
+    """Valid ground-truth pixels: finite and `0 < gt < max_depth` (paper footnote 5). [B, H, W]."""
+    return jnp.isfinite(gt) & (gt > 0) & (gt < max_depth)
+
+
+def resize_to(pred: Array, size: tuple[int, int]) -> Array:
+    """Bilinear resize of a `[B, h, w]` depth map to `[B, H, W]`.
+
+    align_corners=True, as ZoeDepth's evaluation does for its prediction.
+    """
+    if pred.shape[1:] == tuple(size):
+        return pred
+    return resize_bilinear(pred[..., None], size, align_corners=True)[..., 0]
+
+
+def per_image_metrics(pred: Array, gt: Array, min_depth: float, max_depth: float,
+                      mask: Array | None = None) -> dict[str, Array]:
+    """The seven metrics of each image of a batch.
+
+    Args:
+      pred: predicted metric depth `[B, h, w]` (any resolution; resized to gt's).
+      gt: ground-truth depth `[B, H, W]` in metres; 0, NaN, inf and values >= max_depth invalid.
+      min_depth, max_depth: the prediction is clipped to this range; max_depth also bounds gt.
+      mask: optional extra `[B, H, W]` boolean mask ANDed with the validity mask.
+
+    Returns:
+      dict of `[B]` arrays for METRIC_NAMES, plus `n_valid` `[B]` (valid pixel count). Images
+      with `n_valid == 0` hold 0 in every metric and must be left out by the caller
+      (`MetricAccumulator` does).
+    """
+    gt = gt.astype(jnp.float32)
+    valid = valid_mask(gt, max_depth)
+    if mask is not None:
+        valid &= mask
+    pred = jnp.clip(resize_to(pred.astype(jnp.float32), gt.shape[1:]), min_depth, max_depth)
+    # Keep the arithmetic finite on invalid pixels; they are masked out below.
+    gt = jnp.where(valid, gt, 1.0)
+    pred = jnp.where(valid, pred, 1.0)
+    n = valid.sum(axis=(1, 2))
+    denom = jnp.maximum(n, 1).astype(jnp.float32)
+
+    def mean(x: Array) -> Array:
+        return jnp.where(valid, x, 0.0).sum(axis=(1, 2)) / denom
+
+    ratio = jnp.maximum(gt / pred, pred / gt)
+    return {
+        "abs_rel": mean(jnp.abs(gt - pred) / gt),
+        "sq_rel": mean((gt - pred) ** 2 / gt),
+        "rmse": jnp.sqrt(mean((gt - pred) ** 2)),
+        "rmse_log": jnp.sqrt(mean((jnp.log(gt) - jnp.log(pred)) ** 2)),
+        "a1": mean((ratio < 1.25).astype(jnp.float32)),
+        "a2": mean((ratio < 1.25 ** 2).astype(jnp.float32)),
+        "a3": mean((ratio < 1.25 ** 3).astype(jnp.float32)),
+        "n_valid": n,
+    }
+
+
+@dataclasses.dataclass
+class MetricAccumulator:
+    """Averages per-image metrics over a dataset, leaving out images without valid pixels.
+
+    `update` takes the output of `per_image_metrics` (device or host arrays) and an optional
+    `[B]` boolean `example_mask` for padded batches; `result()` gives the averages with
+    `n_images` (images averaged) and `n_skipped` (real images with no valid pixel).
+    """
+
+    sums: dict[str, float] = dataclasses.field(
+        default_factory=lambda: {k: 0.0 for k in METRIC_NAMES})
+    n_images: int = 0
+    n_skipped: int = 0
+
+    def update(self, metrics: dict[str, Array], example_mask: np.ndarray | None = None) -> None:
+        host = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
+        real = np.ones_like(host["n_valid"], bool) if example_mask is None else np.asarray(
+            example_mask, bool)
+        keep = real & (host["n_valid"] > 0)
+        self.n_skipped += int((real & ~keep).sum())
+        self.n_images += int(keep.sum())
+        for k in METRIC_NAMES:
+            self.sums[k] += float(host[k][keep].sum())
+
+    def result(self) -> dict[str, float]:
+        """Mean of each metric over the kept images (NaN-free: 0 images give None values)."""
+        out: dict[str, float] = {
+            k: (self.sums[k] / self.n_images if self.n_images else None) for k in METRIC_NAMES}
+        out["n_images"] = self.n_images
+        out["n_skipped"] = self.n_skipped
+        return out
+
+
+def evaluate_arrays(pred: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: float,
+                    batch_size: int = 8) -> dict[str, float]:
+    """Convenience: the dataset-average metrics of `pred` `[N, h, w]` against `gt` `[N, H, W]`."""
+    acc = MetricAccumulator()
+    fn = jax.jit(per_image_metrics, static_argnums=(2, 3))
+    for i in range(0, len(gt), batch_size):
+        acc.update(fn(jnp.asarray(pred[i:i + batch_size]), jnp.asarray(gt[i:i + batch_size]),
+                      min_depth, max_depth))
+    return acc.result()

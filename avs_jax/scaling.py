@@ -1,0 +1,99 @@
+"""Stage 2 of AVS-Net: put metric scale on a relative prediction (paper Sec. 3.2.2).
+
+Per image, over the valid pixels given by `mask`:
+
+* "no": the relative (or zero-shot) prediction as it is;
+* "median" (paper eq. 3): `M = R * median(M_p) / median(R)`;
+* "mean_std": R standardised, then given M_p's mean and standard deviation,
+  `M = (R - mean(R)) / std(R) * std(M_p) + mean(M_p)` (the paper's ablation, after [11, 24]);
+* "gt_median": `M = R * median(gt) / median(R)`, the oracle reference row (Monodepth2's
+  evaluation protocol), for which the scale source is the ground truth itself.
+
+`R` may be a depth or a disparity (`kind`); a disparity is inverted first. Medians follow
+numpy's convention (the mean of the two middle values for an even count). Jittable, batched.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+METHODS = ("no", "median", "mean_std", "gt_median")
+# Disparities are clamped to this before inversion so a zero disparity gives a finite depth.
+MIN_DISPARITY = 1e-6
+
+
+def to_depth(rel: Array, kind: str) -> Array:
+    """A relative prediction as depth: `kind` "depth" unchanged, "disparity" inverted."""
+    if kind == "depth":
+        return rel
+    if kind == "disparity":
+        return 1.0 / jnp.maximum(rel, MIN_DISPARITY)
+    raise ValueError(f"kind must be 'depth' or 'disparity', got {kind!r}")
+
+
+def masked_median(x: Array, mask: Array) -> Array:
+    """Median of each image's masked values: `[B, H, W]`, `[B, H, W]` bool -> `[B]`.
+
+    numpy's convention (mean of the two middle values); 0 for an image without valid pixels.
+    """
+    b = x.shape[0]
+    flat = jnp.where(mask, x, jnp.inf).reshape(b, -1)
+    flat = jnp.sort(flat, axis=1)
+    n = mask.reshape(b, -1).sum(axis=1)
+    lo = jnp.take_along_axis(flat, jnp.maximum((n - 1) // 2, 0)[:, None], axis=1)[:, 0]
+    hi = jnp.take_along_axis(flat, jnp.maximum(n // 2, 0)[:, None], axis=1)[:, 0]
+    # n is odd: lo == hi; n is even: mean of the middle pair. n == 0 -> 0, never inf.
+    hi = jnp.where(n % 2 == 1, lo, hi)
+    return jnp.where(n > 0, 0.5 * (lo + hi), 0.0)
+
+
+def masked_mean_std(x: Array, mask: Array) -> tuple[Array, Array]:
+    """Mean and (population) standard deviation of each image's masked values -> `[B]`, `[B]`."""
+    m = mask.astype(jnp.float32)
+    n = jnp.maximum(m.sum(axis=(1, 2)), 1.0)
+    mean = (x * m).sum(axis=(1, 2)) / n
+    var = (((x - mean[:, None, None]) ** 2) * m).sum(axis=(1, 2)) / n
+    return mean, jnp.sqrt(var)
+
+
+def scale_factor_median(rel_depth: Array, reference: Array, mask: Array) -> Array:
+    """Eq. 3's per-image factor `median(reference) / median(R)` -> `[B]` (1 if undefined)."""
+    med_ref = masked_median(reference, mask)
+    med_rel = masked_median(rel_depth, mask)
+    ok = (med_rel > 0) & (med_ref > 0)
+    return jnp.where(ok, med_ref / jnp.where(ok, med_rel, 1.0), 1.0)
+
+
+def apply_scaling(rel: Array, method: str, mask: Array, reference: Array | None = None,
+                  kind: str = "depth", eps: float = 1e-8) -> Array:
+    """Metric depth from a relative prediction, per image.
+
+    Args:
+      rel: relative prediction `[B, H, W]` (depth or disparity, see `kind`).
+      method: one of METHODS.
+      mask: `[B, H, W]` bool, the pixels whose statistics define the scale (the valid
+        ground-truth pixels in the evaluation).
+      reference: `[B, H, W]` the scale source: the pseudo-dense metric depth M_p for "median"
+        and "mean_std", the ground truth for "gt_median"; unused for "no".
+      kind: "depth" or "disparity".
+
+    Returns:
+      `[B, H, W]` metric depth.
+    """
+    if method not in METHODS:
+        raise ValueError(f"scaling method must be one of {METHODS}, got {method!r}")
+    r = to_depth(rel.astype(jnp.float32), kind)
+    if method == "no":
+        return r
+    if reference is None:
+        raise ValueError(f"scaling method {method!r} needs a reference map")
+    reference = reference.astype(jnp.float32)
+    if method in ("median", "gt_median"):
+        return r * scale_factor_median(r, reference, mask)[:, None, None]
+    mean_r, std_r = masked_mean_std(r, mask)
+    mean_m, std_m = masked_mean_std(reference, mask)
+    z = (r - mean_r[:, None, None]) / (std_r[:, None, None] + eps)
+    return z * std_m[:, None, None] + mean_m[:, None, None]
