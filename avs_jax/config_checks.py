@@ -1,0 +1,65 @@
+"""Checks of an experiment config before anything compiles: clear errors at the boundary."""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import ml_collections
+
+MODES = ("train", "evaluate", "quickstart")
+
+
+class ConfigError(ValueError):
+    """An experiment config that cannot run; the message says which field and why."""
+
+
+def _require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _check_path(config: ml_collections.ConfigDict, dotted: str, must_exist: bool = True) -> None:
+    node = config
+    for part in dotted.split("."):
+        if part not in node:
+            return
+        node = node[part]
+    if node and must_exist:
+        _require(os.path.exists(node), f"config.{dotted}: no such file or directory: {node}")
+
+
+def check_common(config: ml_collections.ConfigDict) -> None:
+    """Checks every mode shares: the mode, seeds, sizes and paths."""
+    _require("mode" in config, "config has no 'mode' field (one of %s)" % (MODES,))
+    _require(config.mode in MODES, f"config.mode must be one of {MODES}, got {config.mode!r}")
+    if "data" in config:
+        data = config.data
+        if "batch_size" in data:
+            _require(data.batch_size > 0, f"config.data.batch_size must be > 0, got {data.batch_size}")
+        if "image_size" in data:
+            h, w = data.image_size
+            _require(h > 0 and w > 0, f"config.data.image_size must be positive, got {(h, w)}")
+        if "max_depth" in data:
+            _require(data.max_depth > 0, f"config.data.max_depth must be > 0, got {data.max_depth}")
+        _check_path(config, "data.manual_dir")
+    if "model" in config and "min_depth" in config.model and "max_depth" in config.model:
+        _require(0 < config.model.min_depth < config.model.max_depth,
+                 "config.model needs 0 < min_depth < max_depth, got "
+                 f"{config.model.min_depth}, {config.model.max_depth}")
+    if "train" in config:
+        for key in ("learning_rate", "num_epochs", "log_every"):
+            if key in config.train and config.train[key] is not None:
+                _require(config.train[key] > 0, f"config.train.{key} must be > 0, got {config.train[key]}")
+    _check_path(config, "init_from")
+
+
+# Extra checks a mode registers: mode -> list of functions raising ConfigError.
+EXTRA_CHECKS: dict[str, list[Callable[[ml_collections.ConfigDict], None]]] = {}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError with a message naming the field when `config` cannot run."""
+    check_common(config)
+    for check in EXTRA_CHECKS.get(config.mode, []):
+        check(config)
