@@ -1,0 +1,92 @@
+"""Accumulates Table 1 (M_p of each stage-1 variant) and Table 2 (scaled relative models).
+
+Everything is computed at the ground truth's resolution (paper Sec. 4.2): the predictions are
+resized to it, the scale statistics are taken over its valid pixels, and the metrics use the
+same mask. One jitted function computes every row of both tables for a batch on the device.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from avs_jax.metrics import MetricAccumulator, per_image_metrics, resize_to, valid_mask
+from avs_jax.scaling import apply_scaling, to_depth
+
+Array = jax.Array
+SCALING_METHODS = ("median", "mean_std")
+
+
+@functools.partial(jax.jit, static_argnames=("min_depth", "max_depth", "kinds", "methods",
+                                             "oracle"))
+def batch_rows(gt: Array, mp: dict[str, Array], rel: dict[str, Array], *, min_depth: float,
+               max_depth: float, kinds: tuple[tuple[str, str], ...],
+               methods: tuple[str, ...] = SCALING_METHODS, oracle: bool = True):
+    """Per-image metrics of every table row for one batch.
+
+    Args:
+      gt: `[B, H, W]` ground truth in metres.
+      mp: stage-1 variant -> `[B, h, w]` pseudo-dense metric depth M_p.
+      rel: relative model -> `[B, h', w']` relative prediction (depth or disparity).
+      kinds: (model, "depth" | "disparity") pairs for `rel`.
+
+    Returns:
+      (table1 rows {variant: metrics}, table2 rows {model: {source: {method: metrics}}}) with
+      `[B]` arrays.
+    """
+    size = gt.shape[1:]
+    valid = valid_mask(gt, max_depth)
+    mp_full = {v: resize_to(m, size) for v, m in mp.items()}
+    metrics = functools.partial(per_image_metrics, gt=gt, min_depth=min_depth,
+                                max_depth=max_depth)
+    t1 = {v: metrics(m) for v, m in mp_full.items()}
+    t2 = {}
+    kind_of = dict(kinds)
+    for model, r in rel.items():
+        # Invert a disparity before resizing: the scale is a property of depth.
+        r_full = resize_to(to_depth(r.astype(jnp.float32), kind_of[model]), size)
+        rows = {"no": {"none": metrics(apply_scaling(r_full, "no", valid))}}
+        for v, m in mp_full.items():
+            rows[v] = {meth: metrics(apply_scaling(r_full, meth, valid, m)) for meth in methods}
+        if oracle:
+            rows["gt"] = {"median": metrics(apply_scaling(r_full, "gt_median", valid, gt))}
+        t2[model] = rows
+    return t1, t2
+
+
+class ScalingEvaluator:
+    """Accumulates both tables over a test set, batch by batch."""
+
+    def __init__(self, min_depth: float, max_depth: float,
+                 methods: tuple[str, ...] = SCALING_METHODS, oracle: bool = True):
+        self.min_depth, self.max_depth = float(min_depth), float(max_depth)
+        self.methods, self.oracle = tuple(methods), oracle
+        self.t1: dict[str, MetricAccumulator] = {}
+        self.t2: dict[str, dict[str, dict[str, MetricAccumulator]]] = {}
+
+    def update(self, gt, mp: dict[str, Array], rel: dict[str, tuple[Array, str]],
+               example_mask: np.ndarray | None = None) -> None:
+        """Adds a batch: `gt` `[B, H, W]`, M_p per variant, (prediction, kind) per model."""
+        kinds = tuple(sorted((m, k) for m, (_, k) in rel.items()))
+        t1, t2 = batch_rows(jnp.asarray(gt), {k: jnp.asarray(v) for k, v in mp.items()},
+                            {m: jnp.asarray(r) for m, (r, _) in rel.items()},
+                            min_depth=self.min_depth, max_depth=self.max_depth, kinds=kinds,
+                            methods=self.methods, oracle=self.oracle)
+        for v, m in t1.items():
+            self.t1.setdefault(v, MetricAccumulator()).update(m, example_mask)
+        for model, sources in t2.items():
+            for s, methods in sources.items():
+                for meth, m in methods.items():
+                    (self.t2.setdefault(model, {}).setdefault(s, {})
+                     .setdefault(meth, MetricAccumulator()).update(m, example_mask))
+
+    def table1(self) -> dict[str, dict]:
+        return {v: acc.result() for v, acc in self.t1.items()}
+
+    def table2(self) -> dict[str, dict]:
+        return {model: {s: {meth: acc.result() for meth, acc in ms.items()}
+                        for s, ms in sources.items()}
+                for model, sources in self.t2.items()}

@@ -1,0 +1,102 @@
+"""Table 1 and Table 2 of the paper as JSON and Markdown.
+
+JSON layout (a stable interface for scripts):
+
+    {"table1": {DATASET: {VARIANT: METRICS}},
+     "table2": {DATASET: {MODEL: {SOURCE: {METHOD: METRICS}}}}}
+
+METRICS has the keys `abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3, n_images`. In Table 2,
+SOURCE is the scale source ("no", "rgb", "rgb_echoes", or "gt" for the oracle row) and METHOD
+is "median" or "mean_std" ("none" for the unscaled row).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from avs_jax.metrics import LOWER_IS_BETTER, METRIC_NAMES
+
+JSON_KEYS = METRIC_NAMES + ("n_images",)
+COLUMNS = ("Abs Rel ↓", "Sq Rel ↓", "RMSE ↓", "RMSE log ↓", "δ<1.25 ↑", "δ<1.25² ↑", "δ<1.25³ ↑")
+VARIANT_NAMES = {"rgb": "AVS-Net (Only-RGB)", "rgb_echoes": "AVS-Net (RGB-Echoes)",
+                 "echoes": "Echoes only"}
+SOURCE_NAMES = {"no": "No", "rgb": "RGB", "rgb_echoes": "RGB-Echoes", "gt": "GT median (oracle)"}
+DATASET_NAMES = {"bv2": "BV2", "bv1": "BV1"}
+
+
+def clean_metrics(m: dict[str, Any]) -> dict[str, Any]:
+    """Only the JSON keys, as plain floats / ints."""
+    out = {k: (None if m.get(k) is None else float(m[k])) for k in METRIC_NAMES}
+    out["n_images"] = int(m.get("n_images", 0))
+    return out
+
+
+def _best(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Best value of each metric column among rows (ignoring missing values)."""
+    best = {}
+    for k in METRIC_NAMES:
+        vals = [r[k] for r in rows if r.get(k) is not None]
+        if vals:
+            best[k] = min(vals) if LOWER_IS_BETTER[k] else max(vals)
+    return best
+
+
+def _row(label: list[str], m: dict[str, Any], best: dict[str, float]) -> str:
+    cells = []
+    for k in METRIC_NAMES:
+        v = m.get(k)
+        if v is None:
+            cells.append("–")
+            continue
+        s = f"{v:.3f}"
+        cells.append(f"**{s}**" if k in best and f"{best[k]:.3f}" == s else s)
+    return "| " + " | ".join(label + cells + [str(m.get("n_images", 0))]) + " |"
+
+
+def table1_markdown(table1: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Table 1: pseudo-dense metric depth M_p of each stage-1 variant, best per dataset bold."""
+    lines = ["**Table 1.** Pseudo-dense metric depth M_p (stage 1, trained on BV2).", "",
+             "| Dataset | Model | " + " | ".join(COLUMNS) + " | images |",
+             "|---" * (len(COLUMNS) + 3) + "|"]
+    for ds, variants in table1.items():
+        best = _best(list(variants.values()))
+        for v, m in variants.items():
+            lines.append(_row([DATASET_NAMES.get(ds, ds), VARIANT_NAMES.get(v, v)], m, best))
+    return "\n".join(lines) + "\n"
+
+
+def table2_markdown(table2: dict[str, Any]) -> str:
+    """Table 2: relative models × scale source × method; best of each model's block bold."""
+    lines = ["**Table 2.** Relative depth made metric by scaling (stage 2).", "",
+             "| Dataset | Model | Scaling | Method | " + " | ".join(COLUMNS) + " | images |",
+             "|---" * (len(COLUMNS) + 5) + "|"]
+    for ds, models in table2.items():
+        for model, sources in models.items():
+            rows = [(s, meth, m) for s, methods in sources.items() for meth, m in methods.items()]
+            # The oracle row uses the ground truth: it is not a competitor for "best".
+            best = _best([m for s, _, m in rows if s != "gt"])
+            for s, meth, m in rows:
+                label = [DATASET_NAMES.get(ds, ds), model, SOURCE_NAMES.get(s, s),
+                         "–" if meth == "none" else meth]
+                lines.append(_row(label, m, best if s != "gt" else {}))
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(workdir: str, table1: dict, table2: dict) -> tuple[str, str]:
+    """Writes `tables.json` and `tables.md` into `workdir`; returns their paths."""
+    data = {"table1": {d: {v: clean_metrics(m) for v, m in vs.items()} for d, vs in table1.items()},
+            "table2": {d: {mo: {s: {me: clean_metrics(m) for me, m in mes.items()}
+                                for s, mes in ss.items()}
+                           for mo, ss in ms.items()}
+                       for d, ms in table2.items()}}
+    json_path = os.path.join(workdir, "tables.json")
+    md_path = os.path.join(workdir, "tables.md")
+    tmp = json_path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, json_path)
+    with open(md_path, "w") as f:
+        f.write(table1_markdown(data["table1"]) + "\n" + table2_markdown(data["table2"]))
+    return json_path, md_path
