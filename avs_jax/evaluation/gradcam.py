@@ -1,0 +1,68 @@
+"""Grad-CAM (Selvaraju et al. 2017) on any layer of a Flax model, as the paper's Fig. 6.
+
+A model exposes a layer by `self.perturb(name, x)` (an identity that Flax lets us
+differentiate through) and by sowing the activation, `self.sow("intermediates", name, x)`.
+Then, for a scalar objective y (e.g. the mean predicted depth):
+
+    Grad-CAM:  cam = ReLU( Σ_k α_k A_k ),   α_k = mean_{h,w} ∂y/∂A_k          (paper [38])
+    HiResCAM:  cam = ReLU( Σ_k ∂y/∂A_k ⊙ A_k )                       (Draelos & Carin 2020)
+
+Grad-CAM averages each channel's gradient over the map, so it localises only through the
+spatial selectivity of the channels themselves (deep features are selective; the raw STFT,
+with two channels, is not). HiResCAM keeps the gradient's location and is the faithful choice
+on shallow layers. Both are normalised to [0, 1] per image and resized to the input size.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from avs_jax.models.layers import resize_bilinear
+
+Array = jax.Array
+
+
+def cam_from_activations(acts: Array, grads: Array, method: str = "gradcam") -> Array:
+    """`[B, h, w, K]` activations and gradients -> `[B, h, w]` map in [0, 1]."""
+    if method == "gradcam":
+        weights = grads.mean(axis=(1, 2), keepdims=True)
+        cam = (weights * acts).sum(-1)
+    elif method == "hirescam":
+        cam = (grads * acts).sum(-1)
+    else:
+        raise ValueError(f"method must be 'gradcam' or 'hirescam', got {method!r}")
+    cam = jax.nn.relu(cam)
+    peak = cam.max(axis=(1, 2), keepdims=True)
+    return jnp.where(peak > 0, cam / jnp.where(peak > 0, peak, 1.0), 0.0)
+
+
+def grad_cam(apply_fn: Callable[..., Any], variables: dict, layer: str,
+             objective: Callable[[Any], Array], *args: Any, method: str = "gradcam",
+             out_size: tuple[int, int] | None = None, **kwargs: Any) -> Array:
+    """Grad-CAM of `layer` for `objective(model output)` -> `[B, H, W]` in [0, 1].
+
+    Args:
+      apply_fn: the module's `apply`.
+      variables: its variables (params, batch_stats, ...).
+      layer: the name passed to `perturb` and `sow` inside the model.
+      objective: model output -> scalar per batch (summed over the batch: images are
+        independent at inference, so each image gets its own gradient).
+      *args, **kwargs: the model's inputs (`train=False` among them).
+      out_size: resize the map to this (H, W), e.g. the STFT or the RGB input size.
+    """
+    _, state = apply_fn(variables, *args, mutable=["intermediates", "perturbations"], **kwargs)
+    acts = state["intermediates"][layer][0]
+    perturbations = state["perturbations"]
+
+    def f(perturbations):
+        out = apply_fn({**variables, "perturbations": perturbations}, *args, **kwargs)
+        return jnp.sum(objective(out))
+
+    grads = jax.grad(f)(perturbations)[layer]
+    cam = cam_from_activations(acts.astype(jnp.float32), grads.astype(jnp.float32), method)
+    if out_size is not None:
+        cam = resize_bilinear(cam[..., None], out_size, align_corners=False)[..., 0]
+    return cam
