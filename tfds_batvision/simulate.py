@@ -40,7 +40,9 @@ plus the scene index in days, holding a moving sequence of ``--frames_per_scene`
   <root>/intrinsics.json                      {"fx", "fy", "cx", "cy", "width", "height"}
   <root>/<session>/camera/left/<stem>.png     RGB PNG (lossless, so frame warping is exact)
   <root>/<session>/depth/<stem>.npy           float32 millimetres [H, W]; holes: NaN at
-                                              occlusion edges, +inf beyond sensor range, 0 speckle
+                                              occlusion edges and in
+                                              low-confidence blobs, +inf out of sensor range,
+                                              0 for isolated speckle
   <root>/<session>/audio/raw_long/<stem>_left.npy, <stem>_right.npy
                                               float32 waveform [3200] (72.5 ms at 44.1 kHz,
                                               REFERENCE.md), chirp at sample 0
@@ -207,9 +209,9 @@ def _simulate_bv2_scene(out_dir: str, index: int, split: str, cfg: scene_lib.Sce
   for i in range(cfg.frames_per_scene):
     rng = np.random.default_rng([seed, index, i])
     rgb, _, hits = scene_lib.render_frame(scene, i)
-    holes = scene_lib.sensor_holes(hits, cfg.sensor_max_range, rng)
+    holes = scene_lib.sensor_holes(hits, cfg.sensor_min_range, cfg.sensor_max_range, rng)
     depth_mm = np.clip(np.round(hits.depth * 1000.0), 0, np.iinfo(np.uint16).max).astype(np.uint16)
-    depth_mm[holes["edge"] | holes["range"] | holes["speckle"]] = 0
+    depth_mm[np.any(list(holes.values()), axis=0)] = 0
     audio = scene_lib.record_echo(scene, i, cfg, spec.audio_samples, spec.chirp_start, rng)
     _write_wav(os.path.join(root, "audio", f"audio_{i}.wav"), audio)
     _write_image(os.path.join(root, "camera", f"camera_{i}.jpeg"), rgb, "JPEG")
@@ -239,11 +241,12 @@ def _simulate_bv1_scene(out_dir: str, index: int, split: str, cfg: scene_lib.Sce
     rng = np.random.default_rng([seed, index, i])
     stem = bv1_stem(i)
     rgb, _, hits = scene_lib.render_frame(scene, i)
-    holes = scene_lib.sensor_holes(hits, cfg.sensor_max_range, rng)
+    holes = scene_lib.sensor_holes(hits, cfg.sensor_min_range, cfg.sensor_max_range, rng)
     depth_mm = (hits.depth * 1000.0).astype(np.float32)
+    # BV1 depth marks missing returns in several ways (REFERENCE.md): exercise each.
     depth_mm[holes["speckle"]] = 0.0
     depth_mm[holes["range"]] = np.inf
-    depth_mm[holes["edge"]] = np.nan
+    depth_mm[holes["edge"] | holes["blob"]] = np.nan
     audio = scene_lib.record_echo(scene, i, cfg, spec.audio_samples, spec.chirp_start, rng)
     cam = f"{session}/{dirs['camera']}/{stem}.png"
     dep = f"{session}/{dirs['depth']}/{stem}.npy"

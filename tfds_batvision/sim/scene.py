@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import scipy.ndimage
 
 from tfds_batvision.sim import acoustics
 from tfds_batvision.sim import geometry
@@ -33,6 +34,9 @@ STEP_M = 0.03  # rig displacement between consecutive frames of a sequence (befo
 ABSORPTION_RANGE = (0.1, 0.4)  # energy absorption of the walls.
 DEPTH_EDGE_REL_JUMP = 0.1  # neighbours on different surfaces with a larger jump -> no return.
 SPECKLE_FRACTION = 0.003  # random pixels without a return.
+EDGE_HOLE_WIDTH_FRAC = 1 / 320  # edge holes widen with resolution: 4 px at 1280 wide.
+BLOB_FRACTION_RANGE = (0.02, 0.25)  # low-confidence regions; the real BV2 sample has ~20% holes.
+BLOB_GRID = (6, 10)  # coarse random field upsampled into smooth blobs.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +53,8 @@ class SceneConfig:
   global_scale: bool = True
   max_obstacles: int = 4
   max_order: int = 3  # image-source order; small keeps hundreds of scenes fast.
-  noise_std: float = 1e-4  # sensor noise, in full-scale units.
+  noise_std: float = 1e-3  # microphone noise, full-scale units (real BV2 floor ~1.5e-3 std).
+  sensor_min_range: float = 0.3  # metres; closer surfaces give no depth (stereo minimum).
   sensor_max_range: float = 20.0  # metres beyond which the depth camera returns nothing.
 
 
@@ -139,13 +144,17 @@ def render_frame(scene: Scene, frame: int) -> tuple[np.ndarray, np.ndarray, geom
   return render.shade(hits, scene.textures, scene.scale), hits.depth, hits
 
 
-def sensor_holes(hits: geometry.RayHits, max_range: float, rng: np.random.Generator) -> dict:
-  """Depth-camera artefacts as boolean masks [H, W]: ``edge``, ``range`` and ``speckle`` holes.
+def sensor_holes(hits: geometry.RayHits, min_range: float, max_range: float,
+                 rng: np.random.Generator) -> dict:
+  """Depth-camera artefacts as boolean masks [H, W] (True = no return), by cause.
 
-  Edge holes: pixels whose 4-neighbour lies on another surface at a depth more than
-  ``DEPTH_EDGE_REL_JUMP`` different (occlusion boundaries, where stereo/ToF sensors lose returns).
+  ``edge``: pixels within a few pixels of an occlusion boundary (a 4-neighbour on another surface
+  more than ``DEPTH_EDGE_REL_JUMP`` deeper or shallower), where stereo/ToF sensors lose returns.
+  ``range``: outside [min_range, max_range] metres. ``blob``: smooth random low-confidence regions
+  covering a random fraction of the image. ``speckle``: isolated random pixels.
   """
   d, s = hits.depth, hits.surface
+  h, w = d.shape
   edge = np.zeros(d.shape, dtype=bool)
   for axis in (0, 1):
     a = np.swapaxes(d, 0, axis)
@@ -154,7 +163,15 @@ def sensor_holes(hits: geometry.RayHits, max_range: float, rng: np.random.Genera
     e = np.swapaxes(edge, 0, axis)
     e[1:] |= jump
     e[:-1] |= jump
-  return {"edge": edge, "range": d > max_range, "speckle": rng.random(d.shape) < SPECKLE_FRACTION}
+  width = int(round(w * EDGE_HOLE_WIDTH_FRAC))
+  if width > 1 and edge.any():
+    edge = scipy.ndimage.binary_dilation(edge, iterations=width - 1)
+  field = rng.random(BLOB_GRID)
+  field = scipy.ndimage.zoom(field, (h / BLOB_GRID[0], w / BLOB_GRID[1]), order=1,
+                             mode="nearest", grid_mode=True)[:h, :w]
+  blob = field > np.quantile(field, 1.0 - rng.uniform(*BLOB_FRACTION_RANGE))
+  return {"edge": edge, "range": (d < min_range) | (d > max_range), "blob": blob,
+          "speckle": rng.random(d.shape) < SPECKLE_FRACTION}
 
 
 def record_echo(scene: Scene, frame: int, cfg: SceneConfig, num_samples: int, chirp_start: int,
