@@ -109,16 +109,16 @@ def test_noglobal_scale_keeps_rig_height_and_global_scale_varies_it():
 
 
 def test_frames_of_a_sequence_are_photometrically_consistent():
-  # Warp frame t+k into frame t with the true depth and poses: colours are a function of the 3D
-  # point only, so the only error left is bilinear interpolation of the texture.
-  cfg = scene_lib.SceneConfig(height=64, width=128, frames_per_scene=11, sequence=True,
+  # Warp frame t+20 into frame t (the triple interval) with the true depth and poses: colours are
+  # a function of the 3D point only, so the only error left is bilinear interpolation.
+  cfg = scene_lib.SceneConfig(height=64, width=128, frames_per_scene=21, sequence=True,
                               max_room=12.0, max_obstacles=0)
   scene = scene_lib.sample_scene(np.random.default_rng(5), cfg)
   rgb_t, depth_t, _ = scene_lib.render_frame(scene, 0)
-  rgb_s, _, _ = scene_lib.render_frame(scene, 10)
+  rgb_s, _, _ = scene_lib.render_frame(scene, 20)
   k = scene.intrinsics.matrix()
   pts_cam = geometry.camera_rays(scene.intrinsics) * depth_t[..., None]
-  t_s_t = np.linalg.inv(scene.poses[10]) @ scene.poses[0]
+  t_s_t = np.linalg.inv(scene.poses[20]) @ scene.poses[0]
   p = pts_cam @ t_s_t[:3, :3].T + t_s_t[:3, 3]
   uv = p @ k.T
   u, v = uv[..., 0] / uv[..., 2], uv[..., 1] / uv[..., 2]

@@ -30,7 +30,7 @@ OBSTACLE_MARGIN_M = 0.4  # and this far from any obstacle (floor-plane distance)
 OBSTACLE_SIZE_M = (0.3, 1.5)
 OBSTACLE_HEIGHT_M = (0.3, 2.0)
 PITCH_RANGE_RAD = (-0.08, 0.08)
-STEP_M = 0.03  # rig displacement between consecutive frames of a sequence (before scaling).
+STEP_M = 0.02  # rig displacement between consecutive frames of a sequence (before scaling).
 ABSORPTION_RANGE = (0.1, 0.4)  # energy absorption of the walls.
 DEPTH_EDGE_REL_JUMP = 0.1  # neighbours on different surfaces with a larger jump -> no return.
 SPECKLE_FRACTION = 0.003  # random pixels without a return.
@@ -85,7 +85,7 @@ def _sample_poses(rng: np.random.Generator, dims: np.ndarray, cfg: SceneConfig) 
   pitch = rng.uniform(*PITCH_RANGE_RAD)
   if cfg.sequence:
     centre = rng.uniform(lo + 0.4 * (hi - lo), hi - 0.4 * (hi - lo))
-    radii = rng.uniform(0.3, 1.0, size=2) * np.minimum(centre - lo, hi - centre)
+    radii = rng.uniform(0.6, 1.0, size=2) * np.minimum(centre - lo, hi - centre)
     phase0 = rng.uniform(0, 2 * np.pi)
     direction = rng.choice([-1.0, 1.0])
     # Angular step giving about STEP_M of arc per frame on the ellipse.
