@@ -55,6 +55,12 @@ Camera convention of the poses: x right, y down, z forward (OpenCV / Monodepth2)
 ``X_world = T_c2w @ X_cam``. Depth is z-depth along the optical axis. Pixel (u, v) integer centres,
 ``cx = (W - 1) / 2``.
 
+Intrinsics are those of an ideal pinhole with a 90 degree horizontal field of view and square
+pixels at the written resolution (an assumption; the real cameras' calibration is not published
+with the data). Audio amplitudes are in full-scale units for both layouts: BV2 stores
+``round(x * 2**31)`` as int32, BV1 stores ``x`` as float32; the direct path peaks near 0.5 and the
+microphone noise has std 1e-3, like the real BV2 sample's noise floor.
+
 Not confirmed against real BV1 files (the official loader only shows the four column names): the
 other column names, the camera/depth sub-folder names, the image format and resolution (we use the
 BV2 720x1280 default and PNG), the audio length (the original BatVision loaders crop 3200-sample
@@ -270,9 +276,9 @@ def _scene_task(args) -> tuple[int, list[list[str]] | None]:
   return index, _simulate_bv1_scene(out_dir, index, split, cfg, seed)
 
 
-def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0, *,
+def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
                      height: int | None = None, width: int | None = None,
-                     frames_per_scene: int | None = None, min_room: float | None = None,
+                     frames_per_scene: int | None = None, *, min_room: float | None = None,
                      max_room: float | None = None, global_scale: bool = True,
                      split_fractions: Sequence[float] = (0.6, 0.2, 0.2), workers: int = 1,
                      max_order: int | None = None, max_obstacles: int | None = None,
