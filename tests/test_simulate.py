@@ -236,3 +236,19 @@ def test_refuses_to_write_into_a_non_empty_dir(tmp_path):
   (tmp_path / "stray.txt").write_text("x")
   with pytest.raises(FileExistsError, match=str(tmp_path)):
     simulate.simulate_dataset("bv2", str(tmp_path), 1, height=8, width=8, progress=False)
+
+
+def test_bv1_session_with_two_scenes_has_a_time_jump(tmp_path):
+  root = simulate.simulate_dataset("bv1", str(tmp_path / "bv1"), 2, seed=2, height=16, width=32,
+                                   frames_per_scene=3, scenes_per_session=2,
+                                   split_fractions=(1, 0, 0), progress=False)
+  with open(os.path.join(root, "train.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert {r["session"] for r in rows} == {"2019.08.01"}
+  times = np.array([float(r["time"]) for r in rows])
+  np.testing.assert_allclose(np.diff(times), [0.1, 0.1, 600 - 0.2, 0.1, 0.1], atol=1e-6)
+  assert [int(r["index"]) for r in rows] == list(range(6))
+  _, poses = simulate.load_bv1_geometry(root, "2019.08.01")
+  stems = [Path(r["camera path left"]).stem for r in rows]
+  assert stems[0] == "100000.000000" and stems[3] == "101000.000000"
+  assert sorted(poses) == stems

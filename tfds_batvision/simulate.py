@@ -30,8 +30,10 @@ BV2 (``--layout=bv2``; one scene = one location folder ``sim_room_NNNN`` holding
   ``join(root, row['audio path'], row['audio file name'])``. ``index`` = ``i`` counts the samples
   of the location from 0; times are synthesised as ``i * FRAME_PERIOD_S`` seconds.
 
-BV1 (``--layout=bv1``; one scene = one session folder, a dated name ``YYYY.MM.DD`` = 2019-08-01
-plus the scene index in days, holding a moving sequence of ``--frames_per_scene`` frames)::
+BV1 (``--layout=bv1``; one scene = one moving sequence of ``--frames_per_scene`` frames; by default
+one scene per session folder, a dated name ``YYYY.MM.DD`` = 2019-08-01 plus the session index in
+days; ``--scenes_per_session=k`` puts k consecutive scenes in one session, separated by a time jump
+of SCENE_GAP_S = 600 s, as real sessions hold several scenes)::
 
   <root>/{train,val,test}.csv                 columns: index,session,time,camera path left,
                                               depth path,audio path left,audio path right
@@ -46,10 +48,14 @@ plus the scene index in days, holding a moving sequence of ``--frames_per_scene`
   <root>/<session>/audio/raw_long/<stem>_left.npy, <stem>_right.npy
                                               float32 waveform [3200] (72.5 ms at 44.1 kHz,
                                               REFERENCE.md), chirp at sample 0
-  <root>/<session>/poses.json                 {stem: 4x4 camera-to-world (list of 4 lists)}
+  <root>/<session>/poses.json                 {stem: 4x4 camera-to-world (list of 4 lists)};
+                                              poses of different scenes of one session are in
+                                              unrelated world frames (different rooms)
 
   ``<stem>`` is a time stamp ``HHMMSS.ffffff`` synthesised from the frame index (10:00:00 plus
-  ``frame * FRAME_PERIOD_S``), as the real ``180336.309017``; ``time`` is the same in seconds.
+  ``slot * 600 s + frame * FRAME_PERIOD_S``, slot = the scene's place in its session), as the real
+  ``180336.309017``; ``time`` is the same in seconds after midnight; ``index`` counts the frames of
+  the session from 0 (continuous across its scenes; the scene change shows only in time).
 
 Camera convention of the poses: x right, y down, z forward (OpenCV / Monodepth2), world z up;
 ``X_world = T_c2w @ X_cam``. Depth is z-depth along the optical axis. Pixel (u, v) integer centres,
@@ -95,6 +101,8 @@ from tfds_batvision.sim import scene as scene_lib
 
 SAMPLE_RATE = 44100
 FRAME_PERIOD_S = 0.1  # synthetic time between frames (10 fps).
+SESSION_START_S = 10 * 3600  # BV1 sessions start at 10:00:00.
+SCENE_GAP_S = 600  # time jump between consecutive scenes of one BV1 session.
 BV2_HEADER = ("index,time,left audio time,right audio time,audio path,audio file name,camera time,"
               "camera path,camera file name,depth time,depth path,depth file name")
 BV1_COLUMNS = ("index", "session", "time", "camera path left", "depth path", "audio path left",
@@ -165,10 +173,18 @@ def bv1_session_name(scene_index: int) -> str:
   return (datetime.date(2019, 8, 1) + datetime.timedelta(days=scene_index)).strftime("%Y.%m.%d")
 
 
-def bv1_stem(frame: int) -> str:
-  """Time-stamp file stem ``HHMMSS.ffffff`` of a frame (10:00:00 + frame * FRAME_PERIOD_S)."""
-  us = 10 * 3600 * 10**6 + frame * int(round(FRAME_PERIOD_S * 10**6))
-  s, us = divmod(us, 10**6)
+def bv1_time_us(slot: int, frame: int) -> int:
+  """Synthetic time (microseconds after midnight) of ``frame`` of the ``slot``-th scene of a session.
+
+  10:00:00, plus SCENE_GAP_S per earlier scene in the session, plus FRAME_PERIOD_S per frame: a
+  scene change inside a session shows as a time jump, as in the real recordings.
+  """
+  return (SESSION_START_S + slot * SCENE_GAP_S) * 10**6 + frame * int(round(FRAME_PERIOD_S * 10**6))
+
+
+def bv1_stem(time_us: int) -> str:
+  """Time-stamp file stem ``HHMMSS.ffffff`` (as the real ``180336.309017``) of a time of day."""
+  s, us = divmod(time_us, 10**6)
   return f"{s // 3600:02d}{s // 60 % 60:02d}{s % 60:02d}.{us:06d}"
 
 
@@ -233,11 +249,12 @@ def _simulate_bv2_scene(out_dir: str, index: int, split: str, cfg: scene_lib.Sce
   _write_json(os.path.join(root, "intrinsics.json"), scene.intrinsics.as_dict())
 
 
-def _simulate_bv1_scene(out_dir: str, index: int, split: str, cfg: scene_lib.SceneConfig,
-                        seed: int) -> list[list[str]]:
+def _simulate_bv1_scene(out_dir: str, index: int, cfg: scene_lib.SceneConfig, seed: int,
+                        scenes_per_session: int) -> tuple[list[list[str]], dict]:
   spec = LAYOUTS["bv1"]
   scene = scene_lib.sample_scene(np.random.default_rng([seed, index]), cfg)
-  session = bv1_session_name(index)
+  session = bv1_session_name(index // scenes_per_session)
+  slot = index % scenes_per_session
   root = os.path.join(out_dir, session)
   dirs = {"camera": "camera/left", "depth": "depth", "audio": "audio/raw_long"}
   for sub in dirs.values():
@@ -245,7 +262,8 @@ def _simulate_bv1_scene(out_dir: str, index: int, split: str, cfg: scene_lib.Sce
   rows, poses = [], {}
   for i in range(cfg.frames_per_scene):
     rng = np.random.default_rng([seed, index, i])
-    stem = bv1_stem(i)
+    time_us = bv1_time_us(slot, i)
+    stem = bv1_stem(time_us)
     rgb, _, hits = scene_lib.render_frame(scene, i)
     holes = scene_lib.sensor_holes(hits, cfg.sensor_min_range, cfg.sensor_max_range, rng)
     depth_mm = (hits.depth * 1000.0).astype(np.float32)
@@ -263,17 +281,17 @@ def _simulate_bv1_scene(out_dir: str, index: int, split: str, cfg: scene_lib.Sce
     np.save(os.path.join(out_dir, left), audio[0].astype(np.float32))
     np.save(os.path.join(out_dir, right), audio[1].astype(np.float32))
     poses[stem] = scene.poses[i].tolist()
-    rows.append([str(i), session, repr(round(10 * 3600 + i * FRAME_PERIOD_S, 6)), cam, dep, left, right])
-  _write_json(os.path.join(root, "poses.json"), poses, indent=None)
-  return rows
+    rows.append([str(slot * cfg.frames_per_scene + i), session, repr(time_us / 10**6), cam, dep,
+                 left, right])
+  return rows, poses
 
 
-def _scene_task(args) -> tuple[int, list[list[str]] | None]:
-  layout, out_dir, index, split, cfg, seed = args
+def _scene_task(args) -> tuple[int, tuple[list[list[str]], dict] | None]:
+  layout, out_dir, index, split, cfg, seed, scenes_per_session = args
   if layout == "bv2":
     _simulate_bv2_scene(out_dir, index, split, cfg, seed)
     return index, None
-  return index, _simulate_bv1_scene(out_dir, index, split, cfg, seed)
+  return index, _simulate_bv1_scene(out_dir, index, cfg, seed, scenes_per_session)
 
 
 def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
@@ -282,11 +300,14 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
                      max_room: float | None = None, global_scale: bool = True,
                      split_fractions: Sequence[float] = (0.6, 0.2, 0.2), workers: int = 1,
                      max_order: int | None = None, max_obstacles: int | None = None,
-                     overwrite: bool = False, progress: bool = True) -> str:
+                     scenes_per_session: int = 1, overwrite: bool = False,
+                     progress: bool = True) -> str:
   """Simulate ``num_scenes`` rooms into a BatVision ``layout`` ('bv1' or 'bv2') root; returns it.
 
   Unset (None) sizes take the layout's real defaults (``LAYOUTS``). ``out_dir`` must be absent or
   empty unless ``overwrite``, which deletes it first (a stale tree would not be byte-reproducible).
+  ``scenes_per_session`` (BV1 only) puts that many consecutive scenes in one dated session folder,
+  separated by a time jump of SCENE_GAP_S, like real sessions that hold several scenes.
   """
   if layout not in LAYOUTS:
     raise ValueError(f"--layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
@@ -295,6 +316,11 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
   cfg = scene_config(layout, height=height, width=width, frames_per_scene=frames_per_scene,
                      min_room=min_room, max_room=max_room, global_scale=global_scale,
                      max_order=max_order, max_obstacles=max_obstacles)
+  if scenes_per_session < 1:
+    raise ValueError(f"--scenes_per_session must be >= 1, got {scenes_per_session}")
+  if cfg.frames_per_scene * FRAME_PERIOD_S >= SCENE_GAP_S:
+    raise ValueError(f"--frames_per_scene {cfg.frames_per_scene} overruns the {SCENE_GAP_S} s "
+                     "time gap between scenes of a session")
   if cfg.min_room > cfg.max_room:
     raise ValueError(f"--min_room {cfg.min_room} is larger than --max_room {cfg.max_room}")
   if os.path.exists(out_dir) and os.listdir(out_dir):
@@ -303,7 +329,8 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
     shutil.rmtree(out_dir)
   os.makedirs(out_dir, exist_ok=True)
   splits = assign_splits(num_scenes, split_fractions, seed)
-  tasks = [(layout, out_dir, i, splits[i], cfg, seed) for i in range(num_scenes)]
+  tasks = [(layout, out_dir, i, splits[i], cfg, seed, scenes_per_session)
+           for i in range(num_scenes)]
   results = {}
   bar = tqdm.tqdm(total=num_scenes, desc=f"simulate {layout}", unit="scene", disable=not progress)
   if workers > 1:
@@ -324,9 +351,14 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
       with open(os.path.join(out_dir, f"{name}.csv"), "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(BV1_COLUMNS)
-        for i in range(num_scenes):
+        for i in range(num_scenes):  # scene order = session, then time order
           if splits[i] == name:
-            w.writerows(results[i])
+            w.writerows(results[i][0])
+    sessions: dict[str, dict] = {}
+    for i in range(num_scenes):
+      sessions.setdefault(bv1_session_name(i // scenes_per_session), {}).update(results[i][1])
+    for session, poses in sessions.items():
+      _write_json(os.path.join(out_dir, session, "poses.json"), poses, indent=None)
     intr = geometry.Intrinsics.from_fov(cfg.height, cfg.width, cfg.hfov_deg)
     _write_json(os.path.join(out_dir, "intrinsics.json"), intr.as_dict())
   return out_dir
@@ -354,7 +386,8 @@ def main(argv: Sequence[str]) -> None:
       f.layout, f.out, f.scenes, f.seed, height=f.height, width=f.width,
       frames_per_scene=f.frames_per_scene, min_room=f.min_room, max_room=f.max_room,
       global_scale=f.global_scale, split_fractions=fractions, workers=f.workers,
-      max_order=f.max_order, max_obstacles=f.max_obstacles, overwrite=f.overwrite)
+      max_order=f.max_order, max_obstacles=f.max_obstacles,
+      scenes_per_session=f.scenes_per_session, overwrite=f.overwrite)
   print(f"wrote {f.scenes} {f.layout} scenes to {out}")
 
 
@@ -378,6 +411,9 @@ def _define_flags() -> None:
   flags.DEFINE_integer("workers", 1, "Worker processes.")
   flags.DEFINE_integer("max_order", None, "Image-source reflection order (default 3).")
   flags.DEFINE_integer("max_obstacles", None, "Most box obstacles per room (default 4).")
+  flags.DEFINE_integer("scenes_per_session", 1,
+                       "BV1: consecutive scenes sharing one dated session folder (time jump "
+                       "between them).")
   flags.DEFINE_bool("overwrite", False, "Delete a non-empty --out first.")
 
 
