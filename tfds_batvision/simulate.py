@@ -174,7 +174,7 @@ def bv1_session_name(scene_index: int) -> str:
 
 
 def bv1_time_us(slot: int, frame: int) -> int:
-  """Synthetic time (microseconds after midnight) of ``frame`` of the ``slot``-th scene of a session.
+  """Synthetic time (microseconds after midnight) of ``frame`` of a session's ``slot``-th scene.
 
   10:00:00, plus SCENE_GAP_S per earlier scene in the session, plus FRAME_PERIOD_S per frame: a
   scene change inside a session shows as a time jump, as in the real recordings.
@@ -325,7 +325,8 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
     raise ValueError(f"--min_room {cfg.min_room} is larger than --max_room {cfg.max_room}")
   if os.path.exists(out_dir) and os.listdir(out_dir):
     if not overwrite:
-      raise FileExistsError(f"{out_dir} is not empty; pass overwrite=True (--overwrite) to replace it")
+      raise FileExistsError(
+          f"{out_dir} is not empty; pass overwrite=True (--overwrite) to replace it")
     shutil.rmtree(out_dir)
   os.makedirs(out_dir, exist_ok=True)
   splits = assign_splits(num_scenes, split_fractions, seed)

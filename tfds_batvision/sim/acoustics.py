@@ -13,8 +13,8 @@ sees the shoebox. The image-source order is small (``max_order``, default 3) to 
 scenes fast; late reverberation is therefore truncated.
 
 pyroomacoustics delays every image by a windowed-sinc fractional-delay filter centred
-``(frac_delay_length - 1) / 2`` samples late; ``room_impulse_response`` removes that offset so sample
-0 of the response is the instant of emission.
+``(frac_delay_length - 1) / 2`` samples late; ``room_impulse_response`` removes that offset so
+sample 0 of the response is the instant of emission.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def ear_positions(pose: np.ndarray, spacing: float = MIC_SPACING_M) -> np.ndarra
 
 def record(rirs: np.ndarray, num_samples: int, chirp_start: int, noise_std: float,
            rng: np.random.Generator) -> np.ndarray:
-  """What the ears record [M, num_samples]: chirp emitted at ``chirp_start`` through ``rirs`` + noise."""
+  """What the ears record [M, num_samples]: the chirp from ``chirp_start`` through ``rirs``, + noise."""
   sig = chirp()
   out = np.zeros((rirs.shape[0], num_samples))
   for m in range(rirs.shape[0]):

@@ -1,4 +1,4 @@
-"""Room geometry for the simulator: shoebox rooms, box obstacles, pinhole cameras, exact ray casting.
+"""Room geometry for the simulator: shoebox rooms, box obstacles, pinhole cameras, ray casting.
 
 Conventions (the same as OpenCV / Monodepth2, used by every consumer of the simulated poses):
 
@@ -120,7 +120,8 @@ def cast_rays(room: Room, pose: np.ndarray, intr: Intrinsics) -> RayHits:
   with np.errstate(divide="ignore", invalid="ignore"):
     inv = 1.0 / dirs
     # Room exit: per axis, the plane ahead of the ray.
-    t_axis = np.where(dirs > 0, (room.dims - origin) * inv, np.where(dirs < 0, -origin * inv, np.inf))
+    t_axis = np.where(dirs > 0, (room.dims - origin) * inv,
+                      np.where(dirs < 0, -origin * inv, np.inf))
   axis = np.argmin(t_axis, axis=-1)
   t = np.take_along_axis(t_axis, axis[..., None], -1)[..., 0]
   sign = np.take_along_axis(dirs, axis[..., None], -1)[..., 0] > 0
@@ -156,9 +157,10 @@ def cast_rays(room: Room, pose: np.ndarray, intr: Intrinsics) -> RayHits:
 
 
 def point_in_boxes(room: Room, points: np.ndarray, margin: float) -> np.ndarray:
-  """Whether each point [N, 3] lies within ``margin`` of any box (in the floor plane) -> [N] bool."""
+  """Whether each point [N, 3] is within ``margin`` of any box in the floor plane -> [N] bool."""
   out = np.zeros(points.shape[0], dtype=bool)
   for box in room.boxes:
-    inside = np.all((points[:, :2] >= box.lo[:2] - margin) & (points[:, :2] <= box.hi[:2] + margin), -1)
+    xy = points[:, :2]
+    inside = np.all((xy >= box.lo[:2] - margin) & (xy <= box.hi[:2] + margin), -1)
     out |= inside
   return out

@@ -50,12 +50,13 @@ def sample_textures(rng: np.random.Generator, num_surfaces: int) -> tuple[Surfac
     dirs = rng.normal(size=(_NUM_WAVES, 3))
     dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
     out.append(SurfaceTexture(base, accent, float(rng.uniform(*_CHECKER_PERIOD_RANGE)),
-                              rng.uniform(0.3, 1.2, size=3), dirs / periods, rng.uniform(0, 2 * np.pi, size=_NUM_WAVES)))
+                              rng.uniform(0.3, 1.2, size=3), dirs / periods,
+                              rng.uniform(0, 2 * np.pi, size=_NUM_WAVES)))
   return tuple(out)
 
 
 def shade(hits: geometry.RayHits, textures: tuple[SurfaceTexture, ...], scale: float) -> np.ndarray:
-  """Colours [H, W, 3] in [0, 1] of the ray hits; ``scale`` divides world points into texture units."""
+  """Colours [H, W, 3] in [0, 1] of ray hits; ``scale`` divides world points into texture units."""
   p = hits.points / scale
   rgb = np.zeros(p.shape)
   light = np.full(p.shape[:-1], _AMBIENT)

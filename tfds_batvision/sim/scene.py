@@ -159,7 +159,8 @@ def sensor_holes(hits: geometry.RayHits, min_range: float, max_range: float,
   for axis in (0, 1):
     a = np.swapaxes(d, 0, axis)
     b = np.swapaxes(s, 0, axis)
-    jump = (b[1:] != b[:-1]) & (np.abs(a[1:] - a[:-1]) > DEPTH_EDGE_REL_JUMP * np.minimum(a[1:], a[:-1]))
+    rel_jump = np.abs(a[1:] - a[:-1]) > DEPTH_EDGE_REL_JUMP * np.minimum(a[1:], a[:-1])
+    jump = (b[1:] != b[:-1]) & rel_jump
     e = np.swapaxes(edge, 0, axis)
     e[1:] |= jump
     e[:-1] |= jump
