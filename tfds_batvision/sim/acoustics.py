@@ -73,7 +73,7 @@ def ear_positions(pose: np.ndarray, spacing: float = MIC_SPACING_M) -> np.ndarra
 
 def record(rirs: np.ndarray, num_samples: int, chirp_start: int, noise_std: float,
            rng: np.random.Generator) -> np.ndarray:
-  """What the ears record [M, num_samples]: the chirp from ``chirp_start`` through ``rirs``, + noise."""
+  """Ear signals [M, num_samples]: the chirp from ``chirp_start`` through ``rirs``, plus noise."""
   sig = chirp()
   out = np.zeros((rirs.shape[0], num_samples))
   for m in range(rirs.shape[0]):
