@@ -65,6 +65,18 @@ def test_box_in_front_of_wall_has_its_own_depth():
   np.testing.assert_allclose(hits.normals[on_box], np.broadcast_to([1.0, 0, 0], (on_box.sum(), 3)))
 
 
+def _onset_after_direct(ear, start):
+  """Arrival (samples after emission) of the strongest chirp copy after the direct path."""
+  sig = acoustics.chirp()
+  corr = np.correlate(ear, sig, mode="valid")
+  # Zero-padded analytic signal: the FFT Hilbert transform is circular, and the direct path's
+  # huge peak would otherwise leak into the far end.
+  env = np.abs(scipy.signal.hilbert(corr, N=2 * len(corr)))[: len(corr)]
+  # The direct path (13 samples) correlates with the chirp over its length; skip past that.
+  skip = start + len(sig) + 20
+  return skip + int(np.argmax(env[skip:])) - start
+
+
 @pytest.mark.parametrize("d", [1.5, 3.0, 5.0, 8.0])
 def test_first_wall_echo_arrives_at_round_trip_time(d):
   start = 287
@@ -73,13 +85,45 @@ def test_first_wall_echo_arrives_at_round_trip_time(d):
   expected = 2 * d / acoustics.SPEED_OF_SOUND * acoustics.SAMPLE_RATE
   for ear in rec:
     # Matched filter: correlation peak at the arrival lag of each copy of the chirp.
-    env = np.abs(scipy.signal.hilbert(np.correlate(ear, sig, mode="valid")))
-    # Skip the direct path (0.1 m away) and its chirp-long correlation tail.
-    skip = start + 2 * len(sig)
-    arrival = skip + int(np.argmax(env[skip:])) - start
+    arrival = _onset_after_direct(ear, start)
     assert abs(arrival - expected) <= STFT_HOP, (d, arrival, expected)
+    env = np.abs(scipy.signal.hilbert(np.correlate(ear, sig, mode="valid")))
     direct = int(np.argmax(env)) - start
     assert abs(direct - 0.5 * acoustics.MIC_SPACING_M / acoustics.SPEED_OF_SOUND * 44100) <= 2
+
+
+@pytest.mark.parametrize("d", [1.0, 2.5, 6.0])
+def test_box_obstacle_echo_arrives_at_round_trip_time(d):
+  # Rig in the middle of a huge room facing a box whose near face is d metres ahead: the box is
+  # the only reflector within the recording.
+  far = 200.0
+  pose = geometry.look_pose(np.array([far, far, far]), np.pi)
+  box = geometry.Box(np.array([far - d - 1.0, far - 1.0, far - 1.0]),
+                     np.array([far - d, far + 1.0, far + 1.0]))
+  rec = acoustics.binaural_echo(np.array([2 * far] * 3), pose, num_samples=3000, chirp_start=0,
+                                absorption=0.2, max_order=1, noise_std=1e-5,
+                                rng=np.random.default_rng(0), boxes=(box,))
+  expected = 2 * d / acoustics.SPEED_OF_SOUND * acoustics.SAMPLE_RATE
+  for ear in rec:
+    assert abs(_onset_after_direct(ear, 0) - expected) <= STFT_HOP
+
+
+def test_box_reflection_matches_pyroomacoustics_wall():
+  # A large box face and a shoebox wall at the same distance give the same reflection.
+  d, far = 3.0, 200.0
+  mics = np.array([[d, far + 0.1, far], [d, far - 0.1, far]])
+  wall = acoustics.room_impulse_response(np.array([d + far, 2 * far, 2 * far]),
+                                         np.array([d, far, far]), mics, absorption=0.2,
+                                         max_order=1)
+  shift = np.array([far - d, 0.0, 0.0])  # the box face sits at x = far - d in a huge room
+  box = geometry.Box(np.array([far - d - 5.0, far - 50.0, far - 50.0]),
+                     np.array([far - d, far + 50.0, far + 50.0]))
+  mine = acoustics.box_reflections([box], np.array([far, far, far]), mics + shift,
+                                   absorption=0.2, length=wall.shape[1])
+  seg = slice(300, 1000)  # the reflection, away from the direct path
+  for a, b in zip(wall[:, seg], mine[:, seg]):
+    assert np.argmax(np.abs(a)) == np.argmax(np.abs(b))
+    assert np.abs(b).max() == pytest.approx(np.abs(a).max(), rel=0.05)
 
 
 def test_global_scale_gives_same_image_and_scaled_depth():

@@ -7,8 +7,8 @@ Usage::
 
 One scene is one room (``tfds_batvision.sim.scene``): exact ray-cast z-depth, RGB shaded with
 procedural world-space textures, and the binaural echo of the BatVision chirp through an
-image-source room response (obstacles are ignored acoustically, see ``sim.acoustics``). Splits are
-assigned per scene, so val/test rooms are never seen in training.
+image-source room response (obstacles add first-order reflections only, see ``sim.acoustics``).
+Splits are assigned per scene, so val/test rooms are never seen in training.
 
 Files written (the real layouts of REFERENCE.md, so a reader cannot tell them apart):
 

@@ -7,9 +7,13 @@ pyroomacoustics' image-source method (``ShoeBox`` with uniform wall absorption; 
 included). The response is always metric: speed of sound ``SPEED_OF_SOUND`` = 343 m/s, whatever
 scale the image was rendered at.
 
-Acoustic approximation: box obstacles are IGNORED acoustically (only the six room planes reflect),
-because the image-source method needs a convex polyhedral room; vision sees the boxes, the echo
-sees the shoebox. The image-source order is small (``max_order``, default 3) to keep hundreds of
+Acoustic approximation of the obstacles: the room planes reflect up to ``max_order`` through
+pyroomacoustics' shoebox image sources; each box adds only its FIRST-ORDER specular reflections
+(``box_reflections``: the source mirrored in every box face that faces both the source and the
+ear, kept when the specular point lies on the face), with the same amplitude law as
+pyroomacoustics (reflection coefficient ``sqrt(1 - absorption)`` over the path length) and the
+same windowed-sinc fractional delay. Boxes do not occlude the room's reflections and take no part
+in higher orders. The image-source order is small (``max_order``, default 3) to keep hundreds of
 scenes fast; late reverberation is therefore truncated.
 
 pyroomacoustics delays every image by a windowed-sinc fractional-delay filter centred
@@ -64,6 +68,54 @@ def room_impulse_response(room_dims: np.ndarray, source: np.ndarray, mics: np.nd
   return out
 
 
+def _add_impulses(out: np.ndarray, delays: np.ndarray, amplitudes: np.ndarray) -> None:
+  """Adds band-limited impulses at fractional sample ``delays`` [N] to ``out`` [T], in place.
+
+  Hann-windowed sinc of ``frac_delay_length`` taps centred on the delay, as pyroomacoustics builds
+  its responses (but without its constant offset).
+  """
+  n = pra.constants.get("frac_delay_length")
+  half = (n - 1) // 2
+  window = np.hanning(n)
+  for delay, amp in zip(delays, amplitudes):
+    i = int(np.floor(delay))
+    taps = amp * window * np.sinc(np.arange(n) - half - (delay - i))
+    lo, hi = i - half, i - half + n
+    a, b = max(lo, 0), min(hi, len(out))
+    if a < b:
+      out[a:b] += taps[a - lo:b - lo]
+
+
+def box_reflections(boxes, source: np.ndarray, mics: np.ndarray, *, absorption: float,
+                    length: int, fs: int = SAMPLE_RATE) -> np.ndarray:
+  """First-order specular reflections [M, length] off the faces of axis-aligned ``boxes``.
+
+  ``boxes`` have ``lo``/``hi`` corners [3] (``geometry.Box``); ``source`` [3], ``mics`` [M, 3].
+  A face reflects towards a mic when both lie on its outer side and the segment from the mirrored
+  source to the mic crosses the face's plane inside the face.
+  """
+  out = np.zeros((len(mics), length))
+  gain = np.sqrt(1.0 - absorption)
+  for m, mic in enumerate(mics):
+    delays, amps = [], []
+    for box in boxes:
+      for k in range(3):
+        for plane, sign in ((box.lo[k], -1.0), (box.hi[k], 1.0)):
+          if (source[k] - plane) * sign <= 0 or (mic[k] - plane) * sign <= 0:
+            continue
+          image = source.copy()
+          image[k] = 2 * plane - source[k]
+          s = (plane - image[k]) / (mic[k] - image[k])
+          hit = image + s * (mic - image)
+          others = [j for j in range(3) if j != k]
+          if np.all((hit[others] >= box.lo[others]) & (hit[others] <= box.hi[others])):
+            dist = float(np.linalg.norm(mic - image))
+            delays.append(dist / SPEED_OF_SOUND * fs)
+            amps.append(gain / dist)
+    _add_impulses(out[m], np.asarray(delays), np.asarray(amps))
+  return out
+
+
 def ear_positions(pose: np.ndarray, spacing: float = MIC_SPACING_M) -> np.ndarray:
   """World positions [2, 3] of the [left, right] ears of a rig with camera-to-world ``pose``."""
   right = pose[:3, 0]
@@ -85,10 +137,17 @@ def record(rirs: np.ndarray, num_samples: int, chirp_start: int, noise_std: floa
 
 def binaural_echo(room_dims: np.ndarray, pose: np.ndarray, *, num_samples: int, chirp_start: int,
                   absorption: float, max_order: int, noise_std: float,
-                  rng: np.random.Generator) -> np.ndarray:
-  """The [left, right] recording [2, num_samples] of the rig at ``pose`` in a shoebox room."""
-  rirs = room_impulse_response(room_dims, pose[:3, 3], ear_positions(pose),
-                               absorption=absorption, max_order=max_order)
+                  rng: np.random.Generator, boxes=()) -> np.ndarray:
+  """The [left, right] recording [2, num_samples] of the rig at ``pose`` in a shoebox room.
+
+  ``boxes`` (``geometry.Box``) add their first-order reflections (module docstring).
+  """
+  ears = ear_positions(pose)
+  rirs = room_impulse_response(room_dims, pose[:3, 3], ears, absorption=absorption,
+                               max_order=max_order)
+  if boxes and max_order >= 1:
+    rirs = rirs + box_reflections(boxes, pose[:3, 3], ears, absorption=absorption,
+                                  length=rirs.shape[1])
   return record(rirs, num_samples, chirp_start, noise_std, rng)
 
 

@@ -180,4 +180,5 @@ def record_echo(scene: Scene, frame: int, cfg: SceneConfig, num_samples: int, ch
   """The [left, right] recording [2, num_samples] of frame ``frame`` (float, full scale = 1)."""
   return acoustics.binaural_echo(scene.room.dims, scene.poses[frame], num_samples=num_samples,
                                  chirp_start=chirp_start, absorption=scene.absorption,
-                                 max_order=cfg.max_order, noise_std=cfg.noise_std, rng=rng)
+                                 max_order=cfg.max_order, noise_std=cfg.noise_std, rng=rng,
+                                 boxes=scene.room.boxes)
