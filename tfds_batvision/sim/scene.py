@@ -3,7 +3,7 @@
 A scene is one shoebox room with box obstacles and a sequence of rig poses: a smooth elliptical
 path looking along its tangent (BV1 sessions are sequences) or independent random poses in the
 same room (BV2 locations hold unrelated samples). ``render_frame`` gives the exact RGB and depth,
-``sensor_depth`` adds depth-camera artefacts, ``record_echo`` gives the binaural recording.
+``sensor_holes`` gives the depth-camera artefacts, ``record_echo`` the binaural recording.
 
 Scale ambiguity (DESIGN.md, the room simulator): the room is first drawn in metres with the rig at
 ``RIG_HEIGHT_M``; with ``global_scale`` the whole scene (room, obstacles, rig path and height,
