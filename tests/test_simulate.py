@@ -1,0 +1,301 @@
+"""Physics and format tests of the room simulator (tfds_batvision/simulate.py and sim/)."""
+
+import csv
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+import pytest
+import scipy.signal
+import soundfile as sf
+
+from tfds_batvision import simulate
+from tfds_batvision.sim import acoustics
+from tfds_batvision.sim import geometry
+from tfds_batvision.sim import scene as scene_lib
+
+REAL_BV2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "batvision_v2_sample"
+STFT_HOP = 16  # REFERENCE.md: BatVision STFT hop length.
+
+
+def _tree_hash(root: str) -> str:
+  h = hashlib.sha256()
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames.sort()
+    for name in sorted(filenames):
+      path = os.path.join(dirpath, name)
+      h.update(os.path.relpath(path, root).encode())
+      with open(path, "rb") as f:
+        h.update(f.read())
+  return h.hexdigest()
+
+
+@pytest.mark.parametrize("d, alpha", [(3.0, 0.0), (1.25, 0.0), (4.0, 0.3), (2.0, -0.5)])
+def test_wall_depth_is_analytic_z_depth(d, alpha):
+  # Camera at x = d facing the x = 0 wall, yawed by alpha. For the pixel with normalised
+  # x-coordinate xn the ray (xn, yn, 1) reaches x = 0 at z-depth d / (cos(alpha) + xn sin(alpha)).
+  room = geometry.Room(np.array([20.0, 40.0, 40.0]))
+  intr = geometry.Intrinsics.from_fov(32, 64, 60.0)
+  pose = geometry.look_pose(np.array([d, 20.0, 20.0]), np.pi + alpha)
+  hits = geometry.cast_rays(room, pose, intr)
+  xn = (np.arange(intr.width) - intr.cx) / intr.fx
+  expected = np.broadcast_to(d / (np.cos(alpha) + xn * np.sin(alpha)), hits.depth.shape)
+  assert np.all(hits.surface == geometry.WALL_X0)
+  np.testing.assert_allclose(hits.depth, expected, rtol=1e-12)
+  np.testing.assert_allclose(hits.points[..., 0], 0.0, atol=1e-9)
+
+
+def test_box_in_front_of_wall_has_its_own_depth():
+  room = geometry.Room(np.array([20.0, 40.0, 40.0]),
+                       (geometry.Box(np.array([0.5, 19.0, 19.0]), np.array([1.0, 21.0, 21.0])),))
+  intr = geometry.Intrinsics.from_fov(32, 64, 60.0)
+  pose = geometry.look_pose(np.array([3.0, 20.0, 20.0]), np.pi)
+  hits = geometry.cast_rays(room, pose, intr)
+  # The box face x = 1 is 2 m ahead and covers +-1 m: |xn|, |yn| < 0.5 at depth 2.
+  xn = (np.arange(intr.width) - intr.cx) / intr.fx
+  yn = (np.arange(intr.height) - intr.cy) / intr.fy
+  on_box = (np.abs(yn)[:, None] < 0.5) & (np.abs(xn)[None, :] < 0.5)
+  assert on_box.any() and (~on_box).any()
+  np.testing.assert_allclose(hits.depth[on_box], 2.0, rtol=1e-12)
+  np.testing.assert_allclose(hits.depth[~on_box], 3.0, rtol=1e-12)
+  assert np.all(hits.surface[on_box] == geometry.NUM_ROOM_SURFACES)
+  np.testing.assert_allclose(hits.normals[on_box], np.broadcast_to([1.0, 0, 0], (on_box.sum(), 3)))
+
+
+def _onset_after_direct(ear, start):
+  """Arrival (samples after emission) of the strongest chirp copy after the direct path."""
+  sig = acoustics.chirp()
+  corr = np.correlate(ear, sig, mode="valid")
+  # Zero-padded analytic signal: the FFT Hilbert transform is circular, and the direct path's
+  # huge peak would otherwise leak into the far end.
+  env = np.abs(scipy.signal.hilbert(corr, N=2 * len(corr)))[: len(corr)]
+  # The direct path (13 samples) correlates with the chirp over its length; skip past that.
+  skip = start + len(sig) + 20
+  return skip + int(np.argmax(env[skip:])) - start
+
+
+@pytest.mark.parametrize("d", [1.5, 3.0, 5.0, 8.0])
+def test_first_wall_echo_arrives_at_round_trip_time(d):
+  start = 287
+  rec = acoustics.single_reflector_echo(d, num_samples=3500, chirp_start=start, noise_std=1e-5)
+  sig = acoustics.chirp()
+  expected = 2 * d / acoustics.SPEED_OF_SOUND * acoustics.SAMPLE_RATE
+  for ear in rec:
+    # Matched filter: correlation peak at the arrival lag of each copy of the chirp.
+    arrival = _onset_after_direct(ear, start)
+    assert abs(arrival - expected) <= STFT_HOP, (d, arrival, expected)
+    env = np.abs(scipy.signal.hilbert(np.correlate(ear, sig, mode="valid")))
+    direct = int(np.argmax(env)) - start
+    assert abs(direct - 0.5 * acoustics.MIC_SPACING_M / acoustics.SPEED_OF_SOUND * 44100) <= 2
+
+
+@pytest.mark.parametrize("d", [1.0, 2.5, 6.0])
+def test_box_obstacle_echo_arrives_at_round_trip_time(d):
+  # Rig in the middle of a huge room facing a box whose near face is d metres ahead: the box is
+  # the only reflector within the recording.
+  far = 200.0
+  pose = geometry.look_pose(np.array([far, far, far]), np.pi)
+  box = geometry.Box(np.array([far - d - 1.0, far - 1.0, far - 1.0]),
+                     np.array([far - d, far + 1.0, far + 1.0]))
+  rec = acoustics.binaural_echo(np.array([2 * far] * 3), pose, num_samples=3000, chirp_start=0,
+                                absorption=0.2, max_order=1, noise_std=1e-5,
+                                rng=np.random.default_rng(0), boxes=(box,))
+  expected = 2 * d / acoustics.SPEED_OF_SOUND * acoustics.SAMPLE_RATE
+  for ear in rec:
+    assert abs(_onset_after_direct(ear, 0) - expected) <= STFT_HOP
+
+
+def test_box_reflection_matches_pyroomacoustics_wall():
+  # A large box face and a shoebox wall at the same distance give the same reflection.
+  d, far = 3.0, 200.0
+  mics = np.array([[d, far + 0.1, far], [d, far - 0.1, far]])
+  wall = acoustics.room_impulse_response(np.array([d + far, 2 * far, 2 * far]),
+                                         np.array([d, far, far]), mics, absorption=0.2,
+                                         max_order=1)
+  shift = np.array([far - d, 0.0, 0.0])  # the box face sits at x = far - d in a huge room
+  box = geometry.Box(np.array([far - d - 5.0, far - 50.0, far - 50.0]),
+                     np.array([far - d, far + 50.0, far + 50.0]))
+  mine = acoustics.box_reflections([box], np.array([far, far, far]), mics + shift,
+                                   absorption=0.2, length=wall.shape[1])
+  seg = slice(300, 1000)  # the reflection, away from the direct path
+  for a, b in zip(wall[:, seg], mine[:, seg]):
+    assert np.argmax(np.abs(a)) == np.argmax(np.abs(b))
+    assert np.abs(b).max() == pytest.approx(np.abs(a).max(), rel=0.05)
+
+
+def test_global_scale_gives_same_image_and_scaled_depth():
+  cfg = scene_lib.SceneConfig(height=32, width=64, frames_per_scene=2, sequence=True,
+                              max_room=12.0, global_scale=True)
+  scene = scene_lib.sample_scene(np.random.default_rng(3), cfg)
+  rgb, depth, _ = scene_lib.render_frame(scene, 1)
+  big = scene.scaled(2.5)
+  rgb_big, depth_big, _ = scene_lib.render_frame(big, 1)
+  np.testing.assert_allclose(rgb_big, rgb, atol=1e-9)
+  np.testing.assert_allclose(depth_big, 2.5 * depth, rtol=1e-9)
+  # The echo keeps the metric scale: the larger room echoes later, so the recordings differ.
+  e = scene_lib.record_echo(scene, 1, cfg, 3200, 0, np.random.default_rng(0))
+  e_big = scene_lib.record_echo(big, 1, cfg, 3200, 0, np.random.default_rng(0))
+  assert np.abs(e - e_big).max() > 1e-3
+
+
+def test_noglobal_scale_keeps_rig_height_and_global_scale_varies_it():
+  fixed = scene_lib.SceneConfig(height=8, width=8, global_scale=False)
+  heights = [scene_lib.sample_scene(np.random.default_rng(s), fixed).poses[:, 2, 3]
+             for s in range(5)]
+  np.testing.assert_allclose(np.concatenate(heights), scene_lib.RIG_HEIGHT_M)
+  scaled = scene_lib.SceneConfig(height=8, width=8, global_scale=True)
+  scenes = [scene_lib.sample_scene(np.random.default_rng(s), scaled) for s in range(5)]
+  assert np.ptp([s.poses[0, 2, 3] for s in scenes]) > 0.05
+  for s in scenes:  # the scaled room stays inside the room-size range
+    assert scaled.min_room - 1e-9 <= s.room.dims[:2].min()
+    assert s.room.dims[:2].max() <= scaled.max_room + 1e-9
+
+
+def test_frames_of_a_sequence_are_photometrically_consistent():
+  # Warp frame t+20 into frame t (the triple interval) with the true depth and poses: colours are
+  # a function of the 3D point only, so the only error left is bilinear interpolation.
+  cfg = scene_lib.SceneConfig(height=64, width=128, frames_per_scene=21, sequence=True,
+                              max_room=12.0, max_obstacles=0)
+  scene = scene_lib.sample_scene(np.random.default_rng(5), cfg)
+  rgb_t, depth_t, _ = scene_lib.render_frame(scene, 0)
+  rgb_s, _, _ = scene_lib.render_frame(scene, 20)
+  k = scene.intrinsics.matrix()
+  pts_cam = geometry.camera_rays(scene.intrinsics) * depth_t[..., None]
+  t_s_t = np.linalg.inv(scene.poses[20]) @ scene.poses[0]
+  p = pts_cam @ t_s_t[:3, :3].T + t_s_t[:3, 3]
+  uv = p @ k.T
+  u, v = uv[..., 0] / uv[..., 2], uv[..., 1] / uv[..., 2]
+  ok = (u >= 0) & (u <= cfg.width - 1) & (v >= 0) & (v <= cfg.height - 1) & (p[..., 2] > 0)
+  assert ok.mean() > 0.5
+  u0 = np.clip(np.floor(u).astype(int), 0, cfg.width - 2)
+  v0 = np.clip(np.floor(v).astype(int), 0, cfg.height - 2)
+  a, b = (u - u0)[..., None], (v - v0)[..., None]
+  warped = ((1 - a) * (1 - b) * rgb_s[v0, u0] + a * (1 - b) * rgb_s[v0, u0 + 1]
+            + (1 - a) * b * rgb_s[v0 + 1, u0] + a * b * rgb_s[v0 + 1, u0 + 1])
+  err = np.abs(warped - rgb_t)[ok]
+  assert err.mean() < 0.02, err.mean()
+  # A wrong pose (no motion) gives a much larger error: the test can fail.
+  assert np.abs(rgb_s - rgb_t)[ok].mean() > 3 * err.mean()
+
+
+def test_assign_splits_holds_out_whole_scenes():
+  splits = simulate.assign_splits(10, (0.6, 0.2, 0.2), seed=1)
+  assert sorted(splits) == ["test"] * 2 + ["train"] * 6 + ["val"] * 2
+  assert simulate.assign_splits(3, (0.6, 0.2, 0.2), 0).count("test") == 1
+  assert splits == simulate.assign_splits(10, (0.6, 0.2, 0.2), seed=1)
+
+
+def test_bv2_files_have_the_real_formats(tmp_path):
+  root = simulate.simulate_dataset("bv2", str(tmp_path / "bv2"), 3, seed=0, height=32, width=64,
+                                   frames_per_scene=2, progress=False)
+  real_header = (REAL_BV2 / "unknown_location" / "test.csv").read_bytes().split(b"\n")[0]
+  locations = sorted(os.listdir(root))
+  assert locations == ["sim_room_0000", "sim_room_0001", "sim_room_0002"]
+  seen = []
+  for loc in locations:
+    for split in simulate.SPLITS:
+      data = (Path(root) / loc / f"{split}.csv").read_bytes()
+      assert data.split(b"\n")[0] == real_header
+      with open(Path(root) / loc / f"{split}.csv") as f:
+        rows = list(csv.DictReader(f))
+      if rows:
+        seen.append((loc, split))
+      for row in rows:
+        wav = os.path.join(root, row["audio path"], row["audio file name"])
+        info = sf.info(wav)
+        assert (info.samplerate, info.channels, info.frames) == (44100, 2, 20000)
+        assert info.subtype == "PCM_32"
+        audio, _ = sf.read(wav, dtype="int32")
+        assert audio.dtype == np.int32 and np.abs(audio).max() > 2**24
+        # The chirp starts at sample 287 as in the real recordings; the direct path to the ears
+        # (0.1 m, 13 samples) and the slow 20 Hz start of the sweep put the first loud sample later.
+        onset = int(np.argmax(np.abs(audio[:, 0]) > 0.05 * np.abs(audio[:, 0]).max()))
+        assert 287 <= onset <= 330
+        img = Image.open(os.path.join(root, row["camera path"], row["camera file name"]))
+        assert (img.format, img.mode, img.size) == ("JPEG", "RGB", (64, 32))
+        depth = np.load(os.path.join(root, row["depth path"], row["depth file name"]))
+        assert depth.dtype == np.uint16 and depth.shape == (32, 64)
+        assert 0 < (depth == 0).mean() < 0.6 and depth.max() > 0
+    intr = json.loads((Path(root) / loc / "intrinsics.json").read_text())
+    assert sorted(intr) == ["cx", "cy", "fx", "fy", "height", "width"]
+    assert (intr["width"], intr["height"], intr["cx"]) == (64, 32, 31.5)
+  # Each location's rows sit in exactly one split.
+  assert sorted(loc for loc, _ in seen) == locations
+
+
+def test_bv1_files_poses_and_depth(tmp_path):
+  root = simulate.simulate_dataset("bv1", str(tmp_path / "bv1"), 3, seed=0, height=32, width=64,
+                                   frames_per_scene=4, progress=False)
+  rows = []
+  for split in simulate.SPLITS:
+    with open(os.path.join(root, f"{split}.csv")) as f:
+      reader = csv.DictReader(f)
+      assert tuple(reader.fieldnames) == simulate.BV1_COLUMNS
+      rows += list(reader)
+  assert len(rows) == 12
+  sessions = sorted({r["session"] for r in rows})
+  assert sessions == ["2019.08.01", "2019.08.02", "2019.08.03"]
+  some_nan = some_zero = False
+  for r in rows:
+    left = np.load(os.path.join(root, r["audio path left"]))
+    right = np.load(os.path.join(root, r["audio path right"]))
+    assert left.dtype == np.float32 and left.shape == (3200,) and right.shape == (3200,)
+    assert not np.array_equal(left, right)  # two ears, different positions
+    depth = np.load(os.path.join(root, r["depth path"]))
+    assert depth.dtype == np.float32 and depth.shape == (32, 64)
+    some_nan |= bool(np.isnan(depth).any())
+    some_zero |= bool((depth == 0).any())
+    assert Image.open(os.path.join(root, r["camera path left"])).size == (64, 32)
+  assert some_nan and some_zero
+  # The written depth equals the ray-cast z-depth of the pose recorded for that frame.
+  session = rows[0]["session"]
+  k, poses = simulate.load_bv1_geometry(root, session)
+  stems = [Path(r["camera path left"]).stem for r in rows if r["session"] == session]
+  assert sorted(poses) == stems  # rows time-ordered, one pose per frame
+  cfg = simulate.scene_config("bv1", height=32, width=64, frames_per_scene=4)
+  scene = scene_lib.sample_scene(np.random.default_rng([0, int(session[-2:]) - 1]), cfg)
+  np.testing.assert_allclose(poses[stems[2]], scene.poses[2])
+  np.testing.assert_allclose(k, scene.intrinsics.matrix())
+  depth = np.load(os.path.join(root, session, "depth", stems[2] + ".npy"))
+  _, true_depth, _ = scene_lib.render_frame(scene, 2)
+  ok = np.isfinite(depth) & (depth > 0)
+  assert ok.mean() > 0.5
+  np.testing.assert_allclose(depth[ok], 1000 * true_depth[ok], rtol=1e-6)
+  for pose in poses.values():  # rotation is orthonormal and right-handed
+    np.testing.assert_allclose(pose[:3, :3] @ pose[:3, :3].T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(pose[:3, :3]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("layout", ["bv1", "bv2"])
+def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path, layout):
+  kw = dict(height=16, width=32, frames_per_scene=3, progress=False)
+  a = simulate.simulate_dataset(layout, str(tmp_path / "a"), 3, seed=4, **kw)
+  b = simulate.simulate_dataset(layout, str(tmp_path / "b"), 3, seed=4, workers=2, **kw)
+  c = simulate.simulate_dataset(layout, str(tmp_path / "c"), 3, seed=5, **kw)
+  assert _tree_hash(a) == _tree_hash(b)
+  assert _tree_hash(a) != _tree_hash(c)
+
+
+def test_refuses_to_write_into_a_non_empty_dir(tmp_path):
+  (tmp_path / "stray.txt").write_text("x")
+  with pytest.raises(FileExistsError, match=str(tmp_path)):
+    simulate.simulate_dataset("bv2", str(tmp_path), 1, height=8, width=8, progress=False)
+
+
+def test_bv1_session_with_two_scenes_has_a_time_jump(tmp_path):
+  root = simulate.simulate_dataset("bv1", str(tmp_path / "bv1"), 2, seed=2, height=16, width=32,
+                                   frames_per_scene=3, scenes_per_session=2,
+                                   split_fractions=(1, 0, 0), progress=False)
+  with open(os.path.join(root, "train.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert {r["session"] for r in rows} == {"2019.08.01"}
+  times = np.array([float(r["time"]) for r in rows])
+  np.testing.assert_allclose(np.diff(times), [0.1, 0.1, 600 - 0.2, 0.1, 0.1], atol=1e-6)
+  assert [int(r["index"]) for r in rows] == list(range(6))
+  _, poses = simulate.load_bv1_geometry(root, "2019.08.01")
+  stems = [Path(r["camera path left"]).stem for r in rows]
+  assert stems[0] == "100000.000000" and stems[3] == "101000.000000"
+  assert sorted(poses) == stems

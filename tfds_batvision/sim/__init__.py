@@ -1,0 +1,1 @@
+"""Room simulator internals: geometry, rendering, acoustics, scenes."""

@@ -1,0 +1,184 @@
+"""Simulated scenes: a room, its textures, the rig's poses, and what the rig sees and hears.
+
+A scene is one shoebox room with box obstacles and a sequence of rig poses: a smooth elliptical
+path looking along its tangent (BV1 sessions are sequences) or independent random poses in the
+same room (BV2 locations hold unrelated samples). ``render_frame`` gives the exact RGB and depth,
+``sensor_holes`` gives the depth-camera artefacts, ``record_echo`` the binaural recording.
+
+Scale ambiguity (DESIGN.md, the room simulator): the room is first drawn in metres with the rig at
+``RIG_HEIGHT_M``; with ``global_scale`` the whole scene (room, obstacles, rig path and height,
+texture frequencies) is then multiplied by one random factor chosen so the room stays within the
+room-size range. The rendered image is then identical for every factor; only the echo, which is
+always simulated in metres at 343 m/s, knows the true size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import scipy.ndimage
+
+from tfds_batvision.sim import acoustics
+from tfds_batvision.sim import geometry
+from tfds_batvision.sim import render
+
+RIG_HEIGHT_M = 0.7  # camera/ear height of a small robot when the scale is not randomised.
+CEILING_RANGE_M = (2.4, 3.5)
+WALL_MARGIN_M = 0.5  # the rig keeps this far from the walls.
+OBSTACLE_MARGIN_M = 0.4  # and this far from any obstacle (floor-plane distance).
+OBSTACLE_SIZE_M = (0.3, 1.5)
+OBSTACLE_HEIGHT_M = (0.3, 2.0)
+PITCH_RANGE_RAD = (-0.08, 0.08)
+STEP_M = 0.02  # rig displacement between consecutive frames of a sequence (before scaling).
+ABSORPTION_RANGE = (0.1, 0.4)  # energy absorption of the walls.
+DEPTH_EDGE_REL_JUMP = 0.1  # neighbours on different surfaces with a larger jump -> no return.
+SPECKLE_FRACTION = 0.003  # random pixels without a return.
+EDGE_HOLE_WIDTH_FRAC = 1 / 320  # edge holes widen with resolution: 4 px at 1280 wide.
+BLOB_FRACTION_RANGE = (0.02, 0.25)  # low-confidence regions; the real BV2 sample has ~20% holes.
+BLOB_GRID = (6, 10)  # coarse random field upsampled into smooth blobs.
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneConfig:
+  """Everything that shapes a simulated scene; the defaults are BV2-like."""
+
+  height: int = 720
+  width: int = 1280
+  hfov_deg: float = 90.0
+  frames_per_scene: int = 4
+  sequence: bool = False  # True: a smooth moving path (BV1 session); False: random poses.
+  min_room: float = 3.0
+  max_room: float = 30.0
+  global_scale: bool = True
+  max_obstacles: int = 4
+  max_order: int = 3  # image-source order; small keeps hundreds of scenes fast.
+  noise_std: float = 1e-3  # microphone noise, full-scale units (real BV2 floor ~1.5e-3 std).
+  sensor_min_range: float = 0.3  # metres; closer surfaces give no depth (stereo minimum).
+  sensor_max_range: float = 20.0  # metres beyond which the depth camera returns nothing.
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+  """A room in metres, its textures and the rig's camera-to-world poses [F, 4, 4]."""
+
+  room: geometry.Room
+  textures: tuple[render.SurfaceTexture, ...]
+  poses: np.ndarray
+  intrinsics: geometry.Intrinsics
+  scale: float  # the global factor applied to the canonical scene (1 without global_scale).
+  absorption: float
+
+  def scaled(self, factor: float) -> "Scene":
+    """The same scene with everything metric (room, poses, texture units) scaled by ``factor``."""
+    poses = self.poses.copy()
+    poses[:, :3, 3] *= factor
+    return dataclasses.replace(self, room=self.room.scaled(factor), poses=poses,
+                               scale=self.scale * factor)
+
+
+def _sample_poses(rng: np.random.Generator, dims: np.ndarray, cfg: SceneConfig) -> np.ndarray:
+  """Rig poses [F, 4, 4] inside ``dims`` (metres, canonical scale)."""
+  n = cfg.frames_per_scene
+  lo = np.array([WALL_MARGIN_M, WALL_MARGIN_M])
+  hi = dims[:2] - WALL_MARGIN_M
+  pitch = rng.uniform(*PITCH_RANGE_RAD)
+  if cfg.sequence:
+    centre = rng.uniform(lo + 0.4 * (hi - lo), hi - 0.4 * (hi - lo))
+    radii = rng.uniform(0.6, 1.0, size=2) * np.minimum(centre - lo, hi - centre)
+    phase0 = rng.uniform(0, 2 * np.pi)
+    direction = rng.choice([-1.0, 1.0])
+    # Angular step giving about STEP_M of arc per frame on the ellipse.
+    dphi = direction * STEP_M / max(float(np.mean(radii)), 1e-3)
+    phi = phase0 + dphi * np.arange(n)
+    xy = centre + np.stack([radii[0] * np.cos(phi), radii[1] * np.sin(phi)], -1)
+    tangent = np.stack([-radii[0] * np.sin(phi), radii[1] * np.cos(phi)], -1) * direction
+    headings = np.arctan2(tangent[:, 1], tangent[:, 0])
+  else:
+    xy = rng.uniform(lo, hi, size=(n, 2))
+    headings = rng.uniform(-np.pi, np.pi, size=n)
+  return np.stack([
+      geometry.look_pose(np.array([x, y, RIG_HEIGHT_M]), h, pitch)
+      for (x, y), h in zip(xy, headings)
+  ])
+
+
+def _sample_boxes(rng: np.random.Generator, dims: np.ndarray, poses: np.ndarray,
+                  max_obstacles: int) -> tuple[geometry.Box, ...]:
+  """Up to ``max_obstacles`` floor-standing boxes that keep clear of every rig position."""
+  boxes = []
+  rig = poses[:, :3, 3]
+  for _ in range(int(rng.integers(0, max_obstacles + 1))):
+    for _attempt in range(10):
+      size = np.array([*rng.uniform(*OBSTACLE_SIZE_M, size=2), rng.uniform(*OBSTACLE_HEIGHT_M)])
+      size = np.minimum(size, dims * 0.5)
+      lo = np.array([*rng.uniform(0, dims[:2] - size[:2]), 0.0])
+      box = geometry.Box(lo, lo + size)
+      if not geometry.point_in_boxes(geometry.Room(dims, (box,)), rig, OBSTACLE_MARGIN_M).any():
+        boxes.append(box)
+        break
+  return tuple(boxes)
+
+
+def sample_scene(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
+  """A random scene drawn from ``cfg``'s ranges (see the module docstring for the scale knob)."""
+  wd = rng.uniform(max(cfg.min_room, 2 * WALL_MARGIN_M + 0.5), cfg.max_room, size=2)
+  dims = np.array([wd[0], wd[1], rng.uniform(*CEILING_RANGE_M)])
+  poses = _sample_poses(rng, dims, cfg)
+  boxes = _sample_boxes(rng, dims, poses, cfg.max_obstacles)
+  room = geometry.Room(dims, boxes)
+  textures = render.sample_textures(rng, geometry.NUM_ROOM_SURFACES + len(boxes))
+  intr = geometry.Intrinsics.from_fov(cfg.height, cfg.width, cfg.hfov_deg)
+  scene = Scene(room, textures, poses, intr, 1.0, float(rng.uniform(*ABSORPTION_RANGE)))
+  if cfg.global_scale:
+    # Any factor in [lo, hi] keeps both floor dimensions in [min_room, max_room]; log-uniform.
+    lo = cfg.min_room / dims[:2].min()
+    hi = cfg.max_room / dims[:2].max()
+    scene = scene.scaled(float(np.exp(rng.uniform(np.log(min(lo, hi)), np.log(max(lo, hi))))))
+  return scene
+
+
+def render_frame(scene: Scene, frame: int) -> tuple[np.ndarray, np.ndarray, geometry.RayHits]:
+  """Exact RGB [H, W, 3] in [0, 1] and z-depth [H, W] in metres of frame ``frame``."""
+  hits = geometry.cast_rays(scene.room, scene.poses[frame], scene.intrinsics)
+  return render.shade(hits, scene.textures, scene.scale), hits.depth, hits
+
+
+def sensor_holes(hits: geometry.RayHits, min_range: float, max_range: float,
+                 rng: np.random.Generator) -> dict:
+  """Depth-camera artefacts as boolean masks [H, W] (True = no return), by cause.
+
+  ``edge``: pixels within a few pixels of an occlusion boundary (a 4-neighbour on another surface
+  more than ``DEPTH_EDGE_REL_JUMP`` deeper or shallower), where stereo/ToF sensors lose returns.
+  ``range``: outside [min_range, max_range] metres. ``blob``: smooth random low-confidence regions
+  covering a random fraction of the image. ``speckle``: isolated random pixels.
+  """
+  d, s = hits.depth, hits.surface
+  h, w = d.shape
+  edge = np.zeros(d.shape, dtype=bool)
+  for axis in (0, 1):
+    a = np.swapaxes(d, 0, axis)
+    b = np.swapaxes(s, 0, axis)
+    rel_jump = np.abs(a[1:] - a[:-1]) > DEPTH_EDGE_REL_JUMP * np.minimum(a[1:], a[:-1])
+    jump = (b[1:] != b[:-1]) & rel_jump
+    e = np.swapaxes(edge, 0, axis)
+    e[1:] |= jump
+    e[:-1] |= jump
+  width = int(round(w * EDGE_HOLE_WIDTH_FRAC))
+  if width > 1 and edge.any():
+    edge = scipy.ndimage.binary_dilation(edge, iterations=width - 1)
+  field = rng.random(BLOB_GRID)
+  field = scipy.ndimage.zoom(field, (h / BLOB_GRID[0], w / BLOB_GRID[1]), order=1,
+                             mode="nearest", grid_mode=True)[:h, :w]
+  blob = field > np.quantile(field, 1.0 - rng.uniform(*BLOB_FRACTION_RANGE))
+  return {"edge": edge, "range": (d < min_range) | (d > max_range), "blob": blob,
+          "speckle": rng.random(d.shape) < SPECKLE_FRACTION}
+
+
+def record_echo(scene: Scene, frame: int, cfg: SceneConfig, num_samples: int, chirp_start: int,
+                rng: np.random.Generator) -> np.ndarray:
+  """The [left, right] recording [2, num_samples] of frame ``frame`` (float, full scale = 1)."""
+  return acoustics.binaural_echo(scene.room.dims, scene.poses[frame], num_samples=num_samples,
+                                 chirp_start=chirp_start, absorption=scene.absorption,
+                                 max_order=cfg.max_order, noise_std=cfg.noise_std, rng=rng,
+                                 boxes=scene.room.boxes)

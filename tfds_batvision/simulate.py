@@ -1,0 +1,424 @@
+r"""Physical room simulator that writes BatVision V1/V2 on-disk layouts (DESIGN.md, REFERENCE.md).
+
+Usage::
+
+  python -m tfds_batvision.simulate --layout=bv2 --out=/tmp/bv2 --scenes=200 --seed=0 \
+      --height=64 --width=128 --workers=2
+
+One scene is one room (``tfds_batvision.sim.scene``): exact ray-cast z-depth, RGB shaded with
+procedural world-space textures, and the binaural echo of the BatVision chirp through an
+image-source room response (obstacles add first-order reflections only, see ``sim.acoustics``).
+Splits are assigned per scene, so val/test rooms are never seen in training.
+
+Files written (the real layouts of REFERENCE.md, so a reader cannot tell them apart):
+
+BV2 (``--layout=bv2``; one scene = one location folder ``sim_room_NNNN`` holding
+``--frames_per_scene`` samples at independent random poses in that room)::
+
+  <root>/<location>/{train,val,test}.csv   all three written; a scene's rows go to its split's CSV,
+                                           the other two hold the header only
+  <root>/<location>/audio/audio_<i>.wav    int32 PCM, 2 channels [left, right], 44100 Hz, 20000
+                                           frames, chirp starting at sample 287
+  <root>/<location>/camera/camera_<i>.jpeg RGB JPEG (Pillow, quality 90), --height x --width
+  <root>/<location>/depth/depth_<i>.npy    uint16 millimetres [H, W], 0 = no return
+  <root>/<location>/intrinsics.json        {"fx", "fy", "cx", "cy", "width", "height"}
+
+  CSV header, byte for byte as the real sample (no spaces after commas):
+  ``index,time,left audio time,right audio time,audio path,audio file name,camera time,camera path,
+  camera file name,depth time,depth path,depth file name``; ``<kind> path`` is relative to the root
+  with a trailing slash (``sim_room_0003/audio/``), so a file is
+  ``join(root, row['audio path'], row['audio file name'])``. ``index`` = ``i`` counts the samples
+  of the location from 0; times are synthesised as ``i * FRAME_PERIOD_S`` seconds.
+
+BV1 (``--layout=bv1``; one scene = one moving sequence of ``--frames_per_scene`` frames; by default
+one scene per session folder, a dated name ``YYYY.MM.DD`` = 2019-08-01 plus the session index in
+days; ``--scenes_per_session=k`` puts k consecutive scenes in one session, separated by a time jump
+of SCENE_GAP_S = 600 s, as real sessions hold several scenes)::
+
+  <root>/{train,val,test}.csv                 columns: index,session,time,camera path left,
+                                              depth path,audio path left,audio path right
+                                              (paths relative to the root; rows time-ordered
+                                              within a session, sessions in scene order)
+  <root>/intrinsics.json                      {"fx", "fy", "cx", "cy", "width", "height"}
+  <root>/<session>/camera/left/<stem>.png     RGB PNG (lossless, so frame warping is exact)
+  <root>/<session>/depth/<stem>.npy           float32 millimetres [H, W]; holes: NaN at
+                                              occlusion edges and in
+                                              low-confidence blobs, +inf out of sensor range,
+                                              0 for isolated speckle
+  <root>/<session>/audio/raw_long/<stem>_left.npy, <stem>_right.npy
+                                              float32 waveform [3200] (72.5 ms at 44.1 kHz,
+                                              REFERENCE.md), chirp at sample 0
+  <root>/<session>/poses.json                 {stem: 4x4 camera-to-world (list of 4 lists)};
+                                              poses of different scenes of one session are in
+                                              unrelated world frames (different rooms)
+
+  ``<stem>`` is a time stamp ``HHMMSS.ffffff`` synthesised from the frame index (10:00:00 plus
+  ``slot * 600 s + frame * FRAME_PERIOD_S``, slot = the scene's place in its session), as the real
+  ``180336.309017``; ``time`` is the same in seconds after midnight; ``index`` counts the frames of
+  the session from 0 (continuous across its scenes; the scene change shows only in time).
+
+Camera convention of the poses: x right, y down, z forward (OpenCV / Monodepth2), world z up;
+``X_world = T_c2w @ X_cam``. Depth is z-depth along the optical axis. Pixel (u, v) integer centres,
+``cx = (W - 1) / 2``.
+
+Intrinsics are those of an ideal pinhole with a 90 degree horizontal field of view and square
+pixels at the written resolution (an assumption; the real cameras' calibration is not published
+with the data). Audio amplitudes are in full-scale units for both layouts: BV2 stores
+``round(x * 2**31)`` as int32, BV1 stores ``x`` as float32; the direct path peaks near 0.5 and the
+microphone noise has std 1e-3, like the real BV2 sample's noise floor.
+
+Not confirmed against real BV1 files (the official loader only shows the four column names): the
+other column names, the camera/depth sub-folder names, the image format and resolution (we use the
+BV2 720x1280 default and PNG), the audio length (the original BatVision loaders crop 3200-sample
+windows from longer ``raw_long`` files; we write exactly 3200) and where the chirp starts.
+
+Determinism: every random draw comes from ``np.random.default_rng([seed, scene, ...])``, time
+stamps come from frame indices, and files are written in a fixed order, so the same flags give a
+byte-identical tree whatever ``--workers`` is.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+import soundfile as sf
+import tqdm
+
+from tfds_batvision.sim import geometry
+from tfds_batvision.sim import render
+from tfds_batvision.sim import scene as scene_lib
+
+SAMPLE_RATE = 44100
+FRAME_PERIOD_S = 0.1  # synthetic time between frames (10 fps).
+SESSION_START_S = 10 * 3600  # BV1 sessions start at 10:00:00.
+SCENE_GAP_S = 600  # time jump between consecutive scenes of one BV1 session.
+BV2_HEADER = ("index,time,left audio time,right audio time,audio path,audio file name,camera time,"
+              "camera path,camera file name,depth time,depth path,depth file name")
+BV1_COLUMNS = ("index", "session", "time", "camera path left", "depth path", "audio path left",
+               "audio path right")
+SPLITS = ("train", "val", "test")
+JPEG_QUALITY = 90
+
+
+@dataclasses.dataclass(frozen=True)
+class LayoutSpec:
+  """Per-layout defaults and file formats (REFERENCE.md)."""
+
+  name: str
+  height: int
+  width: int
+  frames_per_scene: int
+  min_room: float
+  max_room: float
+  audio_samples: int
+  chirp_start: int
+  sequence: bool
+
+
+LAYOUTS = {
+    # BV2: 720x1280 JPEG, 20000-frame WAV with the chirp near sample 287, rooms up to ~30 m.
+    "bv2": LayoutSpec("bv2", 720, 1280, 4, 3.0, 30.0, 20000, 287, sequence=False),
+    # BV1: recordings cut at 72.5 ms = 3200 samples (echoes up to 12 m); sequences for triples
+    # (t-20, t, t+20 needs at least 41 frames per session).
+    "bv1": LayoutSpec("bv1", 720, 1280, 60, 3.0, 12.0, 3200, 0, sequence=True),
+}
+
+
+def scene_config(layout: str, **overrides) -> scene_lib.SceneConfig:
+  """The SceneConfig of ``layout`` with its defaults, updated by non-None ``overrides``."""
+  spec = LAYOUTS[layout]
+  base = dict(height=spec.height, width=spec.width, frames_per_scene=spec.frames_per_scene,
+              min_room=spec.min_room, max_room=spec.max_room, sequence=spec.sequence)
+  base.update({k: v for k, v in overrides.items() if v is not None})
+  return scene_lib.SceneConfig(**base)
+
+
+def assign_splits(num_scenes: int, fractions: Sequence[float], seed: int) -> list[str]:
+  """Split name per scene: a seeded permutation cut by ``fractions`` (train, val, test).
+
+  Every split with a positive fraction gets at least one scene when there are enough scenes.
+  """
+  f = np.asarray(fractions, dtype=np.float64)
+  if f.shape != (3,) or np.any(f < 0) or f.sum() <= 0:
+    raise ValueError(f"split fractions must be three non-negative numbers, got {fractions}")
+  f = f / f.sum()
+  counts = np.floor(f * num_scenes).astype(int)
+  for i in np.argsort(-(f * num_scenes - counts), kind="stable")[: num_scenes - counts.sum()]:
+    counts[i] += 1
+  for i in (2, 1):  # held-out splits first: a tiny run still gets a test room.
+    if f[i] > 0 and counts[i] == 0 and counts[0] > 1:
+      counts[i] += 1
+      counts[0] -= 1
+  order = np.random.default_rng([seed, 7]).permutation(num_scenes)
+  out = [""] * num_scenes
+  for name, idx in zip(SPLITS, np.split(order, np.cumsum(counts)[:-1])):
+    for i in idx:
+      out[int(i)] = name
+  return out
+
+
+def bv1_session_name(scene_index: int) -> str:
+  """Dated session folder of a BV1 scene: 2019.08.01 plus ``scene_index`` days."""
+  return (datetime.date(2019, 8, 1) + datetime.timedelta(days=scene_index)).strftime("%Y.%m.%d")
+
+
+def bv1_time_us(slot: int, frame: int) -> int:
+  """Synthetic time (microseconds after midnight) of ``frame`` of a session's ``slot``-th scene.
+
+  10:00:00, plus SCENE_GAP_S per earlier scene in the session, plus FRAME_PERIOD_S per frame: a
+  scene change inside a session shows as a time jump, as in the real recordings.
+  """
+  return (SESSION_START_S + slot * SCENE_GAP_S) * 10**6 + frame * int(round(FRAME_PERIOD_S * 10**6))
+
+
+def bv1_stem(time_us: int) -> str:
+  """Time-stamp file stem ``HHMMSS.ffffff`` (as the real ``180336.309017``) of a time of day."""
+  s, us = divmod(time_us, 10**6)
+  return f"{s // 3600:02d}{s // 60 % 60:02d}{s % 60:02d}.{us:06d}"
+
+
+def bv2_location_name(scene_index: int) -> str:
+  return f"sim_room_{scene_index:04d}"
+
+
+def _write_json(path: str, obj, indent: int | None = 1) -> None:
+  with open(path, "w") as f:
+    json.dump(obj, f, indent=indent, sort_keys=True)
+    f.write("\n")
+
+
+def _to_int32_pcm(x: np.ndarray) -> np.ndarray:
+  """Float full-scale [..] -> int32 PCM (x * 2**31, clipped); the reader divides by 2**31."""
+  return np.clip(np.round(x * 2.0**31), -(2**31), 2**31 - 1).astype(np.int32)
+
+
+def _write_wav(path: str, audio: np.ndarray) -> None:
+  """[2, T] float -> WAV int32 PCM, 2 channels, 44100 Hz."""
+  sf.write(path, _to_int32_pcm(audio).T, SAMPLE_RATE, subtype="PCM_32", format="WAV")
+
+
+def _write_image(path: str, rgb: np.ndarray, fmt: str) -> None:
+  buf = io.BytesIO()
+  img = Image.fromarray(render.to_uint8(rgb))
+  if fmt == "JPEG":
+    img.save(buf, format="JPEG", quality=JPEG_QUALITY)
+  else:
+    img.save(buf, format="PNG")
+  with open(path, "wb") as f:
+    f.write(buf.getvalue())
+
+
+def _simulate_bv2_scene(out_dir: str, index: int, split: str, cfg: scene_lib.SceneConfig,
+                        seed: int) -> None:
+  spec = LAYOUTS["bv2"]
+  scene = scene_lib.sample_scene(np.random.default_rng([seed, index]), cfg)
+  loc = bv2_location_name(index)
+  root = os.path.join(out_dir, loc)
+  for sub in ("audio", "camera", "depth"):
+    os.makedirs(os.path.join(root, sub), exist_ok=True)
+  rows = []
+  for i in range(cfg.frames_per_scene):
+    rng = np.random.default_rng([seed, index, i])
+    rgb, _, hits = scene_lib.render_frame(scene, i)
+    holes = scene_lib.sensor_holes(hits, cfg.sensor_min_range, cfg.sensor_max_range, rng)
+    depth_mm = np.clip(np.round(hits.depth * 1000.0), 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    depth_mm[np.any(list(holes.values()), axis=0)] = 0
+    audio = scene_lib.record_echo(scene, i, cfg, spec.audio_samples, spec.chirp_start, rng)
+    _write_wav(os.path.join(root, "audio", f"audio_{i}.wav"), audio)
+    _write_image(os.path.join(root, "camera", f"camera_{i}.jpeg"), rgb, "JPEG")
+    np.save(os.path.join(root, "depth", f"depth_{i}.npy"), depth_mm)
+    t = repr(round(i * FRAME_PERIOD_S, 6))
+    rows.append([str(i), t, t, t, f"{loc}/audio/", f"audio_{i}.wav", t, f"{loc}/camera/",
+                 f"camera_{i}.jpeg", t, f"{loc}/depth/", f"depth_{i}.npy"])
+  for name in SPLITS:
+    with open(os.path.join(root, f"{name}.csv"), "w", newline="") as f:
+      f.write(BV2_HEADER + "\n")
+      if name == split:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+  _write_json(os.path.join(root, "intrinsics.json"), scene.intrinsics.as_dict())
+
+
+def _simulate_bv1_scene(out_dir: str, index: int, cfg: scene_lib.SceneConfig, seed: int,
+                        scenes_per_session: int) -> tuple[list[list[str]], dict]:
+  spec = LAYOUTS["bv1"]
+  scene = scene_lib.sample_scene(np.random.default_rng([seed, index]), cfg)
+  session = bv1_session_name(index // scenes_per_session)
+  slot = index % scenes_per_session
+  root = os.path.join(out_dir, session)
+  dirs = {"camera": "camera/left", "depth": "depth", "audio": "audio/raw_long"}
+  for sub in dirs.values():
+    os.makedirs(os.path.join(root, sub), exist_ok=True)
+  rows, poses = [], {}
+  for i in range(cfg.frames_per_scene):
+    rng = np.random.default_rng([seed, index, i])
+    time_us = bv1_time_us(slot, i)
+    stem = bv1_stem(time_us)
+    rgb, _, hits = scene_lib.render_frame(scene, i)
+    holes = scene_lib.sensor_holes(hits, cfg.sensor_min_range, cfg.sensor_max_range, rng)
+    depth_mm = (hits.depth * 1000.0).astype(np.float32)
+    # BV1 depth marks missing returns in several ways (REFERENCE.md): exercise each.
+    depth_mm[holes["speckle"]] = 0.0
+    depth_mm[holes["range"]] = np.inf
+    depth_mm[holes["edge"] | holes["blob"]] = np.nan
+    audio = scene_lib.record_echo(scene, i, cfg, spec.audio_samples, spec.chirp_start, rng)
+    cam = f"{session}/{dirs['camera']}/{stem}.png"
+    dep = f"{session}/{dirs['depth']}/{stem}.npy"
+    left = f"{session}/{dirs['audio']}/{stem}_left.npy"
+    right = f"{session}/{dirs['audio']}/{stem}_right.npy"
+    _write_image(os.path.join(out_dir, cam), rgb, "PNG")
+    np.save(os.path.join(out_dir, dep), depth_mm)
+    np.save(os.path.join(out_dir, left), audio[0].astype(np.float32))
+    np.save(os.path.join(out_dir, right), audio[1].astype(np.float32))
+    poses[stem] = scene.poses[i].tolist()
+    rows.append([str(slot * cfg.frames_per_scene + i), session, repr(time_us / 10**6), cam, dep,
+                 left, right])
+  return rows, poses
+
+
+def _scene_task(args) -> tuple[int, tuple[list[list[str]], dict] | None]:
+  layout, out_dir, index, split, cfg, seed, scenes_per_session = args
+  if layout == "bv2":
+    _simulate_bv2_scene(out_dir, index, split, cfg, seed)
+    return index, None
+  return index, _simulate_bv1_scene(out_dir, index, cfg, seed, scenes_per_session)
+
+
+def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
+                     height: int | None = None, width: int | None = None,
+                     frames_per_scene: int | None = None, *, min_room: float | None = None,
+                     max_room: float | None = None, global_scale: bool = True,
+                     split_fractions: Sequence[float] = (0.6, 0.2, 0.2), workers: int = 1,
+                     max_order: int | None = None, max_obstacles: int | None = None,
+                     scenes_per_session: int = 1, overwrite: bool = False,
+                     progress: bool = True) -> str:
+  """Simulate ``num_scenes`` rooms into a BatVision ``layout`` ('bv1' or 'bv2') root; returns it.
+
+  Unset (None) sizes take the layout's real defaults (``LAYOUTS``). ``out_dir`` must be absent or
+  empty unless ``overwrite``, which deletes it first (a stale tree would not be byte-reproducible).
+  ``scenes_per_session`` (BV1 only) puts that many consecutive scenes in one dated session folder,
+  separated by a time jump of SCENE_GAP_S, like real sessions that hold several scenes.
+  """
+  if layout not in LAYOUTS:
+    raise ValueError(f"--layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+  if num_scenes < 1:
+    raise ValueError(f"--scenes must be >= 1, got {num_scenes}")
+  cfg = scene_config(layout, height=height, width=width, frames_per_scene=frames_per_scene,
+                     min_room=min_room, max_room=max_room, global_scale=global_scale,
+                     max_order=max_order, max_obstacles=max_obstacles)
+  if scenes_per_session < 1:
+    raise ValueError(f"--scenes_per_session must be >= 1, got {scenes_per_session}")
+  if cfg.frames_per_scene * FRAME_PERIOD_S >= SCENE_GAP_S:
+    raise ValueError(f"--frames_per_scene {cfg.frames_per_scene} overruns the {SCENE_GAP_S} s "
+                     "time gap between scenes of a session")
+  if cfg.min_room > cfg.max_room:
+    raise ValueError(f"--min_room {cfg.min_room} is larger than --max_room {cfg.max_room}")
+  if os.path.exists(out_dir) and os.listdir(out_dir):
+    if not overwrite:
+      raise FileExistsError(
+          f"{out_dir} is not empty; pass overwrite=True (--overwrite) to replace it")
+    shutil.rmtree(out_dir)
+  os.makedirs(out_dir, exist_ok=True)
+  splits = assign_splits(num_scenes, split_fractions, seed)
+  tasks = [(layout, out_dir, i, splits[i], cfg, seed, scenes_per_session)
+           for i in range(num_scenes)]
+  results = {}
+  bar = tqdm.tqdm(total=num_scenes, desc=f"simulate {layout}", unit="scene", disable=not progress)
+  if workers > 1:
+    # fork is fast, but unsafe once JAX (threads) is loaded in this process; then spawn.
+    method = "spawn" if "jax" in sys.modules else "fork"
+    with multiprocessing.get_context(method).Pool(workers) as pool:
+      for index, rows in pool.imap_unordered(_scene_task, tasks):
+        results[index] = rows
+        bar.update()
+  else:
+    for task in tasks:
+      index, rows = _scene_task(task)
+      results[index] = rows
+      bar.update()
+  bar.close()
+  if layout == "bv1":
+    for name in SPLITS:
+      with open(os.path.join(out_dir, f"{name}.csv"), "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(BV1_COLUMNS)
+        for i in range(num_scenes):  # scene order = session, then time order
+          if splits[i] == name:
+            w.writerows(results[i][0])
+    sessions: dict[str, dict] = {}
+    for i in range(num_scenes):
+      sessions.setdefault(bv1_session_name(i // scenes_per_session), {}).update(results[i][1])
+    for session, poses in sessions.items():
+      _write_json(os.path.join(out_dir, session, "poses.json"), poses, indent=None)
+    intr = geometry.Intrinsics.from_fov(cfg.height, cfg.width, cfg.hfov_deg)
+    _write_json(os.path.join(out_dir, "intrinsics.json"), intr.as_dict())
+  return out_dir
+
+
+def load_bv1_geometry(root: str, session: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+  """True intrinsics K [3, 3] and camera-to-world poses {stem: [4, 4]} of a simulated BV1 session.
+
+  Convention: camera x right, y down, z forward; world z up (module docstring).
+  """
+  with open(os.path.join(root, "intrinsics.json")) as f:
+    intr = json.load(f)
+  k = np.array([[intr["fx"], 0.0, intr["cx"]], [0.0, intr["fy"], intr["cy"]], [0.0, 0.0, 1.0]])
+  with open(os.path.join(root, session, "poses.json")) as f:
+    poses = {stem: np.asarray(p, dtype=np.float64) for stem, p in json.load(f).items()}
+  return k, poses
+
+
+def main(argv: Sequence[str]) -> None:
+  del argv
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  f = flags.FLAGS
+  fractions = [float(x) for x in f.split_fractions]
+  out = simulate_dataset(
+      f.layout, f.out, f.scenes, f.seed, height=f.height, width=f.width,
+      frames_per_scene=f.frames_per_scene, min_room=f.min_room, max_room=f.max_room,
+      global_scale=f.global_scale, split_fractions=fractions, workers=f.workers,
+      max_order=f.max_order, max_obstacles=f.max_obstacles,
+      scenes_per_session=f.scenes_per_session, overwrite=f.overwrite)
+  print(f"wrote {f.scenes} {f.layout} scenes to {out}")
+
+
+def _define_flags() -> None:
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum("layout", "bv2", sorted(LAYOUTS), "Which BatVision layout to write.")
+  flags.DEFINE_string("out", None, "Output root (absent or empty).", required=True)
+  flags.DEFINE_integer("scenes", 10, "Number of rooms (BV2 locations / BV1 sessions).")
+  flags.DEFINE_integer("seed", 0, "Seed; the same seed gives byte-identical output.")
+  flags.DEFINE_integer("height", None, "Image height (default: the layout's real 720).")
+  flags.DEFINE_integer("width", None, "Image width (default: the layout's real 1280).")
+  flags.DEFINE_integer("frames_per_scene", None,
+                       "Samples per room (default: BV2 4 random poses, BV1 60-frame sequence).")
+  flags.DEFINE_float("min_room", None, "Smallest floor dimension, metres (default 3).")
+  flags.DEFINE_float("max_room", None, "Largest floor dimension, metres (BV2 30, BV1 12).")
+  flags.DEFINE_bool("global_scale", True,
+                    "Scale each whole scene by a random factor (image scale-ambiguous); "
+                    "--noglobal_scale keeps the rig at a fixed metric height.")
+  flags.DEFINE_list("split_fractions", ["0.6", "0.2", "0.2"],
+                    "train,val,test fractions of the scenes (split by room).")
+  flags.DEFINE_integer("workers", 1, "Worker processes.")
+  flags.DEFINE_integer("max_order", None, "Image-source reflection order (default 3).")
+  flags.DEFINE_integer("max_obstacles", None, "Most box obstacles per room (default 4).")
+  flags.DEFINE_integer("scenes_per_session", 1,
+                       "BV1: consecutive scenes sharing one dated session folder (time jump "
+                       "between them).")
+  flags.DEFINE_bool("overwrite", False, "Delete a non-empty --out first.")
+
+
+if __name__ == "__main__":
+  from absl import app  # pylint: disable=g-import-not-at-top
+  _define_flags()
+  app.run(main)
