@@ -84,34 +84,29 @@ def batvision_echo_stft(audio: np.ndarray, max_depth: float | None,
 
 
 @functools.lru_cache(maxsize=64)
-def _bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
-  """[n_out, n_in] 1-D linear interpolation weights, half-pixel centres (align_corners=False)."""
-  scale = n_in / n_out
-  src = (np.arange(n_out) + 0.5) * scale - 0.5
+def _bilinear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """1-D linear interpolation taps (i0, i1, w1) for n_in -> n_out, half-pixel centres."""
+  src = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
   src = np.clip(src, 0.0, n_in - 1)
   i0 = np.floor(src).astype(np.int64)
   i1 = np.minimum(i0 + 1, n_in - 1)
-  w1 = src - i0
-  m = np.zeros((n_out, n_in), np.float32)
-  m[np.arange(n_out), i0] += (1.0 - w1).astype(np.float32)
-  m[np.arange(n_out), i1] += w1.astype(np.float32)
-  return m
+  return i0, i1, (src - i0).astype(np.float32)
 
 
 def resize_bilinear(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """Bilinear resize of [H, W, C] (or [H, W]) to ``size`` = (H', W'), half-pixel centres.
 
   Same sampling as ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``
-  without antialiasing. Separable: two small matmuls per channel.
+  without antialiasing. Separable, two taps per axis (gathers, no dense matrices).
   """
-  h, w = size
-  mh = _bilinear_matrix(x.shape[0], h)
-  mw = _bilinear_matrix(x.shape[1], w)
   x = np.asarray(x, np.float32)
-  if x.ndim == 2:
-    return mh @ x @ mw.T
-  out = np.einsum("hi,iwc->hwc", mh, x)
-  return np.einsum("vw,hwc->hvc", mw, out)
+  r0, r1, wr = _bilinear_taps(x.shape[0], size[0])
+  c0, c1, wc = _bilinear_taps(x.shape[1], size[1])
+  extra = (1,) * (x.ndim - 2)
+  wr = wr.reshape((-1, 1) + extra)
+  rows = x[r0] * (1 - wr) + x[r1] * wr  # [H', W, ...]
+  wc = wc.reshape((1, -1) + extra)
+  return rows[:, c0] * (1 - wc) + rows[:, c1] * wc
 
 
 def echo_features(audio: np.ndarray, size: tuple[int, int], max_depth: float | None,
