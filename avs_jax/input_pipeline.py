@@ -26,6 +26,7 @@ import io
 import math
 from typing import Any, Sequence
 
+from absl import flags
 import grain
 import ml_collections
 import numpy as np
@@ -363,6 +364,9 @@ def make_train_dataset(builder_or_source, config: ml_collections.ConfigDict, spl
   it = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.num_threads,
                                             prefetch_buffer_size=config.prefetch_buffer_size))
   if config.num_workers > 0:
+    # grain's workers read absl flags; outside an absl app (tests, notebooks) use the defaults.
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
     it = it.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=config.num_workers, per_worker_buffer_size=config.worker_buffer_size))
   return it
