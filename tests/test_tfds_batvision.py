@@ -226,6 +226,20 @@ def test_bv1_bad_ear_file(tmp_path, case):
   assert batvision.split_size(b, "test") == 1 and b.skipped[0][0] == str(bad)
 
 
+def test_bv1_stray_entries_ignored_and_all_bad_split_reported(tmp_path):
+  root = fx.write_bv1(tmp_path / "bv1", {"s": [1.0, 1.1]},
+                      split_of=lambda s, j: ["train", "test"][j], hw=(8, 12), samples=16)
+  (root / "stray.txt").write_text("x")
+  (root / "stray_dir").mkdir()
+  b = build_dataset("bv1", root, tmp_path / "data")
+  assert [batvision.split_size(b, s) for s in ("train", "val", "test")] == [1, 0, 1]
+  bad = root / "s/depth" / f"{fx.bv1_stem(1.1)}.npy"
+  bad.write_bytes(b"")
+  with pytest.raises(ValueError, match="no valid samples left") as err:
+    build_dataset("bv1", root, tmp_path / "data2", skip_bad=True)
+  assert str(bad) in str(err.value)
+
+
 def test_bv1_csv_missing_column(tmp_path):
   root = fx.write_bv1(tmp_path / "bv1", {"s": [1.0]}, hw=(8, 12), samples=16)
   fx.drop_csv_column(root / "train.csv", "audio path right")

@@ -324,7 +324,7 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
 
   # -- listing ---------------------------------------------------------------------------------
 
-  def _rows(self, root: str, split: str) -> list[Row]:
+  def _rows(self, root: str, split: str, locations: list[str]) -> list[Row]:
     """Rows of a split; with skip_bad, a bad CSV is skipped whole and reported."""
     if self.builder_config.layout == "bv1":
       try:
@@ -335,7 +335,7 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
         self._skip(e.path, e.problem + " (whole CSV skipped)")
         return []
     rows = []
-    for loc in list_bv2_locations(root):
+    for loc in locations:
       try:
         rows.extend(list_bv2_location(root, loc, split))
       except BadFileError as e:
@@ -348,8 +348,9 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
     root = os.fspath(dl_manager.manual_dir)
     self.skipped = []
     out = {}
+    locations = list_bv2_locations(root) if self.builder_config.layout == "bv2" else []
     for split in SPLITS:
-      rows = self._rows(root, split)
+      rows = self._rows(root, split, locations)
       if self.builder_config.triples:
         items = make_triples(rows, self.builder_config.triple_offset,
                              self.builder_config.gap_factor)

@@ -36,8 +36,16 @@ def build_dataset(config_name: str, manual_dir: str | os.PathLike, data_dir: str
                       file_format="array_record")
   mode = (tfds.download.GenerateMode.FORCE_REDOWNLOAD if overwrite
           else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=os.fspath(manual_dir), download_mode=mode))
+  try:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=os.fspath(manual_dir), download_mode=mode))
+  except AssertionError as e:
+    # TFDS cannot write a split without examples: here every sample of a split was skipped.
+    if "No examples were yielded" not in str(e):
+      raise
+    raise ValueError(
+        f"{manual_dir}: a split has no valid samples left after --skip_bad; skipped: "
+        + "; ".join(f"{p}: {why}" for p, why in builder.skipped)) from e
   if builder.skipped:
     logging.warning("Skipped %d bad sample(s):\n%s", len(builder.skipped),
                     "\n".join(f"  {p}: {why}" for p, why in builder.skipped))
