@@ -1,6 +1,6 @@
 """Input-pipeline benchmark: build time and samples/s of the stage-1 and triples training pipelines.
 
-  python bench/input_pipeline.py [--manual_dir_bv2=DIR] [--manual_dir_bv1=DIR] [--n=64]
+  python bench/input_pipeline.py [--manual_dir=BV2_DIR] [--manual_dir_bv1=DIR] [--n=64]
 
 Without manual dirs, writes BatVision-layout folders with the fixture writer of tests/ whose
 files are copies of the real BV2 sample (1280x720 JPEG of 123 kB, 20000-frame int32 WAV,
@@ -67,8 +67,9 @@ def _throughput(builder, cfg, n_batches: int) -> float:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__)
-  p.add_argument("--manual_dir_bv2", default=None)
-  p.add_argument("--manual_dir_bv1", default=None)
+  p.add_argument("--manual_dir_bv2", "--manual_dir", default=None,
+                 help="BV2 root (e.g. a simulator output) instead of copies of the real sample")
+  p.add_argument("--manual_dir_bv1", default=None, help="BV1 root for the triples pipeline")
   p.add_argument("--n", type=int, default=64, help="samples/frames per generated root")
   p.add_argument("--batches", type=int, default=6)
   p.add_argument("--workers", type=int, nargs="+", default=[0, 2])

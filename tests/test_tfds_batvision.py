@@ -268,6 +268,11 @@ cfg = input_pipeline.default_data_config("bv2")
 cfg.image_size = (16, 32)
 batch = next(iter(input_pipeline.create_eval_iterator(b, cfg, "test", batch_size=1)))
 assert float(batch["depth"].max()) > 0
+cfg.num_workers = 0
+cfg.batch_size = 1
+train = next(input_pipeline.create_train_iterator(b, cfg, "test", process_index=0,
+                                                  process_count=1))
+assert float(train["echo"].max()) > 0
 bad = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "torch")]
 print("IMPORTED", bad)
 """
