@@ -53,16 +53,19 @@ def _real_like_bv1(root: Path, n: int) -> Path:
   return root
 
 
-def _throughput(builder, cfg, n_batches: int) -> float:
+def _throughput(builder, cfg, n_batches: int) -> tuple[float, float | None]:
+  """(samples/s wall clock, CPU ms per sample of this process or None with worker processes)."""
   it = ip.create_train_iterator(builder, cfg, process_index=0, process_count=1)
   next(it)  # start-up (workers, first prefetch) is not steady state
-  t0 = time.perf_counter()
+  t0, c0 = time.perf_counter(), time.process_time()
   for _ in range(n_batches):
     next(it)
-  dt = time.perf_counter() - t0
+  dt, dc = time.perf_counter() - t0, time.process_time() - c0
   if hasattr(it, "close"):
     it.close()
-  return n_batches * cfg.batch_size / dt
+  n = n_batches * cfg.batch_size
+  # With workers the work is in child processes, so this process's CPU time says nothing.
+  return n / dt, (1000 * dc / n if cfg.num_workers == 0 else None)
 
 
 def main():
@@ -93,14 +96,15 @@ def main():
         cfg = ip.default_data_config(name)
         cfg.num_workers = workers
         cfg.num_threads = 2
-        sps = _throughput(builder, cfg, args.batches)
+        sps, cpu_ms = _throughput(builder, cfg, args.batches)
         rows.append((name, "x".join(map(str, cfg.image_size)), cfg.batch_size, workers,
-                     f"{sps:.1f}", f"{sps / TRAIN_STEP_SAMPLES_PER_S:.1f}x",
+                     f"{sps:.1f}", "-" if cpu_ms is None else f"{cpu_ms:.0f}",
+                     f"{sps / TRAIN_STEP_SAMPLES_PER_S:.1f}x",
                      f"{n_ex} in {build_s:.1f} s ({n_ex / build_s:.1f}/s)"))
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
-  head = ("| pipeline | H x W | batch | workers | samples/s | vs 5.8 samples/s step | "
-          "build (examples) |\n|---|---|---|---|---|---|---|\n")
+  head = ("| pipeline | H x W | batch | workers | samples/s | CPU ms/sample | "
+          "vs 5.8 samples/s step | build (examples) |\n|---|---|---|---|---|---|---|---|\n")
   table = head + "".join("| " + " | ".join(map(str, r)) + " |\n" for r in rows)
   print(table)
   section = (
@@ -110,7 +114,10 @@ def main():
       "int32 WAV, uint16 depth) in BV2 and BV1 layouts. samples/s counts examples (triples for "
       "bv1_triples) after decode, STFT, resize, augmentation and batching; the step reference "
       "is the ResNet-18 192x640 train step of REFERENCE.md (2075 ms per 12), a lower bound on "
-      "the real steps. Other jobs shared the 2 cores during the run, so figures are noisy.\n\n"
+      "the real steps. CPU ms/sample (no worker processes) is the CPU time this process spent per "
+      "sample, a figure that does not depend on other load: 1000 / it is the samples/s one free "
+      "core gives. Other jobs shared the 2 cores during the run (load average "
+      f"{os.getloadavg()[0]:.1f}), so the wall-clock samples/s are lower bounds.\n\n"
       + table)
   _write_section(Path(args.results), section)
 
