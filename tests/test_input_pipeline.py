@@ -13,7 +13,7 @@ import pytest
 
 from avs_jax import audio
 from avs_jax import input_pipeline as ip
-from tests import batvision_fixture as fx
+import batvision_fixture as fx  # tests/ is on sys.path (pytest rootdir-less prepend)
 from tfds_batvision.build import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import PIL.Image
 import pytest
 import soundfile as sf
 
-from tests import batvision_fixture as fx
+import batvision_fixture as fx  # tests/ is on sys.path (pytest rootdir-less prepend)
 from tfds_batvision import batvision
 from tfds_batvision.build import build_dataset
 
