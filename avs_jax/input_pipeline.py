@@ -23,7 +23,6 @@ orbax's ``grain.checkpoint.CheckpointSave(it)`` / ``CheckpointRestore(it)`` (see
 from __future__ import annotations
 
 import io
-import math
 from typing import Any, Sequence
 
 from absl import flags

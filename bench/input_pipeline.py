@@ -23,7 +23,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from absl import logging  # pylint: disable=g-import-not-at-top
-import numpy as np
 
 from avs_jax import input_pipeline as ip
 from tests import batvision_fixture as fx
@@ -79,7 +78,6 @@ def main():
   p.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
   args = p.parse_args()
   logging.set_verbosity(logging.WARNING)
-  os.environ.setdefault("TFDS_DISABLE_PROGRESS", "1")
   tmp = Path(tempfile.mkdtemp(prefix="bench_input_"))
   rows = []
   try:

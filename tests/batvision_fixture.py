@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -127,5 +126,3 @@ def drop_csv_column(csv_path, column: str) -> None:
   with open(csv_path, "w", newline="") as f:
     csv.writer(f).writerows([r[:k] + r[k + 1:] for r in data])
 
-
-os.environ.setdefault("TFDS_DISABLE_PROGRESS", "1")

@@ -6,7 +6,6 @@ from pathlib import Path
 import subprocess
 import sys
 
-import grain
 import numpy as np
 import PIL.Image
 import pytest

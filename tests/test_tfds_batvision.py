@@ -1,7 +1,6 @@
 """Tests of the TF-free BatVision TFDS builder: real BV2 sample, fixtures, triples, bad input."""
 
 import io
-import json
 import math
 import os
 from pathlib import Path
