@@ -55,7 +55,10 @@ def _real_like_bv1(root: Path, n: int) -> Path:
 def _throughput(builder, cfg, n_batches: int) -> tuple[float, float | None]:
   """(samples/s wall clock, CPU ms per sample of this process or None with worker processes)."""
   it = ip.create_train_iterator(builder, cfg, process_index=0, process_count=1)
-  next(it)  # start-up (workers, first prefetch) is not steady state
+  # Start-up (workers, the first parallel burst of the read threads, which finish several
+  # batches at once) is not steady state: drain it before timing.
+  for _ in range(max(cfg.num_threads, cfg.num_workers) + 1):
+    next(it)
   t0, c0 = time.perf_counter(), time.process_time()
   for _ in range(n_batches):
     next(it)
@@ -73,7 +76,7 @@ def main():
                  help="BV2 root (e.g. a simulator output) instead of copies of the real sample")
   p.add_argument("--manual_dir_bv1", default=None, help="BV1 root for the triples pipeline")
   p.add_argument("--n", type=int, default=64, help="samples/frames per generated root")
-  p.add_argument("--batches", type=int, default=6)
+  p.add_argument("--batches", type=int, default=8)
   p.add_argument("--workers", type=int, nargs="+", default=[0, 2])
   p.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
   args = p.parse_args()
