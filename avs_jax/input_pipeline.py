@@ -1,0 +1,423 @@
+"""Grain input pipelines for AVS-Net stage 1 (BV2/BV1 samples), the triples stage and evaluation.
+
+Data flow (DESIGN.md): ``builder.as_data_source(split)`` -> ``grain.MapDataset.source`` -> host
+shard -> shuffle(seed) -> repeat (train) -> map decode (JPEG with Pillow; depth cap; BatVision
+STFT; resizes: nearest for depth, bilinear for RGB and STFT) -> random_map augment -> batch of
+``global_batch / process_count`` -> ``to_iter_dataset`` with read threads, ``mp_prefetch``
+worker processes for training. Every transform is a top-level class so that workers can pickle it.
+
+Batches (dict of numpy arrays, NHWC, float32 unless noted):
+  stage 1:  image [B, H, W, 3] in [0, 1]; echo [B, H, W, 2] ([left, right] STFT magnitude resized
+            to (H, W)); depth [B, H, W] metres, 0 = invalid, values >= max_depth -> 0.
+  triples:  frames [B, 3, H, W, 3] in [0, 1] (t-20, t, t+20), un-augmented (the loss uses them);
+            frames_aug (same, colour-jittered: the network inputs, Monodepth2); intrinsics
+            [B, 3, 3] at (H, W); poses [B, 3, 4, 4] camera-to-world; has_pose bool [B].
+  eval:     the above plus sample_id (str [B]), valid_example (bool [B]; padded rows False) and,
+            for samples, depth_full [B, H0, W0] at the native ground-truth resolution.
+
+Iterator state: the returned ``grain.DatasetIterator`` supports ``get_state``/``set_state`` and
+orbax's ``grain.checkpoint.CheckpointSave(it)`` / ``CheckpointRestore(it)`` (see
+``checkpoint_args``) for an exact resume: same data order and same augmentation draws.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Sequence
+
+from absl import flags
+import grain
+import ml_collections
+import numpy as np
+import PIL.Image
+
+from avs_jax import audio
+
+# Paper / reference defaults per dataset (REFERENCE.md, paper Sec. 4).
+_MAX_DEPTH = {"bv2": 30.0, "bv1": 12.0, "bv1_triples": 12.0}  # evaluation caps, paper Sec. 4.2
+_IMAGE_SIZE = {"bv2": (256, 512), "bv1": (256, 512), "bv1_triples": (192, 640)}
+_BATCH = {"bv2": 16, "bv1": 16, "bv1_triples": 12}  # ZoeDepth batch 16; Monodepth2 batch 12
+
+
+def default_data_config(name: str) -> ml_collections.ConfigDict:
+  """``config.data`` section for ``name`` in {'bv2', 'bv1', 'bv1_triples'} with paper defaults."""
+  if name not in _MAX_DEPTH:
+    raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(_MAX_DEPTH)}")
+  c = ml_collections.ConfigDict()
+  c.name = name
+  c.data_dir = "data/tfds"  # TFDS data dir (array_record files)
+  c.manual_dir = ""  # BatVision root, only needed to build
+  c.image_size = _IMAGE_SIZE[name]  # (H, W): 256x512 stage 1, 192x640 triples (paper Sec. 4)
+  c.max_depth = _MAX_DEPTH[name]  # metres; depth >= max_depth -> 0 (invalid)
+  c.batch_size = _BATCH[name]  # global batch over all hosts
+  c.shuffle = True
+  c.seed = 0
+  c.num_workers = 2  # mp_prefetch worker processes for training (0: none)
+  c.worker_buffer_size = 2  # batches each worker keeps ready
+  c.num_threads = 4  # read/decode threads per process
+  c.prefetch_buffer_size = 8  # elements prefetched by the read threads
+  c.augment = True
+  c.aug = ml_collections.ConfigDict()
+  # ZoeDepth stage-1 augmentation (config_zoedepth.json values).
+  c.aug.rotation_deg = 1.0  # uniform in [-1, 1] degrees
+  c.aug.flip_p = 0.5  # also Monodepth2's
+  c.aug.color_p = 0.5
+  c.aug.gamma = (0.9, 1.1)
+  c.aug.brightness = (0.9, 1.1)
+  c.aug.colour = (0.9, 1.1)  # per-channel gain
+  # Monodepth2 colour jitter for triples (same parameters for the 3 frames).
+  c.aug.jitter_p = 0.5
+  c.aug.jitter_brightness = (0.8, 1.2)
+  c.aug.jitter_contrast = (0.8, 1.2)
+  c.aug.jitter_saturation = (0.8, 1.2)
+  c.aug.jitter_hue = 0.1  # hue shift in [-0.1, 0.1] turns
+  c.stft = ml_collections.ConfigDict()
+  c.stft.n_fft = audio.N_FFT
+  c.stft.win_length = audio.WIN_LENGTH
+  c.stft.hop_length = audio.HOP_LENGTH
+  c.stft.sample_rate = audio.SAMPLE_RATE
+  c.stft.cut_to_max_depth = name == "bv2"  # BV2 cut to the 2*max_depth round trip; BV1 none
+  return c
+
+
+# -- array helpers ---------------------------------------------------------------------------------
+
+def cap_depth(depth: np.ndarray, max_depth: float) -> np.ndarray:
+  """Depth [..] metres with invalid -> 0: non-finite, negative, and >= max_depth (valid = d > 0)."""
+  d = np.asarray(depth, np.float32)
+  bad = ~np.isfinite(d) | (d < 0) | (d >= max_depth)
+  return np.where(bad, np.float32(0), d)
+
+
+def resize_nearest(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Nearest-neighbour resize of [H, W, ...] to ``size``: every output is one of the inputs.
+
+  Source index floor((i + 0.5) * in / out), i.e. the input pixel whose area holds the output
+  pixel's centre (no blending of invalid zeros into valid depth, REFERENCE.md).
+  """
+  h, w = size
+  rows = np.minimum(((np.arange(h) + 0.5) * x.shape[0] / h).astype(np.int64), x.shape[0] - 1)
+  cols = np.minimum(((np.arange(w) + 0.5) * x.shape[1] / w).astype(np.int64), x.shape[1] - 1)
+  return x[rows[:, None], cols[None, :]]
+
+
+def decode_image(data: bytes, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+  """Encoded JPEG/PNG -> (float32 [H, W, 3] in [0, 1] resized bilinearly to ``size``, native (H0, W0)).
+
+  JPEG is decoded at a reduced DCT scale when that still covers ``size`` (Pillow's draft mode),
+  which makes decoding 1280x720 frames for 256x512 inputs several times cheaper.
+  """
+  h, w = size
+  with PIL.Image.open(io.BytesIO(data)) as im:
+    native = (im.size[1], im.size[0])
+    im.draft("RGB", (w, h))
+    im = im.convert("RGB")
+    if im.size != (w, h):
+      im = im.resize((w, h), PIL.Image.BILINEAR)
+    arr = np.asarray(im, np.float32)
+  return arr * np.float32(1.0 / 255.0), native
+
+
+def scale_intrinsics(k: np.ndarray, src_hw: Sequence[int], dst_hw: Sequence[int]) -> np.ndarray:
+  """K [3, 3] for an image resized from src_hw to dst_hw (integer pixel centres)."""
+  sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
+  k = np.array(k, np.float32, copy=True)
+  k[0, 0] *= sx
+  k[1, 1] *= sy
+  k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
+  k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
+  return k
+
+
+def _rotate(x: np.ndarray, angle_deg: float, resample: int) -> np.ndarray:
+  """Rotates [H, W] or [H, W, C] float32 about the centre, filling uncovered pixels with 0."""
+  if x.ndim == 2:
+    return np.asarray(PIL.Image.fromarray(x, mode="F").rotate(angle_deg, resample=resample))
+  return np.stack([_rotate(np.ascontiguousarray(x[..., c]), angle_deg, resample)
+                   for c in range(x.shape[-1])], axis=-1)
+
+
+_GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as torchvision
+
+
+def _rgb_to_hsv(rgb):
+  r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+  mx, mn = rgb.max(-1), rgb.min(-1)
+  d = mx - mn
+  safe = np.where(d > 0, d, 1)
+  h = np.where(mx == r, (g - b) / safe, np.where(mx == g, 2 + (b - r) / safe, 4 + (r - g) / safe))
+  h = np.where(d > 0, (h / 6.0) % 1.0, 0.0)
+  s = np.where(mx > 0, d / np.where(mx > 0, mx, 1), 0.0)
+  return np.stack([h, s, mx], -1)
+
+
+def _hsv_to_rgb(hsv):
+  h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+  i = np.floor(h * 6.0)
+  f = h * 6.0 - i
+  p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+  i = i.astype(np.int64) % 6
+  r = np.choose(i, [v, q, p, p, t, v])
+  g = np.choose(i, [t, v, v, q, p, p])
+  b = np.choose(i, [p, p, t, v, v, q])
+  return np.stack([r, g, b], -1)
+
+
+def color_jitter(frames: np.ndarray, brightness: float, contrast: float, saturation: float,
+                 hue: float, order: Sequence[int]) -> np.ndarray:
+  """torchvision-style ColorJitter with given factors on [..., H, W, 3] in [0, 1].
+
+  brightness: x*b; contrast: blend with the image's mean grey level; saturation: blend with the
+  per-pixel grey; hue: shift in HSV by ``hue`` turns. ``order`` permutes the 4 ops (0..3).
+  The same factors for every frame of a triple (Monodepth2).
+  """
+  x = frames.astype(np.float32)
+  for op in order:
+    if op == 0:
+      x = np.clip(x * brightness, 0, 1)
+    elif op == 1:
+      mean = (x @ _GRAY).mean(axis=(-2, -1), keepdims=True)[..., None]
+      x = np.clip(contrast * x + (1 - contrast) * mean, 0, 1)
+    elif op == 2:
+      gray = (x @ _GRAY)[..., None]
+      x = np.clip(saturation * x + (1 - saturation) * gray, 0, 1)
+    else:
+      hsv = _rgb_to_hsv(x)
+      hsv[..., 0] = (hsv[..., 0] + hue) % 1.0
+      x = _hsv_to_rgb(hsv).astype(np.float32)
+  return x
+
+
+# -- grain transforms (top level: picklable for worker processes) --------------------------------
+
+class DecodeSample(grain.transforms.Map):
+  """Record of bv1/bv2 -> {image, echo, depth} at ``image_size`` (+ depth_full, sample_id for eval)."""
+
+  def __init__(self, image_size, max_depth: float, stft: dict, eval_mode: bool = False):
+    self.size = tuple(image_size)
+    self.max_depth = float(max_depth)
+    self.stft = dict(stft)
+    self.eval_mode = eval_mode
+
+  def map(self, ex: dict[str, Any]) -> dict[str, np.ndarray]:
+    image, _ = decode_image(ex["image"], self.size)
+    s = self.stft
+    echo = audio.echo_features(
+        np.asarray(ex["audio"], np.float32), self.size,
+        self.max_depth if s["cut_to_max_depth"] else None,
+        s["n_fft"], s["win_length"], s["hop_length"], s["sample_rate"])
+    out = {"image": image, "echo": echo.astype(np.float32)}
+    if self.eval_mode:
+      out["depth_full"] = cap_depth(ex["depth"], self.max_depth)
+      out["depth"] = resize_nearest(out["depth_full"], self.size)
+      out["sample_id"] = _as_str(ex["sample_id"])
+    else:
+      # Nearest resize only picks values, so capping after it is the same and 7x cheaper.
+      out["depth"] = cap_depth(resize_nearest(ex["depth"], self.size), self.max_depth)
+    return out
+
+
+class DecodeTriple(grain.transforms.Map):
+  """Record of bv1_triples -> {frames, frames_aug, intrinsics, poses, has_pose} at ``image_size``."""
+
+  def __init__(self, image_size, eval_mode: bool = False):
+    self.size = tuple(image_size)
+    self.eval_mode = eval_mode
+
+  def map(self, ex: dict[str, Any]) -> dict[str, np.ndarray]:
+    decoded = [decode_image(b, self.size) for b in ex["images"]]
+    frames = np.stack([d[0] for d in decoded])
+    out = {"frames": frames, "frames_aug": frames,
+           "intrinsics": scale_intrinsics(ex["intrinsics"], decoded[0][1], self.size),
+           "poses": np.asarray(ex["poses"], np.float32),
+           "has_pose": np.asarray(ex["has_pose"], np.bool_)}
+    if self.eval_mode:
+      out["sample_id"] = _as_str(ex["sample_id"])
+    return out
+
+
+class ZoeDepthAugment(grain.transforms.RandomMap):
+  """Stage-1 augmentation (ZoeDepth): rotation, flip (swaps ears), gamma/brightness/colour."""
+
+  def __init__(self, aug: dict):
+    self.aug = dict(aug)
+
+  def random_map(self, ex: dict[str, np.ndarray], rng: np.random.Generator):
+    a = self.aug
+    image, depth, echo = ex["image"], ex["depth"], ex["echo"]
+    if rng.random() < a["flip_p"]:
+      image, depth = image[:, ::-1], depth[:, ::-1]
+      # Mirroring the scene puts the left ear's sound in the right ear.
+      echo = echo[..., ::-1]
+    angle = rng.uniform(-a["rotation_deg"], a["rotation_deg"])
+    if a["rotation_deg"] > 0:
+      image = _rotate(np.ascontiguousarray(image), angle, PIL.Image.BILINEAR)
+      depth = _rotate(np.ascontiguousarray(depth), angle, PIL.Image.NEAREST)
+    if rng.random() < a["color_p"]:
+      gamma = rng.uniform(*a["gamma"])
+      bright = rng.uniform(*a["brightness"])
+      colour = rng.uniform(*a["colour"], size=3).astype(np.float32)
+      image = np.clip(np.power(image, gamma) * bright * colour, 0, 1).astype(np.float32)
+    return {**ex, "image": np.ascontiguousarray(image, np.float32),
+            "depth": np.ascontiguousarray(depth), "echo": np.ascontiguousarray(echo)}
+
+
+class MonodepthAugment(grain.transforms.RandomMap):
+  """Triples augmentation (Monodepth2): colour jitter on frames_aug, one flip for all frames."""
+
+  def __init__(self, aug: dict):
+    self.aug = dict(aug)
+
+  def random_map(self, ex: dict[str, np.ndarray], rng: np.random.Generator):
+    a = self.aug
+    frames, frames_aug = ex["frames"], ex["frames_aug"]
+    k, poses = ex["intrinsics"], ex["poses"]
+    if rng.random() < a["jitter_p"]:
+      frames_aug = color_jitter(
+          frames, rng.uniform(*a["jitter_brightness"]), rng.uniform(*a["jitter_contrast"]),
+          rng.uniform(*a["jitter_saturation"]), rng.uniform(-a["jitter_hue"], a["jitter_hue"]),
+          rng.permutation(4))
+    if rng.random() < a["flip_p"]:
+      frames, frames_aug = frames[:, :, ::-1], frames_aug[:, :, ::-1]
+      width = frames.shape[2]
+      k = np.array(k, copy=True)
+      k[0, 2] = width - 1 - k[0, 2]  # u -> W - 1 - u
+      mirror = np.diag(np.array([-1, 1, 1, 1], np.float32))
+      poses = mirror @ poses @ mirror  # the mirrored world's camera-to-world transforms
+    return {**ex, "frames": np.ascontiguousarray(frames),
+            "frames_aug": np.ascontiguousarray(frames_aug, np.float32),
+            "intrinsics": k.astype(np.float32), "poses": poses.astype(np.float32)}
+
+
+class PadBatch:
+  """Stacks a list of examples into a batch of ``batch_size`` rows, zero-padding a short last one.
+
+  Adds ``valid_example`` (bool [B]); padded sample ids are ''. Evaluation keeps every example.
+  """
+
+  def __init__(self, batch_size: int):
+    self.batch_size = batch_size
+
+  def __call__(self, examples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    n = len(examples)
+    out = {}
+    for key in examples[0]:
+      vals = np.stack([np.asarray(e[key]) for e in examples])
+      if n < self.batch_size:
+        pad = np.zeros((self.batch_size - n,) + vals.shape[1:], vals.dtype)
+        vals = np.concatenate([vals, pad])
+      out[key] = vals
+    out["valid_example"] = np.arange(self.batch_size) < n
+    return out
+
+
+def _as_str(x) -> str:
+  return x.decode() if isinstance(x, (bytes, np.bytes_)) else str(x)
+
+
+# -- datasets ------------------------------------------------------------------------------------
+
+def _process_info(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+  if process_index is None or process_count is None:
+    import jax  # pylint: disable=g-import-not-at-top  (workers need not import JAX)
+    process_index, process_count = jax.process_index(), jax.process_count()
+  return process_index, process_count
+
+
+def _source(builder_or_source, split: str):
+  if hasattr(builder_or_source, "as_data_source"):
+    splits = builder_or_source.info.splits
+    if split not in splits:
+      raise ValueError(f"split {split!r} has no examples in {builder_or_source.data_dir} "
+                       f"(its CSVs were empty); available: {sorted(splits)}")
+    return builder_or_source.as_data_source(split)
+  return builder_or_source
+
+
+def _decode(config: ml_collections.ConfigDict, eval_mode: bool) -> grain.transforms.Map:
+  if config.name == "bv1_triples":
+    return DecodeTriple(config.image_size, eval_mode=eval_mode)
+  return DecodeSample(config.image_size, config.max_depth, config.stft.to_dict(), eval_mode)
+
+
+def host_batch_size(global_batch: int, process_count: int) -> int:
+  """Per-host batch: the global batch split evenly over hosts."""
+  if global_batch % process_count:
+    raise ValueError(f"global batch {global_batch} is not divisible by {process_count} hosts")
+  return global_batch // process_count
+
+
+def make_train_dataset(builder_or_source, config: ml_collections.ConfigDict, split: str = "train",
+                       *, process_index: int | None = None,
+                       process_count: int | None = None) -> grain.IterDataset:
+  """Infinite shuffled, augmented training dataset of per-host batches (see module docstring)."""
+  pi, pc = _process_info(process_index, process_count)
+  ds = grain.MapDataset.source(_source(builder_or_source, split))[pi::pc]
+  if config.shuffle:
+    ds = ds.shuffle(seed=config.seed)  # reshuffled every epoch by the repeat below
+  ds = ds.repeat(None)
+  ds = ds.map(_decode(config, eval_mode=False))
+  if config.augment:
+    aug = config.aug.to_dict()
+    aug_t = MonodepthAugment(aug) if config.name == "bv1_triples" else ZoeDepthAugment(aug)
+    ds = ds.random_map(aug_t, seed=config.seed + 1)
+  ds = ds.batch(host_batch_size(config.batch_size, pc), drop_remainder=True)
+  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.num_threads,
+                                            prefetch_buffer_size=config.prefetch_buffer_size))
+  if config.num_workers > 0:
+    # grain's workers read absl flags; outside an absl app (tests, notebooks) use the defaults.
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()
+    it = it.mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=config.num_workers, per_worker_buffer_size=config.worker_buffer_size))
+  return it
+
+
+def create_train_iterator(builder_or_source, config: ml_collections.ConfigDict,
+                          split: str = "train", **kwargs) -> grain.DatasetIterator:
+  """Iterator over training batches; checkpoint it with ``checkpoint_args``."""
+  return iter(make_train_dataset(builder_or_source, config, split, **kwargs))
+
+
+def make_eval_dataset(builder_or_source, config: ml_collections.ConfigDict, split: str = "test",
+                      batch_size: int | None = None, *, process_index: int | None = None,
+                      process_count: int | None = None) -> grain.IterDataset:
+  """Unshuffled, un-augmented batches of every example of ``split`` (last batch padded).
+
+  Batches carry ``sample_id``, ``valid_example`` and (samples) ``depth_full``.
+  """
+  pi, pc = _process_info(process_index, process_count)
+  bs = batch_size or host_batch_size(config.batch_size, pc)
+  ds = grain.MapDataset.source(_source(builder_or_source, split))[pi::pc]
+  ds = ds.map(_decode(config, eval_mode=True))
+  ds = ds.batch(bs, drop_remainder=False, batch_fn=PadBatch(bs))
+  return ds.to_iter_dataset(grain.ReadOptions(num_threads=config.num_threads,
+                                              prefetch_buffer_size=config.prefetch_buffer_size))
+
+
+def create_eval_iterator(builder_or_source, config: ml_collections.ConfigDict,
+                         split: str = "test", batch_size: int | None = None,
+                         **kwargs) -> grain.DatasetIterator:
+  """Iterator over evaluation batches (see ``make_eval_dataset``)."""
+  return iter(make_eval_dataset(builder_or_source, config, split, batch_size, **kwargs))
+
+
+# -- devices and checkpoints ---------------------------------------------------------------------
+
+def to_global_batch(batch: dict[str, np.ndarray], mesh, axis: str = "data") -> dict[str, Any]:
+  """Host batch -> global jax.Arrays sharded over ``mesh``'s ``axis`` (batch dimension).
+
+  Each host passes its own rows (``global batch / process_count``); string arrays (sample ids)
+  are dropped: they stay on the host, outside the jitted step.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()
+          if np.asarray(v).dtype.kind not in "OSU"}
+
+
+def checkpoint_args(iterator: grain.DatasetIterator, restore: bool = False):
+  """Orbax args that save (or restore into) the iterator's state, for a ``Composite`` item."""
+  if restore:
+    return grain.checkpoint.CheckpointRestore(iterator)
+  return grain.checkpoint.CheckpointSave(iterator)

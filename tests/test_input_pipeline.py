@@ -1,0 +1,226 @@
+"""Tests of the grain input pipelines: depth handling, resizes, augmentation, eval, resume."""
+
+import io
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from avs_jax import audio
+from avs_jax import input_pipeline as ip
+import batvision_fixture as fx  # tests/ is on sys.path (pytest rootdir-less prepend)
+from tfds_batvision.build import build_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = (16, 32)
+
+
+def _cfg(name, **kw):
+  c = ip.default_data_config(name)
+  c.image_size = SMALL
+  c.num_workers = 0
+  c.num_threads = 2
+  c.prefetch_buffer_size = 2
+  c.batch_size = 2
+  for k, v in kw.items():
+    setattr(c, k, v)
+  return c
+
+
+@pytest.fixture(scope="module")
+def bv2_builder(tmp_path_factory):
+  d = tmp_path_factory.mktemp("bv2")
+  root = fx.write_bv2(d / "root", {"L": {"train": 5, "test": 3}}, hw=(24, 32), frames=1000)
+  return build_dataset("bv2", root, d / "data")
+
+
+@pytest.fixture(scope="module")
+def triples_builder(tmp_path_factory):
+  d = tmp_path_factory.mktemp("bv1t")
+  root = fx.write_bv1(d / "root", {"s": [10 + 0.1 * i for i in range(41)]}, hw=(12, 20),
+                      samples=16, poses=True,
+                      intrinsics={"fx": 10.0, "fy": 11.0, "cx": 9.5, "cy": 5.5, "width": 20,
+                                   "height": 12})
+  return build_dataset("bv1_triples", root, d / "data")
+
+
+def test_cap_depth_hand_values():
+  d = np.array([0, 1.5, 30.0, 29.999, np.nan, np.inf, -1.0, 45.0], np.float32)
+  np.testing.assert_array_equal(ip.cap_depth(d, 30.0),
+                                np.array([0, 1.5, 0, 29.999, 0, 0, 0, 0], np.float32))
+
+
+def test_resize_nearest_keeps_only_original_values():
+  rng = np.random.default_rng(0)
+  d = rng.uniform(0.5, 29, (24, 40)).astype(np.float32)
+  d[rng.random(d.shape) < 0.3] = 0
+  for size in [(7, 13), (16, 32), (48, 80)]:
+    r = ip.resize_nearest(d, size)
+    assert np.isin(r, d).all()
+  np.testing.assert_array_equal(ip.resize_nearest(np.array([[1., 2.], [3., 0.]]), (4, 4)),
+                                np.kron(np.array([[1., 2.], [3., 0.]]), np.ones((2, 2))))
+
+
+def test_decode_image_native_size_equals_pil(tmp_path):
+  img = np.random.default_rng(1).integers(0, 256, (24, 32, 3), np.uint8)
+  buf = io.BytesIO()
+  PIL.Image.fromarray(img).save(buf, format="JPEG")
+  got, native = ip.decode_image(buf.getvalue(), (24, 32))
+  assert native == (24, 32)
+  ref = np.asarray(PIL.Image.open(io.BytesIO(buf.getvalue())).convert("RGB")) / 255.0
+  np.testing.assert_allclose(got, ref, atol=1e-6)
+
+
+def _decoded_example(left_gain=1.0, right_gain=0.0):
+  rng = np.random.default_rng(2)
+  wav = rng.standard_normal(2000).astype(np.float32)
+  a = np.stack([left_gain * wav, right_gain * wav])
+  return {"image": rng.random((16, 32, 3)).astype(np.float32),
+          "depth": rng.uniform(0, 10, (16, 32)).astype(np.float32),
+          "echo": audio.echo_features(a, SMALL, 30.0)}
+
+
+def test_flip_swaps_ears_and_mirrors_image_and_depth():
+  ex = _decoded_example(left_gain=1.0, right_gain=0.0)
+  assert ex["echo"][..., 0].max() > 0 and ex["echo"][..., 1].max() == 0
+  aug = dict(ip.default_data_config("bv2").aug.to_dict(), flip_p=1.0, rotation_deg=0.0,
+             color_p=0.0)
+  out = ip.ZoeDepthAugment(aug).random_map(ex, np.random.default_rng(0))
+  np.testing.assert_array_equal(out["echo"][..., 1], ex["echo"][..., 0])
+  np.testing.assert_array_equal(out["echo"][..., 0], ex["echo"][..., 1])
+  np.testing.assert_array_equal(out["image"], ex["image"][:, ::-1])
+  np.testing.assert_array_equal(out["depth"], ex["depth"][:, ::-1])
+  same = ip.ZoeDepthAugment(dict(aug, flip_p=0.0)).random_map(ex, np.random.default_rng(0))
+  for k in ex:
+    np.testing.assert_array_equal(same[k], ex[k])
+
+
+def test_rotation_keeps_depth_values_and_colour_bounds():
+  ex = _decoded_example()
+  aug = dict(ip.default_data_config("bv2").aug.to_dict(), flip_p=0.0, color_p=1.0)
+  out = ip.ZoeDepthAugment(aug).random_map(ex, np.random.default_rng(3))
+  assert np.isin(out["depth"], np.append(ex["depth"], 0)).all()  # nearest: no blended depths
+  assert out["image"].min() >= 0 and out["image"].max() <= 1
+
+
+def test_train_batches_values(bv2_builder):
+  cfg = _cfg("bv2", augment=False, shuffle=False)
+  it = ip.create_train_iterator(bv2_builder, cfg, process_index=0, process_count=1)
+  b = next(it)
+  src = bv2_builder.as_data_source("train")
+  for i in range(2):
+    ex = src[i]
+    np.testing.assert_array_equal(b["depth"][i],
+                                  ip.resize_nearest(ip.cap_depth(ex["depth"], 30.0), SMALL))
+    np.testing.assert_allclose(b["echo"][i], audio.echo_features(ex["audio"], SMALL, 30.0),
+                               rtol=1e-5, atol=1e-6)
+  assert set(b) == {"image", "echo", "depth"}
+  assert b["image"].shape == (2, 16, 32, 3) and 0 <= b["image"].min() <= b["image"].max() <= 1
+
+
+def test_resume_is_exact_with_state_and_orbax(bv2_builder, tmp_path):
+  import orbax.checkpoint as ocp
+  cfg = _cfg("bv2")
+  it = ip.create_train_iterator(bv2_builder, cfg, process_index=0, process_count=1)
+  for _ in range(3):  # crosses an epoch boundary (5 examples, batch 2)
+    next(it)
+  state = it.get_state()
+  mngr = ocp.CheckpointManager(tmp_path / "ckpt")
+  mngr.save(3, args=ocp.args.Composite(data=ip.checkpoint_args(it)))
+  mngr.wait_until_finished()
+  want = [next(it) for _ in range(3)]
+  fresh = ip.create_train_iterator(bv2_builder, cfg, process_index=0, process_count=1)
+  fresh.set_state(state)
+  fresh2 = ip.create_train_iterator(bv2_builder, cfg, process_index=0, process_count=1)
+  mngr.restore(3, args=ocp.args.Composite(data=ip.checkpoint_args(fresh2, restore=True)))
+  for w in want:
+    for got in (next(fresh), next(fresh2)):
+      for k in w:
+        np.testing.assert_array_equal(got[k], w[k])
+
+
+def test_eval_iterator_pads_and_keeps_everything(bv2_builder):
+  cfg = _cfg("bv2")
+  batches = list(ip.create_eval_iterator(bv2_builder, cfg, "test", process_index=0,
+                                         process_count=1))
+  assert [b["valid_example"].tolist() for b in batches] == [[True, True], [True, False]]
+  ids = [s for b in batches for s, v in zip(b["sample_id"], b["valid_example"]) if v]
+  assert sorted(ids) == ["L/5", "L/6", "L/7"]
+  src = bv2_builder.as_data_source("test")
+  by_id = {src[i]["sample_id"].decode(): src[i] for i in range(len(src))}
+  np.testing.assert_array_equal(batches[0]["depth_full"][1],
+                                ip.cap_depth(by_id[batches[0]["sample_id"][1]]["depth"], 30.0))
+  assert batches[0]["depth_full"].shape == (2, 24, 32)
+  assert np.all(batches[1]["depth_full"][1] == 0) and batches[1]["sample_id"][1] == ""
+
+
+def test_triples_flip_jitter_intrinsics(triples_builder):
+  src = triples_builder.as_data_source("train")
+  (ex,) = [src[i] for i in range(len(src))]
+  dec = ip.DecodeTriple((6, 10)).map(ex)
+  # K from intrinsics.json (at 12x20) scaled by 1/2 with pixel centres at integers.
+  np.testing.assert_allclose(dec["intrinsics"], [[5, 0, 4.5], [0, 5.5, 2.5], [0, 0, 1]])
+  aug = dict(ip.default_data_config("bv1_triples").aug.to_dict(), flip_p=1.0, jitter_p=1.0,
+             jitter_contrast=(1, 1), jitter_saturation=(1, 1), jitter_hue=0.0,
+             jitter_brightness=(1.1, 1.1))
+  out = ip.MonodepthAugment(aug).random_map(dec, np.random.default_rng(0))
+  np.testing.assert_array_equal(out["frames"], dec["frames"][:, :, ::-1])  # un-jittered
+  np.testing.assert_allclose(out["frames_aug"], np.clip(dec["frames"][:, :, ::-1] * 1.1, 0, 1),
+                             atol=1e-5)  # same jitter for the 3 frames
+  assert out["intrinsics"][0, 2] == pytest.approx(10 - 1 - 4.5)
+  # Mirrored world: x translations change sign.
+  np.testing.assert_allclose(out["poses"][:, 0, 3], -dec["poses"][:, 0, 3])
+
+
+def test_color_jitter_identity_and_hue_round_trip():
+  x = np.random.default_rng(4).random((2, 5, 7, 3)).astype(np.float32)
+  np.testing.assert_allclose(ip.color_jitter(x, 1, 1, 1, 0, [0, 1, 2, 3]), x, atol=1e-5)
+  once = ip.color_jitter(x, 1, 1, 1, 0.25, [3])
+  back = ip.color_jitter(once, 1, 1, 1, -0.25, [3])
+  np.testing.assert_allclose(back, x, atol=1e-5)
+  gray = ip.color_jitter(x, 1, 1, 0.0, 0, [2])  # saturation 0 -> grey, equal channels
+  np.testing.assert_allclose(gray[..., 0], gray[..., 2], atol=1e-6)
+
+
+def test_triples_train_batch_keys(triples_builder):
+  cfg = _cfg("bv1_triples", batch_size=1)
+  b = next(ip.create_train_iterator(triples_builder, cfg, process_index=0, process_count=1))
+  assert set(b) == {"frames", "frames_aug", "intrinsics", "poses", "has_pose"}
+  assert b["frames"].shape == (1, 3, 16, 32, 3) and bool(b["has_pose"][0])
+
+
+def test_worker_processes_give_same_batches(bv2_builder):
+  cfg = _cfg("bv2")
+  it0 = ip.create_train_iterator(bv2_builder, cfg, process_index=0, process_count=1)
+  ref = [next(it0) for _ in range(2)]
+  cfg.num_workers = 2
+  it2 = ip.create_train_iterator(bv2_builder, cfg, process_index=0, process_count=1)
+  for r in ref:
+    got = next(it2)
+    np.testing.assert_array_equal(got["echo"], r["echo"])
+    np.testing.assert_array_equal(got["depth"], r["depth"])
+  it2.close() if hasattr(it2, "close") else None
+
+
+def test_to_global_batch_on_four_devices():
+  code = """
+import jax, numpy as np
+from avs_jax import input_pipeline as ip
+mesh = jax.make_mesh((4,), ("data",))
+b = {"x": np.arange(8 * 3, dtype=np.float32).reshape(8, 3), "sample_id": np.array(["a"] * 8)}
+g = ip.to_global_batch(b, mesh)
+assert set(g) == {"x"} and g["x"].shape == (8, 3)
+rows = sorted(int(s.data[0, 0]) // 3 for s in g["x"].addressable_shards)
+assert rows == [0, 2, 4, 6], rows
+np.testing.assert_array_equal(np.asarray(g["x"]), b["x"])
+print("OK")
+"""
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                       text=True)
+  assert "OK" in out.stdout, out.stderr[-3000:]

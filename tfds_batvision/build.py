@@ -1,0 +1,76 @@
+"""Builds a BatVision TFDS dataset without TensorFlow: ``python -m tfds_batvision.build``.
+
+  python -m tfds_batvision.build --config=bv2 --manual_dir=DIR --data_dir=DIR [--skip_bad]
+
+Writes ``array_record`` files under ``DATA_DIR/batvision/<config>/<version>/``. TFDS writes into
+an ``incomplete.*`` folder and renames it on success, so a failed build leaves nothing that a later
+read takes as complete. Progress is shown by TFDS's tqdm bars.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow_datasets as tfds
+
+from tfds_batvision.batvision import Batvision
+
+CONFIGS = ("bv1", "bv2", "bv1_triples")
+
+
+def build_dataset(config_name: str, manual_dir: str | os.PathLike, data_dir: str | os.PathLike,
+                  skip_bad: bool = False, overwrite: bool = False) -> Batvision:
+  """Builds (or reuses) the ``config_name`` dataset from the BatVision root ``manual_dir``.
+
+  Returns the prepared builder: read with ``builder.as_data_source(split)``. ``builder.skipped``
+  lists (file, problem) of samples skipped with ``skip_bad``. ``overwrite`` rebuilds even when a
+  complete dataset already exists in ``data_dir``.
+  """
+  if config_name not in CONFIGS:
+    raise ValueError(f"unknown BatVision config {config_name!r}; choose one of {CONFIGS}")
+  builder = Batvision(config=config_name, data_dir=os.fspath(data_dir), skip_bad=skip_bad,
+                      file_format="array_record")
+  mode = (tfds.download.GenerateMode.FORCE_REDOWNLOAD if overwrite
+          else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+  try:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=os.fspath(manual_dir), download_mode=mode))
+  except AssertionError as e:
+    # TFDS cannot write a split without examples: here every sample of a split was skipped.
+    if "No examples were yielded" not in str(e):
+      raise
+    raise ValueError(
+        f"{manual_dir}: a split has no valid samples left after --skip_bad; skipped: "
+        + "; ".join(f"{p}: {why}" for p, why in builder.skipped)) from e
+  if builder.skipped:
+    logging.warning("Skipped %d bad sample(s):\n%s", len(builder.skipped),
+                    "\n".join(f"  {p}: {why}" for p, why in builder.skipped))
+  return builder
+
+
+_CONFIG = flags.DEFINE_enum("config", "bv2", CONFIGS, "Which BatVision dataset to build.")
+_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "BatVision root folder.", required=True)
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir to write into.", required=True)
+_SKIP_BAD = flags.DEFINE_bool("skip_bad", False, "Skip samples with bad files and report them.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild even if the dataset exists.")
+
+
+def main(argv):
+  del argv
+  builder = build_dataset(_CONFIG.value, _MANUAL_DIR.value, _DATA_DIR.value,
+                          skip_bad=_SKIP_BAD.value, overwrite=_OVERWRITE.value)
+  sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
+  print(f"Built batvision/{_CONFIG.value} in {builder.data_dir}: {sizes}")
+  if builder.skipped:
+    print(f"Skipped {len(builder.skipped)} bad sample(s):")
+    for path, why in builder.skipped:
+      print(f"  {path}: {why}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(app.run(main))
