@@ -69,9 +69,19 @@ def examples(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def train_iter(n: int = 32, batch_size: int = 8, seed: int = 0):
-    """Endless shuffled grain iterator of batches (checkpointable)."""
-    ds = grain.MapDataset.source(examples(n, seed)).shuffle(seed=seed).repeat(None)
+def train_iter(n: int = 32, batch_size: int = 8, seed: int = 0, poison: int | None = None):
+    """Endless shuffled grain iterator of batches (checkpointable).
+
+    poison: index of an example whose target is NaN; the data is then not shuffled, so the
+    example is in batch poison // batch_size (0-based), i.e. train step poison // batch_size + 1.
+    """
+    data = examples(n, seed)
+    ds = grain.MapDataset.source(data)
+    if poison is None:
+        ds = ds.shuffle(seed=seed)
+    else:
+        data[poison]["target"] = np.float32("nan")
+    ds = ds.repeat(None)
     return iter(ds.batch(batch_size, drop_remainder=True).to_iter_dataset())
 
 

@@ -145,7 +145,9 @@ def load_pretrained(path: str, variables: dict, target: str = "") -> dict:
                 raise ValueError(f"{path}: {'/'.join((collection,) + key)} has shape "
                                  f"{np.shape(value)}, the model expects {flat[dst].shape} at "
                                  f"{'/'.join((collection,) + dst)}")
-            new[dst] = jax.device_put(np.asarray(value, flat[dst].dtype), flat[dst].sharding)
+            leaf = flat[dst]
+            value = np.asarray(value, leaf.dtype)
+            new[dst] = jax.device_put(value, leaf.sharding) if isinstance(leaf, jax.Array) else value
             matched += 1
         leaves = [new[k] for k in flat]
         out[collection] = jax.tree.unflatten(jax.tree.structure(tree), leaves)

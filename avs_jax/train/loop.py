@@ -149,8 +149,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
 
     train_iter = train_iter_fn()
     first = next(train_iter)
-    root = jax.random.PRNGKey(cfg.seed)
-    init_rng, train_rng = jax.random.split(root)
+    init_rng, train_rng = jax.random.split(jax.random.PRNGKey(cfg.seed))
     variables = init_variables(task, init_rng, put_batch(first, mesh), mesh)
     if config.get("init_from"):
         variables = checkpointing.load_pretrained(config.init_from, variables,
@@ -169,7 +168,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
             pending_batch = None  # the restored iterator is at the checkpoint's position
     meta_config = json.loads(config.to_json_best_effort())
 
-    p_train_step = make_train_step(task, tx, mesh, compute_dtype, cast_keys)
+    p_train_step = make_train_step(task, tx, mesh, compute_dtype, cast_keys, lr_fn)
     p_eval_step = make_eval_step(task, mesh, compute_dtype, cast_keys)
 
     step = int(jax.device_get(state.step))
@@ -205,7 +204,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
         history.extend(records)
         elapsed = time.perf_counter() - timer[0]
         window = {k: float(np.mean([r[k] for r in records])) for k in records[0] if k != "step"}
-        window["learning_rate"] = float(lr_fn(records[-1]["step"] - 1))
         window["samples_per_s"] = timer[1] / max(elapsed, 1e-9)
         writer.write_scalars(records[-1]["step"], window, "train")
         writer.flush()

@@ -64,7 +64,7 @@ def train_step(task: Any, tx: optax.GradientTransformation, state: TrainState, b
     new_state = state.replace(step=state.step + 1, params=params, model_state=new_model_state,
                               opt_state=opt_state)
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
-    metrics.update(loss=loss, grad_norm=optax.global_norm(grads))
+    metrics.update(loss=loss, grad_norm=optax.tree.norm(grads))
     return new_state, metrics
 
 
@@ -78,14 +78,22 @@ def eval_step(task: Any, state: TrainState, batch: Batch, compute_dtype: Any = j
 
 def make_train_step(task: Any, tx: optax.GradientTransformation, mesh: Mesh,
                     compute_dtype: Any = jnp.float32, cast_keys: Sequence[str] = (),
+                    lr_fn: Callable | None = None,
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """`train_step` jitted over `mesh`: state replicated and donated, batch split over "data".
 
     The step's key is `fold_in(state.rng, state.step)`, derived inside the compiled step.
+    lr_fn: the base learning-rate schedule; when given, its value at the step is reported as
+    the metric `learning_rate` (computed on device, so the host never evaluates schedules).
     """
 
     def step(state, batch):
-        return train_step(task, tx, state, batch, step_rng(state), compute_dtype, cast_keys)
+        lr_step = state.step
+        new_state, metrics = train_step(task, tx, state, batch, step_rng(state), compute_dtype,
+                                        cast_keys)
+        if lr_fn is not None:
+            metrics["learning_rate"] = jnp.asarray(lr_fn(lr_step), jnp.float32)
+        return new_state, metrics
 
     rep = replicated(mesh)
     return jax.jit(step, in_shardings=(rep, data_sharded(mesh)), out_shardings=(rep, rep),
