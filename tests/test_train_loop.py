@@ -110,3 +110,22 @@ def test_init_from_loads_matching_subtree_and_names_missing_file(tmp_path):
 def _with(config, **kw):
     config.update(kw)
     return config
+
+
+def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
+    cfg = train_toy.config().checkpoint
+    cfg.keep = 2
+    ckpt = checkpointing.Checkpointer(str(tmp_path), cfg)
+    state = {"w": jnp.arange(3.0)}
+    for step, abs_rel in zip([1, 2, 3, 4, 5], [0.3, 0.1, 0.5, 0.4, None]):
+        ckpt.save(step, state, metrics=None if abs_rel is None else {"abs_rel": abs_rel})
+    ckpt.wait()
+    # latest two (4, 5) and the lowest abs_rel (2); 1 and 3 are gone.
+    assert sorted(ckpt.manager.all_steps()) == [2, 4, 5]
+    assert ckpt.best_step() == 2
+    restored, meta = ckpt.restore(checkpointing.abstract_like(state), step=2)
+    np.testing.assert_array_equal(np.asarray(restored["w"]), [0.0, 1.0, 2.0])
+    assert meta["step"] == 2 and meta["metrics"] == {"abs_rel": 0.1}
+    with pytest.raises(KeyError, match="best_metric='abs_rel'"):
+        ckpt.save(6, state, metrics={"rmse": 1.0})
+    ckpt.close()

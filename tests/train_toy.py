@@ -22,7 +22,9 @@ class ToyNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool):
-        x = nn.Conv(8, (3, 3), dtype=self.dtype, name="encoder")(x)
+        # No conv bias before BatchNorm (as in ResNets): its gradient is zero up to round-off,
+        # which Adam would blow up to lr-sized steps of arbitrary sign.
+        x = nn.Conv(8, (3, 3), use_bias=False, dtype=self.dtype, name="encoder")(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
         x = nn.relu(x).mean(axis=(1, 2))
         return nn.Dense(1, dtype=self.dtype, name="head")(x)[:, 0]

@@ -37,6 +37,7 @@ class Checkpointer:
     def __init__(self, directory: str, cfg: ml_collections.ConfigDict):
         self.directory = os.path.abspath(directory)
         self.best_metric = cfg.best_metric
+        self.best_mode = cfg.best_mode
         best_metric, reverse = cfg.best_metric, cfg.best_mode == "min"
         if cfg.best_mode not in ("min", "max"):
             raise ValueError(f"config.checkpoint.best_mode={cfg.best_mode!r}; expected min or max")
@@ -61,14 +62,14 @@ class Checkpointer:
 
         metrics: validation metrics of this state (ranked by best_metric); None when not evaluated.
         """
-        items = dict(state=ocp.args.StandardSave(state),
-                     meta=ocp.args.JsonSave(dict(meta or {}, step=int(step))))
-        if data_iter is not None and is_grain_iterator(data_iter):
-            items["data"] = grain.checkpoint.CheckpointSave(data_iter)
         if metrics is not None and self.best_metric not in metrics:
             raise KeyError(f"config.checkpoint.best_metric={self.best_metric!r} is not among the "
                            f"validation metrics {sorted(metrics)}")
         metrics = None if metrics is None else {k: float(v) for k, v in metrics.items()}
+        items = dict(state=ocp.args.StandardSave(state),
+                     meta=ocp.args.JsonSave(dict(meta or {}, step=int(step), metrics=metrics)))
+        if data_iter is not None and is_grain_iterator(data_iter):
+            items["data"] = grain.checkpoint.CheckpointSave(data_iter)
         self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
 
     def restore(self, abstract_state: Any, data_iter: Any = None,
@@ -91,6 +92,23 @@ class Checkpointer:
                             "uninterrupted run", step)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored["state"], restored["meta"]
+
+    def read_meta(self, step: int) -> dict:
+        """The JSON metadata of checkpoint `step` ({"step", "config", "metrics" or None})."""
+        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+            "meta"]
+
+    def best_step(self) -> int | None:
+        """The kept checkpoint with the best validation `best_metric`; None if none was validated."""
+        self.manager.wait_until_finished()
+        scored = []
+        for step in self.manager.all_steps():
+            metrics = self.read_meta(step).get("metrics")
+            if metrics:
+                scored.append((metrics[self.best_metric], step))
+        if not scored:
+            return None
+        return (min(scored) if self.best_mode == "min" else max(scored))[1]
 
     def wait(self) -> None:
         """Blocks until pending asynchronous saves are on disk."""
