@@ -47,6 +47,15 @@ def test_toy_learns_and_logs(tmp_path):
     # The state's params stay float32 and the model state carries BatchNorm statistics.
     assert {x.dtype for x in jax.tree.leaves(out["state"].params)} == {jnp.dtype(jnp.float32)}
     assert "batch_stats" in out["state"].model_state
+    # The evaluation's view of the run: the best validated checkpoint's variables.
+    best = min(out["eval"], key=lambda r: r["abs_rel"])["step"]
+    variables, meta = checkpointing.restore_variables(str(tmp_path / "checkpoints"), "best")
+    assert meta["step"] == best and set(variables) == {"params", "batch_stats"}
+    if best == 12:
+        for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(out["state"].params)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        checkpointing.restore_variables(str(tmp_path / "nowhere"))
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
@@ -91,12 +100,15 @@ def test_bfloat16_compute_keeps_float32_params(tmp_path):
 def test_init_from_loads_matching_subtree_and_names_missing_file(tmp_path):
     task = train_toy.ToyTask()
     batch = next(train_toy.train_iter())
-    variables = task.init_variables(jax.random.PRNGKey(0), {"image": jnp.asarray(batch["image"])})
+    shapes = jax.eval_shape(task.init_variables, jax.random.PRNGKey(0),
+                            {"image": jnp.asarray(batch["image"])})
+    rs = np.random.RandomState(0)
+    variables = jax.tree.map(lambda x: rs.randn(*x.shape).astype(x.dtype), shapes)
     kernel = np.full(variables["params"]["encoder"]["kernel"].shape, 0.25, np.float32)
     path = tmp_path / "pretrained"
     with ocp.StandardCheckpointer() as saver:
         saver.save(path, {"params": {"kernel": kernel}})
-    loaded = checkpointing.load_pretrained(str(path), jax.device_get(variables), "encoder")
+    loaded = checkpointing.load_pretrained(str(path), variables, "encoder")
     np.testing.assert_array_equal(np.asarray(loaded["params"]["encoder"]["kernel"]), kernel)
     np.testing.assert_array_equal(np.asarray(loaded["params"]["head"]["kernel"]),
                                   np.asarray(variables["params"]["head"]["kernel"]))
@@ -129,3 +141,4 @@ def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
     with pytest.raises(KeyError, match="best_metric='abs_rel'"):
         ckpt.save(6, state, metrics={"rmse": 1.0})
     ckpt.close()
+

@@ -119,6 +119,39 @@ class Checkpointer:
         self.manager.close()
 
 
+def restore_variables(checkpoint_dir: str, step: int | str | None = None,
+                      cfg: ml_collections.ConfigDict | None = None) -> tuple[dict, dict]:
+    """Model variables of a run's checkpoint for evaluation: ({"params", ...model_state}, meta).
+
+    checkpoint_dir: `workdir/checkpoints`. step: an int, None for the latest, or "best" for the
+    best by cfg.best_metric (cfg = config.checkpoint). Arrays come back as host numpy arrays
+    (no optimizer state is needed, so no abstract target).
+    """
+    checkpoint_dir = os.path.abspath(checkpoint_dir)
+    if not os.path.isdir(checkpoint_dir):
+        raise FileNotFoundError(f"checkpoint directory {checkpoint_dir} does not exist")
+    if cfg is None:
+        cfg = ml_collections.ConfigDict(dict(keep=1000, best_metric="abs_rel", best_mode="min",
+                                             async_save=False))
+    ckpt = Checkpointer(checkpoint_dir, cfg)
+    try:
+        if step == "best":
+            step = ckpt.best_step()
+            if step is None:
+                raise ValueError(f"{checkpoint_dir}: no checkpoint has validation metrics")
+        elif step is None:
+            step = ckpt.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint under {checkpoint_dir}")
+        restored = ckpt.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    finally:
+        ckpt.manager.close()
+    state = restored["state"]
+    get = (lambda k: state[k]) if isinstance(state, dict) else (lambda k: getattr(state, k))
+    return {"params": get("params"), **dict(get("model_state"))}, restored["meta"]
+
+
 def abstract_like(tree: Any) -> Any:
     """ShapeDtypeStructs (with shardings) of a pytree of arrays: a restore target."""
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)

@@ -150,23 +150,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
     train_iter = train_iter_fn()
     first = next(train_iter)
     init_rng, train_rng = jax.random.split(jax.random.PRNGKey(cfg.seed))
-    variables = init_variables(task, init_rng, put_batch(first, mesh), mesh)
-    if config.get("init_from"):
-        variables = checkpointing.load_pretrained(config.init_from, variables,
-                                                  config.get("init_from_target", ""))
-    tx = create_optimizer(cfg, num_steps, task.param_labels(variables["params"]), spe)
-    lr_fn = create_learning_rate_fn(cfg, num_steps, spe)
-    state = create_train_state(variables, tx, train_rng, mesh)
-    del variables
-
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint)
-    pending_batch = first
-    if ckpt.latest_step() is not None:
-        state, meta = ckpt.restore(checkpointing.abstract_like(state), train_iter)
-        logging.info("resumed from %s step %d", ckpt.directory, meta["step"])
-        if checkpointing.is_grain_iterator(train_iter):
-            pending_batch = None  # the restored iterator is at the checkpoint's position
-    meta_config = json.loads(config.to_json_best_effort())
+    try:  # close the manager (its threads) if setting up fails
+        resuming = ckpt.latest_step() is not None
+        variables = init_variables(task, init_rng, put_batch(first, mesh), mesh)
+        if config.get("init_from") and not resuming:  # a resumed run has its weights already
+            variables = checkpointing.load_pretrained(config.init_from, variables,
+                                                      config.get("init_from_target", ""))
+        tx = create_optimizer(cfg, num_steps, task.param_labels(variables["params"]), spe)
+        lr_fn = create_learning_rate_fn(cfg, num_steps, spe)
+        state = create_train_state(variables, tx, train_rng, mesh)
+        del variables
+
+        pending_batch = first
+        if resuming:
+            state, meta = ckpt.restore(checkpointing.abstract_like(state), train_iter)
+            logging.info("resumed from %s step %d", ckpt.directory, meta["step"])
+            if checkpointing.is_grain_iterator(train_iter):
+                pending_batch = None  # the restored iterator is at the checkpoint's position
+        meta_config = json.loads(config.to_json_best_effort())
+    except BaseException:
+        ckpt.close()
+        raise
 
     p_train_step = make_train_step(task, tx, mesh, compute_dtype, cast_keys, lr_fn)
     p_eval_step = make_eval_step(task, mesh, compute_dtype, cast_keys)

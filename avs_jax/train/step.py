@@ -115,5 +115,12 @@ def put_batch(batch: Batch, mesh: Mesh) -> Batch:
     leading axis must divide evenly over the local devices.
     """
     sharding = data_sharded(mesh)
+    local = jax.local_device_count()
+    for k in device_batch_keys(batch):
+        n = np.shape(batch[k])[0] if np.ndim(batch[k]) else 0
+        if n == 0 or n % local:
+            raise ValueError(f"batch entry {k!r} has leading size {n}, which must be a positive "
+                             f"multiple of the {local} local devices (set the batch size or "
+                             "drop/pad the last batch in the input pipeline)")
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k]))
             for k in device_batch_keys(batch)}
