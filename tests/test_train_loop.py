@@ -2,6 +2,7 @@
 bf16 compute, pretrained init. Multi-device and SIGTERM: tests/test_train_parallel.py."""
 
 import functools
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -31,8 +32,15 @@ def run(workdir, task=None, train_iter=train_toy.train_iter, **train):
                               train_iter, train_toy.eval_iter)
 
 
-def test_toy_learns_and_logs(tmp_path):
-    out = run(tmp_path)
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """One uninterrupted 12-step run (3 epochs of 4), shared by the tests that read it."""
+    workdir = tmp_path_factory.mktemp("full")
+    return workdir, run(workdir)
+
+
+def test_toy_learns_and_logs(full_run):
+    tmp_path, out = full_run
     losses = [r["loss"] for r in out["train"]]
     assert out["stopped"] == "done" and out["step"] == 12
     assert [r["step"] for r in out["train"]] == list(range(1, 13))
@@ -58,10 +66,11 @@ def test_toy_learns_and_logs(tmp_path):
         checkpointing.restore_variables(str(tmp_path / "nowhere"))
 
 
-def test_resume_reproduces_the_uninterrupted_run(tmp_path):
-    full = run(tmp_path / "full")
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, full_run):
+    full = full_run[1]
     first = run(tmp_path / "cut", stop_at_step=6)
     assert first["stopped"] == "stop_at_step" and first["step"] == 6
+    shutil.copytree(tmp_path / "cut" / "checkpoints", tmp_path / "mid" / "checkpoints")
     second = run(tmp_path / "cut")  # a fresh loop restores step 6 and the data position
     assert second["train"][0]["step"] == 7
     resumed = first["train"] + second["train"]
@@ -73,6 +82,13 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     logged = read_metrics(str(tmp_path / "cut"), "train")
     np.testing.assert_allclose([r["loss"] for r in logged], [r["loss"] for r in full["train"]],
                                rtol=1e-6)
+    # Resuming from a checkpoint saved mid-run (asynchronously, at the validation of step 4,
+    # while training went on) also continues exactly: the data position is the one of step 4.
+    shutil.rmtree(tmp_path / "mid" / "checkpoints" / "6")
+    mid = run(tmp_path / "mid")
+    assert [r["step"] for r in mid["train"]] == list(range(5, 13))
+    np.testing.assert_allclose([r["loss"] for r in mid["train"]],
+                               [r["loss"] for r in full["train"]][4:], rtol=1e-6, atol=0)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):

@@ -221,6 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
         flush()  # never save a state whose losses were not checked
         ckpt.save(step, state, train_iter, meta=dict(config=meta_config), metrics=metrics)
         saved_step = last_good = step
+        timer[0] = time.perf_counter()  # samples/s measures training, not validation or saving
 
     stopped = "done"
     try:
