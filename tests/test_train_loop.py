@@ -45,6 +45,10 @@ def test_toy_learns_and_logs(full_run):
     assert out["stopped"] == "done" and out["step"] == 12
     assert [r["step"] for r in out["train"]] == list(range(1, 13))
     assert np.mean(losses[-3:]) < losses[0] / 5  # the step applies its gradients
+    # The reported learning rate is OneCycle's (max 3e-2 with div_factor 1, down to max/1e4 at
+    # the last of 12 steps, where phase 2 ends).
+    np.testing.assert_allclose(out["train"][0]["learning_rate"], 3e-2, rtol=1e-6)
+    np.testing.assert_allclose(out["train"][-1]["learning_rate"], 3e-6, rtol=1e-4)
     evals = [r["abs_rel"] for r in out["eval"]]
     assert [r["step"] for r in out["eval"]] == [4, 8, 12] and evals[-1] < evals[0]
     # metrics.jsonl holds the same numbers as the returned history; TensorBoard events exist.
@@ -158,3 +162,18 @@ def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
         ckpt.save(6, state, metrics={"rmse": 1.0})
     ckpt.close()
 
+
+
+def test_ctrl_c_sets_the_stop_flag_instead_of_raising():
+    import os
+    import signal
+
+    from avs_jax.train.loop import _StopFlag
+
+    previous = signal.getsignal(signal.SIGINT)
+    with _StopFlag().installed() as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # the loop would save and return at the next step
+        assert stop.signal == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C interrupts at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is previous  # handlers restored
