@@ -26,10 +26,11 @@ sys.path.insert(0, {tests!r})
 import train_toy
 from avs_jax.train.loop import train_and_evaluate
 config = train_toy.config(**json.loads({train!r}))
-out = train_and_evaluate(config, {workdir!r}, train_toy.ToyTask(), train_toy.train_iter, None)
+out = train_and_evaluate(config, {workdir!r}, train_toy.ToyTask(), train_toy.train_iter,
+                         train_toy.eval_iter)
 np.savez({workdir!r} + "/state.npz", *[np.asarray(x) for x in jax.tree.leaves(out["state"])])
 print(json.dumps(dict(devices=jax.device_count(), step=out["step"], stopped=out["stopped"],
-                      losses=[r["loss"] for r in out["train"]])))
+                      losses=[r["loss"] for r in out["train"]], eval=out["eval"])))
 """
 
 
@@ -46,12 +47,16 @@ def test_one_and_four_devices_give_the_same_losses_and_parameters(tmp_path):
     train = dict(num_steps=4, steps_per_epoch=4)
     proc = loop_process(tmp_path / "four", 4, **train)
     one = train_and_evaluate(train_toy.config(**train), str(tmp_path / "one"),
-                             train_toy.ToyTask(), train_toy.train_iter, None)
+                             train_toy.ToyTask(), train_toy.train_iter, train_toy.eval_iter)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-3000:]
     four = json.loads(stdout.strip().splitlines()[-1])
     assert four["devices"] == 4 and four["step"] == 4
     np.testing.assert_allclose(four["losses"], [r["loss"] for r in one["train"]], rtol=1e-5)
+    # Validation (eval_step over the same mesh, running BN statistics) agrees as well.
+    assert [r["step"] for r in four["eval"]] == [4]
+    for key in ("abs_rel", "mse"):
+        np.testing.assert_allclose(four["eval"][0][key], one["eval"][0][key], rtol=1e-5)
     saved = np.load(tmp_path / "four" / "state.npz")
     leaves = jax.tree.leaves(one["state"])
     assert len(saved.files) == len(leaves)
