@@ -1,1 +1,101 @@
-"""The train core shared by both training stages, and the tasks of each stage."""
+"""The train core shared by both training stages, and the tasks of each stage.
+
+One core trains both AVS-Net (stage 1, supervised SILog on BV2) and the relative depth model
+(Monodepth2 / the light variant, self-supervised on BV1 triples). A stage plugs in by supplying a
+**Task**, its input pipeline and a config; the core never branches on the stage.
+
+Modules (one idea each)
+-----------------------
+- `defaults.py`: `default_train_config(stage)`: the config sections the core reads, with paper
+  values and their sources.
+- `optimizer.py`: `create_optimizer(config.train, num_steps, param_labels, steps_per_epoch)`,
+  `create_learning_rate_fn(...)`: AdamW + torch-OneCycle (lr and beta1), Adam/AdamW + step decay,
+  global grad-norm clipping, per-label learning-rate multipliers.
+- `state.py`: `TrainState` (step, params, model_state, opt_state, rng), `init_variables`,
+  `create_train_state`, the mesh shardings.
+- `step.py`: the pure `train_step(task, tx, state, batch, rng, ...)` / `eval_step`, and
+  `make_train_step` / `make_eval_step`: compiled once with `jax.jit` over the ("data",) mesh,
+  batch `P("data")`, state `P()`, state donated; `put_batch` builds the global batch arrays.
+- `checkpointing.py`: `Checkpointer` (orbax CheckpointManager, Composite of state / grain
+  iterator / JSON meta, async, latest N + best), `restore_variables` (for evaluation),
+  `load_pretrained` (config.init_from).
+- `metric_writers.py`: TensorBoard events (tensorboardX) and `metrics.jsonl`.
+- `loop.py`: `train_and_evaluate(config, workdir, task, train_iter_fn, eval_iter_fn)`.
+
+The Task protocol
+-----------------
+A Task is any object with these four methods. All arrays are jax arrays; every method except
+`param_labels` runs inside `jax.jit` (trace-safe code only: no Python branching on values, no
+I/O). `batch` is the global batch dict of the input pipeline with only its numeric entries
+(sample ids and other strings never reach the task); the float entries named in
+`config.train.cast_batch_keys` arrive already cast to `config.train.compute_dtype`.
+
+``task.init_variables(rng, batch) -> {"params": ..., <other collections>}``
+    Initial variables (e.g. `model.init(rng, batch["image"], train=False)`). Params are cast to
+    float32 by the core. Every collection other than "params" (e.g. "batch_stats") becomes the
+    state's `model_state` dict, e.g. {"batch_stats": ...} or {} when there is none.
+
+``task.loss_and_metrics(params, model_state, batch, rng, train: bool)
+      -> (loss, (new_model_state, metrics))``
+    The training objective. `loss`: float32 scalar (compute it in float32 even when the model
+    runs in bfloat16). `new_model_state`: same structure as `model_state` (the updated
+    BatchNorm statistics, i.e. the mutable collections of `model.apply(..., mutable=...)`);
+    return `model_state` unchanged if nothing is mutable. `metrics`: dict[str, scalar] logged
+    as means over log windows (the core adds "loss", "grad_norm" and "learning_rate"). `rng`:
+    this step's key, `fold_in(state.rng, step)` (split it for dropout, augmentation, the
+    automasking noise...). BatchNorm means inside are over the global batch on any device count.
+
+``task.param_labels(params) -> pytree of str``
+    A label per parameter leaf, same structure as params (e.g. "encoder" for a pretrained
+    encoder, "default" otherwise). Each label's learning rate is the base schedule times
+    `config.train.lr_multipliers.get(label, 1.0)` (ZoeDepth: {"encoder": 0.1}). Called once
+    on the host.
+
+``task.eval_metrics(params, model_state, batch) -> dict[str, scalar]``
+    Validation metrics of one batch as batch means (inference mode, running BN statistics); the
+    core averages them over the validation set weighted by batch size. Must contain
+    `config.checkpoint.best_metric` (e.g. "abs_rel") when validation ranks checkpoints.
+
+Precision: `config.train.compute_dtype` ("float32" | "bfloat16") is for the task to pass to its
+model (`dtype=`) and is what the core casts the `cast_batch_keys` inputs to; params, optimizer
+state, gradients, targets and losses stay float32.
+
+Running a stage
+---------------
+::
+
+    config.update(default_train_config("avsnet"))          # then the experiment's overrides
+    summary = train_and_evaluate(config, workdir, task,
+                                 train_iter_fn=lambda: iter(train_dataset),  # endless, global batches
+                                 eval_iter_fn=lambda: iter(val_dataset),     # finite, or None
+                                 steps_per_epoch=num_train_examples // batch_size)
+
+- Length: `config.train.num_steps` if > 0, else `num_epochs * steps_per_epoch`.
+- Every `log_every` steps the host reads the buffered step metrics once: checks them for
+  non-finite losses, writes window means (plus samples/s) to `workdir/tensorboard` and
+  `workdir/metrics.jsonl`, updates the tqdm bar. No other host syncs happen between steps.
+- Validation every epoch (or every `eval_every` steps), then a checkpoint carrying the
+  validation metrics; extra checkpoints every `checkpoint_every` steps and at the end.
+- Checkpoints in `workdir/checkpoints/<step>/{state,data,meta}`; the latest
+  `config.checkpoint.keep` and the best by `best_metric`/`best_mode` are kept. A run whose
+  workdir already has checkpoints resumes from the latest exactly: same state, same data
+  position (when `train_iter_fn` returns a grain `DatasetIterator`, whose position is saved),
+  same random stream; losses equal the uninterrupted run's step for step.
+- A NaN/inf loss raises `NonFiniteLossError` naming the step and the last good checkpoint;
+  states are only saved after their losses were checked, so that checkpoint is good.
+- SIGTERM or Ctrl-C: the step in flight finishes, a checkpoint is saved, the function returns
+  with `stopped="signal"` (a second Ctrl-C interrupts at once). `config.train.stop_at_step`
+  stops the same way at a given step.
+- Pretrained weights: `config.init_from` = orbax checkpoint dir holding {"params": ...,
+  ["batch_stats": ...]} (or a bare params tree), merged under `config.init_from_target`
+  ("/"-separated path, "" = root) where paths and shapes match; a missing file is an error
+  naming it. Applied only to a fresh run (a resumed run takes everything from its checkpoint).
+- Several hosts: `config.distributed.multi_host = True` calls `jax.distributed.initialize()`
+  first, with `coordinator_address` / `num_processes` / `process_id` from the config or, left
+  empty, from the cluster (SLURM, Open MPI, TPU) or the JAX_COORDINATOR_ADDRESS /
+  JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables. Each process's iterator then yields
+  its own slice of the global batch (split by `jax.process_index()`), and only process 0
+  writes metrics. The local batch must divide over the local devices.
+- Evaluation of a finished run: `checkpointing.restore_variables(workdir + "/checkpoints",
+  "best" | None | step)` returns ({"params", "batch_stats"...}, meta) as numpy arrays.
+"""

@@ -1,0 +1,212 @@
+"""Orbax checkpoints of a run (train state, data iterator, metadata) and pretrained-weight loading.
+
+A checkpoint step directory holds a Composite of three items:
+  state: the TrainState (StandardSave; restored against an abstract target that carries the
+         mesh shardings, so arrays come back replicated on the current mesh);
+  data:  the grain iterator state (`grain.checkpoint.CheckpointSave`), when the train iterator
+         is a grain iterator (has get_state/set_state); absent otherwise;
+  meta:  JSON {"step": int, "config": dict, ...}.
+Kept: the latest `keep` checkpoints and the best one by `best_metric` among those saved with
+validation metrics.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from orbax.checkpoint import checkpoint_managers as ocm
+
+from avs_jax.train.state import TrainState
+
+
+def is_grain_iterator(it: Any) -> bool:
+    """Whether the iterator's position can be checkpointed (grain DatasetIterator / loader iterator)."""
+    return hasattr(it, "get_state") and hasattr(it, "set_state")
+
+
+class Checkpointer:
+    """The run's orbax CheckpointManager under `directory`, with the policy of config.checkpoint."""
+
+    def __init__(self, directory: str, cfg: ml_collections.ConfigDict):
+        self.directory = os.path.abspath(directory)
+        self.best_metric = cfg.best_metric
+        self.best_mode = cfg.best_mode
+        best_metric, reverse = cfg.best_metric, cfg.best_mode == "min"
+        if cfg.best_mode not in ("min", "max"):
+            raise ValueError(f"config.checkpoint.best_mode={cfg.best_mode!r}; expected min or max")
+        policy = ocm.AnyPreservationPolicy([
+            ocm.LatestN(n=cfg.keep),
+            ocm.BestN(get_metric_fn=lambda m: m[best_metric], reverse=reverse, n=1,
+                      keep_checkpoints_without_metrics=False),
+        ])
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=policy,
+            enable_async_checkpointing=cfg.async_save,
+            create=True,
+        )
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: TrainState, data_iter: Any = None,
+             meta: dict | None = None, metrics: dict | None = None) -> None:
+        """Saves (asynchronously when configured) the state, iterator position and metadata.
+
+        metrics: validation metrics of this state (ranked by best_metric); None when not evaluated.
+        """
+        if metrics is not None and self.best_metric not in metrics:
+            raise KeyError(f"config.checkpoint.best_metric={self.best_metric!r} is not among the "
+                           f"validation metrics {sorted(metrics)}")
+        metrics = None if metrics is None else {k: float(v) for k, v in metrics.items()}
+        items = dict(state=ocp.args.StandardSave(state),
+                     meta=ocp.args.JsonSave(dict(meta or {}, step=int(step), metrics=metrics)))
+        if data_iter is not None and is_grain_iterator(data_iter):
+            items["data"] = grain.checkpoint.CheckpointSave(data_iter)
+        self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
+
+    def restore(self, abstract_state: Any, data_iter: Any = None,
+                step: int | None = None) -> tuple[TrainState, dict]:
+        """Restores state (onto abstract_state's shardings), iterator position and metadata.
+
+        step: None for the latest. The iterator is restored in place when it is a grain iterator
+        and the checkpoint has its state.
+        """
+        step = self.manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint under {self.directory}")
+        items = dict(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())
+        has_data = os.path.isdir(os.path.join(self.directory, str(step), "data"))
+        if data_iter is not None and is_grain_iterator(data_iter) and has_data:
+            items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
+        elif data_iter is not None:
+            logging.warning("checkpoint %d: data iterator position not restored (not a grain "
+                            "iterator or not saved); the data order will differ from the "
+                            "uninterrupted run", step)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        return restored["state"], restored["meta"]
+
+    def read_meta(self, step: int) -> dict:
+        """The JSON metadata of checkpoint `step` ({"step", "config", "metrics" or None})."""
+        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+            "meta"]
+
+    def best_step(self) -> int | None:
+        """The kept checkpoint with the best validation `best_metric`; None if none was validated."""
+        self.manager.wait_until_finished()
+        scored = []
+        for step in self.manager.all_steps():
+            metrics = self.read_meta(step).get("metrics")
+            if metrics:
+                scored.append((metrics[self.best_metric], step))
+        if not scored:
+            return None
+        return (min(scored) if self.best_mode == "min" else max(scored))[1]
+
+    def wait(self) -> None:
+        """Blocks until pending asynchronous saves are on disk."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def restore_variables(checkpoint_dir: str, step: int | str | None = None,
+                      cfg: ml_collections.ConfigDict | None = None) -> tuple[dict, dict]:
+    """Model variables of a run's checkpoint for evaluation: ({"params", ...model_state}, meta).
+
+    checkpoint_dir: `workdir/checkpoints`. step: an int, None for the latest, or "best" for the
+    best by cfg.best_metric (cfg = config.checkpoint). Arrays come back as host numpy arrays
+    (no optimizer state is needed, so no abstract target).
+    """
+    checkpoint_dir = os.path.abspath(checkpoint_dir)
+    if not os.path.isdir(checkpoint_dir):
+        raise FileNotFoundError(f"checkpoint directory {checkpoint_dir} does not exist")
+    if cfg is None:
+        cfg = ml_collections.ConfigDict(dict(keep=1000, best_metric="abs_rel", best_mode="min",
+                                             async_save=False))
+    ckpt = Checkpointer(checkpoint_dir, cfg)
+    try:
+        if step == "best":
+            step = ckpt.best_step()
+            if step is None:
+                raise ValueError(f"{checkpoint_dir}: no checkpoint has validation metrics")
+        elif step is None:
+            step = ckpt.latest_step()
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint under {checkpoint_dir}")
+        restored = ckpt.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    finally:
+        ckpt.manager.close()
+    state = restored["state"]
+    get = (lambda k: state[k]) if isinstance(state, dict) else (lambda k: getattr(state, k))
+    return {"params": get("params"), **dict(get("model_state"))}, restored["meta"]
+
+
+def abstract_like(tree: Any) -> Any:
+    """ShapeDtypeStructs (with shardings) of a pytree of arrays: a restore target."""
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _flatten(tree: Any) -> dict[tuple[str, ...], Any]:
+    flat = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        flat[tuple(str(getattr(p, "key", getattr(p, "name", p))) for p in path)] = leaf
+    return flat
+
+
+def load_pretrained(path: str, variables: dict, target: str = "") -> dict:
+    """`variables` with the leaves found in the orbax checkpoint at `path` put in place.
+
+    The checkpoint holds {"params": ..., optionally other collections such as "batch_stats"}, or
+    a bare params tree. Its tree is matched under `target` ("/"-separated key path inside each
+    collection, "" = the root): every checkpoint leaf whose path exists there replaces it (the
+    shapes must agree); our leaves absent from the checkpoint keep their initial values.
+    Raises FileNotFoundError naming `path` when it does not exist, ValueError when nothing
+    matches or a shape differs.
+    """
+    path = os.path.abspath(os.fspath(path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"config.init_from: pretrained checkpoint {path} does not exist")
+    loaded = ocp.StandardCheckpointer().restore(path)
+    if not (isinstance(loaded, dict) and "params" in loaded):
+        loaded = {"params": loaded}
+    prefix = tuple(p for p in target.split("/") if p)
+    out = {}
+    matched, unmatched = 0, []
+    for collection, tree in variables.items():
+        flat = _flatten(tree)
+        src = _flatten(loaded.get(collection, {}))
+        new = dict(flat)
+        for key, value in src.items():
+            dst = prefix + key
+            if dst not in flat:
+                unmatched.append("/".join((collection,) + key))
+                continue
+            if tuple(np.shape(value)) != tuple(flat[dst].shape):
+                raise ValueError(f"{path}: {'/'.join((collection,) + key)} has shape "
+                                 f"{np.shape(value)}, the model expects {flat[dst].shape} at "
+                                 f"{'/'.join((collection,) + dst)}")
+            leaf = flat[dst]
+            value = np.asarray(value, leaf.dtype)
+            new[dst] = jax.device_put(value, leaf.sharding) if isinstance(leaf, jax.Array) else value
+            matched += 1
+        leaves = [new[k] for k in flat]
+        out[collection] = jax.tree.unflatten(jax.tree.structure(tree), leaves)
+    if matched == 0:
+        raise ValueError(f"{path}: no leaf of the checkpoint matches the model under target "
+                         f"{target!r}")
+    if unmatched:
+        logging.warning("%s: %d checkpoint leaves have no place in the model, e.g. %s", path,
+                        len(unmatched), unmatched[:5])
+    logging.info("%s: %d leaves loaded under %r", path, matched, target or "/")
+    return out

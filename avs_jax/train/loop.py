@@ -1,0 +1,277 @@
+"""The train loop shared by both stages: `train_and_evaluate(config, workdir, task, ...)`.
+
+It knows nothing about the stage: the task brings the model, the loss and the metrics, the
+config every number. See the package docstring (`avs_jax.train`) for the Task protocol.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from typing import Any, Callable, Iterable, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from avs_jax.train import checkpointing
+from avs_jax.train.metric_writers import MetricWriter
+from avs_jax.train.optimizer import create_learning_rate_fn, create_optimizer
+from avs_jax.train.state import TrainState, create_train_state, init_variables
+from avs_jax.train.step import make_eval_step, make_train_step, put_batch
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped because a step's loss was NaN or infinite."""
+
+
+def maybe_initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
+    """`jax.distributed.initialize()` when config.distributed.multi_host; before any device use.
+
+    Empty/negative fields are left to JAX's cluster auto-detection (SLURM, Open MPI, TPU, or the
+    JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID environment variables).
+    """
+    if not cfg.multi_host:
+        return
+    kwargs = {}
+    if cfg.coordinator_address:
+        kwargs["coordinator_address"] = cfg.coordinator_address
+    if cfg.num_processes > 0:
+        kwargs["num_processes"] = cfg.num_processes
+    if cfg.process_id >= 0:
+        kwargs["process_id"] = cfg.process_id
+    jax.distributed.initialize(**kwargs)
+    logging.info("jax.distributed: process %d of %d, %d devices in all", jax.process_index(),
+                 jax.process_count(), jax.device_count())
+
+
+def train_length(cfg: ml_collections.ConfigDict, steps_per_epoch: int | None) -> tuple[int, int]:
+    """(num_steps, steps_per_epoch) from config.train: num_steps > 0 wins over epochs."""
+    spe = steps_per_epoch if steps_per_epoch and steps_per_epoch > 0 else cfg.steps_per_epoch
+    if cfg.num_steps > 0:
+        num_steps = int(cfg.num_steps)
+        spe = spe if spe and spe > 0 else num_steps
+    else:
+        if not spe or spe <= 0:
+            raise ValueError("config.train.steps_per_epoch (or num_steps) must be > 0 to know "
+                             "the length of training")
+        num_steps = int(cfg.num_epochs * spe)
+    if num_steps <= 0:
+        raise ValueError(f"training length {num_steps} steps: check config.train.num_steps, "
+                         "num_epochs and steps_per_epoch")
+    return num_steps, int(spe)
+
+
+class _StopFlag:
+    """Set by SIGTERM / SIGINT; the loop checks it between steps and stops with a checkpoint."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.signal = signum
+        logging.warning("signal %d: stopping after this step, with a checkpoint", signum)
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self  # signal handlers can only be set from the main thread
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, self._handler)
+        try:
+            yield self
+        finally:
+            for signum, previous in self._previous.items():
+                signal.signal(signum, previous)
+
+
+def _weighted_mean(records: list[tuple[int, dict]]) -> dict[str, float]:
+    total = sum(n for n, _ in records)
+    keys = records[0][1].keys()
+    return {k: float(sum(n * float(m[k]) for n, m in records) / total) for k in keys}
+
+
+def evaluate(eval_step: Callable, state: TrainState, batches: Iterable[dict], mesh) -> dict:
+    """Validation metrics: each batch's metrics weighted by its size, averaged over the set."""
+    pending = []
+    for batch in batches:
+        n = len(next(iter(batch.values())))
+        pending.append((n, eval_step(state, put_batch(batch, mesh))))
+    if not pending:
+        raise ValueError("the validation iterator yielded no batch")
+    return _weighted_mean(jax.device_get(pending))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: Any,
+                       train_iter_fn: Callable[[], Iterator[dict]],
+                       eval_iter_fn: Callable[[], Iterable[dict]] | None = None,
+                       steps_per_epoch: int | None = None) -> dict:
+    """Trains `task` to config.train's length, validating and checkpointing; resumes if it can.
+
+    Args:
+      config: with the sections of `default_train_config` (train, checkpoint, distributed,
+        init_from, init_from_target).
+      workdir: checkpoints (workdir/checkpoints), metrics.jsonl and TensorBoard events go here.
+        A run with checkpoints in workdir continues from the latest one exactly (same state,
+        data position and random stream).
+      task: the stage's Task (see `avs_jax.train`).
+      train_iter_fn: () -> endless iterator of global host batches (dict of numpy arrays; non-
+        numeric entries such as sample ids stay on the host). A grain iterator (get_state /
+        set_state) is checkpointed with the run; other iterators restart from their beginning.
+      eval_iter_fn: () -> a finite iterable of validation batches, or None for no validation.
+      steps_per_epoch: overrides config.train.steps_per_epoch.
+    Returns:
+      {"state": final TrainState, "step": int, "train": [per-step host metrics with "step"],
+       "eval": [validation records], "stopped": "done" | "signal" | "stop_at_step" | "data"}.
+    Raises:
+      NonFiniteLossError: a NaN/inf loss; names the step and the last good checkpoint (kept).
+    """
+    maybe_initialize_distributed(config.distributed)
+    cfg = config.train
+    num_steps, spe = train_length(cfg, steps_per_epoch)
+    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    compute_dtype = jnp.dtype(cfg.compute_dtype)
+    cast_keys = tuple(cfg.cast_batch_keys)
+    lead = jax.process_index() == 0
+
+    train_iter = train_iter_fn()
+    first = next(train_iter)
+    init_rng, train_rng = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint)
+    try:  # close the manager (its threads) if setting up fails
+        resuming = ckpt.latest_step() is not None
+        variables = init_variables(task, init_rng, put_batch(first, mesh), mesh)
+        if config.get("init_from") and not resuming:  # a resumed run has its weights already
+            variables = checkpointing.load_pretrained(config.init_from, variables,
+                                                      config.get("init_from_target", ""))
+        tx = create_optimizer(cfg, num_steps, task.param_labels(variables["params"]), spe)
+        lr_fn = create_learning_rate_fn(cfg, num_steps, spe)
+        state = create_train_state(variables, tx, train_rng, mesh)
+        del variables
+
+        pending_batch = first
+        if resuming:
+            state, meta = ckpt.restore(checkpointing.abstract_like(state), train_iter)
+            logging.info("resumed from %s step %d", ckpt.directory, meta["step"])
+            if checkpointing.is_grain_iterator(train_iter):
+                pending_batch = None  # the restored iterator is at the checkpoint's position
+        meta_config = json.loads(config.to_json_best_effort())
+    except BaseException:
+        ckpt.close()
+        raise
+
+    p_train_step = make_train_step(task, tx, mesh, compute_dtype, cast_keys, lr_fn)
+    p_eval_step = make_eval_step(task, mesh, compute_dtype, cast_keys)
+
+    step = int(jax.device_get(state.step))
+    start_step = step
+    saved_step = step if ckpt.latest_step() == step else None
+    last_good = ckpt.latest_step()
+    writer = MetricWriter(workdir, enabled=lead)
+    history: list[dict] = []
+    eval_history: list[dict] = []
+    buffer: list[tuple[int, int, Any]] = []  # (step, batch size, device metrics)
+    timer = [time.perf_counter(), 0]  # window start, samples in window
+    bar = tqdm(total=num_steps, initial=step, disable=not (lead and cfg.progress_bar),
+               dynamic_ncols=True, desc="train")
+
+    def flush():
+        """One host read of the buffered step metrics: check, log, write."""
+        if not buffer:
+            return
+        host = jax.device_get([m for _, _, m in buffer])
+        records = []
+        for (s, _, _), m in zip(buffer, host):
+            rec = {k: float(v) for k, v in m.items()}
+            if not math.isfinite(rec["loss"]):
+                buffer.clear()
+                ckpt.wait()
+                where = (f"step {last_good} in {ckpt.directory}" if last_good is not None
+                         else "none (no checkpoint was saved)")
+                raise NonFiniteLossError(
+                    f"non-finite loss ({rec['loss']}) at train step {s} (the update from step "
+                    f"{s - 1}); training stopped without saving. Last good checkpoint: {where}")
+            rec["step"] = s
+            records.append(rec)
+        history.extend(records)
+        elapsed = time.perf_counter() - timer[0]
+        window = {k: float(np.mean([r[k] for r in records])) for k in records[0] if k != "step"}
+        window["samples_per_s"] = timer[1] / max(elapsed, 1e-9)
+        writer.write_scalars(records[-1]["step"], window, "train")
+        writer.flush()
+        bar.set_postfix(loss=f"{window['loss']:.4g}", samples_s=f"{window['samples_per_s']:.1f}")
+        buffer.clear()
+        timer[0], timer[1] = time.perf_counter(), 0
+
+    def save(metrics=None):
+        nonlocal saved_step, last_good
+        flush()  # never save a state whose losses were not checked
+        ckpt.save(step, state, train_iter, meta=dict(config=meta_config), metrics=metrics)
+        saved_step = last_good = step
+        timer[0] = time.perf_counter()  # samples/s measures training, not validation or saving
+
+    stopped = "done"
+    try:
+        with warnings.catch_warnings(), _StopFlag().installed() as stop:
+            # CPU cannot always reuse donated buffers; the warning is noise there.
+            warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+            while step < num_steps:
+                if stop.signal is not None:
+                    stopped = "signal"
+                    break
+                if cfg.stop_at_step > 0 and step >= cfg.stop_at_step:
+                    stopped = "stop_at_step"
+                    break
+                if pending_batch is not None:
+                    batch, pending_batch = pending_batch, None
+                else:
+                    try:
+                        batch = next(train_iter)
+                    except StopIteration:
+                        logging.warning("the train iterator ended at step %d of %d", step,
+                                        num_steps)
+                        stopped = "data"
+                        break
+                n = len(next(iter(batch.values())))
+                state, metrics = p_train_step(state, put_batch(batch, mesh))
+                step += 1
+                buffer.append((step, n, metrics))
+                timer[1] += n
+                bar.update(1)
+                if step % cfg.log_every == 0 or step == num_steps:
+                    flush()
+                eval_now = (step % cfg.eval_every == 0) if cfg.eval_every > 0 else (
+                    step % spe == 0)
+                if (eval_now or step == num_steps) and eval_iter_fn is not None:
+                    flush()
+                    results = evaluate(p_eval_step, state, eval_iter_fn(), mesh)
+                    eval_history.append(dict(results, step=step))
+                    writer.write_scalars(step, results, "eval")
+                    writer.flush()
+                    logging.info("step %d validation: %s", step, results)
+                    save(results)
+                elif eval_now or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0):
+                    save()
+            if saved_step != step:
+                save()
+            flush()
+    finally:
+        bar.close()
+        writer.close()
+        ckpt.close()
+    logging.info("training stopped (%s) at step %d (started at %d)", stopped, step, start_step)
+    return {"state": state, "step": step, "train": history, "eval": eval_history,
+            "stopped": stopped}

@@ -1,0 +1,64 @@
+"""Metric sinks of the train loop: TensorBoard event files and a JSON-lines file in the workdir."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Mapping
+
+
+class MetricWriter:
+    """Writes scalar metrics to `workdir/tensorboard` (tensorboardX) and `workdir/metrics.jsonl`.
+
+    Each jsonl line is `{"step": int, "split": "train"|"eval", <name>: float, ...}`. Only the
+    writing process (process 0 on several hosts) writes; others get a disabled writer.
+    """
+
+    def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True):
+        self.enabled = enabled
+        self._jsonl = None
+        self._tb = None
+        if not enabled:
+            return
+        os.makedirs(workdir, exist_ok=True)
+        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+        if tensorboard:
+            from tensorboardX import SummaryWriter  # no TensorFlow needed
+
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float], split: str = "train"):
+        """Writes one record of scalars at `step` under `split` (TensorBoard tag `split/name`)."""
+        if not self.enabled:
+            return
+        record = {"step": int(step), "split": split}
+        for name, value in scalars.items():
+            value = float(value)
+            # JSON has no NaN/inf; write them as strings so the file stays valid JSON.
+            record[name] = value if math.isfinite(value) else str(value)
+            if self._tb is not None:
+                self._tb.add_scalar(f"{split}/{name}", value, int(step))
+        self._jsonl.write(json.dumps(record) + "\n")
+
+    def flush(self):
+        if self._jsonl is not None:
+            self._jsonl.flush()
+        if self._tb is not None:
+            self._tb.flush()
+
+    def close(self):
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_metrics(workdir: str, split: str | None = None) -> list[dict]:
+    """The records of `workdir/metrics.jsonl` (optionally of one split), in file order."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    with open(path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return [r for r in records if split is None or r["split"] == split]

@@ -1,0 +1,69 @@
+"""The train state of both stages and its creation, replicated over the device mesh."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training; a pytree, saved whole in checkpoints.
+
+    step: int32 scalar, optimizer steps done. params: float32 parameters. model_state: the
+    non-trained collections (BatchNorm "batch_stats"; {} when the model has none). opt_state: the
+    optax state. rng: uint32[2] base key; step i draws `fold_in(rng, i)`, so a resumed run sees
+    the same randomness as an uninterrupted one.
+    """
+
+    step: jax.Array
+    params: Any
+    model_state: Any
+    opt_state: Any
+    rng: jax.Array
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Sharding of the state: a full copy on every device."""
+    return NamedSharding(mesh, P())
+
+
+def data_sharded(mesh: Mesh) -> NamedSharding:
+    """Sharding of a batch: the leading (batch) axis split over the "data" axis."""
+    return NamedSharding(mesh, P("data"))
+
+
+def init_variables(task: Any, rng: jax.Array, batch: dict, mesh: Mesh) -> dict:
+    """The task's variables ({"params": ..., other collections}), params in float32, replicated.
+
+    batch: a (global) example batch; only its shapes matter to `task.init_variables`.
+    """
+
+    def init(rng, batch):
+        variables = dict(task.init_variables(rng, batch))
+        variables["params"] = jax.tree.map(lambda x: x.astype(jnp.float32), variables["params"])
+        return variables
+
+    return jax.jit(init, out_shardings=replicated(mesh))(rng, batch)
+
+
+def create_train_state(variables: dict, tx: optax.GradientTransformation, rng: jax.Array,
+                       mesh: Mesh) -> TrainState:
+    """The step-0 state from initialised `variables`, with the optimizer state, on `mesh`.
+
+    model_state is every collection of `variables` except "params" (e.g. {"batch_stats": ...}).
+    rng: the state's training key (not the one that initialised the variables).
+    """
+
+    def build(variables, rng):
+        variables = dict(variables)
+        params = variables.pop("params")
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
+                          opt_state=tx.init(params), rng=rng)
+
+    return jax.jit(build, out_shardings=replicated(mesh))(variables, rng)

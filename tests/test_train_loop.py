@@ -1,0 +1,179 @@
+"""Tests of avs_jax/train/loop.py on the toy task: learning, exact resume, the non-finite guard,
+bf16 compute, pretrained init. Multi-device and SIGTERM: tests/test_train_parallel.py."""
+
+import functools
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import train_toy  # noqa: E402
+
+from avs_jax.train import checkpointing  # noqa: E402
+
+# Every run of the loop builds and compiles the same small programs again: a persistent
+# compilation cache for this test process keeps the file well under a minute on shared cores.
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jax_cache_core_"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+from avs_jax.train.loop import NonFiniteLossError, train_and_evaluate  # noqa: E402
+from avs_jax.train.metric_writers import read_metrics  # noqa: E402
+
+
+def run(workdir, task=None, train_iter=train_toy.train_iter, **train):
+    return train_and_evaluate(train_toy.config(**train), str(workdir), task or train_toy.ToyTask(),
+                              train_iter, train_toy.eval_iter)
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """One uninterrupted 12-step run (3 epochs of 4), shared by the tests that read it."""
+    workdir = tmp_path_factory.mktemp("full")
+    return workdir, run(workdir)
+
+
+def test_toy_learns_and_logs(full_run):
+    tmp_path, out = full_run
+    losses = [r["loss"] for r in out["train"]]
+    assert out["stopped"] == "done" and out["step"] == 12
+    assert [r["step"] for r in out["train"]] == list(range(1, 13))
+    assert np.mean(losses[-3:]) < losses[0] / 5  # the step applies its gradients
+    # The reported learning rate is OneCycle's (max 3e-2 with div_factor 1, down to max/1e4 at
+    # the last of 12 steps, where phase 2 ends).
+    np.testing.assert_allclose(out["train"][0]["learning_rate"], 3e-2, rtol=1e-6)
+    np.testing.assert_allclose(out["train"][-1]["learning_rate"], 3e-6, rtol=1e-4)
+    evals = [r["abs_rel"] for r in out["eval"]]
+    assert [r["step"] for r in out["eval"]] == [4, 8, 12] and evals[-1] < evals[0]
+    # metrics.jsonl holds the same numbers as the returned history; TensorBoard events exist.
+    logged = read_metrics(str(tmp_path), "train")
+    np.testing.assert_allclose([r["loss"] for r in logged], losses, rtol=1e-7)
+    assert [r["step"] for r in read_metrics(str(tmp_path), "eval")] == [4, 8, 12]
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    # The state's params stay float32 and the model state carries BatchNorm statistics.
+    assert {x.dtype for x in jax.tree.leaves(out["state"].params)} == {jnp.dtype(jnp.float32)}
+    assert "batch_stats" in out["state"].model_state
+    # The evaluation's view of the run: the best validated checkpoint's variables.
+    best = min(out["eval"], key=lambda r: r["abs_rel"])["step"]
+    variables, meta = checkpointing.restore_variables(str(tmp_path / "checkpoints"), "best")
+    assert meta["step"] == best and set(variables) == {"params", "batch_stats"}
+    if best == 12:
+        for a, b in zip(jax.tree.leaves(variables["params"]), jax.tree.leaves(out["state"].params)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        checkpointing.restore_variables(str(tmp_path / "nowhere"))
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, full_run):
+    full = full_run[1]
+    first = run(tmp_path / "cut", stop_at_step=6)
+    assert first["stopped"] == "stop_at_step" and first["step"] == 6
+    shutil.copytree(tmp_path / "cut" / "checkpoints", tmp_path / "mid" / "checkpoints")
+    second = run(tmp_path / "cut")  # a fresh loop restores step 6 and the data position
+    assert second["train"][0]["step"] == 7
+    resumed = first["train"] + second["train"]
+    assert [r["step"] for r in resumed] == list(range(1, 13))
+    np.testing.assert_allclose([r["loss"] for r in resumed], [r["loss"] for r in full["train"]],
+                               rtol=1e-6, atol=0)
+    for a, b in zip(jax.tree.leaves(full["state"]), jax.tree.leaves(second["state"])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    logged = read_metrics(str(tmp_path / "cut"), "train")
+    np.testing.assert_allclose([r["loss"] for r in logged], [r["loss"] for r in full["train"]],
+                               rtol=1e-6)
+    # Resuming from a checkpoint saved mid-run (asynchronously, at the validation of step 4,
+    # while training went on) also continues exactly: the data position is the one of step 4.
+    shutil.rmtree(tmp_path / "mid" / "checkpoints" / "6")
+    mid = run(tmp_path / "mid")
+    assert [r["step"] for r in mid["train"]] == list(range(5, 13))
+    np.testing.assert_allclose([r["loss"] for r in mid["train"]],
+                               [r["loss"] for r in full["train"]][4:], rtol=1e-6, atol=0)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    # Example 40 is in the 6th batch of 8 (no shuffling): step 6; validation saved step 4.
+    poisoned = functools.partial(train_toy.train_iter, n=64, poison=40)
+    with pytest.raises(NonFiniteLossError, match=r"at train step 6 .*Last good checkpoint: "
+                                                 r"step 4 in"):
+        run(tmp_path, train_iter=poisoned)
+    ckpt = checkpointing.Checkpointer(str(tmp_path / "checkpoints"), train_toy.config().checkpoint)
+    assert ckpt.latest_step() == 4
+    restored = ckpt.manager.restore(4, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    leaves = jax.tree.leaves(restored["state"])
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves)
+    ckpt.close()
+
+
+def test_bfloat16_compute_keeps_float32_params(tmp_path):
+    cfg_task = train_toy.ToyTask(dtype=jnp.bfloat16)
+    out = run(tmp_path, task=cfg_task, compute_dtype="bfloat16", num_epochs=1)
+    losses = [r["loss"] for r in out["train"]]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert {x.dtype for x in jax.tree.leaves(out["state"].params)} == {jnp.dtype(jnp.float32)}
+
+
+def test_init_from_loads_matching_subtree_and_names_missing_file(tmp_path):
+    task = train_toy.ToyTask()
+    batch = next(train_toy.train_iter())
+    shapes = jax.eval_shape(task.init_variables, jax.random.PRNGKey(0),
+                            {"image": jnp.asarray(batch["image"])})
+    rs = np.random.RandomState(0)
+    variables = jax.tree.map(lambda x: rs.randn(*x.shape).astype(x.dtype), shapes)
+    kernel = np.full(variables["params"]["encoder"]["kernel"].shape, 0.25, np.float32)
+    path = tmp_path / "pretrained"
+    with ocp.StandardCheckpointer() as saver:
+        saver.save(path, {"params": {"kernel": kernel}})
+    loaded = checkpointing.load_pretrained(str(path), variables, "encoder")
+    np.testing.assert_array_equal(np.asarray(loaded["params"]["encoder"]["kernel"]), kernel)
+    np.testing.assert_array_equal(np.asarray(loaded["params"]["head"]["kernel"]),
+                                  np.asarray(variables["params"]["head"]["kernel"]))
+    with pytest.raises(FileNotFoundError, match="does_not_exist"):
+        checkpointing.load_pretrained(str(tmp_path / "does_not_exist"), variables)
+    with pytest.raises(FileNotFoundError, match="no_weights"):
+        train_and_evaluate(_with(train_toy.config(), init_from=str(tmp_path / "no_weights")),
+                           str(tmp_path / "r"), task, train_toy.train_iter, None)
+
+
+def _with(config, **kw):
+    config.update(kw)
+    return config
+
+
+def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
+    cfg = train_toy.config().checkpoint
+    cfg.keep = 2
+    ckpt = checkpointing.Checkpointer(str(tmp_path), cfg)
+    state = {"w": jnp.arange(3.0)}
+    for step, abs_rel in zip([1, 2, 3, 4, 5], [0.3, 0.1, 0.5, 0.4, None]):
+        ckpt.save(step, state, metrics=None if abs_rel is None else {"abs_rel": abs_rel})
+    ckpt.wait()
+    # latest two (4, 5) and the lowest abs_rel (2); 1 and 3 are gone.
+    assert sorted(ckpt.manager.all_steps()) == [2, 4, 5]
+    assert ckpt.best_step() == 2
+    restored, meta = ckpt.restore(checkpointing.abstract_like(state), step=2)
+    np.testing.assert_array_equal(np.asarray(restored["w"]), [0.0, 1.0, 2.0])
+    assert meta["step"] == 2 and meta["metrics"] == {"abs_rel": 0.1}
+    with pytest.raises(KeyError, match="best_metric='abs_rel'"):
+        ckpt.save(6, state, metrics={"rmse": 1.0})
+    ckpt.close()
+
+
+
+def test_ctrl_c_sets_the_stop_flag_instead_of_raising():
+    import os
+    import signal
+
+    from avs_jax.train.loop import _StopFlag
+
+    previous = signal.getsignal(signal.SIGINT)
+    with _StopFlag().installed() as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # the loop would save and return at the next step
+        assert stop.signal == signal.SIGINT
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C interrupts at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is previous  # handlers restored

@@ -1,0 +1,107 @@
+"""A toy Task for the train-core tests: a tiny conv net with BatchNorm regressing a scalar.
+
+Not a test module (no test_ prefix); imported by tests/test_train_*.py and their subprocesses.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import grain
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from avs_jax.train.defaults import default_train_config
+
+
+class ToyNet(nn.Module):
+    """[B, 8, 8, 3] -> [B]: conv (the "encoder"), BatchNorm, ReLU, global mean, dense head."""
+
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        # No conv bias before BatchNorm (as in ResNets): its gradient is zero up to round-off,
+        # which Adam would blow up to lr-sized steps of arbitrary sign.
+        x = nn.Conv(8, (3, 3), use_bias=False, dtype=self.dtype, name="encoder")(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
+        x = nn.relu(x).mean(axis=(1, 2))
+        return nn.Dense(1, dtype=self.dtype, name="head")(x)[:, 0]
+
+
+class ToyTask:
+    """Regress `target` from `image`; train-time input noise makes the step use its rng."""
+
+    def __init__(self, dtype=jnp.float32, noise: float = 0.01):
+        self.model = ToyNet(dtype=dtype)
+        self.noise = noise
+
+    def init_variables(self, rng, batch):
+        return self.model.init(rng, batch["image"], train=False)
+
+    def loss_and_metrics(self, params, model_state, batch, rng, train):
+        x = batch["image"]
+        x = x + self.noise * jax.random.normal(rng, x.shape, x.dtype)
+        pred, new_vars = self.model.apply({"params": params, **model_state}, x, train=train,
+                                          mutable=list(model_state))
+        err = pred.astype(jnp.float32) - batch["target"]
+        loss = jnp.mean(err ** 2)
+        return loss, (new_vars, {"mae": jnp.mean(jnp.abs(err))})
+
+    def param_labels(self, params):
+        return {k: jax.tree.map(lambda _: "encoder" if k == "encoder" else "default", v)
+                for k, v in params.items()}
+
+    def eval_metrics(self, params, model_state, batch):
+        pred = self.model.apply({"params": params, **model_state}, batch["image"], train=False)
+        err = pred.astype(jnp.float32) - batch["target"]
+        return {"mse": jnp.mean(err ** 2),
+                "abs_rel": jnp.mean(jnp.abs(err) / jnp.abs(batch["target"]))}
+
+
+def examples(n: int, seed: int = 0) -> list[dict]:
+    """n examples whose target is a fixed linear function of the image's channel means."""
+    rs = np.random.RandomState(seed)
+    out = []
+    for i in range(n):
+        image = rs.rand(8, 8, 3).astype(np.float32)
+        target = np.float32(1.0 + 2.0 * image[..., 0].mean() - image[..., 1].mean())
+        out.append({"image": image, "target": target, "sample_id": f"toy/{i}"})
+    return out
+
+
+def train_iter(n: int = 32, batch_size: int = 8, seed: int = 0, poison: int | None = None):
+    """Endless shuffled grain iterator of batches (checkpointable).
+
+    poison: index of an example whose target is NaN; the data is then not shuffled, so the
+    example is in batch poison // batch_size (0-based), i.e. train step poison // batch_size + 1.
+    """
+    data = examples(n, seed)
+    ds = grain.MapDataset.source(data)
+    if poison is None:
+        ds = ds.shuffle(seed=seed)
+    else:
+        data[poison]["target"] = np.float32("nan")
+    ds = ds.repeat(None)
+    return iter(ds.batch(batch_size, drop_remainder=True).to_iter_dataset())
+
+
+def eval_iter(n: int = 16, batch_size: int = 8):
+    return iter(grain.MapDataset.source(examples(n, seed=1)).batch(batch_size).to_iter_dataset())
+
+
+def config(**train) -> ml_collections.ConfigDict:
+    """A small AVS-Net-recipe config (OneCycle AdamW) for the toy."""
+    c = default_train_config("avsnet")
+    c.train.batch_size = 8
+    c.train.steps_per_epoch = 4
+    c.train.num_epochs = 3
+    c.train.learning_rate = 3e-2
+    c.train.grad_clip_norm = 1.0
+    c.train.log_every = 1
+    c.train.progress_bar = False
+    c.checkpoint.best_metric = "abs_rel"
+    c.checkpoint.async_save = True
+    c.train.update(train)
+    return c
