@@ -76,10 +76,15 @@ def batvision_echo_stft(audio: np.ndarray, max_depth: float | None,
   """BatVision echo spectrogram [257, T', 2] of a [2, T] waveform.
 
   ``max_depth`` set (BV2): the waveform is first cut to ``echo_cut_length(max_depth)`` samples;
-  ``None`` (BV1): no cut (REFERENCE.md).
+  ``None`` (BV1): no cut (REFERENCE.md). A recording shorter than the cut (a BV1 recording
+  evaluated with BV2's settings, as the paper does for its zero-shot BV1 test, Sec. 4.1) is
+  zero-padded to it, so that an STFT column means the same travel time as in training.
   """
   if max_depth is not None:
-    audio = audio[:, :echo_cut_length(max_depth, sample_rate)]
+    n = echo_cut_length(max_depth, sample_rate)
+    audio = audio[:, :n]
+    if audio.shape[1] < n:
+      audio = np.pad(audio, ((0, 0), (0, n - audio.shape[1])))
   return stft_magnitude(audio, n_fft, win_length, hop_length)
 
 

@@ -77,6 +77,9 @@ def default_data_config(name: str) -> ml_collections.ConfigDict:
   c.stft.hop_length = audio.HOP_LENGTH
   c.stft.sample_rate = audio.SAMPLE_RATE
   c.stft.cut_to_max_depth = name == "bv2"  # BV2 cut to the 2*max_depth round trip; BV1 none
+  # Echo range of the cut (metres); 0 = the dataset's max_depth. A BV2-trained model evaluated
+  # zero-shot on BV1 uses BV2's settings (paper Sec. 4.1): cut_to_max_depth and 30 m.
+  c.stft.max_depth = 0.0
   return c
 
 
@@ -204,7 +207,7 @@ class DecodeSample(grain.transforms.Map):
     s = self.stft
     echo = audio.echo_features(
         np.asarray(ex["audio"], np.float32), self.size,
-        self.max_depth if s["cut_to_max_depth"] else None,
+        (s.get("max_depth") or self.max_depth) if s["cut_to_max_depth"] else None,
         s["n_fft"], s["win_length"], s["hop_length"], s["sample_rate"])
     out = {"image": image, "echo": echo.astype(np.float32)}
     if self.eval_mode:

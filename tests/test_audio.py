@@ -59,3 +59,15 @@ def test_echo_features_identity_size():
   x = rng.standard_normal((2, 800))
   spec = audio.batvision_echo_stft(x, None)
   np.testing.assert_allclose(audio.echo_features(x, spec.shape[:2], None), spec, rtol=1e-6)
+
+
+def test_short_recording_is_zero_padded_to_the_cut():
+  """A 3200-sample BV1 echo with BV2's 30 m settings: the same columns mean the same times."""
+  from avs_jax import audio
+  rng = np.random.default_rng(5)
+  short = rng.normal(size=(2, 3200)).astype(np.float32)
+  padded = np.concatenate([short, np.zeros((2, 7782 - 3200), np.float32)], axis=1)
+  a = audio.batvision_echo_stft(short, 30.0)
+  b = audio.stft_magnitude(padded)
+  np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+  assert a.shape[1] == 1 + 7782 // 16
