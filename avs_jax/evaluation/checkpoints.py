@@ -1,0 +1,92 @@
+"""Loads a training run's checkpoint for evaluation, checking it is the model the config names."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from avs_jax.train import checkpointing
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint that does not fit the model it is loaded as; names what differs."""
+
+
+def _flat(tree: Any) -> dict[str, tuple[int, ...]]:
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        key = "/".join(str(getattr(p, "key", getattr(p, "idx", p))) for p in path)
+        out[key] = tuple(np.shape(leaf))
+    return out
+
+
+def tree_differences(expected: Any, got: Any, limit: int = 20) -> list[str]:
+    """Human-readable differences of two variable trees: missing, unexpected, wrong shapes."""
+    e, g = _flat(expected), _flat(got)
+    diffs = [f"missing {k} {e[k]}" for k in sorted(set(e) - set(g))]
+    diffs += [f"unexpected {k} {g[k]}" for k in sorted(set(g) - set(e))]
+    diffs += [f"shape of {k}: checkpoint {g[k]}, model {e[k]}"
+              for k in sorted(set(e) & set(g)) if e[k] != g[k]]
+    return diffs[:limit] + ([f"... and {len(diffs) - limit} more"] if len(diffs) > limit else [])
+
+
+def load_variables(run_dir: str, step: int | str | None = "best") -> tuple[dict, dict]:
+    """(variables, meta) of a run's best checkpoint (its latest if none was validated)."""
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        raise FileNotFoundError(f"{run_dir}: no checkpoints/ folder: is this a training workdir?")
+    try:
+        return checkpointing.restore_variables(ckpt_dir, step)
+    except ValueError:
+        if step != "best":
+            raise
+        return checkpointing.restore_variables(ckpt_dir, None)
+
+
+def load_run(run_dir: str, expected_task: str, expected_variant: str | None = None):
+    """(task, variables, config) of a training run, checked against what the caller expects.
+
+    Args:
+      run_dir: a training workdir (holds checkpoints/).
+      expected_task: "avsnet" or "relative".
+      expected_variant: for stage 1, the variant the evaluation config names for this path.
+    Raises:
+      CheckpointMismatchError: another task or variant, or parameters that do not fit the
+        model its own config describes (names the parameters).
+    """
+    from avs_jax.train.run import make_task
+
+    variables, meta = load_variables(run_dir)
+    config = ml_collections.ConfigDict(meta["config"])
+    if config.get("task") != expected_task:
+        raise CheckpointMismatchError(
+            f"{run_dir}: a {config.get('task')!r} checkpoint given where a {expected_task!r} "
+            "model is expected")
+    if expected_variant is not None and config.model.variant != expected_variant:
+        raise CheckpointMismatchError(
+            f"{run_dir}: holds the {config.model.variant!r} variant, configured as "
+            f"{expected_variant!r}")
+    task = make_task(config)
+    abstract = jax.eval_shape(lambda: task.init_variables(jax.random.key(0),
+                                                          dummy_batch(config)))
+    diffs = tree_differences(abstract, variables)
+    if diffs:
+        raise CheckpointMismatchError(
+            f"{run_dir}: the checkpoint does not fit the model of its configuration:\n  "
+            + "\n  ".join(diffs))
+    variables = jax.tree.map(jnp.asarray, variables)
+    return task, variables, config
+
+
+def dummy_batch(config: ml_collections.ConfigDict, batch: int = 1) -> dict:
+    """A zero batch with the shapes a task's `init_variables` reads."""
+    h, w = config.data.image_size
+    if config.task == "relative":
+        return {"frames": jnp.zeros((batch, 3, h, w, 3)), "intrinsics": jnp.eye(3)[None]}
+    return {"image": jnp.zeros((batch, h, w, 3)), "echo": jnp.zeros((batch, h, w, 2)),
+            "depth": jnp.zeros((batch, h, w))}

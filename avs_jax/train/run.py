@@ -1,0 +1,57 @@
+"""`mode="train"`: trains the stage a config names, on the shared core.
+
+`config.task` picks the stage's Task: "avsnet" (stage 1, AVS-Net / Only-RGB / echo-only on BV2,
+SILog) or "relative" (DepthNet + PoseNet on BV1 triples, photometric). Everything else (model
+sizes, data, optimiser) is in the config; this module only wires data, task and core together.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Iterator
+
+import ml_collections
+from absl import logging
+
+from avs_jax import datasets, input_pipeline
+from avs_jax.train import loop
+
+# config.task -> "module:class"; the class takes the whole config.
+TASKS = {
+    "avsnet": "avs_jax.train.avsnet_task:AVSNetTask",
+    "relative": "avs_jax.train.relative_task:RelativeDepthTask",
+}
+# Host-only entries of evaluation batches that validation does not need.
+_HOST_ONLY = ("sample_id", "depth_full")
+
+
+def make_task(config: ml_collections.ConfigDict) -> Any:
+    """The Task object of `config.task`."""
+    if config.task not in TASKS:
+        raise ValueError(f"config.task must be one of {sorted(TASKS)}, got {config.task!r}")
+    module, cls = TASKS[config.task].split(":")
+    return getattr(importlib.import_module(module), cls)(config)
+
+
+def _validation_batches(builder, data: ml_collections.ConfigDict) -> Iterator[dict]:
+    for batch in input_pipeline.create_eval_iterator(builder, data, "val"):
+        yield {k: v for k, v in batch.items() if k not in _HOST_ONLY}
+
+
+def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Trains `config.task` on `config.data` into `workdir`; resumes from its checkpoints."""
+    builder = datasets.open_dataset(config.data)
+    n_train = datasets.split_size(builder, "train")
+    if n_train < config.data.batch_size:
+        raise ValueError(f"batvision/{config.data.name} has {n_train} training examples, fewer "
+                         f"than one batch of {config.data.batch_size}")
+    steps_per_epoch = n_train // config.data.batch_size
+    has_val = datasets.split_size(builder, "val") > 0
+    logging.info("training %s on batvision/%s: %d examples, %d steps per epoch", config.task,
+                 config.data.name, n_train, steps_per_epoch)
+    task = make_task(config)
+    return loop.train_and_evaluate(
+        config, workdir, task,
+        train_iter_fn=lambda: input_pipeline.create_train_iterator(builder, config.data),
+        eval_iter_fn=(lambda: _validation_batches(builder, config.data)) if has_val else None,
+        steps_per_epoch=steps_per_epoch)
