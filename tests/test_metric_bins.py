@@ -101,3 +101,23 @@ def test_attractor_layer_keeps_bins_and_bounds(kind):
     else:
         # Attractors are positive and each pull is a convex step: centres stay positive.
         assert np.all(c > 0)
+
+
+def test_log_binomial_finite_under_jit():
+    # XLA once folded the k = K-1 Stirling term to 0 * log(0) = NaN inside jit.
+    p = jnp.array([0.0, 1e-5, 0.3, 0.9999, 1.0])
+    t = jnp.array([0.0212, 0.0212, 1.0, 50.0, 0.0212])
+    probs = np.asarray(jax.jit(log_binomial_probs, static_argnums=2)(p, t, 64))
+    np.testing.assert_allclose(probs, np.asarray(log_binomial_probs(p, t, 64)), atol=1e-6)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_stirling_log_binomial_is_symmetric_and_close_to_exact():
+    from math import lgamma
+    from avs_jax.models.metric_bins import log_binomial_coefficient
+    k = np.arange(64)
+    lc = log_binomial_coefficient(63, k)
+    np.testing.assert_allclose(lc, lc[::-1], atol=1e-4)
+    exact = np.array([lgamma(64) - lgamma(i + 1) - lgamma(64 - i) for i in k])
+    # Stirling without the sqrt(2 pi k) terms: off by at most ~ 0.5 log(2 pi k (n-k)/n) + 1.
+    assert np.all(np.abs(lc - exact) < 4.0)

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 from avs_jax.models.layers import Conv, resize_bilinear
@@ -157,11 +158,17 @@ class AttractorLayer(nn.Module):
         return b, centres
 
 
-def log_binomial_coefficient(n: Array, k: Array, eps: float = STIRLING_EPS) -> Array:
-    """log C(n, k) in ZoeDepth's Stirling form: n log n − k log k − (n−k) log(n−k+eps)."""
-    n = n + eps
-    k = k + eps
-    return n * jnp.log(n) - k * jnp.log(k) - (n - k) * jnp.log(n - k + eps)
+def log_binomial_coefficient(n: float, k: np.ndarray, eps: float = STIRLING_EPS) -> np.ndarray:
+    """log C(n, k) in ZoeDepth's Stirling form: n log n − k log k − (n−k) log(n−k+eps).
+
+    Computed in numpy float32 at trace time (n and k are static): inside XLA the constant
+    folding of `(n+eps) − (k+eps) + eps` may round to 0 at k = n and give 0 · log 0 = NaN.
+    """
+    n = np.float32(n) + np.float32(eps)
+    k = np.asarray(k, np.float32) + np.float32(eps)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tail = (n - k) * np.log(n - k + np.float32(eps))
+    return n * np.log(n) - k * np.log(k) - np.nan_to_num(tail)
 
 
 def log_binomial_probs(p: Array, t: Array, n_bins: int) -> Array:
@@ -172,11 +179,13 @@ def log_binomial_probs(p: Array, t: Array, n_bins: int) -> Array:
     """
     p = p.astype(jnp.float32)[..., None]
     t = t.astype(jnp.float32)[..., None]
-    k = jnp.arange(n_bins, dtype=jnp.float32)
+    k_np = np.arange(n_bins, dtype=np.float32)
+    log_c = jnp.asarray(log_binomial_coefficient(n_bins - 1, k_np))
+    k = jnp.asarray(k_np)
     km1 = jnp.float32(n_bins - 1)
     one_minus_p = jnp.clip(1.0 - p, P_EPS, 1.0)
     p = jnp.clip(p, P_EPS, 1.0)
-    y = log_binomial_coefficient(km1, k) + k * jnp.log(p) + (km1 - k) * jnp.log(one_minus_p)
+    y = log_c + k * jnp.log(p) + (km1 - k) * jnp.log(one_minus_p)
     return jax.nn.softmax(y / t, axis=-1)
 
 
