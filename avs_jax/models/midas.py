@@ -206,12 +206,12 @@ class DPTEncoder(nn.Module):
             pos = self.param("pos_embed", nn.initializers.normal(0.02), (1, gh * gw + 1, d))
             x = x + pos.astype(x.dtype)
         block_cls = nn.remat(Block) if self.remat else Block
-        hooked = []
+        outputs = []
         for i in range(max(self.hooks) + 1):
             x = block_cls(self.num_heads, self.grid, self.mlp_ratio, self.layer_scale_init,
                           self.use_rel_pos_bias, self.dtype, name=f"blocks_{i}")(x)
-            if i in self.hooks:
-                hooked.append(x)
+            outputs.append(x)
+        hooked = [outputs[i] for i in self.hooks]
         # Blocks after the last hook (and the final norm) do not reach the output, as in MiDaS.
         factors = (4, 2, 1, 0.5)
         return [Reassemble(f, s, self.grid, self.dtype, name=f"act_postprocess{j + 1}")(t)
