@@ -94,12 +94,6 @@ def test_rgb_variant_has_no_echo_params():
     variables = jax.eval_shape(task.init_variables, jax.random.key(0), batch)
     assert set(variables["params"]) == {"midas", "conv2", "metric_bins"}
     assert variables["batch_stats"] == {}
-    # The echo input is ignored by construction.
-    v = jax.jit(task.init_variables)(jax.random.key(0), batch)
-    predict = jax.jit(task.predict)
-    a = predict(v, batch["image"], batch["echo"])
-    b = predict(v, batch["image"], None)
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_echoes_variant_depth_in_range():
@@ -167,3 +161,55 @@ def test_tiny_rgb_echoes_overfits_four_samples():
 
 
 STEPS = 80
+
+
+def test_eval_silog_matches_loss_and_bf16_forward(rgb_echoes):
+    task, batch, variables = rgb_echoes
+    params = variables["params"]
+    state = {"batch_stats": variables["batch_stats"]}
+
+    @jax.jit
+    def both(params, state):
+        loss, _ = task.loss_and_metrics(params, state, batch, None, False)
+        return loss, task.eval_metrics(params, state, batch)
+
+    loss, metrics = both(params, state)
+    np.testing.assert_allclose(float(metrics["silog"]), float(loss), rtol=1e-5)
+    assert 0 <= float(metrics["a1"]) <= 1 and float(metrics["rmse"]) > 0
+
+    # bf16 compute with fp32 params: softmax / log-binomial / bins stay fp32, so the output is
+    # finite, the probabilities normalised, and the depth close to the fp32 one.
+    config = _test_config("rgb_echoes")
+    config.model.dtype = "bfloat16"
+    bf16 = AVSNet(ml_collections.FrozenConfigDict(config.model))
+    out16 = jax.jit(lambda v: bf16.apply(v, batch["image"], batch["echo"], train=False))(variables)
+    out32 = jax.jit(lambda v: task.model.apply(v, batch["image"], batch["echo"], train=False))(
+        variables)
+    d16 = np.asarray(out16["metric_depth"], np.float32)
+    d32 = np.asarray(out32["metric_depth"])
+    assert out16["probs"].dtype == jnp.float32 and np.all(np.isfinite(d16))
+    np.testing.assert_allclose(np.asarray(out16["probs"]).sum(-1), 1.0, rtol=1e-5)
+    assert np.median(np.abs(d16 - d32) / d32) < 0.05
+
+
+def test_paper_config_parameter_counts():
+    """BEiT-L/16 DPT + ResNet-18 at 256×512, by shape only (no compute), against hand counts."""
+    task = AVSNetTask(_get_config(""))
+    batch = {"image": jax.ShapeDtypeStruct((1, 256, 512, 3), jnp.float32),
+             "echo": jax.ShapeDtypeStruct((1, 256, 512, 2), jnp.float32)}
+    params = jax.eval_shape(task.init_variables, jax.random.key(0), batch)["params"]
+
+    def count(tree):
+        return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+    d, heads, table = 1024, 16, (2 * 16 - 1) * (2 * 32 - 1) + 3  # 16×32 patch grid
+    block = (2 * d + 3 * d * d + 2 * d + table * heads + d * d + d + 2 * d + 2 * d
+             + 4 * d * d + 4 * d + 4 * d * d + d)
+    patch_embed = 16 * 16 * 3 * d + d
+    readout = 4 * (2 * d * d + d)
+    convs = sum(d * c + c for c in (256, 512, 1024, 1024))
+    resample = (4 * 4 * 256 * 256 + 256) + (2 * 2 * 512 * 512 + 512) + (9 * 1024 * 1024 + 1024)
+    assert count(params["midas"]["encoder"]) == (24 * block + patch_embed + d + readout + convs
+                                                 + resample)
+    # torchvision ResNet-18 without fc is 11,176,512; conv1 takes 2 channels, not 3.
+    assert count(params["echo_encoder"]) == 11_176_512 - 64 * 7 * 7
