@@ -140,3 +140,34 @@ def resize_bilinear(x: Array, size: tuple[int, int], align_corners: bool = True)
 def upsample_nearest(x: Array, factor: int = 2) -> Array:
     """Nearest-neighbour ×factor upsampling of `[B, H, W, C]` (PyTorch's `mode="nearest"`)."""
     return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+
+
+class ConvTransposeNonOverlap(nn.Module):
+    """Transposed convolution with kernel == stride and no padding (DPT's reassemble upsampling).
+
+    With kernel == stride the output patches do not overlap, so the op is one matmul and a
+    reshape: `out[b, i*s + p, j*s + q, o] = sum_c x[b, i, j, c] * kernel[p, q, c, o] + bias[o]`.
+    Kernel layout `[s, s, C_in, C_out]`; PyTorch's `ConvTranspose2d.weight` `[C_in, C_out, s, s]`
+    maps to it by `transpose(2, 3, 0, 1)` with no spatial flip.
+    """
+
+    features: int
+    stride: int
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        """[B, h, w, C_in] -> [B, h*s, w*s, features]."""
+        s = self.stride
+        b, h, w, cin = x.shape
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (s, s, cin, self.features),
+                            self.param_dtype)
+        dtype = self.dtype or x.dtype
+        y = jnp.einsum("bijc,pqco->bipjqo", x.astype(dtype), kernel.astype(dtype))
+        y = y.reshape(b, h * s, w * s, self.features)
+        if self.use_bias:
+            bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
+            y = y + bias.astype(dtype)
+        return y

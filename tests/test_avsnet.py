@@ -1,0 +1,215 @@
+"""AVS-Net composition: the three variants, the stage-1 task, the config, and an overfit check."""
+
+import importlib.util
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+from flax import traverse_util
+
+from avs_jax.models.avsnet import AVSNet
+from avs_jax.train.avsnet_task import AVSNetTask
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _get_config(arg: str) -> ml_collections.ConfigDict:
+    spec = importlib.util.spec_from_file_location("avsnet_config", ROOT / "configs" / "avsnet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def _test_config(variant: str) -> ml_collections.ConfigDict:
+    """The "tiny" config made smaller still, so that compiling stays quick on 2 cores."""
+    config = _get_config(f"tiny,{variant}")
+    config.model.midas.image_size = (32, 64)
+    config.model.midas.depth = 2
+    config.model.midas.hooks = (0, 1, 1, 1)
+    return config
+
+
+def _samples(n: int = 4, h: int = 32, w: int = 64) -> dict:
+    """Scenes whose depth scale is told by the echo (an arrival-time peak) and by the image."""
+    rs = np.random.RandomState(0)
+    yy, xx = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    images, echoes, depths = [], [], []
+    for i in range(n):
+        scale = 1.5 + 1.5 * i
+        depth = scale * (1.0 + 0.5 * yy + 0.3 * np.sin(6 * xx + i))
+        depth[rs.rand(h, w) < 0.1] = 0.0  # sensor holes
+        image = np.stack([0.5 + 0.4 * np.sin(10 * xx / (1 + 0.5 * i)), 0.5 + 0.4 * yy,
+                          np.full_like(xx, i / n)], -1)
+        peak = np.exp(-((xx - scale / 8.0) ** 2) / 0.01)
+        echo = np.stack([peak, 0.8 * peak], -1) * (1 + 0.1 * yy[..., None])
+        images.append(image)
+        echoes.append(echo)
+        depths.append(depth)
+    return {"image": np.float32(images), "echo": np.float32(echoes), "depth": np.float32(depths)}
+
+
+def test_config_arguments():
+    paper = _get_config("")
+    assert paper.model.variant == "rgb_echoes"
+    assert paper.model.midas.embed_dim == 1024 and paper.model.midas.depth == 24
+    assert tuple(paper.model.midas.hooks) == (5, 11, 17, 23)
+    assert tuple(paper.model.midas.image_size) == (256, 512)
+    assert paper.model.max_depth == 30.0 and paper.model.bins.n_bins == 64
+    assert tuple(paper.model.bins.n_attractors) == (16, 8, 4, 1)
+    assert _get_config("rgb").model.variant == "rgb"
+    tiny_echoes = _get_config("tiny,echoes")
+    assert tiny_echoes.model.variant == "echoes" and tiny_echoes.model.midas.embed_dim == 32
+    with pytest.raises(ValueError, match="unknown"):
+        _get_config("huge")
+
+
+@pytest.fixture(scope="module")
+def rgb_echoes():
+    task = AVSNetTask(_test_config("rgb_echoes"))
+    batch = _samples(2)
+    variables = jax.jit(task.init_variables)(jax.random.key(0), batch)
+    return task, batch, variables
+
+
+def test_rgb_echoes_forward_inside_bin_range(rgb_echoes):
+    task, batch, variables = rgb_echoes
+    out = jax.jit(lambda v, i, e: task.model.apply(v, i, e, train=False))(
+        variables, batch["image"], batch["echo"])
+    depth, centres, probs = (np.asarray(out[k]) for k in ("metric_depth", "bin_centers", "probs"))
+    assert depth.shape == (2, 32, 64, 1)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    # Σ p_k c_k is a convex combination of the centres.
+    assert np.all(depth[..., 0] >= centres.min(-1) - 1e-5)
+    assert np.all(depth[..., 0] <= centres.max(-1) + 1e-5)
+    assert np.all(depth > 0)
+
+
+def test_rgb_variant_has_no_echo_params():
+    task = AVSNetTask(_test_config("rgb"))
+    batch = _samples(1)
+    variables = jax.eval_shape(task.init_variables, jax.random.key(0), batch)
+    assert set(variables["params"]) == {"midas", "conv2", "metric_bins"}
+    assert variables["batch_stats"] == {}
+
+
+def test_echoes_variant_depth_in_range():
+    config = _test_config("echoes")
+    task = AVSNetTask(config)
+    batch = _samples(1)
+    v = jax.jit(task.init_variables)(jax.random.key(0), batch)
+    assert set(v["params"]) == {"echo_encoder", "echo_decoder"}
+    depth = np.asarray(jax.jit(task.predict)(v, batch["image"], batch["echo"]))
+    assert depth.shape == (1, 32, 64, 1)
+    assert np.all(depth > config.model.min_depth) and np.all(depth < config.model.max_depth)
+
+
+def test_gradients_reach_echo_encoder_and_labels(rgb_echoes):
+    task, batch, variables = rgb_echoes
+    params = variables["params"]
+    state = {"batch_stats": variables["batch_stats"]}
+    grads = jax.jit(jax.grad(lambda p: task.loss_and_metrics(p, state, batch, None, True)[0]))(
+        params)
+    echo_norm = sum(float(jnp.sum(g ** 2)) for g in jax.tree.leaves(grads["echo_encoder"]))
+    attn_norm = sum(float(jnp.sum(g ** 2)) for g in jax.tree.leaves(grads["cross_attention"]))
+    assert float(echo_norm) > 0 and float(attn_norm) > 0
+    labels = traverse_util.flatten_dict(task.param_labels(params))
+    assert labels[("midas", "encoder", "patch_embed", "kernel")] == "encoder"
+    assert labels[("midas", "encoder", "blocks_0", "attn",
+                   "relative_position_bias_table")] == "encoder"
+    assert labels[("midas", "layer1_rn", "kernel")] == "default"
+    assert labels[("echo_encoder", "conv1", "kernel")] == "default"
+    assert set(labels.values()) == {"encoder", "default"}
+
+
+def test_eval_metrics_perfect_prediction_values(rgb_echoes):
+    from avs_jax.train.avsnet_task import masked_depth_metrics
+    gt = jnp.asarray(_samples(2)["depth"])
+    m = masked_depth_metrics(gt * 1.1, gt, gt > 0)
+    np.testing.assert_allclose(float(m["abs_rel"]), 0.1, rtol=1e-5)
+    assert float(m["a1"]) == 1.0
+    valid = np.asarray(gt) > 0
+    np.testing.assert_allclose(float(m["rmse"]),
+                               np.sqrt(np.mean((0.1 * np.asarray(gt)[valid]) ** 2)), rtol=1e-5)
+
+
+def test_tiny_rgb_echoes_overfits_four_samples():
+    """Plain optax Adam (not the train core): SILog falls at least 5× on 4 fixed samples."""
+    task = AVSNetTask(_test_config("rgb_echoes"))
+    batch = _samples(4)
+    variables = jax.jit(task.init_variables)(jax.random.key(0), batch)
+    params = variables.pop("params")
+    tx = optax.adam(3e-3)
+
+    @jax.jit
+    def step(params, state, opt_state):
+        (loss, (state, _)), grads = jax.value_and_grad(task.loss_and_metrics, has_aux=True)(
+            params, state, batch, None, True)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), state, opt_state, loss
+
+    state, opt_state = variables, tx.init(params)
+    losses = []
+    for _ in range(STEPS):
+        params, state, opt_state, loss = step(params, state, opt_state)
+        losses.append(float(loss))
+    assert np.all(np.isfinite(losses))
+    assert min(losses[-5:]) * 5 <= losses[0], losses[::10]
+
+
+STEPS = 80
+
+
+def test_eval_silog_matches_loss_and_bf16_forward(rgb_echoes):
+    task, batch, variables = rgb_echoes
+    params = variables["params"]
+    state = {"batch_stats": variables["batch_stats"]}
+
+    @jax.jit
+    def both(params, state):
+        loss, _ = task.loss_and_metrics(params, state, batch, None, False)
+        return loss, task.eval_metrics(params, state, batch)
+
+    loss, metrics = both(params, state)
+    np.testing.assert_allclose(float(metrics["silog"]), float(loss), rtol=1e-5)
+    assert 0 <= float(metrics["a1"]) <= 1 and float(metrics["rmse"]) > 0
+
+    # bf16 compute with fp32 params: softmax / log-binomial / bins stay fp32, so the output is
+    # finite, the probabilities normalised, and the depth close to the fp32 one.
+    config = _test_config("rgb_echoes")
+    config.model.dtype = "bfloat16"
+    bf16 = AVSNet(ml_collections.FrozenConfigDict(config.model))
+    out16 = jax.jit(lambda v: bf16.apply(v, batch["image"], batch["echo"], train=False))(variables)
+    out32 = jax.jit(lambda v: task.model.apply(v, batch["image"], batch["echo"], train=False))(
+        variables)
+    d16 = np.asarray(out16["metric_depth"], np.float32)
+    d32 = np.asarray(out32["metric_depth"])
+    assert out16["probs"].dtype == jnp.float32 and np.all(np.isfinite(d16))
+    np.testing.assert_allclose(np.asarray(out16["probs"]).sum(-1), 1.0, rtol=1e-5)
+    assert np.median(np.abs(d16 - d32) / d32) < 0.05
+
+
+def test_paper_config_parameter_counts():
+    """BEiT-L/16 DPT + ResNet-18 at 256×512, by shape only (no compute), against hand counts."""
+    task = AVSNetTask(_get_config(""))
+    batch = {"image": jax.ShapeDtypeStruct((1, 256, 512, 3), jnp.float32),
+             "echo": jax.ShapeDtypeStruct((1, 256, 512, 2), jnp.float32)}
+    params = jax.eval_shape(task.init_variables, jax.random.key(0), batch)["params"]
+
+    def count(tree):
+        return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+    d, heads, table = 1024, 16, (2 * 16 - 1) * (2 * 32 - 1) + 3  # 16×32 patch grid
+    block = (2 * d + 3 * d * d + 2 * d + table * heads + d * d + d + 2 * d + 2 * d
+             + 4 * d * d + 4 * d + 4 * d * d + d)
+    patch_embed = 16 * 16 * 3 * d + d
+    readout = 4 * (2 * d * d + d)
+    convs = sum(d * c + c for c in (256, 512, 1024, 1024))
+    resample = (4 * 4 * 256 * 256 + 256) + (2 * 2 * 512 * 512 + 512) + (9 * 1024 * 1024 + 1024)
+    assert count(params["midas"]["encoder"]) == (24 * block + patch_embed + d + readout + convs
+                                                 + resample)
+    # torchvision ResNet-18 without fc is 11,176,512; conv1 takes 2 channels, not 3.
+    assert count(params["echo_encoder"]) == 11_176_512 - 64 * 7 * 7

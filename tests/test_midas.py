@@ -1,0 +1,98 @@
+"""MiDaS DPT pieces against worked values: BEiT relative position index, attention bias,
+the non-overlapping transposed conv, fusion, and the head's output conventions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from avs_jax.models.layers import ConvTransposeNonOverlap
+from avs_jax.models.midas import Attention, MiDaS, relative_position_index
+
+
+def test_relative_position_index_hand_case():
+    # 1×2 grid: tokens (0,0), (0,1); table (2*1-1)*(2*2-1)+3 = 6 entries.
+    idx = relative_position_index((1, 2))
+    # pair (q, k): (dy + 0) * 3 + (dx + 1); dx = xq - xk.
+    expected = np.array([[5, 3, 3],
+                         [4, 1, 0],
+                         [4, 2, 1]])
+    np.testing.assert_array_equal(idx, expected)
+
+
+def test_relative_position_index_depends_only_on_offset():
+    gh, gw = 3, 4
+    idx = relative_position_index((gh, gw))[1:, 1:]
+    pos = [(y, x) for y in range(gh) for x in range(gw)]
+    seen = {}
+    for i, (yq, xq) in enumerate(pos):
+        for j, (yk, xk) in enumerate(pos):
+            seen.setdefault((yq - yk, xq - xk), set()).add(int(idx[i, j]))
+    assert all(len(v) == 1 for v in seen.values())
+    assert len({next(iter(v)) for v in seen.values()}) == (2 * gh - 1) * (2 * gw - 1)
+
+
+def test_attention_relative_bias_is_added_to_logits():
+    # Zero q/k projections make the logits the bias alone: a huge bias on the (cls, cls) entry
+    # makes the cls query attend only to itself, so its output is proj(v_cls).
+    grid = (2, 2)
+    x = jax.random.normal(jax.random.key(0), (1, 5, 8))
+    attn = Attention(num_heads=2, grid=grid)
+    params = attn.init(jax.random.key(1), x)["params"]
+    params = jax.tree.map(np.asarray, params)
+    qkv = np.array(params["qkv"]["kernel"])
+    qkv[:, :16] = 0.0  # q and k
+    table = np.zeros_like(params["relative_position_bias_table"])
+    table[-1] = 100.0  # cls -> cls
+    params = {**params, "qkv": {"kernel": qkv}, "relative_position_bias_table": table}
+    out = np.asarray(attn.apply({"params": params}, x))
+    v = np.asarray(x)[0, 0] @ qkv[:, 16:] + np.asarray(params["v_bias"])
+    expected = v @ params["proj"]["kernel"] + params["proj"]["bias"]
+    np.testing.assert_allclose(out[0, 0], expected, rtol=1e-4, atol=1e-5)
+    # The other queries see a zero bias to the patch tokens and a zero one to cls: uniform.
+    mean_v = (np.asarray(x)[0] @ qkv[:, 16:] + np.asarray(params["v_bias"])).mean(0)
+    np.testing.assert_allclose(out[0, 1], mean_v @ params["proj"]["kernel"]
+                               + params["proj"]["bias"], rtol=1e-4, atol=1e-5)
+
+
+def test_attention_rejects_other_grid():
+    attn = Attention(num_heads=1, grid=(2, 2))
+    with pytest.raises(ValueError, match="grid"):
+        attn.init(jax.random.key(0), jnp.zeros((1, 7, 4)))
+
+
+def test_conv_transpose_non_overlap_matches_numpy():
+    x = np.random.default_rng(0).normal(size=(1, 2, 3, 4)).astype(np.float32)
+    layer = ConvTransposeNonOverlap(5, 2)
+    variables = jax.tree.map(lambda v: v + 0.3, layer.init(jax.random.key(0), x))
+    y = np.asarray(layer.apply(variables, x))
+    k = np.asarray(variables["params"]["kernel"])
+    ref = np.zeros((1, 4, 6, 5), np.float32)
+    for i in range(2):
+        for j in range(3):
+            for p in range(2):
+                for q in range(2):
+                    ref[0, 2 * i + p, 2 * j + q] = x[0, i, j] @ k[p, q]
+    np.testing.assert_allclose(y, ref + 0.3, rtol=1e-5, atol=1e-5)
+
+
+def test_tiny_midas_outputs_and_conventions():
+    model = MiDaS(image_size=(32, 64), embed_dim=16, depth=2, num_heads=2, patch_size=16,
+                  hooks=(0, 1, 0, 1), reassemble_features=(4, 8, 8, 8), features=8,
+                  head_features=4)
+    image = jax.random.uniform(jax.random.key(0), (1, 32, 64, 3))
+    variables = model.init(jax.random.key(1), image)
+    out = jax.jit(model.apply)(variables, image)
+    assert {k: v.shape[1:3] for k, v in out.items()} == {
+        "l4_rn": (1, 2), "r4": (2, 4), "r3": (4, 8), "r2": (8, 16), "r1": (16, 32),
+        "out_conv": (32, 64), "rel_depth": (32, 64)}
+    # out_conv is a ReLU output and rel_depth a ReLU'd 1×1 conv of it.
+    oc, rel = np.asarray(out["out_conv"]), np.asarray(out["rel_depth"])
+    assert oc.min() >= 0 and rel.min() >= 0
+    head = variables["params"]["head_conv3"]
+    expected = np.maximum(oc @ np.asarray(head["kernel"])[0, 0] + np.asarray(head["bias"]), 0)
+    np.testing.assert_allclose(rel, expected, rtol=1e-4, atol=1e-5)
+    enc = variables["params"]["encoder"]
+    assert "relative_position_bias_table" in enc["blocks_0"]["attn"]
+    assert enc["blocks_0"]["attn"]["relative_position_bias_table"].shape == (
+        (2 * 2 - 1) * (2 * 4 - 1) + 3, 2)
