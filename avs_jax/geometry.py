@@ -60,22 +60,27 @@ def pixel_grid(height: int, width: int) -> Array:
 
 
 def backproject(depth: Array, inv_K: Array) -> Array:
-    """Depth `[B, H, W]` and K⁻¹ `[B, 3, 3]` → camera points `[B, H, W, 3]` = depth · K⁻¹ [u, v, 1]."""
-    _, h, w = depth.shape
-    rays = jnp.einsum("bij,hwj->bhwi", inv_K, pixel_grid(h, w))
+    """Depth `[..., H, W]` and K⁻¹ `[..., 3, 3]` → camera points `[..., H, W, 3]` = depth · K⁻¹ [u, v, 1].
+
+    Leading dimensions broadcast (e.g. depth `[S, B, H, W]` of S scales with K⁻¹ `[B, 3, 3]`).
+    """
+    h, w = depth.shape[-2:]
+    rays = jnp.einsum("...ij,hwj->...hwi", inv_K, pixel_grid(h, w))
     return depth[..., None] * rays
 
 
 def project(points: Array, K: Array, T: Array) -> Array:
-    """Camera points `[B, H, W, 3]` → sampling grid `[B, H, W, 2]` (x, y) in [−1, 1] of the source.
+    """Camera points `[..., H, W, 3]` → sampling grid `[..., H, W, 2]` (x, y) in [−1, 1] of the source.
 
     `P = (K T)[:3]` applied to the homogeneous points, `xy / (z + 1e-7)`, then
-    `(xy / (size − 1) − 0.5) · 2` (Monodepth2's Project3D). K `[B, 3, 3]`, T `[B, 4, 4]`.
+    `(xy / (size − 1) − 0.5) · 2` (Monodepth2's Project3D). K `[..., 3, 3]`, T `[..., 4, 4]`;
+    leading dimensions broadcast.
     """
-    _, h, w, _ = points.shape
+    h, w = points.shape[-3:-1]
     K4 = jnp.zeros(K.shape[:-2] + (4, 4), K.dtype).at[..., :3, :3].set(K).at[..., 3, 3].set(1.0)
     P = jnp.matmul(K4, T)[..., :3, :]
-    cam = jnp.einsum("bij,bhwj->bhwi", P[..., :3], points) + P[..., None, None, :, 3]
+    cam = (jnp.einsum("...ij,...hwj->...hwi", P[..., :3], points)
+           + P[..., None, None, :, 3])
     xy = cam[..., :2] / (cam[..., 2:3] + PROJECT_EPS)
     size = jnp.asarray([w - 1, h - 1], xy.dtype)
     return (xy / size - 0.5) * 2.0

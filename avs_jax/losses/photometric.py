@@ -35,12 +35,19 @@ def _mean_pool3(x: Array) -> Array:
 
 
 def ssim_loss(x: Array, y: Array) -> Array:
-    """Per-pixel SSIM dissimilarity `clip((1 − SSIM)/2, 0, 1)` of `[B, H, W, C]` images → `[B, H, W, C]`.
+    """Per-pixel SSIM dissimilarity `clip((1 − SSIM)/2, 0, 1)` of `[..., H, W, C]` images.
 
     Monodepth2's SSIM: both images reflection-padded by 1, local statistics from a 3×3 mean pool.
+    Leading dimensions broadcast; the result has the broadcast shape.
     """
-    x = _reflect_pad(x.astype(jnp.float32))
-    y = _reflect_pad(y.astype(jnp.float32))
+    shape = jnp.broadcast_shapes(x.shape, y.shape)
+    x = jnp.broadcast_to(x.astype(jnp.float32), shape).reshape((-1,) + shape[-3:])
+    y = jnp.broadcast_to(y.astype(jnp.float32), shape).reshape((-1,) + shape[-3:])
+    return _ssim_nhwc(_reflect_pad(x), _reflect_pad(y)).reshape(shape)
+
+
+def _ssim_nhwc(x: Array, y: Array) -> Array:
+    """SSIM loss of padded `[B, H+2, W+2, C]` images → `[B, H, W, C]`."""
     mu_x = _mean_pool3(x)
     mu_y = _mean_pool3(y)
     sigma_x = _mean_pool3(x * x) - mu_x ** 2
@@ -52,9 +59,10 @@ def ssim_loss(x: Array, y: Array) -> Array:
 
 
 def reprojection_loss(pred: Array, target: Array, ssim_weight: float) -> Array:
-    """Photometric error `[B, H, W]` = α·mean_c SSIM-loss + (1 − α)·mean_c |pred − target|.
+    """Photometric error `[..., H, W]` = α·mean_c SSIM-loss + (1 − α)·mean_c |pred − target|.
 
-    pred, target `[B, H, W, 3]`; α = `ssim_weight` (0.85 in Monodepth2).
+    pred, target `[..., H, W, 3]` (leading dimensions broadcast); α = `ssim_weight` (0.85 in
+    Monodepth2, paper Eq. 5).
     """
     pred = pred.astype(jnp.float32)
     target = target.astype(jnp.float32)
@@ -97,15 +105,10 @@ def smoothness_loss(disp: Array, image: Array) -> Array:
     return jnp.mean(dx_d * jnp.exp(-dx_i)) + jnp.mean(dy_d * jnp.exp(-dy_i))
 
 
-def identity_losses(sources: Sequence[Array], target: Array, ssim_weight: float) -> Array:
-    """Errors `[S, B, H, W]` of the un-warped source frames against the target (for automasking)."""
-    return jnp.stack([reprojection_loss(s, target, ssim_weight) for s in sources])
-
-
 def multiscale_photometric_loss(
-    warped: Sequence[Sequence[Array]],
+    warped: Array,
     disps: Sequence[Array],
-    sources: Sequence[Array],
+    sources: Array,
     target: Array,
     target_pyramid: Sequence[Array],
     rng: Array | None,
@@ -118,39 +121,34 @@ def multiscale_photometric_loss(
     """Monodepth2's total loss, averaged over scales → (loss, metrics).
 
     Args:
-      warped: per scale s, the source frames `[B, H, W, 3]` warped into the target with that
-        scale's disparity upsampled to full resolution (compared at full resolution).
+      warped: `[S, N, B, H, W, 3]`: for each of the S scales, the N source frames warped into the
+        target with that scale's disparity upsampled to full resolution (so every scale is
+        compared at full resolution). One array, so that all scales share one computation.
       disps: per scale, the network's disparity `[B, H/2^s, W/2^s, 1]` (for smoothness).
-      sources: the un-warped source frames `[B, H, W, 3]` (identity errors for automasking).
+      sources: the un-warped source frames `[N, B, H, W, 3]` (identity errors for automasking).
       target: the target frame `[B, H, W, 3]` (un-augmented).
       target_pyramid: per scale, the target frame at that scale's resolution (smoothness is
         edge-aware with the image of its own resolution, as Monodepth2's `("color", 0, scale)`).
-      rng: key for the automasking tie-break noise N(0, 1)·`identity_noise` (drawn per scale);
-        None gives no noise.
+      rng: key for the automasking tie-break noise N(0, 1)·`identity_noise` (fresh per scale, as
+        Monodepth2 draws it inside its loop over scales); None: no noise.
       ssim_weight, smoothness_weight, automask, identity_noise: config.loss (0.85, 1e-3, True,
         1e-5 in Monodepth2).
 
-    Per scale s: `min-reprojection + smoothness_weight / 2^s · smoothness`; the total is the mean
-    over scales (sum / 4 in Monodepth2, / 3 for the light 3-scale model).
+    Per scale s: `mean(min-reprojection) + smoothness_weight / 2^s · smoothness`; the total is the
+    mean over scales (sum / 4 in Monodepth2, / 3 for the light 3-scale model; paper Eq. 6).
     """
-    identity = identity_losses(sources, target, ssim_weight) if automask else None
-    total = jnp.float32(0.0)
-    photometric = jnp.float32(0.0)
-    smooth_total = jnp.float32(0.0)
-    mask_fraction = jnp.float32(0.0)
-    n = len(disps)
-    for s, (warps, disp, image) in enumerate(zip(warped, disps, target_pyramid)):
-        reprojection = jnp.stack([reprojection_loss(w, target, ssim_weight) for w in warps])
-        ident = identity
-        if ident is not None and rng is not None:
-            noise = jax.random.normal(jax.random.fold_in(rng, s), ident.shape, jnp.float32)
-            ident = ident + identity_noise * noise
-        photo, mask = min_reprojection(reprojection, ident)
-        smooth = smoothness_loss(disp, image)
-        total = total + photo + smoothness_weight / 2 ** s * smooth
-        photometric = photometric + photo
-        smooth_total = smooth_total + smooth
-        mask_fraction = mask_fraction + jnp.mean(mask)
-    metrics = {"photometric": photometric / n, "smoothness": smooth_total / n,
-               "automask_fraction": mask_fraction / n}
-    return total / n, metrics
+    n_scales = warped.shape[0]
+    reprojection = reprojection_loss(warped, target, ssim_weight)  # [S, N, B, H, W]
+    identity = None
+    if automask:
+        identity = reprojection_loss(sources, target, ssim_weight)  # [N, B, H, W]
+        identity = jnp.broadcast_to(identity, reprojection.shape)
+        if rng is not None:
+            identity = identity + identity_noise * jax.random.normal(rng, identity.shape)
+    photo, mask = jax.vmap(min_reprojection)(reprojection, identity)
+    smooth = jnp.stack([smoothness_loss(d, im) for d, im in zip(disps, target_pyramid)])
+    weights = smoothness_weight / 2.0 ** jnp.arange(n_scales)
+    total = jnp.mean(photo + weights * smooth)
+    metrics = {"photometric": jnp.mean(photo), "smoothness": jnp.mean(smooth),
+               "automask_fraction": jnp.mean(mask)}
+    return total, metrics
