@@ -31,6 +31,10 @@ Array = jax.Array
 MONODEPTH2_MEAN = 0.45
 MONODEPTH2_STD = 0.225
 
+# PyTorch's default Conv2d initialisation, which Monodepth2's decoders keep:
+# kaiming_uniform(a=√5) = U(±1/√fan_in), i.e. variance 1/(3·fan_in). (Biases start at zero here.)
+torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
 
 def reflect_pad(x: Array, pad: int = 1) -> Array:
     """Reflection padding of `[B, H, W, C]` (PyTorch's ReflectionPad2d)."""
@@ -45,7 +49,8 @@ class ConvBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        x = Conv(self.features, 3, 1, 0, dtype=self.dtype, name="conv")(reflect_pad(x))
+        x = Conv(self.features, 3, 1, 0, dtype=self.dtype, kernel_init=torch_default_init,
+                 name="conv")(reflect_pad(x))
         return nn.elu(x)
 
 
@@ -79,7 +84,8 @@ class DepthDecoder(nn.Module):
                 x = jnp.concatenate([x, features[i - 1].astype(x.dtype)], axis=-1)
             x = ConvBlock(self.num_ch_dec[i], self.dtype, name=f"upconv_{i}_1")(x)
             if i in self.scales:
-                logits = Conv(1, 3, 1, 0, dtype=self.dtype, name=f"dispconv_{i}")(reflect_pad(x))
+                logits = Conv(1, 3, 1, 0, dtype=self.dtype, kernel_init=torch_default_init,
+                              name=f"dispconv_{i}")(reflect_pad(x))
                 # Disparities feed fp32 geometry and losses.
                 outputs[i] = nn.sigmoid(logits.astype(jnp.float32))
         return [outputs[s] for s in sorted(self.scales)]

@@ -6,7 +6,7 @@ REFERENCE.md). This is our own network in that spirit, not a port of it:
 * stem: two 3×3 convs (the first strided) → 1/2;
 * three stages at 1/4, 1/8, 1/16, each a strided 3×3 conv followed by residual
   *dilated depthwise-separable* blocks (depthwise 3×3 with a growing dilation, BN, pointwise
-  expand, GELU, pointwise project): a large receptive field for few parameters;
+  expand, GELU, pointwise project, layer scale): a large receptive field for few parameters;
 * the last block(s) of each stage add *global channel attention* (cross-covariance attention over
   channels, linear in the number of pixels), the cheap global context that Lite-Mono's LGFI gives;
 * Monodepth2's decoder (`depthnet.DepthDecoder`) over the four features, disparities at 3 scales.
@@ -29,6 +29,16 @@ from avs_jax.models.layers import Conv
 from avs_jax.models.resnet import batch_norm
 
 Array = jax.Array
+
+# Residual branches start scaled by this learnable per-channel factor (layer scale, as Lite-Mono
+# and ConvNeXt do), so that a deep stack of un-normalised residual blocks starts as the identity.
+LAYER_SCALE_INIT = 1e-6
+
+
+def layer_scale(module: nn.Module, name: str, x: Array) -> Array:
+    """Multiplies the residual branch `x [..., C]` by a learnable per-channel factor."""
+    gamma = module.param(name, nn.initializers.constant(LAYER_SCALE_INIT), (x.shape[-1],))
+    return x * gamma.astype(x.dtype)
 
 
 def default_lite_config(size: str = "full") -> ml_collections.ConfigDict:
@@ -70,7 +80,7 @@ class DilatedBlock(nn.Module):
         y = batch_norm(train, "bn", self.dtype)(y)
         y = nn.gelu(Conv(c * self.expansion, 1, dtype=self.dtype, name="pwconv1")(y))
         y = Conv(c, 1, dtype=self.dtype, name="pwconv2")(y)
-        return x + y
+        return x + layer_scale(self, "gamma", y)
 
 
 class ChannelAttention(nn.Module):
@@ -97,10 +107,10 @@ class ChannelAttention(nn.Module):
         temperature = self.param("temperature", nn.initializers.ones, (self.heads, 1, 1))
         attn = jax.nn.softmax(jnp.einsum("bnhi,bnhj->bhij", q, k) * temperature, axis=-1)
         y = jnp.einsum("bhij,bnhj->bnhi", attn, v).reshape(b, h, w, c).astype(x.dtype)
-        x = x + Conv(c, 1, dtype=self.dtype, name="proj")(y)
+        x = x + layer_scale(self, "gamma_attn", Conv(c, 1, dtype=self.dtype, name="proj")(y))
         y = nn.LayerNorm(dtype=self.dtype, name="norm2")(x)
         y = nn.gelu(Conv(c * self.expansion, 1, dtype=self.dtype, name="mlp1")(y))
-        return x + Conv(c, 1, dtype=self.dtype, name="mlp2")(y)
+        return x + layer_scale(self, "gamma_mlp", Conv(c, 1, dtype=self.dtype, name="mlp2")(y))
 
 
 class LiteEncoder(nn.Module):

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from avs_jax.models.depthnet import MONODEPTH2_MEAN, MONODEPTH2_STD
+from avs_jax.models.depthnet import MONODEPTH2_MEAN, MONODEPTH2_STD, torch_default_init
 from avs_jax.models.layers import Conv
 from avs_jax.models.resnet import ResNet18
 
@@ -36,10 +36,14 @@ class PoseDecoder(nn.Module):
 
     @nn.compact
     def __call__(self, feature: Array) -> tuple[Array, Array]:
-        x = nn.relu(Conv(self.hidden, 1, dtype=self.dtype, name="squeeze")(feature))
-        x = nn.relu(Conv(self.hidden, 3, 1, 1, dtype=self.dtype, name="pose_0")(x))
-        x = nn.relu(Conv(self.hidden, 3, 1, 1, dtype=self.dtype, name="pose_1")(x))
-        x = Conv(6 * self.num_frames, 1, dtype=self.dtype, name="pose_2")(x)
+        x = nn.relu(Conv(self.hidden, 1, dtype=self.dtype,
+                         kernel_init=torch_default_init, name="squeeze")(feature))
+        x = nn.relu(Conv(self.hidden, 3, 1, 1, dtype=self.dtype,
+                         kernel_init=torch_default_init, name="pose_0")(x))
+        x = nn.relu(Conv(self.hidden, 3, 1, 1, dtype=self.dtype,
+                         kernel_init=torch_default_init, name="pose_1")(x))
+        x = Conv(6 * self.num_frames, 1, dtype=self.dtype,
+                         kernel_init=torch_default_init, name="pose_2")(x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2)) * self.output_scale
         x = x.reshape(x.shape[0], self.num_frames, 6)
         return x[..., :3], x[..., 3:]
