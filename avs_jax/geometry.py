@@ -60,7 +60,7 @@ def pixel_grid(height: int, width: int) -> Array:
 
 
 def backproject(depth: Array, inv_K: Array) -> Array:
-    """Depth `[..., H, W]` and K⁻¹ `[..., 3, 3]` → camera points `[..., H, W, 3]` = depth · K⁻¹ [u, v, 1].
+    """Depth `[..., H, W]`, K⁻¹ `[..., 3, 3]` → camera points `[..., H, W, 3]` = depth · K⁻¹ [u, v, 1].
 
     Leading dimensions broadcast (e.g. depth `[S, B, H, W]` of S scales with K⁻¹ `[B, 3, 3]`).
     """
@@ -70,7 +70,7 @@ def backproject(depth: Array, inv_K: Array) -> Array:
 
 
 def project(points: Array, K: Array, T: Array) -> Array:
-    """Camera points `[..., H, W, 3]` → sampling grid `[..., H, W, 2]` (x, y) in [−1, 1] of the source.
+    """Camera points `[..., H, W, 3]` → source sampling grid `[..., H, W, 2]` (x, y) in [−1, 1].
 
     `P = (K T)[:3]` applied to the homogeneous points, `xy / (z + 1e-7)`, then
     `(xy / (size − 1) − 0.5) · 2` (Monodepth2's Project3D). K `[..., 3, 3]`, T `[..., 4, 4]`;

@@ -2,8 +2,9 @@
 
 Paper Sec. 3.3.2 (losses, 192×640; scales 1, 1/2, 1/4 for Lite-Mono, footnote 4), Lite-Mono's
 AdamW with weight decay 1e-2 (REFERENCE.md); the rest as Monodepth2 (batch 12, lr 1e-4, 20 epochs,
-×0.1 after 15, depth 0.1-100), since the paper gives no other schedule. `--config=configs/litemono.py`
-for the paper run, `--config=configs/litemono.py:tiny` for a CPU smoke run.
+×0.1 after 15, depth 0.1-100), since the paper gives no other schedule.
+`--config=configs/litemono.py` for the paper run, `--config=configs/litemono.py:tiny` for a CPU
+smoke run.
 """
 
 import ml_collections

@@ -42,7 +42,8 @@ def reflect_pad(x: Array, pad: int = 1) -> Array:
 
 
 class ConvBlock(nn.Module):
-    """Reflection pad 1 + 3×3 conv + ELU (Monodepth2's ConvBlock). `[B,H,W,C] -> [B,H,W,features]`."""
+    """Reflection pad 1 + 3×3 conv + ELU (Monodepth2's ConvBlock), `[B,H,W,C] -> [B,H,W,features]`.
+    """
 
     features: int
     dtype: Any = None
@@ -92,7 +93,8 @@ class DepthDecoder(nn.Module):
 
 
 class DepthNet(nn.Module):
-    """Monodepth2 DepthNet: `(image [B, H, W, 3] in [0, 1], train) -> [disp_s [B, H/2^s, W/2^s, 1]]`.
+    """Monodepth2 DepthNet: `(image [B, H, W, 3] in [0, 1], train)` → disparities per scale,
+    `[B, H/2^s, W/2^s, 1]` in (0, 1), scale 0 first.
 
     H and W must be multiples of 32. Attributes: encoder widths/blocks (ResNet-18 by default,
     narrower for CPU tests), decoder channels, output scales, compute dtype (bf16-safe: outputs

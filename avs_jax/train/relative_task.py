@@ -38,7 +38,7 @@ PyTree = Any
 
 
 class RelativeDepthModel(nn.Module):
-    """DepthNet + PoseNet of the relative stage, as one set of variables {"depth_net", "pose_net"}."""
+    """DepthNet + PoseNet of the relative stage, one set of variables {"depth_net", "pose_net"}."""
 
     depth_net: nn.Module
     pose_net: nn.Module
@@ -142,7 +142,7 @@ class RelativeDepthTask:
         loss_scales = tuple(config.loss.get("scales", model_scales))
         if loss_scales != model_scales:
             raise ValueError(f"config.loss.scales {loss_scales} differs from config.model.scales "
-                             f"{model_scales}: the loss is computed on the scales the model outputs")
+                             f"{model_scales}: the loss uses the scales the model outputs")
         if tuple(sorted(model_scales)) != tuple(range(len(model_scales))):
             raise ValueError(f"config.model.scales {model_scales}: expected 0, 1, …, n−1")
         self.config = config
