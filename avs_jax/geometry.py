@@ -26,8 +26,6 @@ Array = jax.Array
 
 # Guards a division by the projected depth (Monodepth2's Project3D eps).
 PROJECT_EPS = 1e-7
-# Guards the axis normalisation of a zero rotation vector (Monodepth2's rot_from_axisangle eps).
-AXIS_EPS = 1e-7
 
 
 def disp_to_depth(disp: Array, min_depth: float, max_depth: float) -> tuple[Array, Array]:
@@ -128,19 +126,22 @@ def bilinear_sample(image: Array, grid: Array, align_corners: bool = True) -> Ar
 def rot_from_axisangle(vec: Array) -> Array:
     """Axis-angle `[B, 3]` (direction = axis, norm = angle in radians) → rotation `[B, 4, 4]`.
 
-    Rodrigues' formula, homogeneous; the axis is `vec / (angle + 1e-7)` as in Monodepth2.
+    Rodrigues' formula `R = I + sin θ/θ [v]× + (1 − cos θ)/θ² [v]×²`, the same rotation as
+    Monodepth2's `rot_from_axisangle` (which normalises the axis by θ + 1e-7). Written with sinc so
+    that it is exact and differentiable at v = 0, where a pose network's output starts.
     """
-    angle = jnp.linalg.norm(vec, axis=-1, keepdims=True)
-    axis = vec / (angle + AXIS_EPS)
-    ca = jnp.cos(angle)[..., 0]
-    sa = jnp.sin(angle)[..., 0]
-    c1 = 1.0 - ca
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    rot = jnp.stack([
-        jnp.stack([ca + x * x * c1, x * y * c1 - z * sa, x * z * c1 + y * sa], -1),
-        jnp.stack([y * x * c1 + z * sa, ca + y * y * c1, y * z * c1 - x * sa], -1),
-        jnp.stack([z * x * c1 - y * sa, z * y * c1 + x * sa, ca + z * z * c1], -1),
-    ], -2)
+    # θ with a zero (not NaN) gradient at v = 0; the sinc factors carry the true derivative.
+    sq = jnp.sum(vec * vec, axis=-1)
+    angle = jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
+    a = jnp.sinc(angle / jnp.pi)  # sin θ / θ
+    b = 0.5 * jnp.sinc(angle / (2 * jnp.pi)) ** 2  # (1 − cos θ) / θ²
+    x, y, z = vec[..., 0], vec[..., 1], vec[..., 2]
+    zero = jnp.zeros_like(x)
+    cross = jnp.stack([jnp.stack([zero, -z, y], -1),
+                       jnp.stack([z, zero, -x], -1),
+                       jnp.stack([-y, x, zero], -1)], -2)
+    eye = jnp.eye(3, dtype=vec.dtype)
+    rot = eye + a[..., None, None] * cross + b[..., None, None] * (cross @ cross)
     out = jnp.zeros(vec.shape[:-1] + (4, 4), vec.dtype)
     return out.at[..., :3, :3].set(rot).at[..., 3, 3].set(1.0)
 

@@ -1,5 +1,6 @@
 """Geometry: hand cases, round trips, and the physics of view synthesis on an analytic scene."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -66,6 +67,9 @@ def test_rot_from_axisangle_quarter_turn_about_z():
     # A zero rotation vector is the identity, not NaN.
     np.testing.assert_allclose(np.asarray(geometry.rot_from_axisangle(jnp.zeros((1, 3))))[0],
                                np.eye(4), atol=1e-7)
+    # ... and has a finite gradient there (d R / d v at 0 is the cross-product matrix).
+    grad = jax.jacobian(lambda v: geometry.rot_from_axisangle(v)[0, 1, 0])(jnp.zeros((1, 3)))
+    np.testing.assert_allclose(np.asarray(grad), [[0.0, 0.0, 1.0]], atol=1e-6)
 
 
 def test_inverse_transformation_composes_to_identity():
