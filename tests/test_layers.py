@@ -43,3 +43,24 @@ def test_resize_bilinear_align_corners_hand_case():
     up = upsample_nearest(jnp.arange(4.0).reshape(1, 2, 2, 1))
     np.testing.assert_array_equal(np.asarray(up)[0, :, :, 0],
                                   [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+
+
+@pytest.mark.parametrize("lowering", ["xla", "im2col"])
+@pytest.mark.parametrize("groups,dilation", [(4, 1), (4, 2), (2, 3)])
+def test_grouped_dilated_conv_matches_numpy(lowering, groups, dilation):
+    """Depthwise / grouped and dilated convs (the light DepthNet's blocks) on both lowerings."""
+    x = np.random.default_rng(1).normal(size=(2, 9, 10, 4)).astype(np.float32)
+    conv = Conv(4, 3, 1, dilation, use_bias=False, feature_group_count=groups,
+                kernel_dilation=dilation, lowering=lowering)
+    variables = conv.init(jax.random.key(0), x)
+    y = np.asarray(conv.apply(variables, x))
+    k = np.asarray(variables["params"]["kernel"])  # [3, 3, 4 / groups, 4]
+    # Reference: a dense kernel, zero between groups, dilated by inserting zero taps.
+    cg = 4 // groups
+    dense = np.zeros((3, 3, 4, 4), np.float32)
+    for g in range(groups):
+        dense[:, :, g * cg:(g + 1) * cg, g * cg:(g + 1) * cg] = k[:, :, :, g * cg:(g + 1) * cg]
+    kd = (3 - 1) * dilation + 1
+    dilated = np.zeros((kd, kd, 4, 4), np.float32)
+    dilated[::dilation, ::dilation] = dense
+    np.testing.assert_allclose(y, _numpy_conv(x, dilated, 1, dilation), rtol=1e-4, atol=1e-4)

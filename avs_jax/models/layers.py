@@ -56,6 +56,8 @@ class Conv(nn.Module):
       strides: (sh, sw).
       padding: symmetric zero padding on each side (PyTorch's `padding=`), or "SAME"/"VALID".
       use_bias: add a bias.
+      feature_group_count: groups (PyTorch's `groups=`); `C_in` gives a depthwise conv.
+      kernel_dilation: dilation of the kernel (PyTorch's `dilation=`).
       lowering: "auto" (by shape, see module docstring), "xla" or "im2col".
     """
 
@@ -64,6 +66,8 @@ class Conv(nn.Module):
     strides: int | Sequence[int] = 1
     padding: int | Sequence[int] | str = 0
     use_bias: bool = True
+    feature_group_count: int = 1
+    kernel_dilation: int | Sequence[int] = 1
     dtype: Any = None
     param_dtype: Any = jnp.float32
     lowering: str = "auto"
@@ -74,31 +78,40 @@ class Conv(nn.Module):
         """[B, H, W, C_in] -> [B, H', W', features]."""
         kh, kw = _pair(self.kernel_size)
         sh, sw = _pair(self.strides)
+        dh, dw = _pair(self.kernel_dilation)
+        groups = self.feature_group_count
         cin = x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin, self.features),
+        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin // groups, self.features),
                             self.param_dtype)
         dtype = self.dtype or x.dtype
         x = x.astype(dtype)
         kernel = kernel.astype(dtype)
         if isinstance(self.padding, str):
             pads = tuple(_same_or_valid(n, k, s, self.padding)
-                         for n, k, s in ((x.shape[1], kh, sh), (x.shape[2], kw, sw)))
+                         for n, k, s in ((x.shape[1], (kh - 1) * dh + 1, sh),
+                                         (x.shape[2], (kw - 1) * dw + 1, sw)))
         else:
             ph, pw = _pair(self.padding)
             pads = ((ph, ph), (pw, pw))
-        out_h = (x.shape[1] + sum(pads[0]) - kh) // sh + 1
-        out_w = (x.shape[2] + sum(pads[1]) - kw) // sw + 1
+        out_h = (x.shape[1] + sum(pads[0]) - (kh - 1) * dh - 1) // sh + 1
+        out_w = (x.shape[2] + sum(pads[1]) - (kw - 1) * dw - 1) // sw + 1
         dn = ("NHWC", "HWIO", "NHWC")
         if use_im2col(out_h, out_w, self.lowering) and (kh, kw) != (1, 1):
             # Patches come out channel-major: feature index = c * kh * kw + i * kw + j.
             patches = jax.lax.conv_general_dilated_patches(
-                x, (kh, kw), (sh, sw), pads, dimension_numbers=dn)
-            w = jnp.transpose(kernel, (2, 0, 1, 3)).reshape(cin * kh * kw, self.features)
-            y = jnp.einsum("bhwk,kf->bhwf", patches, w)
-        elif (kh, kw) == (1, 1) and pads == ((0, 0), (0, 0)):
+                x, (kh, kw), (sh, sw), pads, rhs_dilation=(dh, dw), dimension_numbers=dn)
+            # Groups split the channel-major patch features and the output channels alike.
+            cg, fg = cin // groups, self.features // groups
+            patches = patches.reshape(*patches.shape[:3], groups, cg * kh * kw)
+            w = kernel.reshape(kh, kw, cg, groups, fg)
+            w = jnp.transpose(w, (3, 2, 0, 1, 4)).reshape(groups, cg * kh * kw, fg)
+            y = jnp.einsum("bhwgk,gkf->bhwgf", patches, w).reshape(*patches.shape[:3], -1)
+        elif (kh, kw) == (1, 1) and pads == ((0, 0), (0, 0)) and groups == 1:
             y = jnp.einsum("bhwc,cf->bhwf", x[:, ::sh, ::sw, :], kernel[0, 0])
         else:
-            y = jax.lax.conv_general_dilated(x, kernel, (sh, sw), pads, dimension_numbers=dn)
+            y = jax.lax.conv_general_dilated(x, kernel, (sh, sw), pads, rhs_dilation=(dh, dw),
+                                             dimension_numbers=dn,
+                                             feature_group_count=groups)
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
             y = y + bias.astype(dtype)

@@ -1,0 +1,217 @@
+"""The relative-depth stage as a Task for the shared train core (Monodepth2 self-supervision).
+
+Paper Sec. 3.2.1 / 3.3.2: the relative model R (Monodepth2 DepthNet or the light 3-scale
+variant) is trained on BV1 frame triples (t−20, t, t+20) by view synthesis. Per batch:
+
+* the DepthNet sees the (augmented) centre frame and predicts disparities at every scale;
+* the PoseNet sees the pairs in temporal order, `[frame −1, frame 0]` and `[frame 0, frame +1]`;
+  the first motion is inverted so both map target-camera points into the source camera
+  (Monodepth2's `predict_poses`). Both pairs go through the pose network as one batch of 2B,
+  one compiled call instead of two; BatchNorm statistics are then over both pairs together (the
+  only difference from calling it twice);
+* every scale's disparity is upsampled (bilinear) to full resolution and turned into depth; the
+  *un-augmented* source frames are warped into the target and compared with the *un-augmented*
+  target (Monodepth2 computes the photometric loss on `color`, the networks see `color_aug`);
+* `losses.photometric.multiscale_photometric_loss` does the rest (automasking, smoothness).
+
+Batch: `frames` [B, 3, H, W, 3] in [0, 1] (t−20, t, t+20), optional `frames_aug` (same shape;
+what the networks see), `intrinsics` [B, 3, 3] at (H, W); for evaluation optionally `depth`
+[B, H, W] metres of the centre frame (0 = invalid), scored after median scaling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import linen as nn
+
+from avs_jax import geometry
+from avs_jax.losses import photometric
+from avs_jax.models.depthnet import build_depth_net, build_pose_net
+from avs_jax.models.layers import resize_bilinear
+
+Array = jax.Array
+PyTree = Any
+
+
+class RelativeDepthModel(nn.Module):
+    """DepthNet + PoseNet of the relative stage, one set of variables {"depth_net", "pose_net"}."""
+
+    depth_net: nn.Module
+    pose_net: nn.Module
+
+    def __call__(self, frames: Array, train: bool) -> tuple[list[Array], Array, Array]:
+        """frames `[B, 3, H, W, 3]` → (disparities of frame 0 per scale, axisangle `[2, B, 3]`,
+        translation `[2, B, 3]`) with index 0 for the pair (−1, 0) and 1 for (0, +1)."""
+        b = frames.shape[0]
+        disps = self.depth(frames[:, 1], train)
+        pairs = jnp.concatenate([
+            jnp.concatenate([frames[:, 0], frames[:, 1]], axis=-1),
+            jnp.concatenate([frames[:, 1], frames[:, 2]], axis=-1),
+        ], axis=0)
+        axisangle, translation = self.pose_net(pairs, train)
+        return disps, axisangle.reshape(2, b, 3), translation.reshape(2, b, 3)
+
+    def depth(self, image: Array, train: bool) -> list[Array]:
+        """image `[B, H, W, 3]` → disparities `[B, H/2^s, W/2^s, 1]`, scale 0 first."""
+        return self.depth_net(image, train)
+
+
+def _downsample(image: Array, scale: int) -> Array:
+    """Target frame at pyramid level `scale` for the smoothness term.
+
+    Monodepth2's data loader resizes with PIL's antialiasing filter; an antialiased linear
+    resize is the same idea (a low-pass before subsampling).
+    """
+    if scale == 0:
+        return image
+    b, h, w, c = image.shape
+    return jax.image.resize(image, (b, h // 2 ** scale, w // 2 ** scale, c), "linear",
+                            antialias=True)
+
+
+def relative_losses(disps: list[Array], axisangle: Array, translation: Array, frames: Array,
+                    intrinsics: Array, rng: Array | None,
+                    loss: ml_collections.ConfigDict) -> tuple[Array, dict[str, Array]]:
+    """Monodepth2's loss from network outputs → (loss, metrics); see the module docstring.
+
+    disps: per scale `[B, H/2^s, W/2^s, 1]`; axisangle, translation `[2, B, 3]` for the pairs
+    (−1, 0) and (0, +1); frames `[B, 3, H, W, 3]` un-augmented; intrinsics `[B, 3, 3]`.
+    """
+    frames = frames.astype(jnp.float32)
+    h, w = frames.shape[2:4]
+    target = frames[:, 1]
+    sources = jnp.stack([frames[:, 0], frames[:, 2]])  # [2, B, H, W, 3]
+    K = intrinsics.astype(jnp.float32)
+    inv_K = jnp.linalg.inv(K)
+    poses = jnp.stack([
+        # The pose net saw (−1, 0): its motion maps −1 → 0, so invert it to map 0 → −1.
+        geometry.transformation_from_parameters(axisangle[0], translation[0], invert=True),
+        geometry.transformation_from_parameters(axisangle[1], translation[1], invert=False),
+    ])  # [2, B, 4, 4]
+    # Every scale's disparity at full resolution, all scales and sources warped in one batch.
+    disp_full = jnp.stack([resize_bilinear(d.astype(jnp.float32), (h, w), align_corners=False)
+                           for d in disps])[..., 0]  # [S, B, H, W]
+    _, depth = geometry.disp_to_depth(disp_full, loss.min_depth, loss.max_depth)
+    points = geometry.backproject(depth, inv_K)[:, None]  # [S, 1, B, H, W, 3]
+    grid = geometry.project(points, K, poses)  # [S, 2, B, H, W, 2]
+    n_scales = grid.shape[0]
+    flat_sources = jnp.broadcast_to(sources, (n_scales,) + sources.shape)
+    warped = geometry.bilinear_sample(flat_sources.reshape((-1,) + sources.shape[2:]),
+                                      grid.reshape((-1,) + grid.shape[3:]), loss.align_corners)
+    warped = warped.reshape(flat_sources.shape)  # [S, 2, B, H, W, 3]
+    pyramid = [_downsample(target, s) for s in range(len(disps))]
+    total, metrics = photometric.multiscale_photometric_loss(
+        warped, disps, sources, target, pyramid, rng,
+        ssim_weight=loss.ssim_weight, smoothness_weight=loss.smoothness_weight,
+        automask=loss.automask, identity_noise=loss.identity_noise)
+    depth0 = depth[0]
+    metrics["loss"] = total
+    metrics["mean_depth"] = jnp.mean(depth0)
+    metrics["translation_norm"] = jnp.mean(jnp.linalg.norm(translation, axis=-1))
+    return total, metrics
+
+
+def median_scaled_errors(pred: Array, gt: Array) -> dict[str, Array]:
+    """Abs Rel and δ < 1.25 of `pred [B, H, W]` scaled per image by median(gt)/median(pred).
+
+    Valid pixels are gt > 0 (the pipeline already invalidated depths beyond the cap). This is the
+    "median scaling" of the paper's Table 2, here only to follow training; the reported
+    metrics are avs_jax/metrics.py's.
+    """
+    valid = gt > 0
+    med_gt = jnp.nanmedian(jnp.where(valid, gt, jnp.nan), axis=(1, 2), keepdims=True)
+    med_pred = jnp.nanmedian(jnp.where(valid, pred, jnp.nan), axis=(1, 2), keepdims=True)
+    scaled = pred * med_gt / med_pred
+    n = jnp.maximum(jnp.sum(valid), 1)
+    safe_gt = jnp.where(valid, gt, 1.0)
+    abs_rel = jnp.sum(jnp.where(valid, jnp.abs(scaled - gt) / safe_gt, 0.0)) / n
+    ratio = jnp.maximum(scaled / safe_gt, safe_gt / scaled)
+    delta1 = jnp.sum(jnp.where(valid, ratio < 1.25, False)) / n
+    return {"abs_rel": abs_rel, "delta1": delta1}
+
+
+class RelativeDepthTask:
+    """Task object of the relative-depth stage for the train core (COMMON.md protocol)."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        model_scales = tuple(config.model.scales)
+        loss_scales = tuple(config.loss.get("scales", model_scales))
+        if loss_scales != model_scales:
+            raise ValueError(f"config.loss.scales {loss_scales} differs from config.model.scales "
+                             f"{model_scales}: the loss uses the scales the model outputs")
+        if tuple(sorted(model_scales)) != tuple(range(len(model_scales))):
+            raise ValueError(f"config.model.scales {model_scales}: expected 0, 1, …, n−1")
+        self.config = config
+        self.loss_config = config.loss
+        self.model = RelativeDepthModel(build_depth_net(config.model), build_pose_net(config.model))
+
+    # -- protocol ---------------------------------------------------------------------------
+
+    def init_variables(self, rng: Array, batch: dict[str, Any]) -> dict[str, PyTree]:
+        """{"params", "batch_stats"} of both networks, shaped by `batch["frames"]`."""
+        frames = jnp.asarray(batch["frames"], jnp.float32)
+        variables = self.model.init(rng, frames, train=False)
+        return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
+
+    def loss_and_metrics(self, params: PyTree, model_state: dict[str, PyTree],
+                         batch: dict[str, Any], rng: Array,
+                         train: bool) -> tuple[Array, tuple[dict[str, PyTree], dict[str, Array]]]:
+        """(loss fp32, (new model_state, metrics)) on one batch; BatchNorm updates when `train`."""
+        frames = jnp.asarray(batch["frames"], jnp.float32)
+        net_frames = jnp.asarray(batch.get("frames_aug", frames), jnp.float32)
+        variables = {"params": params, **model_state}
+        if train:
+            (disps, axisangle, translation), new_state = self.model.apply(
+                variables, net_frames, train=True, mutable=["batch_stats"])
+            new_state = dict(new_state)
+        else:
+            disps, axisangle, translation = self.model.apply(variables, net_frames, train=False)
+            new_state = model_state
+        loss, metrics = relative_losses(disps, axisangle, translation, frames,
+                                        jnp.asarray(batch["intrinsics"]), rng, self.loss_config)
+        return loss, (new_state, metrics)
+
+    def param_labels(self, params: PyTree) -> PyTree:
+        """Every parameter trains at the base rate (Monodepth2 has one Adam learning rate)."""
+        return jax.tree.map(lambda _: "default", params)
+
+    def eval_metrics(self, params: PyTree, model_state: dict[str, PyTree],
+                     batch: dict[str, Any]) -> dict[str, Array]:
+        """Validation: the loss terms without the tie-break noise; median-scaled Abs Rel and δ1
+        when the batch has ground-truth `depth` of the centre frame."""
+        _, (_, metrics) = self.loss_and_metrics(params, model_state, batch, None, train=False)
+        if "depth" in batch:
+            gt = jnp.asarray(batch["depth"], jnp.float32)
+            variables = {"params": params, **model_state}
+            pred = self.predict_relative(variables, jnp.asarray(batch["frames"])[:, 1],
+                                         out_size=gt.shape[1:3])
+            metrics.update(median_scaled_errors(pred, gt))
+        return metrics
+
+    # -- inference --------------------------------------------------------------------------
+
+    def predict_relative(self, variables: dict[str, PyTree], image: Array,
+                         out_size: tuple[int, int] | None = None) -> Array:
+        """Relative depth `[B, h, w]` of images `[B, H, W, 3]` in [0, 1] (H, W multiples of 32).
+
+        The scale-0 disparity is resized (bilinear) to `out_size` (default (H, W)) and then
+        turned into depth with `disp_to_depth`, as Monodepth2's evaluation resizes disparities.
+        Jit it with `out_size` static.
+        """
+        disps = self.model.apply(variables, jnp.asarray(image, jnp.float32), False,
+                                 method=RelativeDepthModel.depth)
+        disp = disps[0]
+        if out_size is not None:
+            disp = resize_bilinear(disp, tuple(out_size), align_corners=False)
+        _, depth = geometry.disp_to_depth(disp[..., 0], self.loss_config.min_depth,
+                                          self.loss_config.max_depth)
+        return depth
+
+
+def create_task(config: ml_collections.ConfigDict) -> RelativeDepthTask:
+    """The Task for `config` (entry point for the train core / main)."""
+    return RelativeDepthTask(config)
