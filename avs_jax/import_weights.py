@@ -1,0 +1,601 @@
+"""Import pretrained PyTorch weights (ResNet-18, MiDaS DPT, ZoeDepth, Monodepth2) into Flax variables.
+
+The paper starts every network from public pretrained weights (DESIGN.md: "No network at run
+time"). Users hold them as PyTorch files; this module reads them without PyTorch where it can
+(`.safetensors`, `.npz`; `.pth`/`.pt` need torch and import it lazily), converts names and
+layouts to our NHWC Flax modules, and writes an orbax checkpoint of
+`{"params": ..., "batch_stats": ...}` that `load_pretrained` reads back and `merge_pretrained`
+places into a model's variables (what `config.init_from` uses).
+
+Conversion is strict: every leaf of the Flax model must be filled from the state dict, every
+tensor of the state dict must be used or be on the source's list of intentionally skipped keys
+(e.g. torchvision's `fc.*`), and every shape must agree. Anything else raises
+`WeightImportError` naming each key, so nothing is ever silently left at its random init.
+
+Command line:
+
+    python -m avs_jax.import_weights --source=resnet18 --in=resnet18.pth --out=/ckpt/resnet18
+    python -m avs_jax.import_weights --source=monodepth2 \
+        --in=encoder.pth,depth.pth,pose_encoder.pth,pose.pth --out=/ckpt/md2
+
+Layout conventions (PyTorch -> Flax):
+  Conv2d weight [O, I, kh, kw]            -> kernel [kh, kw, I, O] (HWIO)
+  ConvTranspose2d weight [I, O, kh, kw]   -> kernel [kh, kw, I, O] spatially flipped
+                                             (flax `transpose_kernel=False`; see
+                                             `conv_transpose_kernel`)
+  Linear weight [O, I]                    -> kernel [I, O]
+  BatchNorm weight/bias/running_mean/var  -> params scale/bias, batch_stats mean/var
+  LayerNorm weight/bias                   -> scale/bias
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import struct
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+
+StateDict = dict[str, np.ndarray]
+Variables = dict[str, Any]
+
+
+class WeightImportError(ValueError):
+    """A state dict does not fit the Flax model: lists the missing, unexpected and misshaped keys."""
+
+
+# --------------------------------------------------------------------------------------------
+# Readers
+# --------------------------------------------------------------------------------------------
+
+# safetensors dtype names -> numpy dtypes (bfloat16 is widened to float32 on read).
+_ST_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
+    "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+_ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
+
+
+def read_safetensors(path: str | Path) -> StateDict:
+    """Reads a `.safetensors` file into numpy arrays (no torch, no `safetensors` package).
+
+    Format: 8-byte little-endian header length N, N bytes of JSON header
+    `{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}`, then the
+    raw little-endian buffer that the offsets index.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    if len(raw) < 8:
+        raise WeightImportError(f"{path}: too short to be a safetensors file ({len(raw)} bytes)")
+    (n,) = struct.unpack("<Q", raw[:8])
+    if 8 + n > len(raw):
+        raise WeightImportError(f"{path}: header length {n} runs past the end of the file")
+    try:
+        header = json.loads(raw[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightImportError(f"{path}: header is not JSON ({e})") from e
+    buffer = memoryview(raw)[8 + n:]
+    out: StateDict = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype = info["dtype"]
+        begin, end = info["data_offsets"]
+        chunk = buffer[begin:end]
+        if dtype == "BF16":
+            # bfloat16 is the top half of a float32.
+            u16 = np.frombuffer(chunk, dtype="<u2").astype(np.uint32) << 16
+            arr = u16.view(np.float32)
+        elif dtype in _ST_DTYPES:
+            arr = np.frombuffer(chunk, dtype=np.dtype(_ST_DTYPES[dtype]).newbyteorder("<"))
+        else:
+            raise WeightImportError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
+        shape = tuple(info["shape"])
+        if arr.size != int(np.prod(shape)):
+            raise WeightImportError(f"{path}: tensor {name!r} has {arr.size} values for shape "
+                                    f"{shape}")
+        out[name] = arr.reshape(shape).copy()
+    return out
+
+
+def write_safetensors(path: str | Path, tensors: Mapping[str, np.ndarray]) -> None:
+    """Writes numpy arrays as a `.safetensors` file (the inverse of `read_safetensors`)."""
+    header: dict[str, Any] = {}
+    blobs = []
+    offset = 0
+    for name, arr in tensors.items():
+        arr = np.ascontiguousarray(arr)
+        data = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+        header[name] = {"dtype": _ST_NAMES[arr.dtype], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    head = json.dumps(header).encode("utf-8")
+    head += b" " * (-len(head) % 8)  # the format pads the header to 8-byte alignment
+    Path(path).write_bytes(struct.pack("<Q", len(head)) + head + b"".join(blobs))
+
+
+def read_npz(path: str | Path) -> StateDict:
+    """Reads a state dict saved with `np.savez` (keys are the PyTorch names)."""
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def read_torch(path: str | Path) -> StateDict:
+    """Reads a `.pth`/`.pt` state dict through torch (imported here only: torch is optional)."""
+    try:
+        import torch  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+        raise WeightImportError(
+            f"{path}: reading .pth/.pt files needs PyTorch, which is not installed. Convert the "
+            "file to .safetensors or .npz on a machine with torch (e.g. "
+            "`np.savez(out, **{k: v.numpy() for k, v in sd.items()})`), or install torch."
+        ) from e
+    obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    # Checkpoints wrap the state dict in various ways; unwrap the common ones.
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if hasattr(obj, "state_dict") and not isinstance(obj, dict):
+        obj = obj.state_dict()
+    out: StateDict = {}
+    for k, v in obj.items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.detach().float().numpy() if v.is_floating_point() else v.numpy()
+        elif isinstance(v, (int, float, bool)):
+            # Monodepth2's encoder.pth stores its training height/width/use_stereo beside the
+            # weights; kept as 0-d arrays so they are reported as skipped, not lost silently.
+            out[k] = np.asarray(v)
+    return out
+
+
+def read_state_dict(path: str | Path) -> StateDict:
+    """Reads a state dict from `.safetensors`, `.npz`, or (with torch) `.pth`/`.pt`/`.bin`/`.ckpt`."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightImportError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
+        return read_safetensors(path)
+    if suffix == ".npz":
+        return read_npz(path)
+    if suffix in (".pth", ".pt", ".bin", ".ckpt"):
+        return read_torch(path)
+    raise WeightImportError(f"{path}: unknown weight format {suffix!r}; expected .safetensors, "
+                            ".npz, .pth or .pt")
+
+
+# --------------------------------------------------------------------------------------------
+# Layout conversions
+# --------------------------------------------------------------------------------------------
+
+def conv_kernel(w: np.ndarray) -> np.ndarray:
+    """PyTorch Conv2d weight [O, I, kh, kw] -> Flax/lax HWIO kernel [kh, kw, I, O]."""
+    return np.transpose(w, (2, 3, 1, 0))
+
+
+def conv_transpose_kernel(w: np.ndarray, transpose_kernel: bool = False) -> np.ndarray:
+    """PyTorch ConvTranspose2d weight [I, O, kh, kw] -> kernel of `flax.linen.ConvTranspose`.
+
+    PyTorch's transposed convolution is the gradient of a convolution: with a dilated input it
+    correlates with the spatially flipped kernel. Flax's `ConvTranspose(transpose_kernel=False)`
+    correlates the dilated input with the kernel as stored (no flip) and stores [kh, kw, I, O],
+    so the kernel is flipped here. With `transpose_kernel=True` Flax flips and swaps I/O itself
+    and stores [kh, kw, O, I]. PyTorch `padding=p, output_padding=q` corresponds to Flax explicit
+    padding `((k-1-p, k-1-p+q), ...)` in both cases (tests/test_import_weights.py).
+    """
+    if transpose_kernel:
+        return np.transpose(w, (2, 3, 1, 0))
+    return np.ascontiguousarray(np.transpose(w, (2, 3, 0, 1))[::-1, ::-1])
+
+
+def linear_kernel(w: np.ndarray) -> np.ndarray:
+    """PyTorch Linear weight [O, I] -> Flax Dense kernel [I, O]."""
+    return np.transpose(w)
+
+
+def split_qkv(w: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Splits a fused attention qkv weight ([3·D, D] Linear or [3·D] bias) into q, k, v."""
+    return tuple(np.split(w, 3, axis=axis))  # type: ignore[return-value]
+
+
+def qkv_bias(q_bias: np.ndarray, v_bias: np.ndarray) -> np.ndarray:
+    """BEiT's qkv bias [3·D]: separate q and v biases, the key has none (zeros)."""
+    return np.concatenate([q_bias, np.zeros_like(q_bias), v_bias])
+
+
+def adapt_input_channels(w: np.ndarray, in_channels: int) -> np.ndarray:
+    """Stem conv weight [O, 3, kh, kw] (RGB) -> [O, in_channels, kh, kw].
+
+    For a multiple of 3 (Monodepth2's pose encoder on a pair of frames, 6 channels) the RGB
+    weights are duplicated and divided by the number of frames, so the conv on
+    `[img, img]` equals the RGB conv on `img` (REFERENCE.md, Monodepth2). Otherwise (the 2-channel
+    echo STFT) each channel gets the sum of the RGB weights divided by `in_channels`, so an input
+    equal on every channel gives the response of the grey image with that value.
+    """
+    if w.shape[1] == in_channels:
+        return w
+    if w.shape[1] != 3:
+        raise WeightImportError(f"stem conv has {w.shape[1]} input channels; can only adapt 3 "
+                                f"-> {in_channels}")
+    if in_channels % 3 == 0:
+        n = in_channels // 3
+        return np.concatenate([w] * n, axis=1) / n
+    return np.repeat(w.sum(axis=1, keepdims=True), in_channels, axis=1) / in_channels
+
+
+def _resize_axis_half_pixel(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
+    """Linear resize of one axis with PyTorch's align_corners=False convention."""
+    n_in = x.shape[axis]
+    if n_in == n_out:
+        return x
+    pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    pos = np.maximum(pos, 0.0)
+    lo = np.minimum(np.floor(pos).astype(np.int64), n_in - 1)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = (pos - lo).reshape([-1 if a == axis else 1 for a in range(x.ndim)])
+    return np.take(x, lo, axis=axis) * (1 - frac) + np.take(x, hi, axis=axis) * frac
+
+
+def interpolate_rel_pos_table(table: np.ndarray, old_grid: tuple[int, int],
+                              new_grid: tuple[int, int], num_extra: int = 3) -> np.ndarray:
+    """BEiT relative-position bias table for another patch grid.
+
+    `table` is [(2·Wh−1)·(2·Ww−1) + num_extra, heads]: one bias per relative offset of the
+    `old_grid` (Wh, Ww) patches, then the cls-to-token, token-to-cls and cls-to-cls entries. The
+    offset part is resized bilinearly (align_corners=False, as MiDaS's BEiT does at run time when
+    the input is not 384×384) to the (2·Wh'−1)·(2·Ww'−1) offsets of `new_grid`; the extra entries
+    are kept.
+    """
+    oh, ow = 2 * old_grid[0] - 1, 2 * old_grid[1] - 1
+    nh, nw = 2 * new_grid[0] - 1, 2 * new_grid[1] - 1
+    if table.shape[0] != oh * ow + num_extra:
+        raise WeightImportError(f"relative position table has {table.shape[0]} rows, expected "
+                                f"{oh * ow + num_extra} for a {old_grid} patch grid")
+    grid = table[:oh * ow].reshape(oh, ow, -1).astype(np.float64)
+    grid = _resize_axis_half_pixel(_resize_axis_half_pixel(grid, nh, 0), nw, 1)
+    return np.concatenate([grid.reshape(nh * nw, -1), table[oh * ow:]], 0).astype(table.dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Name mapping and strict accounting
+# --------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """Maps Flax module paths matching `pattern` to the PyTorch module prefix `torch`.
+
+    `pattern` is a regular expression matched (fully) against the Flax module path joined by
+    "/", e.g. r"layer(\\d)_(\\d)/downsample_conv"; `torch` is its replacement template, e.g.
+    r"layer\\1.\\2.downsample.0". `kind` says how leaves convert: "auto" infers from the leaves
+    (4-D kernel: conv; 2-D kernel: linear; scale with batch stats: batch norm; scale without:
+    layer norm; anything else is copied by its own name), "conv_transpose" flips the kernel
+    (`conv_transpose_kernel`), "conv_transpose_t" is for `transpose_kernel=True`.
+    """
+
+    pattern: str
+    torch: str
+    kind: str = "auto"
+
+
+# Flax leaf name -> PyTorch leaf name, per collection.
+_LEAF_NAMES = {
+    ("params", "kernel"): "weight",
+    ("params", "scale"): "weight",
+    ("params", "bias"): "bias",
+    ("batch_stats", "mean"): "running_mean",
+    ("batch_stats", "var"): "running_var",
+}
+
+# Keys that never hold weights (BatchNorm's step counter).
+ALWAYS_SKIPPED = (r".*num_batches_tracked",)
+
+
+def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, prefix + (k,)))
+        else:
+            out[prefix + (k,)] = v
+    return out
+
+
+def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, v in flat.items():
+        node = out
+        for k in path[:-1]:
+            node = node.setdefault(k, {})
+        node[path[-1]] = v
+    return out
+
+
+def _convert_leaf(kind: str, leaf: str, arr: np.ndarray) -> np.ndarray:
+    if leaf != "kernel":
+        return arr
+    if kind == "conv_transpose":
+        return conv_transpose_kernel(arr, transpose_kernel=False)
+    if kind == "conv_transpose_t":
+        return conv_transpose_kernel(arr, transpose_kernel=True)
+    if arr.ndim == 4:
+        return conv_kernel(arr)
+    if arr.ndim == 2:
+        return linear_kernel(arr)
+    return arr
+
+
+def map_state_dict(state_dict: Mapping[str, np.ndarray], template: Mapping[str, Any],
+                   rules: Sequence[Rule], skip: Iterable[str] = (),
+                   transforms: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+                   what: str = "state dict") -> tuple[Variables, list[str]]:
+    """Fills every leaf of `template` (Flax variables or their shapes) from a PyTorch state dict.
+
+    Args:
+      state_dict: PyTorch name -> array.
+      template: {"params": ..., "batch_stats": ...} whose leaves have `.shape` (e.g. from
+        `jax.eval_shape(model.init, ...)`).
+      rules: module-path rules, first match wins.
+      skip: regular expressions of PyTorch keys intentionally not imported (reported).
+      transforms: PyTorch key -> function applied to the raw tensor before layout conversion
+        (e.g. `adapt_input_channels` for the pose stem).
+      what: name of the source in error messages (the file).
+
+    Returns:
+      (variables with numpy float32 leaves in the template's structure, skipped PyTorch keys).
+
+    Raises:
+      WeightImportError naming every Flax leaf without a source tensor, every unused PyTorch
+      key, and every shape mismatch.
+    """
+    transforms = dict(transforms or {})
+    skip_res = [re.compile(s) for s in (*ALWAYS_SKIPPED, *skip)]
+    compiled = [(re.compile(r.pattern), r) for r in rules]
+    flat = _flatten(template)
+    used: set[str] = set()
+    missing, shapes, unmapped = [], [], []
+    out = {}
+    for path, leaf_value in flat.items():
+        collection, modules, leaf = path[0], path[1:-1], path[-1]
+        module_path = "/".join(modules)
+        rule = next(((rx, r) for rx, r in compiled if rx.fullmatch(module_path)), None)
+        if rule is None:
+            unmapped.append("/".join(path))
+            continue
+        rx, r = rule
+        prefix = rx.sub(r.torch, module_path) if r.torch else ""
+        tleaf = _LEAF_NAMES.get((collection, leaf), leaf)
+        key = f"{prefix}.{tleaf}" if prefix else tleaf
+        if key not in state_dict:
+            missing.append(f"{key} (for {'/'.join(path)})")
+            continue
+        arr = np.asarray(state_dict[key])
+        if key in transforms:
+            arr = transforms[key](arr)
+        arr = _convert_leaf(r.kind, leaf, arr)
+        want = tuple(leaf_value.shape)
+        if tuple(arr.shape) != want:
+            shapes.append(f"{key}: {tuple(np.asarray(state_dict[key]).shape)} converts to "
+                          f"{tuple(arr.shape)}, but {'/'.join(path)} has shape {want}")
+            used.add(key)
+            continue
+        used.add(key)
+        out[path] = arr.astype(np.float32)
+    skipped, unexpected = [], []
+    for key in state_dict:
+        if key in used:
+            continue
+        (skipped if any(s.fullmatch(key) for s in skip_res) else unexpected).append(key)
+    problems = []
+    if unmapped:
+        problems.append("Flax leaves no rule maps: " + ", ".join(unmapped))
+    if missing:
+        problems.append("missing keys: " + ", ".join(missing))
+    if unexpected:
+        problems.append("unexpected keys: " + ", ".join(unexpected))
+    if shapes:
+        problems.append("wrong shapes: " + "; ".join(shapes))
+    if problems:
+        raise WeightImportError(f"{what} does not fit the model:\n  " + "\n  ".join(problems))
+    return _unflatten(out), skipped
+
+
+def strip_prefix(state_dict: Mapping[str, np.ndarray], prefix: str) -> StateDict:
+    """Keeps the keys under `prefix` (e.g. "module." of DataParallel checkpoints) without it."""
+    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def add_prefix(state_dict: Mapping[str, np.ndarray], prefix: str) -> StateDict:
+    """Puts every key under `prefix` (to combine several files into one namespace)."""
+    return {prefix + k: v for k, v in state_dict.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------------------------
+
+# torchvision ResNet-18 <-> avs_jax.models.resnet.ResNet18 (module names follow torchvision).
+RESNET18_RULES = (
+    Rule(r"conv1", "conv1"),
+    Rule(r"bn1", "bn1"),
+    Rule(r"layer(\d+)_(\d+)/downsample_conv", r"layer\1.\2.downsample.0"),
+    Rule(r"layer(\d+)_(\d+)/downsample_bn", r"layer\1.\2.downsample.1"),
+    Rule(r"layer(\d+)_(\d+)/(\w+)", r"layer\1.\2.\3"),
+)
+# The ImageNet classifier is not part of the feature extractor.
+RESNET18_SKIP = (r"fc\..*",)
+
+
+def prefixed_rules(rules: Sequence[Rule], flax_prefix: str, torch_prefix: str) -> tuple[Rule, ...]:
+    """The same rules for a submodule: Flax path under `flax_prefix/`, PyTorch keys under
+    `torch_prefix.`."""
+    out = []
+    for r in rules:
+        torch = f"{torch_prefix}.{r.torch}" if torch_prefix else r.torch
+        # Shift backreferences by the groups the prefix does not add (it adds none).
+        out.append(Rule(f"{re.escape(flax_prefix)}/{r.pattern}" if flax_prefix else r.pattern,
+                        torch, r.kind))
+    return tuple(out)
+
+
+def import_resnet18(state_dict: Mapping[str, np.ndarray], template: Variables,
+                    what: str = "resnet18") -> tuple[Variables, list[str]]:
+    """torchvision ResNet-18 state dict -> ResNet18 variables (fc skipped; stem adapted to the
+    template's input channels with `adapt_input_channels`)."""
+    in_channels = template["params"]["conv1"]["kernel"].shape[2]
+    return map_state_dict(state_dict, template, RESNET18_RULES, RESNET18_SKIP,
+                          {"conv1.weight": lambda w: adapt_input_channels(w, in_channels)}, what)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+# --------------------------------------------------------------------------------------------
+
+def save_pretrained(path: str | Path, variables: Variables,
+                    metadata: Mapping[str, Any] | None = None) -> Path:
+    """Writes `{"params", "batch_stats"}` as an orbax checkpoint at `path` (+ `import.json`)."""
+    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tree = {"params": variables.get("params", {}), "batch_stats": variables.get("batch_stats", {})}
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(path / "state", tree, force=True)
+    (path / "import.json").write_text(json.dumps(dict(metadata or {}), indent=1, default=str))
+    return path
+
+
+def load_pretrained(path: str | Path) -> Variables:
+    """Reads a checkpoint written by `save_pretrained` -> {"params": ..., "batch_stats": ...}."""
+    import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+
+    path = Path(path).absolute()
+    state = path / "state"
+    if not state.exists():
+        raise WeightImportError(f"{path}: not a pretrained-weights checkpoint (no 'state' inside; "
+                                "write one with `python -m avs_jax.import_weights`)")
+    with ocp.StandardCheckpointer() as ckptr:
+        tree = ckptr.restore(state)
+    return {"params": tree.get("params", {}) or {}, "batch_stats": tree.get("batch_stats", {}) or {}}
+
+
+def _get_path(tree: Mapping[str, Any], path: Sequence[str]) -> Any:
+    node = tree
+    for k in path:
+        if not isinstance(node, Mapping) or k not in node:
+            return None
+        node = node[k]
+    return node
+
+
+def merge_pretrained(variables: Variables, pretrained: Variables,
+                     prefix: str | Sequence[str] = ()) -> Variables:
+    """Puts an imported subtree at `prefix` (e.g. "encoder" or ("depth", "encoder")) of `variables`.
+
+    Every collection of `pretrained` (params, batch_stats) replaces the subtree at the same
+    path in `variables`; the two subtrees must have the same leaves with the same shapes (a
+    mismatch raises, naming the leaves). Returns a new dict; `variables` is not modified.
+    """
+    if isinstance(prefix, str):
+        prefix = tuple(p for p in prefix.split("/") if p)
+    prefix = tuple(prefix)
+    # A fresh dict at every level, so the caller's (possibly frozen) variables stay untouched.
+    out = {c: (_unflatten(_flatten(v)) if isinstance(v, Mapping) else v)
+           for c, v in variables.items()}
+    for collection, sub in pretrained.items():
+        if not sub:
+            continue
+        where = "/".join((collection,) + prefix)
+        target = _get_path(out, (collection,) + prefix)
+        if target is None:
+            raise WeightImportError(f"merge_pretrained: the model has no {where!r}")
+        have, new = _flatten(target), _flatten(sub)
+        problems = [f"missing in pretrained: {'/'.join(k)}" for k in have if k not in new]
+        problems += [f"not in the model: {'/'.join(k)}" for k in new if k not in have]
+        problems += [f"{'/'.join(k)}: pretrained {tuple(np.shape(new[k]))} vs model "
+                     f"{tuple(np.shape(have[k]))}" for k in have
+                     if k in new and tuple(np.shape(new[k])) != tuple(np.shape(have[k]))]
+        if problems:
+            raise WeightImportError(f"merge_pretrained at {where}:\n  " + "\n  ".join(problems))
+        node = out[collection]
+        for k in prefix[:-1]:
+            node = node[k]
+        # Keep the model's dtypes (e.g. float32 params even if the file held float16).
+        converted = _unflatten({k: np.asarray(v).astype(have[k].dtype) for k, v in new.items()})
+        if prefix:
+            node[prefix[-1]] = converted
+        else:
+            out[collection] = converted
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+def model_template(model: Any, *inputs: Any, **kwargs: Any) -> Variables:
+    """Shapes of a Flax model's variables (no computation): the target of `map_state_dict`."""
+    import jax  # pylint: disable=import-outside-toplevel
+
+    variables = jax.eval_shape(lambda: model.init(jax.random.key(0), *inputs, **kwargs))
+    return {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
+
+
+def _cli_resnet18(paths: Sequence[Path], args: Any) -> tuple[Variables, list[str]]:
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+    from avs_jax.models.resnet import ResNet18  # pylint: disable=import-outside-toplevel
+
+    if len(paths) != 1:
+        raise WeightImportError(f"--source=resnet18 takes one file, got {len(paths)}")
+    widths = tuple(int(w) for w in args.widths.split(","))
+    template = model_template(ResNet18(widths=widths), jnp.zeros((1, 64, 64, args.in_channels)),
+                              train=False)
+    return import_resnet18(read_state_dict(paths[0]), template, str(paths[0]))
+
+
+SOURCES: dict[str, Callable[[Sequence[Path], Any], tuple[Variables, list[str]]]] = {
+    "resnet18": _cli_resnet18,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m avs_jax.import_weights --source=... --in=FILE[,FILE] --out=DIR`."""
+    import argparse  # pylint: disable=import-outside-toplevel
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--source", required=True, choices=sorted(_all_sources()))
+    parser.add_argument("--in", dest="inputs", required=True,
+                        help="weight file(s), comma separated (.safetensors, .npz, .pth/.pt)")
+    parser.add_argument("--out", required=True, help="directory of the orbax checkpoint")
+    parser.add_argument("--in_channels", type=int, default=3,
+                        help="resnet18: input channels of the stem (6: pose pair, 2: echo)")
+    parser.add_argument("--widths", default="64,64,128,256,512",
+                        help="resnet18: stem and stage widths (ResNet-18's by default)")
+    parser.add_argument("--image_size", default="384,384",
+                        help="midas_dpt/zoedepth: H,W the BEiT position tables are resized for")
+    args = parser.parse_args(argv)
+    paths = [Path(p) for p in args.inputs.split(",") if p]
+    try:
+        variables, skipped = _all_sources()[args.source](paths, args)
+    except WeightImportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    n = sum(int(np.prod(np.shape(v))) for v in _flatten(variables).values())
+    out = save_pretrained(args.out, variables, {
+        "source": args.source, "inputs": [str(p) for p in paths], "skipped": skipped,
+        "num_values": n})
+    print(f"wrote {out} ({n} values); intentionally skipped: {', '.join(skipped) or 'nothing'}")
+    return 0
+
+
+def _all_sources() -> dict[str, Callable[[Sequence[Path], Any], tuple[Variables, list[str]]]]:
+    return SOURCES
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Writes the PyTorch parity fixtures of tests/test_import_weights.py (developer tool; needs torch).
+
+Runs the upstream PyTorch code on small random networks and small inputs and saves, per source,
+one `.npz` under tests/fixtures/ with the state dict (`sd/<PyTorch key>`), the input (`input`)
+and the outputs (`out/<name>`). The tests import the state dict with avs_jax.import_weights,
+run our Flax model and compare; they need no torch.
+
+Upstream code:
+  * torchvision's own `ResNet` (the installed torchvision package, see below), for ResNet-18;
+  * Monodepth2's `networks/` (a local checkout of nianticlabs/monodepth2 passed with
+    --monodepth2; never committed), which builds its encoders on torchvision's ResNet.
+
+Why reduced widths: the full ResNet-18 is 11.7M parameters (45 MB in float32), far over the
+fixture budget (tests/fixtures/ well under 20 MB). torchvision's `ResNet` hard-codes 64..512
+channels, so the script runs the upstream classes unchanged but swaps the `nn` name those
+modules see for a shim whose `Conv2d`, `BatchNorm2d` and `Linear` divide every channel count
+that is a multiple of 8 and at least 16 by --shrink (8: widths 8/8/16/32/64; the 3- or
+6-channel inputs and the 1-channel disparity / 6·k pose outputs stay). Module structure and
+names, padding, strides and forward code are exactly upstream's. Random BatchNorm statistics and
+affine parameters make the eval-mode BatchNorm non-trivial.
+
+Environment (this machine; torch CPU 2.13.0 and the torchvision wheel for it, 0.28.0, whose
+compiled ops do not load with the CPU torch build: the script stubs out
+`torchvision._meta_registrations`, which only registers those ops; models need none of them):
+
+    python3 -m venv /work/venv-torch-weights
+    /work/venv-torch-weights/bin/pip install numpy torch==2.13.0
+    /work/venv-torch-weights/bin/pip install --no-deps torchvision==0.28.0
+    /work/venv-torch-weights/bin/python tools/make_parity_fixtures.py \
+        --monodepth2=/tmp/upstream/monodepth2 --out=tests/fixtures
+
+where /tmp/upstream/monodepth2 is a checkout of nianticlabs/monodepth2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# torchvision's compiled ops do not match the CPU torch build; the models never use them.
+sys.modules.setdefault("torchvision._meta_registrations",
+                       types.ModuleType("torchvision._meta_registrations"))
+import torchvision  # noqa: E402  pylint: disable=wrong-import-position
+import torchvision.models.resnet as tv_resnet  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def make_shim(shrink: int) -> types.SimpleNamespace:
+    """A stand-in for `torch.nn` whose conv/BN/linear layers have `1/shrink` of the channels."""
+
+    def s(c: int) -> int:
+        c = int(c)
+        return c // shrink if (c >= 16 and c % 8 == 0) else c
+
+    class Conv2d(torch.nn.Conv2d):
+        def __init__(self, cin, cout, *args, **kwargs):
+            super().__init__(s(cin), s(cout), *args, **kwargs)
+
+    class BatchNorm2d(torch.nn.BatchNorm2d):
+        def __init__(self, c, *args, **kwargs):
+            super().__init__(s(c), *args, **kwargs)
+
+    class Linear(torch.nn.Linear):
+        def __init__(self, cin, cout, *args, **kwargs):
+            super().__init__(s(cin), cout, *args, **kwargs)
+
+    shim = types.SimpleNamespace(**{k: getattr(torch.nn, k) for k in dir(torch.nn)
+                                    if not k.startswith("_")})
+    shim.Conv2d, shim.BatchNorm2d, shim.Linear = Conv2d, BatchNorm2d, Linear
+    return shim
+
+
+def randomize(model: torch.nn.Module, seed: int) -> None:
+    """Random weights everywhere, random BN statistics; eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            fan_in = max(1, int(np.prod(p.shape[1:]))) if p.ndim > 1 else 1
+            if p.ndim > 1:
+                p.copy_(torch.randn(p.shape, generator=g) * (1.0 / np.sqrt(fan_in)))
+            elif name.endswith("weight"):
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+    model.eval()
+
+
+def state_dict_arrays(model: torch.nn.Module, prefix: str = "") -> dict[str, np.ndarray]:
+    return {f"sd/{prefix}{k}": v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def resnet18_fixture(shrink: int, out: Path) -> None:
+    """torchvision ResNet-18 (reduced widths) -> feature pyramid as Monodepth2's encoder takes it."""
+    tv_resnet.nn = make_shim(shrink)
+    torch.manual_seed(0)
+    # A 10-class head keeps the (skipped) fc small; it is still there to be reported.
+    model = tv_resnet.resnet18(num_classes=10)
+    randomize(model, 1)
+    x = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        feats = []
+        y = model.relu(model.bn1(model.conv1(x)))
+        feats.append(y)
+        y = model.maxpool(y)
+        for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
+            y = layer(y)
+            feats.append(y)
+    arrays = state_dict_arrays(model)
+    arrays["input"] = x.permute(0, 2, 3, 1).numpy()
+    for i, f in enumerate(feats):
+        arrays[f"out/feature{i}"] = f.permute(0, 2, 3, 1).numpy()
+    np.savez_compressed(out / "resnet18.npz", **arrays)
+    print("resnet18:", {k: v.shape for k, v in arrays.items() if not k.startswith("sd/")})
+
+
+def load_from_path(name: str, path: Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="tests/fixtures")
+    parser.add_argument("--shrink", type=int, default=8)
+    parser.add_argument("--monodepth2", default=None, help="checkout of nianticlabs/monodepth2")
+    parser.add_argument("--only", default="resnet18,monodepth2")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    print("torch", torch.__version__, "torchvision", torchvision.__version__)
+    only = args.only.split(",")
+    if "resnet18" in only:
+        resnet18_fixture(args.shrink, out)
+    if "monodepth2" in only and args.monodepth2:
+        monodepth2_fixture(Path(args.monodepth2), args.shrink, out)
+
+
+def monodepth2_fixture(root: Path, shrink: int, out: Path) -> None:
+    raise NotImplementedError
+
+
+if __name__ == "__main__":
+    main()
