@@ -271,14 +271,15 @@ class Rule:
 
     `pattern` is a regular expression matched (fully) against the Flax module path joined by
     "/", e.g. r"layer(\\d)_(\\d)/downsample_conv"; `torch` is its replacement template, e.g.
-    r"layer\\1.\\2.downsample.0". `kind` says how leaves convert: "auto" infers from the leaves
+    r"layer\\1.\\2.downsample.0", or a function of the match (for computed indices, e.g. the
+    positions in Monodepth2's `nn.ModuleList`). `kind` says how leaves convert: "auto" infers from the leaves
     (4-D kernel: conv; 2-D kernel: linear; scale with batch stats: batch norm; scale without:
     layer norm; anything else is copied by its own name), "conv_transpose" flips the kernel
     (`conv_transpose_kernel`), "conv_transpose_t" is for `transpose_kernel=True`.
     """
 
     pattern: str
-    torch: str
+    torch: str | Callable[[re.Match], str]
     kind: str = "auto"
 
 
@@ -367,7 +368,7 @@ def map_state_dict(state_dict: Mapping[str, np.ndarray], template: Mapping[str, 
             unmapped.append("/".join(path))
             continue
         rx, r = rule
-        prefix = rx.sub(r.torch, module_path) if r.torch else ""
+        prefix = rx.sub(r.torch, module_path, count=1) if r.torch else ""
         tleaf = _LEAF_NAMES.get((collection, leaf), leaf)
         key = f"{prefix}.{tleaf}" if prefix else tleaf
         if key not in state_dict:
@@ -432,11 +433,13 @@ RESNET18_SKIP = (r"fc\..*",)
 
 def prefixed_rules(rules: Sequence[Rule], flax_prefix: str, torch_prefix: str) -> tuple[Rule, ...]:
     """The same rules for a submodule: Flax path under `flax_prefix/`, PyTorch keys under
-    `torch_prefix.`."""
+    `torch_prefix.` (the prefixes add no regex groups, so backreferences keep their numbers)."""
     out = []
     for r in rules:
-        torch = f"{torch_prefix}.{r.torch}" if torch_prefix else r.torch
-        # Shift backreferences by the groups the prefix does not add (it adds none).
+        if callable(r.torch):
+            torch = (lambda m, f=r.torch: f"{torch_prefix}.{f(m)}") if torch_prefix else r.torch
+        else:
+            torch = f"{torch_prefix}.{r.torch}" if torch_prefix else r.torch
         out.append(Rule(f"{re.escape(flax_prefix)}/{r.pattern}" if flax_prefix else r.pattern,
                         torch, r.kind))
     return tuple(out)
@@ -449,6 +452,75 @@ def import_resnet18(state_dict: Mapping[str, np.ndarray], template: Variables,
     in_channels = template["params"]["conv1"]["kernel"].shape[2]
     return map_state_dict(state_dict, template, RESNET18_RULES, RESNET18_SKIP,
                           {"conv1.weight": lambda w: adapt_input_channels(w, in_channels)}, what)
+
+
+# Monodepth2 (nianticlabs) released files: encoder.pth / pose_encoder.pth hold a ResnetEncoder
+# (keys "encoder.<torchvision name>", plus the training "height", "width", "use_stereo"), depth.pth
+# a DepthDecoder whose modules sit in one nn.ModuleList "decoder" in the insertion order of its
+# OrderedDict: ("upconv", i, 0), ("upconv", i, 1) for i = L-1 … 0, then ("dispconv", s) for each
+# scale; pose.pth a PoseDecoder with ModuleList "net" = [squeeze, pose 0, pose 1, pose 2].
+# ConvBlock = Conv3x3 (pad + "conv") + ELU, so an upconv's weight is "decoder.N.conv.conv.weight"
+# and a dispconv's (a bare Conv3x3) "decoder.N.conv.weight".
+MONODEPTH2_SKIP = (r"encoder\.fc\..*", r"height", r"width", r"use_stereo")
+
+
+def monodepth2_depth_rules(num_levels: int, scales: Sequence[int]) -> tuple[Rule, ...]:
+    """Rules from avs_jax.models.depthnet.DepthNet to Monodepth2's encoder.pth + depth.pth keys."""
+    scales = sorted(scales)
+
+    def upconv(m: re.Match) -> str:
+        i, j = int(m.group(1)), int(m.group(2))
+        return f"decoder.{2 * (num_levels - 1 - i) + j}.conv.conv"
+
+    def dispconv(m: re.Match) -> str:
+        return f"decoder.{2 * num_levels + scales.index(int(m.group(1)))}.conv"
+
+    return prefixed_rules(RESNET18_RULES, "encoder", "encoder") + (
+        Rule(r"decoder/upconv_(\d+)_(\d+)/conv", upconv),
+        Rule(r"decoder/dispconv_(\d+)", dispconv),
+    )
+
+
+MONODEPTH2_POSE_RULES = prefixed_rules(RESNET18_RULES, "encoder", "encoder") + (
+    Rule(r"decoder/squeeze", "net.0"),
+    Rule(r"decoder/pose_(\d)", lambda m: f"net.{int(m.group(1)) + 1}"),
+)
+
+
+def import_monodepth2_depth(encoder_sd: Mapping[str, np.ndarray],
+                            depth_sd: Mapping[str, np.ndarray], template: Variables,
+                            what: str = "monodepth2 encoder.pth + depth.pth"
+                            ) -> tuple[Variables, list[str]]:
+    """Monodepth2 encoder.pth + depth.pth -> avs_jax.models.depthnet.DepthNet variables.
+
+    The two files do not share key prefixes ("encoder." vs "decoder."), so they are read as one
+    state dict. The scales and the number of decoder levels come from the template.
+    """
+    dec = template["params"]["decoder"]
+    num_levels = sum(1 for k in dec if re.fullmatch(r"upconv_\d+_0", k))
+    scales = [int(k.split("_")[1]) for k in dec if k.startswith("dispconv_")]
+    in_channels = template["params"]["encoder"]["conv1"]["kernel"].shape[2]
+    sd = {**encoder_sd, **depth_sd}
+    return map_state_dict(sd, template, monodepth2_depth_rules(num_levels, scales),
+                          MONODEPTH2_SKIP,
+                          {"encoder.conv1.weight": lambda w: adapt_input_channels(w, in_channels)},
+                          what)
+
+
+def import_monodepth2_pose(encoder_sd: Mapping[str, np.ndarray], pose_sd: Mapping[str, np.ndarray],
+                           template: Variables,
+                           what: str = "monodepth2 pose_encoder.pth + pose.pth"
+                           ) -> tuple[Variables, list[str]]:
+    """Monodepth2 pose_encoder.pth + pose.pth -> avs_jax.models.posenet.PoseNet variables.
+
+    The released pose encoder already has the 6-channel stem; an ImageNet ResNet-18 file in its
+    place gets the duplicated-and-halved stem (`adapt_input_channels`).
+    """
+    in_channels = template["params"]["encoder"]["conv1"]["kernel"].shape[2]
+    sd = {**encoder_sd, **pose_sd}
+    return map_state_dict(sd, template, MONODEPTH2_POSE_RULES, MONODEPTH2_SKIP,
+                          {"encoder.conv1.weight": lambda w: adapt_input_channels(w, in_channels)},
+                          what)
 
 
 # --------------------------------------------------------------------------------------------
@@ -558,8 +630,41 @@ def _cli_resnet18(paths: Sequence[Path], args: Any) -> tuple[Variables, list[str
     return import_resnet18(read_state_dict(paths[0]), template, str(paths[0]))
 
 
-SOURCES: dict[str, Callable[[Sequence[Path], Any], tuple[Variables, list[str]]]] = {
+def _cli_monodepth2(paths: Sequence[Path], args: Any) -> dict[str, tuple[Variables, list[str]]]:
+    """Monodepth2's released files, told apart by their names as released: encoder.pth +
+    depth.pth -> OUT/depth (DepthNet), pose_encoder.pth + pose.pth -> OUT/pose (PoseNet)."""
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+    from avs_jax.models.depthnet import DepthNet  # pylint: disable=import-outside-toplevel
+    from avs_jax.models.posenet import PoseNet  # pylint: disable=import-outside-toplevel
+
+    by_stem = {p.stem: p for p in paths}
+    unknown = set(by_stem) - {"encoder", "depth", "pose_encoder", "pose"}
+    if unknown:
+        raise WeightImportError(f"--source=monodepth2: unknown files {sorted(unknown)}; expected "
+                                "encoder.*, depth.*, pose_encoder.*, pose.* (as released)")
+    out = {}
+    if {"encoder", "depth"} <= set(by_stem):
+        template = model_template(DepthNet(), jnp.zeros((1, 64, 64, 3)), train=False)
+        out["depth"] = import_monodepth2_depth(
+            read_state_dict(by_stem["encoder"]), read_state_dict(by_stem["depth"]), template,
+            f"{by_stem['encoder']} + {by_stem['depth']}")
+    if {"pose_encoder", "pose"} <= set(by_stem):
+        template = model_template(PoseNet(), jnp.zeros((1, 64, 64, 6)), train=False)
+        out["pose"] = import_monodepth2_pose(
+            read_state_dict(by_stem["pose_encoder"]), read_state_dict(by_stem["pose"]), template,
+            f"{by_stem['pose_encoder']} + {by_stem['pose']}")
+    if not out or len(out) * 2 != len(by_stem):
+        raise WeightImportError("--source=monodepth2 needs encoder + depth and/or pose_encoder + "
+                                f"pose files, got {sorted(by_stem)}")
+    return out
+
+
+# Each source returns either (variables, skipped) -> one checkpoint at --out, or a dict
+# {part: (variables, skipped)} -> one checkpoint per part at --out/part.
+SOURCES: dict[str, Callable[[Sequence[Path], Any], Any]] = {
     "resnet18": _cli_resnet18,
+    "monodepth2": _cli_monodepth2,
 }
 
 
@@ -581,19 +686,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     paths = [Path(p) for p in args.inputs.split(",") if p]
     try:
-        variables, skipped = _all_sources()[args.source](paths, args)
+        result = _all_sources()[args.source](paths, args)
     except WeightImportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    n = sum(int(np.prod(np.shape(v))) for v in _flatten(variables).values())
-    out = save_pretrained(args.out, variables, {
-        "source": args.source, "inputs": [str(p) for p in paths], "skipped": skipped,
-        "num_values": n})
-    print(f"wrote {out} ({n} values); intentionally skipped: {', '.join(skipped) or 'nothing'}")
+    parts = result if isinstance(result, dict) else {"": result}
+    for part, (variables, skipped) in parts.items():
+        n = sum(int(np.prod(np.shape(v))) for v in _flatten(variables).values())
+        out = save_pretrained(Path(args.out) / part if part else args.out, variables, {
+            "source": args.source, "part": part, "inputs": [str(p) for p in paths],
+            "skipped": skipped, "num_values": n})
+        print(f"wrote {out} ({n} values); intentionally skipped: "
+              f"{', '.join(skipped) or 'nothing'}")
     return 0
 
 
-def _all_sources() -> dict[str, Callable[[Sequence[Path], Any], tuple[Variables, list[str]]]]:
+def _all_sources() -> dict[str, Callable[[Sequence[Path], Any], Any]]:
     return SOURCES
 
 

@@ -259,3 +259,45 @@ def test_command_line(tmp_path, capsys):
     loaded = iw.load_pretrained(tmp_path / "ok")
     np.testing.assert_allclose(loaded["params"]["conv1"]["kernel"],
                                iw.conv_kernel(np.concatenate([sd["conv1.weight"]] * 2, 1) / 2))
+
+
+def test_monodepth2_depth_matches_upstream():
+    DepthNet = pytest.importorskip("avs_jax.models.depthnet").DepthNet
+
+    sd, x, outs = load_fixture("monodepth2_depth")
+    # The fixture's widths: ResNet-18 and Monodepth2's decoder with every channel count / 8.
+    model = DepthNet(encoder_widths=(8, 8, 16, 32, 64), decoder_channels=(2, 4, 8, 16, 32))
+    template = iw.model_template(model, jnp.zeros((1, 64, 96, 3)), train=False)
+    enc = {k: v for k, v in sd.items() if not k.startswith("decoder.")}
+    dec = {k: v for k, v in sd.items() if k.startswith("decoder.")}
+    variables, skipped = iw.import_monodepth2_depth(enc, dec, template)
+    assert {"height", "width", "use_stereo", "encoder.fc.weight"} <= set(skipped)
+    disps = jax.jit(model.apply, static_argnames="train")(variables, jnp.asarray(x), train=False)
+    for s, d in enumerate(disps):
+        # Not saturated, so the comparison means something.
+        assert 0.01 < outs[f"disp{s}"].std() and 0.05 < outs[f"disp{s}"].mean() < 0.95
+        assert_close_to_scale(d, outs[f"disp{s}"], what=f"disp{s}")
+
+
+def test_monodepth2_pose_matches_upstream():
+    posenet = pytest.importorskip("avs_jax.models.posenet")
+    PoseDecoder, PoseNet = posenet.PoseDecoder, posenet.PoseNet
+
+    sd, x, outs = load_fixture("monodepth2_pose")
+    model = PoseNet(encoder_widths=(8, 8, 16, 32, 64), hidden=32, num_frames=2)
+    template = iw.model_template(model, jnp.zeros((1, 64, 96, 6)), train=False)
+    enc = {k: v for k, v in sd.items() if k.startswith("encoder.")}
+    net = {k: v for k, v in sd.items() if k.startswith("net.")}
+    variables, _ = iw.import_monodepth2_pose(enc, net, template)
+    axisangle, translation = jax.jit(model.apply, static_argnames="train")(
+        variables, jnp.asarray(x), train=False)
+    # PoseNet returns the first frame's motion, as Monodepth2 uses it.
+    assert_close_to_scale(axisangle, outs["axisangle"][:, 0], what="axisangle")
+    assert_close_to_scale(translation, outs["translation"][:, 0], what="translation")
+    # Both frames, through the decoder alone.
+    feats = ResNet18((8, 8, 16, 32, 64), mean=0.45, std=0.225).apply(
+        {"params": variables["params"]["encoder"],
+         "batch_stats": variables["batch_stats"]["encoder"]}, jnp.asarray(x), train=False)
+    aa, tr = PoseDecoder(32, 2).apply({"params": variables["params"]["decoder"]}, feats[-1])
+    assert_close_to_scale(aa, outs["axisangle"], what="axisangle, both frames")
+    assert_close_to_scale(tr, outs["translation"], what="translation, both frames")

@@ -148,7 +148,58 @@ def main() -> None:
 
 
 def monodepth2_fixture(root: Path, shrink: int, out: Path) -> None:
-    raise NotImplementedError
+    """Monodepth2 ResnetEncoder + DepthDecoder, and pose ResnetEncoder(2 images) + PoseDecoder.
+
+    Runs the checkout's `networks` package (its encoders on torchvision's ResNet) with the
+    channel shim in every module that builds layers; the decoders get the encoder's unshrunk
+    `num_ch_enc` (64, 64, 128, 256, 512) so that the shim shrinks their concatenations
+    consistently (decoder channels 2/4/8/16/32, pose hidden 32, pose outputs 12 = 2 frames).
+    """
+    sys.path.insert(0, str(root))
+    import layers as md_layers  # noqa: E402  pylint: disable=import-outside-toplevel
+    import networks  # noqa: E402  pylint: disable=import-outside-toplevel
+    from networks import depth_decoder, pose_decoder, resnet_encoder  # noqa: E402
+
+    shim = make_shim(shrink)
+    for module in (tv_resnet, md_layers, depth_decoder, pose_decoder, resnet_encoder):
+        module.nn = shim
+    g = torch.Generator().manual_seed(5)
+
+    encoder = networks.ResnetEncoder(18, False)
+    encoder.encoder.fc = torch.nn.Linear(encoder.encoder.fc.in_features, 10)  # small, skipped
+    decoder = networks.DepthDecoder(encoder.num_ch_enc, scales=range(4))
+    randomize(encoder, 6)
+    randomize(decoder, 7)
+    x = torch.rand(1, 3, 64, 96, generator=g)
+    with torch.no_grad():
+        disps = decoder(encoder(x))
+    arrays = state_dict_arrays(encoder)
+    arrays.update(state_dict_arrays(decoder))
+    # Released encoder.pth files also carry the training resolution; they must be skipped.
+    arrays.update({"sd/height": np.asarray(192), "sd/width": np.asarray(640),
+                   "sd/use_stereo": np.asarray(False)})
+    arrays["input"] = x.permute(0, 2, 3, 1).numpy()
+    for s in range(4):
+        arrays[f"out/disp{s}"] = disps[("disp", s)].permute(0, 2, 3, 1).numpy()
+    np.savez_compressed(out / "monodepth2_depth.npz", **arrays)
+    print("monodepth2 depth:", {k: v.shape for k, v in arrays.items() if not k.startswith("sd/")})
+
+    pose_encoder = networks.ResnetEncoder(18, False, num_input_images=2)
+    pose_encoder.encoder.fc = torch.nn.Linear(pose_encoder.encoder.fc.in_features, 10)
+    pose = networks.PoseDecoder(pose_encoder.num_ch_enc, num_input_features=1,
+                                num_frames_to_predict_for=2)
+    randomize(pose_encoder, 8)
+    randomize(pose, 9)
+    pair = torch.rand(2, 6, 64, 96, generator=g)
+    with torch.no_grad():
+        axisangle, translation = pose([pose_encoder(pair)])
+    arrays = state_dict_arrays(pose_encoder)
+    arrays.update(state_dict_arrays(pose))
+    arrays["input"] = pair.permute(0, 2, 3, 1).numpy()
+    arrays["out/axisangle"] = axisangle[:, :, 0].numpy()  # [B, frames, 3]
+    arrays["out/translation"] = translation[:, :, 0].numpy()
+    np.savez_compressed(out / "monodepth2_pose.npz", **arrays)
+    print("monodepth2 pose:", {k: v.shape for k, v in arrays.items() if not k.startswith("sd/")})
 
 
 if __name__ == "__main__":
