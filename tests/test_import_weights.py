@@ -301,3 +301,29 @@ def test_monodepth2_pose_matches_upstream():
     aa, tr = PoseDecoder(32, 2).apply({"params": variables["params"]["decoder"]}, feats[-1])
     assert_close_to_scale(aa, outs["axisangle"], what="axisangle, both frames")
     assert_close_to_scale(tr, outs["translation"], what="translation, both frames")
+
+
+def midas_fixture_model():
+    midas = pytest.importorskip("avs_jax.models.midas")
+    sd, x, outs = load_fixture("midas_dpt")
+    # The fixture's BEiT (tools/make_parity_fixtures.py): hooks 0-3 of 5 blocks, embed 64,
+    # 4 heads, reassemble 16/32/64/64, features 16, head 2; table for 64×64, run at 64×96.
+    model = midas.MiDaS(image_size=(64, 96), embed_dim=64, depth=5, num_heads=4, patch_size=16,
+                        hooks=(0, 1, 2, 3), reassemble_features=(16, 32, 64, 64), features=16,
+                        head_features=2)
+    return model, sd, x, outs
+
+
+def test_midas_dpt_matches_upstream():
+    model, sd, x, outs = midas_fixture_model()
+    template = iw.model_template(model, jnp.zeros((1, 64, 96, 3)))
+    # Released MiDaS checkpoints also hold the (persistent, then) index buffers: skipped.
+    sd = dict(sd, **{"pretrained.model.blocks.0.attn.relative_position_index":
+                     np.zeros((17, 17), np.int64)})
+    variables, skipped = iw.import_midas_dpt(sd, template, grid=(4, 6))
+    assert any(k.startswith("pretrained.model.blocks.4.") for k in skipped)  # after last hook
+    assert "pretrained.model.head.weight" in skipped
+    got = jax.jit(model.apply)(variables, jnp.asarray(x))
+    assert float(outs["rel_depth"].std()) > 0.1  # not a dead ReLU
+    for name, want in outs.items():
+        assert_close_to_scale(got[name], want, what=name)

@@ -58,20 +58,26 @@ def make_shim(shrink: int) -> types.SimpleNamespace:
         return c // shrink if (c >= 16 and c % 8 == 0) else c
 
     class Conv2d(torch.nn.Conv2d):
-        def __init__(self, cin, cout, *args, **kwargs):
-            super().__init__(s(cin), s(cout), *args, **kwargs)
+        def __init__(self, in_channels, out_channels, *args, **kwargs):
+            super().__init__(s(in_channels), s(out_channels), *args, **kwargs)
 
     class BatchNorm2d(torch.nn.BatchNorm2d):
-        def __init__(self, c, *args, **kwargs):
-            super().__init__(s(c), *args, **kwargs)
+        def __init__(self, num_features, *args, **kwargs):
+            super().__init__(s(num_features), *args, **kwargs)
+
+    class ConvTranspose2d(torch.nn.ConvTranspose2d):
+        def __init__(self, in_channels, out_channels, *args, **kwargs):
+            super().__init__(s(in_channels), s(out_channels), *args, **kwargs)
 
     class Linear(torch.nn.Linear):
-        def __init__(self, cin, cout, *args, **kwargs):
-            super().__init__(s(cin), cout, *args, **kwargs)
+        def __init__(self, in_features, out_features, *args, **kwargs):
+            super().__init__(s(in_features), s(out_features), *args, **kwargs)
 
     shim = types.SimpleNamespace(**{k: getattr(torch.nn, k) for k in dir(torch.nn)
                                     if not k.startswith("_")})
+    shim.quantized = torch.nn.quantized
     shim.Conv2d, shim.BatchNorm2d, shim.Linear = Conv2d, BatchNorm2d, Linear
+    shim.ConvTranspose2d = ConvTranspose2d
     return shim
 
 
@@ -83,7 +89,8 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
             fan_in = max(1, int(np.prod(p.shape[1:]))) if p.ndim > 1 else 1
             if p.ndim > 1:
                 p.copy_(torch.randn(p.shape, generator=g) * (1.0 / np.sqrt(fan_in)))
-            elif name.endswith("weight"):
+            elif name.endswith(("weight", "gamma_1", "gamma_2")):
+                # Norm scales and BEiT's layer scales near 1, so every branch matters.
                 p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
             else:
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
@@ -130,12 +137,88 @@ def load_from_path(name: str, path: Path) -> types.ModuleType:
     return module
 
 
+def tiny_midas_dpt(root: Path, shrink: int, embed_dim: int, depth: int, heads: int,
+                   train_size: int) -> torch.nn.Module:
+    """MiDaS v3.1 `DPTDepthModel(backbone="beitl16_384")` from the checkout, made tiny.
+
+    Changes, all from outside the upstream code: (1) the channel shim in MiDaS's own modules
+    (reassemble, scratch, fusion, head: 1024/512/256 channels / `shrink`); (2) timm's
+    `create_model` called with a small BEiT (`embed_dim` = 1024 / shrink, `depth` blocks,
+    `heads`, `train_size` px, i.e. a (train_size/16)² position table); (3) hooks (0, 1, 2, 3)
+    instead of (5, 11, 17, 23), so a 5-block BEiT has one block after the last hook (it and the
+    final norm do not reach the output, and the importer must skip them); (4) timm >= 0.9 names
+    the stochastic depth `drop_path1/2`, MiDaS's patched block forward calls `drop_path`: set to
+    identity (what it is in eval mode).
+    """
+    sys.path.insert(0, str(root))
+    import timm  # pylint: disable=import-outside-toplevel
+    from midas import blocks as m_blocks  # pylint: disable=import-outside-toplevel
+    from midas import dpt_depth as m_dpt  # pylint: disable=import-outside-toplevel
+    from midas.backbones import beit as m_beit  # pylint: disable=import-outside-toplevel
+    from midas.backbones import utils as m_utils  # pylint: disable=import-outside-toplevel
+
+    shim = make_shim(shrink)
+    for module in (m_blocks, m_dpt, m_utils):
+        module.nn = shim
+    assert embed_dim == 1024 // shrink, "the reassemble convs see vit_features=1024 / shrink"
+
+    def create_model(name, pretrained=False):
+        return timm.create_model(name, pretrained=False, embed_dim=embed_dim, depth=depth,
+                                 num_heads=heads, img_size=train_size, num_classes=10)
+
+    m_beit.timm = types.SimpleNamespace(create_model=create_model)
+    make_backbone = m_beit._make_beit_backbone  # pylint: disable=protected-access
+
+    def small_hooks(model, **kwargs):
+        backbone = make_backbone(model, **{**kwargs, "hooks": [0, 1, 2, 3]})
+        for block in backbone.model.blocks:
+            block.drop_path = torch.nn.Identity()
+        return backbone
+
+    m_beit._make_beit_backbone = small_hooks  # pylint: disable=protected-access
+    return m_dpt.DPTDepthModel(path=None, backbone="beitl16_384", non_negative=True)
+
+
+def midas_outputs(model: torch.nn.Module, x_norm: torch.Tensor) -> dict[str, np.ndarray]:
+    """Relative depth and the intermediate maps ZoeDepth reads (hooks), NHWC."""
+    got = {}
+    hooks = [model.scratch.layer4_rn.register_forward_hook(
+        lambda m, i, o: got.__setitem__("l4_rn", o))]
+    for k in range(1, 5):
+        hooks.append(getattr(model.scratch, f"refinenet{k}").register_forward_hook(
+            lambda m, i, o, k=k: got.__setitem__(f"r{k}", o)))
+    hooks.append(model.scratch.output_conv[3].register_forward_hook(
+        lambda m, i, o: got.__setitem__("out_conv", o.clone())))
+    with torch.no_grad():
+        rel = model(x_norm)
+    for h in hooks:
+        h.remove()
+    out = {k: v.permute(0, 2, 3, 1).numpy() for k, v in got.items()}
+    out["rel_depth"] = rel[..., None].numpy()
+    return out
+
+
+def midas_fixture(root: Path, out: Path) -> None:
+    """Tiny BEiT DPT trained at 64×64 (4×4 table) run on 64×96 (4×6 grid): the importer's table
+    interpolation must match MiDaS's run-time interpolation."""
+    model = tiny_midas_dpt(root, shrink=16, embed_dim=64, depth=5, heads=4, train_size=64)
+    randomize(model, 10)
+    img = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(11))
+    outs = midas_outputs(model, (img - 0.5) / 0.5)  # MiDaS sees [-1, 1] (ZoeDepth's transform)
+    arrays = state_dict_arrays(model)
+    arrays["input"] = img.permute(0, 2, 3, 1).numpy()
+    arrays.update({f"out/{k}": v for k, v in outs.items()})
+    np.savez_compressed(out / "midas_dpt.npz", **arrays)
+    print("midas_dpt:", {k: v.shape for k, v in arrays.items() if not k.startswith("sd/")})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="tests/fixtures")
     parser.add_argument("--shrink", type=int, default=8)
     parser.add_argument("--monodepth2", default=None, help="checkout of nianticlabs/monodepth2")
-    parser.add_argument("--only", default="resnet18,monodepth2")
+    parser.add_argument("--midas", default=None, help="checkout of isl-org/MiDaS")
+    parser.add_argument("--only", default="resnet18,monodepth2,midas_dpt")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,6 +228,8 @@ def main() -> None:
         resnet18_fixture(args.shrink, out)
     if "monodepth2" in only and args.monodepth2:
         monodepth2_fixture(Path(args.monodepth2), args.shrink, out)
+    if "midas_dpt" in only and args.midas:
+        midas_fixture(Path(args.midas), out)
 
 
 def monodepth2_fixture(root: Path, shrink: int, out: Path) -> None:
