@@ -639,6 +639,41 @@ def import_midas_dpt(state_dict: Mapping[str, np.ndarray], template: Variables,
                           _midas_table_transforms(state_dict, sub, tuple(grid), prefix), what)
 
 
+# ZoeDepth v1 (isl-org/ZoeDepth zoedepth_v1.py) <-> avs_jax.models.avsnet.AVSNet, variant "rgb"
+# (the Only-RGB row). Upstream: the DPT under "core.core."; `conv2` on the bottleneck; every
+# head MLP is a Sequential [conv, act, conv(, act)] ("_net" in the seed regressor, projectors and
+# attractors, "mlp" in the conditional log-binomial), so conv1 -> index 0, conv2 -> index 2.
+def _mlp_index(m: re.Match) -> str:
+    return {"1": "0", "2": "2"}[m.group(m.lastindex)]
+
+
+ZOEDEPTH_HEAD_RULES = (
+    Rule(r"conv2", "conv2"),
+    Rule(r"metric_bins/(seed_bin_regressor|seed_projector)/conv(\d)",
+         lambda m: f"{m.group(1)}._net.{_mlp_index(m)}"),
+    Rule(r"metric_bins/(projectors|attractors)_(\d+)/conv(\d)",
+         lambda m: f"{m.group(1)}.{m.group(2)}._net.{_mlp_index(m)}"),
+    Rule(r"metric_bins/conditional_log_binomial/conv(\d)",
+         lambda m: f"conditional_log_binomial.mlp.{_mlp_index(m)}"),
+)
+# LogBinomial's constant buffers (bin indices, K - 1): recomputed by the model.
+ZOEDEPTH_SKIP = (r"conditional_log_binomial\.log_binomial_transform\.(k_idx|K_minus_1)",)
+
+
+def import_zoedepth(state_dict: Mapping[str, np.ndarray], template: Variables,
+                    grid: tuple[int, int], what: str = "zoedepth") -> tuple[Variables, list[str]]:
+    """ZoeDepth (N) checkpoint -> AVSNet variables of the "rgb" variant (MiDaS at "midas",
+    `conv2`, the metric-bins head at "metric_bins"). `grid` as in `import_midas_dpt`.
+
+    To start AVS-Net ("rgb_echoes") from it, merge the three subtrees:
+    `for name in ("midas", "conv2", "metric_bins"): v = merge_pretrained(v, subtree(zoe, name),
+    name)`; the echo encoder and the cross-attention keep their own initialisation.
+    """
+    sd = {k[len("model."):] if k.startswith("model.") else k: v for k, v in state_dict.items()}
+    return import_midas_dpt(sd, template, grid, prefix="core.core.", flax_prefix="midas",
+                            extra_rules=ZOEDEPTH_HEAD_RULES, extra_skip=ZOEDEPTH_SKIP, what=what)
+
+
 # --------------------------------------------------------------------------------------------
 # Checkpoints
 # --------------------------------------------------------------------------------------------
@@ -678,6 +713,19 @@ def _get_path(tree: Mapping[str, Any], path: Sequence[str]) -> Any:
             return None
         node = node[k]
     return node
+
+
+def subtree(pretrained: Variables, prefix: str | Sequence[str]) -> Variables:
+    """The part of imported variables under `prefix` (every collection that has it)."""
+    path = tuple(p for p in prefix.split("/") if p) if isinstance(prefix, str) else tuple(prefix)
+    out = {}
+    for collection, tree in pretrained.items():
+        node = _get_path(tree, path) if tree else None
+        if node is not None:
+            out[collection] = node
+    if not out:
+        raise WeightImportError(f"pretrained variables have nothing under {'/'.join(path)!r}")
+    return out
 
 
 def merge_pretrained(variables: Variables, pretrained: Variables,

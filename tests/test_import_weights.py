@@ -327,3 +327,35 @@ def test_midas_dpt_matches_upstream():
     assert float(outs["rel_depth"].std()) > 0.1  # not a dead ReLU
     for name, want in outs.items():
         assert_close_to_scale(got[name], want, what=name)
+
+
+def test_zoedepth_matches_upstream():
+    avsnet = pytest.importorskip("avs_jax.models.avsnet")
+    sd, x, outs = load_fixture("zoedepth")
+    c = avsnet.default_model_config("tiny")
+    c.variant = "rgb"
+    c.max_depth = 10.0
+    # The fixture's tiny MiDaS (as in midas_dpt, but ZoeDepth's fixed 32-channel out_conv).
+    c.midas.update(image_size=(64, 96), embed_dim=64, depth=5, num_heads=4, hooks=(0, 1, 2, 3),
+                   reassemble_features=(16, 32, 64, 64), features=16, head_features=32)
+    # ZoeDepth's attractors call `inv_attractor(dx)` without passing alpha/gamma, so the
+    # released code attracts with the function defaults alpha = 300, gamma = 2 whatever
+    # config_zoedepth.json says (attractor_alpha = 1000 is stored but unused).
+    c.bins.update(n_bins=16, bin_embedding_dim=16, seed_mlp_dim=256, mlp_dim=128,
+                  attractor_alpha=300.0, attractor_gamma=2)
+    model = avsnet.AVSNet(c)
+    template = iw.model_template(model, jnp.zeros((1, 64, 96, 3)), None, train=False)
+    variables, skipped = iw.import_zoedepth(sd, template, grid=(4, 6))
+    assert "conditional_log_binomial.log_binomial_transform.k_idx" in skipped
+    got = jax.jit(lambda v, im: model.apply(v, im, None, train=False))(variables, jnp.asarray(x))
+    for name in ("rel_depth", "bin_centers", "probs", "metric_depth"):
+        assert_close_to_scale(got[name], outs[name], what=name)
+    # The imported pieces merge into an AVS-Net (with echoes) by name.
+    c.variant = "rgb_echoes"
+    full = iw.model_template(avsnet.AVSNet(c), jnp.zeros((1, 64, 96, 3)),
+                             jnp.zeros((1, 64, 96, 2)), train=False)
+    merged = full
+    for name in ("midas", "conv2", "metric_bins"):
+        merged = iw.merge_pretrained(merged, iw.subtree(variables, name), name)
+    np.testing.assert_array_equal(merged["params"]["conv2"]["kernel"],
+                                  variables["params"]["conv2"]["kernel"])

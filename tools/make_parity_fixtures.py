@@ -50,12 +50,13 @@ import torchvision  # noqa: E402  pylint: disable=wrong-import-position
 import torchvision.models.resnet as tv_resnet  # noqa: E402  pylint: disable=wrong-import-position
 
 
-def make_shim(shrink: int) -> types.SimpleNamespace:
-    """A stand-in for `torch.nn` whose conv/BN/linear layers have `1/shrink` of the channels."""
+def make_shim(shrink: int, keep: tuple[int, ...] = ()) -> types.SimpleNamespace:
+    """A stand-in for `torch.nn` whose conv/BN/linear layers have `1/shrink` of the channels
+    (channel counts in `keep` stay)."""
 
     def s(c: int) -> int:
         c = int(c)
-        return c // shrink if (c >= 16 and c % 8 == 0) else c
+        return c // shrink if (c >= 16 and c % 8 == 0 and c not in keep) else c
 
     class Conv2d(torch.nn.Conv2d):
         def __init__(self, in_channels, out_channels, *args, **kwargs):
@@ -137,8 +138,11 @@ def load_from_path(name: str, path: Path) -> types.ModuleType:
     return module
 
 
+_ORIGINAL_MAKE_BEIT_BACKBONE = []
+
+
 def tiny_midas_dpt(root: Path, shrink: int, embed_dim: int, depth: int, heads: int,
-                   train_size: int) -> torch.nn.Module:
+                   train_size: int, keep: tuple[int, ...] = ()) -> torch.nn.Module:
     """MiDaS v3.1 `DPTDepthModel(backbone="beitl16_384")` from the checkout, made tiny.
 
     Changes, all from outside the upstream code: (1) the channel shim in MiDaS's own modules
@@ -157,7 +161,7 @@ def tiny_midas_dpt(root: Path, shrink: int, embed_dim: int, depth: int, heads: i
     from midas.backbones import beit as m_beit  # pylint: disable=import-outside-toplevel
     from midas.backbones import utils as m_utils  # pylint: disable=import-outside-toplevel
 
-    shim = make_shim(shrink)
+    shim = make_shim(shrink, keep)
     for module in (m_blocks, m_dpt, m_utils):
         module.nn = shim
     assert embed_dim == 1024 // shrink, "the reassemble convs see vit_features=1024 / shrink"
@@ -167,7 +171,9 @@ def tiny_midas_dpt(root: Path, shrink: int, embed_dim: int, depth: int, heads: i
                                  num_heads=heads, img_size=train_size, num_classes=10)
 
     m_beit.timm = types.SimpleNamespace(create_model=create_model)
-    make_backbone = m_beit._make_beit_backbone  # pylint: disable=protected-access
+    if not _ORIGINAL_MAKE_BEIT_BACKBONE:
+        _ORIGINAL_MAKE_BEIT_BACKBONE.append(m_beit._make_beit_backbone)  # pylint: disable=W0212
+    make_backbone = _ORIGINAL_MAKE_BEIT_BACKBONE[0]
 
     def small_hooks(model, **kwargs):
         backbone = make_backbone(model, **{**kwargs, "hooks": [0, 1, 2, 3]})
@@ -212,13 +218,51 @@ def midas_fixture(root: Path, out: Path) -> None:
     print("midas_dpt:", {k: v.shape for k, v in arrays.items() if not k.startswith("sd/")})
 
 
+def zoedepth_fixture(midas_root: Path, zoe_root: Path, out: Path) -> None:
+    """ZoeDepth v1 (metric bins head, config_zoedepth.json's attractor/temperature settings) on
+    the tiny MiDaS of `midas_fixture`, built from the checkout without torch.hub: `MidasCore`
+    wraps our tiny DPT directly (no resizing, `do_resize=False`), its `output_channels` set to
+    the tiny DPT's width. ZoeDepth hard-codes MiDaS's 32-channel `out_conv`
+    (N_MIDAS_OUT), so that head width is kept. n_bins and bin_embedding_dim are small
+    constructor arguments; the MLP widths are ZoeDepth's defaults (256 seed, 128 others)."""
+    model = tiny_midas_dpt(midas_root, shrink=16, embed_dim=64, depth=5, heads=4, train_size=64,
+                           keep=(32,))
+    sys.path.insert(0, str(zoe_root))
+    from zoedepth.models.base_models.midas import MidasCore  # pylint: disable=C0415
+    from zoedepth.models.zoedepth.zoedepth_v1 import ZoeDepth  # pylint: disable=C0415
+
+    core = MidasCore(model, trainable=False, fetch_features=True, freeze_bn=True,
+                     keep_aspect_ratio=False, img_size=[64, 96], do_resize=False)
+    core.output_channels = [model.scratch.layer1_rn.out_channels] * 5
+    zoe = ZoeDepth(core, n_bins=16, bin_centers_type="softplus", bin_embedding_dim=16,
+                   min_depth=1e-3, max_depth=10.0, n_attractors=[16, 8, 4, 1],
+                   attractor_alpha=1000, attractor_gamma=2, attractor_kind="mean",
+                   attractor_type="inv", min_temp=0.0212, max_temp=50)
+    randomize(zoe, 12)
+    img = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(13))
+    got = {}
+    handle = model.register_forward_hook(lambda m, i, o: got.__setitem__("rel", o))
+    with torch.no_grad():
+        res = zoe(img, return_final_centers=True, return_probs=True)
+    handle.remove()
+    arrays = state_dict_arrays(zoe)
+    arrays["input"] = img.permute(0, 2, 3, 1).numpy()
+    arrays["out/metric_depth"] = res["metric_depth"].permute(0, 2, 3, 1).numpy()
+    arrays["out/bin_centers"] = res["bin_centers"].permute(0, 2, 3, 1).numpy()
+    arrays["out/probs"] = res["probs"].permute(0, 2, 3, 1).numpy()
+    arrays["out/rel_depth"] = got["rel"][..., None].numpy()
+    np.savez_compressed(out / "zoedepth.npz", **arrays)
+    print("zoedepth:", {k: v.shape for k, v in arrays.items() if not k.startswith("sd/")})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="tests/fixtures")
     parser.add_argument("--shrink", type=int, default=8)
     parser.add_argument("--monodepth2", default=None, help="checkout of nianticlabs/monodepth2")
     parser.add_argument("--midas", default=None, help="checkout of isl-org/MiDaS")
-    parser.add_argument("--only", default="resnet18,monodepth2,midas_dpt")
+    parser.add_argument("--zoedepth", default=None, help="checkout of isl-org/ZoeDepth")
+    parser.add_argument("--only", default="resnet18,monodepth2,midas_dpt,zoedepth")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -230,6 +274,8 @@ def main() -> None:
         monodepth2_fixture(Path(args.monodepth2), args.shrink, out)
     if "midas_dpt" in only and args.midas:
         midas_fixture(Path(args.midas), out)
+    if "zoedepth" in only and args.midas and args.zoedepth:
+        zoedepth_fixture(Path(args.midas), Path(args.zoedepth), out)
 
 
 def monodepth2_fixture(root: Path, shrink: int, out: Path) -> None:
