@@ -824,11 +824,81 @@ def _cli_monodepth2(paths: Sequence[Path], args: Any) -> dict[str, tuple[Variabl
     return out
 
 
+def _image_size(args: Any) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in args.image_size.split(","))
+    except ValueError as e:
+        raise WeightImportError(f"--image_size={args.image_size!r}: expected H,W") from e
+    return h, w
+
+
+def _cli_midas_dpt(paths: Sequence[Path], args: Any) -> tuple[Variables, list[str]]:
+    """A MiDaS v3.1 BEiT DPT file (dpt_beit_large_384.pt, dpt_beit_base_384.pt) -> MiDaS
+    variables for --image_size (the model's configuration is read off the file)."""
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+    from avs_jax.models.midas import MiDaS  # pylint: disable=import-outside-toplevel
+
+    if len(paths) != 1:
+        raise WeightImportError(f"--source=midas_dpt takes one file, got {len(paths)}")
+    sd = read_state_dict(paths[0])
+    kwargs = midas_config_from_state_dict(sd, _image_size(args))
+    template = model_template(MiDaS(**kwargs), jnp.zeros((1, *kwargs["image_size"], 3)))
+    p = kwargs["patch_size"]
+    grid = (kwargs["image_size"][0] // p, kwargs["image_size"][1] // p)
+    variables, skipped = import_midas_dpt(sd, template, grid, what=str(paths[0]))
+    print(f"MiDaS configuration read from {paths[0]}: {kwargs}")
+    return variables, skipped
+
+
+def zoedepth_config_from_state_dict(state_dict: Mapping[str, np.ndarray],
+                                    image_size: Sequence[int]) -> Any:
+    """`config.model` (avs_jax.models.avsnet, variant "rgb") matching a ZoeDepth checkpoint."""
+    from avs_jax.models.avsnet import default_model_config  # pylint: disable=C0415
+
+    def out_ch(key: str) -> int:
+        if key not in state_dict:
+            raise WeightImportError(f"not a ZoeDepth state dict: no {key}")
+        return int(state_dict[key].shape[0])
+
+    c = default_model_config("paper")
+    c.variant = "rgb"
+    c.midas.update(midas_config_from_state_dict(state_dict, image_size, prefix="core.core."))
+    n_levels = len(_block_indices(state_dict, "attractors."))
+    c.bins.n_bins = out_ch("seed_bin_regressor._net.2.weight")
+    c.bins.bin_embedding_dim = out_ch("seed_projector._net.2.weight")
+    c.bins.seed_mlp_dim = out_ch("seed_bin_regressor._net.0.weight")
+    c.bins.mlp_dim = out_ch("projectors.0._net.0.weight")
+    c.bins.n_attractors = tuple(out_ch(f"attractors.{i}._net.2.weight") for i in range(n_levels))
+    return c
+
+
+def _cli_zoedepth(paths: Sequence[Path], args: Any) -> tuple[Variables, list[str]]:
+    """A ZoeDepth checkpoint (ZoeD_M12_N.pt, "softplus" bins) -> AVSNet "rgb" variables."""
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+    from avs_jax.models.avsnet import AVSNet  # pylint: disable=import-outside-toplevel
+
+    if len(paths) != 1:
+        raise WeightImportError(f"--source=zoedepth takes one file, got {len(paths)}")
+    sd = read_state_dict(paths[0])
+    sd = {k[len("model."):] if k.startswith("model.") else k: v for k, v in sd.items()}
+    c = zoedepth_config_from_state_dict(sd, _image_size(args))
+    h, w = c.midas.image_size
+    template = model_template(AVSNet(c), jnp.zeros((1, h, w, 3)), None, train=False)
+    p = c.midas.patch_size
+    print(f"ZoeDepth configuration read from {paths[0]}: midas {dict(c.midas)}, bins "
+          f"{dict(c.bins)}")
+    return import_zoedepth(sd, template, (h // p, w // p), what=str(paths[0]))
+
+
 # Each source returns either (variables, skipped) -> one checkpoint at --out, or a dict
 # {part: (variables, skipped)} -> one checkpoint per part at --out/part.
 SOURCES: dict[str, Callable[[Sequence[Path], Any], Any]] = {
     "resnet18": _cli_resnet18,
     "monodepth2": _cli_monodepth2,
+    "midas_dpt": _cli_midas_dpt,
+    "zoedepth": _cli_zoedepth,
 }
 
 
@@ -845,8 +915,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="resnet18: input channels of the stem (6: pose pair, 2: echo)")
     parser.add_argument("--widths", default="64,64,128,256,512",
                         help="resnet18: stem and stage widths (ResNet-18's by default)")
-    parser.add_argument("--image_size", default="384,384",
-                        help="midas_dpt/zoedepth: H,W the BEiT position tables are resized for")
+    parser.add_argument("--image_size", default="256,512",
+                        help="midas_dpt/zoedepth: H,W the model runs at (the BEiT position "
+                             "tables are resized to its patch grid); 256,512 is the paper's")
     args = parser.parse_args(argv)
     paths = [Path(p) for p in args.inputs.split(",") if p]
     try:

@@ -280,8 +280,7 @@ def test_monodepth2_depth_matches_upstream():
 
 
 def test_monodepth2_pose_matches_upstream():
-    posenet = pytest.importorskip("avs_jax.models.posenet")
-    PoseDecoder, PoseNet = posenet.PoseDecoder, posenet.PoseNet
+    PoseNet = pytest.importorskip("avs_jax.models.posenet").PoseNet
 
     sd, x, outs = load_fixture("monodepth2_pose")
     model = PoseNet(encoder_widths=(8, 8, 16, 32, 64), hidden=32, num_frames=2)
@@ -289,16 +288,15 @@ def test_monodepth2_pose_matches_upstream():
     enc = {k: v for k, v in sd.items() if k.startswith("encoder.")}
     net = {k: v for k, v in sd.items() if k.startswith("net.")}
     variables, _ = iw.import_monodepth2_pose(enc, net, template)
-    axisangle, translation = jax.jit(model.apply, static_argnames="train")(
-        variables, jnp.asarray(x), train=False)
+    # One compiled call; the decoder's own output (both frames) comes out as an intermediate.
+    apply = jax.jit(lambda v, p: model.apply(
+        v, p, train=False, capture_intermediates=lambda m, _: m.name == "decoder",
+        mutable=["intermediates"]))
+    (axisangle, translation), state = apply(variables, jnp.asarray(x))
     # PoseNet returns the first frame's motion, as Monodepth2 uses it.
     assert_close_to_scale(axisangle, outs["axisangle"][:, 0], what="axisangle")
     assert_close_to_scale(translation, outs["translation"][:, 0], what="translation")
-    # Both frames, through the decoder alone.
-    feats = ResNet18((8, 8, 16, 32, 64), mean=0.45, std=0.225).apply(
-        {"params": variables["params"]["encoder"],
-         "batch_stats": variables["batch_stats"]["encoder"]}, jnp.asarray(x), train=False)
-    aa, tr = PoseDecoder(32, 2).apply({"params": variables["params"]["decoder"]}, feats[-1])
+    aa, tr = state["intermediates"]["decoder"]["__call__"][0]
     assert_close_to_scale(aa, outs["axisangle"], what="axisangle, both frames")
     assert_close_to_scale(tr, outs["translation"], what="translation, both frames")
 
@@ -359,3 +357,45 @@ def test_zoedepth_matches_upstream():
         merged = iw.merge_pretrained(merged, iw.subtree(variables, name), name)
     np.testing.assert_array_equal(merged["params"]["conv2"]["kernel"],
                                   variables["params"]["conv2"]["kernel"])
+
+
+def test_command_line_midas_and_zoedepth(tmp_path):
+    pytest.importorskip("avs_jax.models.avsnet")
+    # The fixtures' BEiTs have 5 blocks: the configuration reader only knows MiDaS's depths.
+    sd, _, _ = load_fixture("midas_dpt")
+    iw.write_safetensors(tmp_path / "midas.safetensors", sd)
+    with pytest.raises(iw.WeightImportError, match="MiDaS BEiT with 5 blocks"):
+        iw._cli_midas_dpt([tmp_path / "midas.safetensors"],
+                          type("Args", (), {"image_size": "64,96"}))
+    # With 12 blocks (a BEiT-B layout: hooks 2, 5, 8, 11) the whole path runs.
+    sd12 = {k: v for k, v in sd.items() if ".blocks." not in k}
+    for i in range(12):
+        for k, v in sd.items():
+            if k.startswith("pretrained.model.blocks.0."):
+                sd12[k.replace(".blocks.0.", f".blocks.{i}.")] = v
+    iw.write_safetensors(tmp_path / "midas12.safetensors", sd12)
+    assert iw.main(["--source=midas_dpt", f"--in={tmp_path / 'midas12.safetensors'}",
+                    "--image_size=64,64", f"--out={tmp_path / 'm'}"]) == 0
+    loaded = iw.load_pretrained(tmp_path / "m")
+    assert sorted(k for k in loaded["params"]["encoder"] if k.startswith("blocks_")) == sorted(
+        f"blocks_{i}" for i in range(12))
+    np.testing.assert_array_equal(
+        loaded["params"]["encoder"]["blocks_11"]["attn"]["relative_position_bias_table"],
+        sd["pretrained.model.blocks.0.attn.relative_position_bias_table"])  # same 4×4 grid
+
+    zsd, _, _ = load_fixture("zoedepth")
+    z12 = {k: v for k, v in zsd.items() if ".blocks." not in k}
+    for i in range(12):
+        for k, v in zsd.items():
+            if k.startswith("core.core.pretrained.model.blocks.0."):
+                z12[k.replace(".blocks.0.", f".blocks.{i}.")] = v
+    np.savez(tmp_path / "zoe.npz", **{f"model.{k}": v for k, v in z12.items()})
+    assert iw.main(["--source=zoedepth", f"--in={tmp_path / 'zoe.npz'}", "--image_size=64,96",
+                    f"--out={tmp_path / 'z'}"]) == 0
+    loaded = iw.load_pretrained(tmp_path / "z")
+    np.testing.assert_array_equal(
+        loaded["params"]["metric_bins"]["attractors_1"]["conv2"]["kernel"],
+        iw.conv_kernel(zsd["attractors.1._net.2.weight"]))
+    # The 4×4 table of the file, resized to the 4×6 grid of 64×96.
+    assert loaded["params"]["midas"]["encoder"]["blocks_3"]["attn"][
+        "relative_position_bias_table"].shape == (7 * 11 + 3, 4)
