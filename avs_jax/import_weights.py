@@ -135,7 +135,14 @@ def read_torch(path: str | Path) -> StateDict:
             "file to .safetensors or .npz on a machine with torch (e.g. "
             "`np.savez(out, **{k: v.numpy() for k, v in sd.items()})`), or install torch."
         ) from e
-    obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    try:
+        # weights_only: a checkpoint is data; never run the code a pickle may carry.
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # pylint: disable=broad-except  (torch raises several kinds)
+        raise WeightImportError(
+            f"{path}: torch.load(weights_only=True) failed ({type(e).__name__}: {e}). If you "
+            "trust the file, load it yourself and save its state dict as .npz or .safetensors."
+        ) from e
     # Checkpoints wrap the state dict in various ways; unwrap the common ones.
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):

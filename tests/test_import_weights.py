@@ -399,3 +399,12 @@ def test_command_line_midas_and_zoedepth(tmp_path):
     # The 4×4 table of the file, resized to the 4×6 grid of 64×96.
     assert loaded["params"]["midas"]["encoder"]["blocks_3"]["attn"][
         "relative_position_bias_table"].shape == (7 * 11 + 3, 4)
+
+
+def test_pth_without_torch_says_what_to_do(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
+    (tmp_path / "w.pth").write_bytes(b"not read")
+    with pytest.raises(iw.WeightImportError, match=r"w\.pth: .*needs PyTorch.*\.safetensors"):
+        iw.read_state_dict(tmp_path / "w.pth")

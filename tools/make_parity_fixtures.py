@@ -5,31 +5,41 @@ one `.npz` under tests/fixtures/ with the state dict (`sd/<PyTorch key>`), the i
 and the outputs (`out/<name>`). The tests import the state dict with avs_jax.import_weights,
 run our Flax model and compare; they need no torch.
 
-Upstream code:
-  * torchvision's own `ResNet` (the installed torchvision package, see below), for ResNet-18;
-  * Monodepth2's `networks/` (a local checkout of nianticlabs/monodepth2 passed with
-    --monodepth2; never committed), which builds its encoders on torchvision's ResNet.
+Upstream code (local checkouts passed by path, never committed):
+  * torchvision's own `ResNet` (the installed torchvision package), for ResNet-18;
+  * Monodepth2's `networks/` (--monodepth2, nianticlabs/monodepth2), which builds its encoders on
+    torchvision's ResNet;
+  * MiDaS v3.1's `midas/` (--midas, isl-org/MiDaS): `DPTDepthModel(backbone="beitl16_384")` on
+    timm's BEiT;
+  * ZoeDepth's `zoedepth/` (--zoedepth, isl-org/ZoeDepth): `ZoeDepth` (v1) on that DPT.
 
-Why reduced widths: the full ResNet-18 is 11.7M parameters (45 MB in float32), far over the
-fixture budget (tests/fixtures/ well under 20 MB). torchvision's `ResNet` hard-codes 64..512
-channels, so the script runs the upstream classes unchanged but swaps the `nn` name those
-modules see for a shim whose `Conv2d`, `BatchNorm2d` and `Linear` divide every channel count
-that is a multiple of 8 and at least 16 by --shrink (8: widths 8/8/16/32/64; the 3- or
-6-channel inputs and the 1-channel disparity / 6·k pose outputs stay). Module structure and
-names, padding, strides and forward code are exactly upstream's. Random BatchNorm statistics and
-affine parameters make the eval-mode BatchNorm non-trivial.
+Why reduced widths: the full ResNet-18 is 11.7M parameters (45 MB in float32) and BEiT-L 300M,
+far over the fixture budget (tests/fixtures/ well under 20 MB; these five files are 7.3 MB).
+The upstream classes hard-code their widths (torchvision's 64..512, DPT's 256..1024, Monodepth2's
+decoder 16..256), so the script runs them unchanged but swaps the `nn` name those modules see
+for a shim whose `Conv2d`, `ConvTranspose2d`, `BatchNorm2d` and `Linear` divide every channel
+count that is a multiple of 8 and at least 16 by a factor (8 for the ResNets: widths 8/8/16/32/64,
+decoder 2/4/8/16/32; 16 for the DPT: reassemble 16/32/64/64, features 16); the 3- or 6-channel
+inputs and the 1-channel disparity / 6·k pose outputs stay. Module structure and names, padding,
+strides and forward code are upstream's. The BEiT is timm's, built small through `create_model`
+keyword arguments (see `tiny_midas_dpt` for the few compatibility patches). Random BatchNorm
+statistics and affine parameters make eval-mode BatchNorm non-trivial; inputs are random.
 
 Environment (this machine; torch CPU 2.13.0 and the torchvision wheel for it, 0.28.0, whose
 compiled ops do not load with the CPU torch build: the script stubs out
-`torchvision._meta_registrations`, which only registers those ops; models need none of them):
+`torchvision._meta_registrations`, which only registers those ops; the models need none):
 
     python3 -m venv /work/venv-torch-weights
     /work/venv-torch-weights/bin/pip install numpy torch==2.13.0
-    /work/venv-torch-weights/bin/pip install --no-deps torchvision==0.28.0
+    /work/venv-torch-weights/bin/pip install --no-deps torchvision==0.28.0 timm==1.0.29
+    /work/venv-torch-weights/bin/pip install pyyaml pillow
+    # checkouts, e.g. from git mirrors: git archive HEAD layers.py networks | tar -x -C DIR
     /work/venv-torch-weights/bin/python tools/make_parity_fixtures.py \
-        --monodepth2=/tmp/upstream/monodepth2 --out=tests/fixtures
+        --monodepth2=/tmp/upstream/monodepth2 --midas=/tmp/upstream/MiDaS \
+        --zoedepth=/tmp/upstream/ZoeDepth --out=tests/fixtures
 
-where /tmp/upstream/monodepth2 is a checkout of nianticlabs/monodepth2.
+Upstream commits the committed fixtures were made from: nianticlabs/monodepth2 b676244e5a1c,
+isl-org/MiDaS 454597711a62, isl-org/ZoeDepth d87f17b2f5fd. The output is deterministic (seeded).
 """
 
 from __future__ import annotations
