@@ -12,20 +12,30 @@ tensor of the state dict must be used or be on the source's list of intentionall
 (e.g. torchvision's `fc.*`), and every shape must agree. Anything else raises
 `WeightImportError` naming each key, so nothing is ever silently left at its random init.
 
-Command line:
+Command line (one orbax checkpoint per model at --out; Monodepth2 writes OUT/depth, OUT/pose):
 
-    python -m avs_jax.import_weights --source=resnet18 --in=resnet18.pth --out=/ckpt/resnet18
+    python -m avs_jax.import_weights --source=resnet18 --in=resnet18.pth --out=/ckpt/resnet18 \
+        [--in_channels=2 (echo encoder) | 6 (pose encoder)]
     python -m avs_jax.import_weights --source=monodepth2 \
         --in=encoder.pth,depth.pth,pose_encoder.pth,pose.pth --out=/ckpt/md2
+    python -m avs_jax.import_weights --source=midas_dpt --in=dpt_beit_large_384.pt \
+        --image_size=256,512 --out=/ckpt/midas
+    python -m avs_jax.import_weights --source=zoedepth --in=ZoeD_M12_N.pt \
+        --image_size=256,512 --out=/ckpt/zoedepth
+
+Then, e.g. for the echo encoder of AVS-Net:
+    variables = merge_pretrained(variables, load_pretrained("/ckpt/resnet18"), "echo_encoder")
 
 Layout conventions (PyTorch -> Flax):
   Conv2d weight [O, I, kh, kw]            -> kernel [kh, kw, I, O] (HWIO)
-  ConvTranspose2d weight [I, O, kh, kw]   -> kernel [kh, kw, I, O] spatially flipped
-                                             (flax `transpose_kernel=False`; see
-                                             `conv_transpose_kernel`)
-  Linear weight [O, I]                    -> kernel [I, O]
+  ConvTranspose2d weight [I, O, kh, kw]   -> kernel [kh, kw, I, O]: spatially flipped for
+                                             flax ConvTranspose, as is for
+                                             layers.ConvTransposeNonOverlap
+  Linear weight [O, I]                    -> kernel [I, O]  (BEiT's fused qkv stays fused)
   BatchNorm weight/bias/running_mean/var  -> params scale/bias, batch_stats mean/var
   LayerNorm weight/bias                   -> scale/bias
+  BEiT relative_position_bias_table       -> resized to the model's patch grid
+  RGB stem conv1 [O, 3, 7, 7]             -> [O, 6, 7, 7] duplicated and halved (pose pairs)
 """
 
 from __future__ import annotations
@@ -279,10 +289,12 @@ class Rule:
     `pattern` is a regular expression matched (fully) against the Flax module path joined by
     "/", e.g. r"layer(\\d)_(\\d)/downsample_conv"; `torch` is its replacement template, e.g.
     r"layer\\1.\\2.downsample.0", or a function of the match (for computed indices, e.g. the
-    positions in Monodepth2's `nn.ModuleList`). `kind` says how leaves convert: "auto" infers from the leaves
-    (4-D kernel: conv; 2-D kernel: linear; scale with batch stats: batch norm; scale without:
-    layer norm; anything else is copied by its own name), "conv_transpose" flips the kernel
-    (`conv_transpose_kernel`), "conv_transpose_t" is for `transpose_kernel=True`.
+    positions in Monodepth2's `nn.ModuleList`). Leaves map by name (`_LEAF_NAMES`: kernel and
+    scale -> weight, batch_stats mean/var -> running_mean/var, anything else keeps its name,
+    e.g. BEiT's `gamma_1`). `kind` says how a kernel converts: "auto" by its rank (4-D: conv,
+    2-D: linear), "conv_transpose" for `flax.linen.ConvTranspose` (flipped,
+    `conv_transpose_kernel`), "conv_transpose_t" for its `transpose_kernel=True`,
+    "conv_transpose_scatter" for `layers.ConvTransposeNonOverlap` (no flip).
     """
 
     pattern: str
@@ -938,8 +950,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = save_pretrained(Path(args.out) / part if part else args.out, variables, {
             "source": args.source, "part": part, "inputs": [str(p) for p in paths],
             "skipped": skipped, "num_values": n})
+        counters = [k for k in skipped if k.endswith("num_batches_tracked")]
+        shown = [k for k in skipped if k not in counters]
+        if counters:
+            shown.append(f"{len(counters)} BatchNorm step counters")
         print(f"wrote {out} ({n} values); intentionally skipped: "
-              f"{', '.join(skipped) or 'nothing'}")
+              f"{', '.join(shown) or 'nothing'}")
     return 0
 
 
