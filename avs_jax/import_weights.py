@@ -78,37 +78,40 @@ def read_safetensors(path: str | Path) -> StateDict:
     raw little-endian buffer that the offsets index.
     """
     path = Path(path)
-    raw = path.read_bytes()
+    # Memory-mapped: a 1.3 GB BEiT-L file is not held twice.
+    raw = np.memmap(path, dtype=np.uint8, mode="r") if path.stat().st_size else b""
     if len(raw) < 8:
         raise WeightImportError(f"{path}: too short to be a safetensors file ({len(raw)} bytes)")
-    (n,) = struct.unpack("<Q", raw[:8])
+    (n,) = struct.unpack("<Q", bytes(raw[:8]))
     if 8 + n > len(raw):
         raise WeightImportError(f"{path}: header length {n} runs past the end of the file")
     try:
-        header = json.loads(raw[8:8 + n].decode("utf-8"))
+        header = json.loads(bytes(raw[8:8 + n]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise WeightImportError(f"{path}: header is not JSON ({e})") from e
-    buffer = memoryview(raw)[8 + n:]
+    buffer = raw[8 + n:]
     out: StateDict = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
         dtype = info["dtype"]
         begin, end = info["data_offsets"]
+        if not 0 <= begin <= end <= len(buffer):
+            raise WeightImportError(f"{path}: tensor {name!r} lies outside the file")
         chunk = buffer[begin:end]
         if dtype == "BF16":
             # bfloat16 is the top half of a float32.
-            u16 = np.frombuffer(chunk, dtype="<u2").astype(np.uint32) << 16
+            u16 = chunk.view("<u2").astype(np.uint32) << 16
             arr = u16.view(np.float32)
         elif dtype in _ST_DTYPES:
-            arr = np.frombuffer(chunk, dtype=np.dtype(_ST_DTYPES[dtype]).newbyteorder("<"))
+            arr = chunk.view(np.dtype(_ST_DTYPES[dtype]).newbyteorder("<"))
         else:
             raise WeightImportError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
         shape = tuple(info["shape"])
         if arr.size != int(np.prod(shape)):
             raise WeightImportError(f"{path}: tensor {name!r} has {arr.size} values for shape "
                                     f"{shape}")
-        out[name] = arr.reshape(shape).copy()
+        out[name] = np.array(arr.reshape(shape), dtype=arr.dtype.newbyteorder("="))
     return out
 
 
@@ -871,8 +874,14 @@ def _cli_midas_dpt(paths: Sequence[Path], args: Any) -> tuple[Variables, list[st
 
 
 def zoedepth_config_from_state_dict(state_dict: Mapping[str, np.ndarray],
-                                    image_size: Sequence[int]) -> Any:
-    """`config.model` (avs_jax.models.avsnet, variant "rgb") matching a ZoeDepth checkpoint."""
+                                    image_size: Sequence[int],
+                                    bin_centers_type: str = "softplus") -> Any:
+    """`config.model` (avs_jax.models.avsnet, variant "rgb") matching a ZoeDepth checkpoint.
+
+    Shapes give every width; `bin_centers_type` cannot be read off them ("softplus" for
+    ZoeD_M12_N, "normed" for ZoeD_M12_K, whose attractors predict 2 channels per attractor).
+    The depth range and the attractor settings are configuration, not weights.
+    """
     from avs_jax.models.avsnet import default_model_config  # pylint: disable=C0415
 
     def out_ch(key: str) -> int:
@@ -888,7 +897,10 @@ def zoedepth_config_from_state_dict(state_dict: Mapping[str, np.ndarray],
     c.bins.bin_embedding_dim = out_ch("seed_projector._net.2.weight")
     c.bins.seed_mlp_dim = out_ch("seed_bin_regressor._net.0.weight")
     c.bins.mlp_dim = out_ch("projectors.0._net.0.weight")
-    c.bins.n_attractors = tuple(out_ch(f"attractors.{i}._net.2.weight") for i in range(n_levels))
+    per_attractor = 2 if bin_centers_type == "normed" else 1
+    c.bins.bin_centers_type = bin_centers_type
+    c.bins.n_attractors = tuple(out_ch(f"attractors.{i}._net.2.weight") // per_attractor
+                                for i in range(n_levels))
     return c
 
 
@@ -902,7 +914,7 @@ def _cli_zoedepth(paths: Sequence[Path], args: Any) -> tuple[Variables, list[str
         raise WeightImportError(f"--source=zoedepth takes one file, got {len(paths)}")
     sd = read_state_dict(paths[0])
     sd = {k[len("model."):] if k.startswith("model.") else k: v for k, v in sd.items()}
-    c = zoedepth_config_from_state_dict(sd, _image_size(args))
+    c = zoedepth_config_from_state_dict(sd, _image_size(args), args.bin_centers_type)
     h, w = c.midas.image_size
     template = model_template(AVSNet(c), jnp.zeros((1, h, w, 3)), None, train=False)
     p = c.midas.patch_size
@@ -937,6 +949,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image_size", default="256,512",
                         help="midas_dpt/zoedepth: H,W the model runs at (the BEiT position "
                              "tables are resized to its patch grid); 256,512 is the paper's")
+    parser.add_argument("--bin_centers_type", default="softplus", choices=("softplus", "normed"),
+                        help="zoedepth: softplus (ZoeD_M12_N) or normed (ZoeD_M12_K)")
     args = parser.parse_args(argv)
     paths = [Path(p) for p in args.inputs.split(",") if p]
     try:
