@@ -1,4 +1,4 @@
-"""Import pretrained PyTorch weights (ResNet-18, MiDaS DPT, ZoeDepth, Monodepth2) into Flax variables.
+"""Pretrained PyTorch weights (ResNet-18, MiDaS DPT, ZoeDepth, Monodepth2) as Flax variables.
 
 The paper starts every network from public pretrained weights (DESIGN.md: "No network at run
 time"). Users hold them as PyTorch files; this module reads them without PyTorch where it can
@@ -55,7 +55,7 @@ Variables = dict[str, Any]
 
 
 class WeightImportError(ValueError):
-    """A state dict does not fit the Flax model: lists the missing, unexpected and misshaped keys."""
+    """A state dict does not fit the model: names the missing, unexpected and misshaped keys."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -174,7 +174,8 @@ def read_torch(path: str | Path) -> StateDict:
 
 
 def read_state_dict(path: str | Path) -> StateDict:
-    """Reads a state dict from `.safetensors`, `.npz`, or (with torch) `.pth`/`.pt`/`.bin`/`.ckpt`."""
+    """Reads a state dict from `.safetensors`, `.npz` or (with torch) `.pth`/`.pt`/`.bin`/`.ckpt`.
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightImportError(f"{path}: no such file")
@@ -725,7 +726,7 @@ def load_pretrained(path: str | Path) -> Variables:
                                 "write one with `python -m avs_jax.import_weights`)")
     with ocp.StandardCheckpointer() as ckptr:
         tree = ckptr.restore(state)
-    return {"params": tree.get("params", {}) or {}, "batch_stats": tree.get("batch_stats", {}) or {}}
+    return {"params": tree.get("params") or {}, "batch_stats": tree.get("batch_stats") or {}}
 
 
 def _get_path(tree: Mapping[str, Any], path: Sequence[str]) -> Any:

@@ -408,3 +408,18 @@ def test_pth_without_torch_says_what_to_do(tmp_path, monkeypatch):
     (tmp_path / "w.pth").write_bytes(b"not read")
     with pytest.raises(iw.WeightImportError, match=r"w\.pth: .*needs PyTorch.*\.safetensors"):
         iw.read_state_dict(tmp_path / "w.pth")
+
+
+def test_imagenet_resnet_starts_the_pose_encoder():
+    """The paper's start: ImageNet ResNet-18 weights into PoseNet's 6-channel encoder."""
+    PoseNet = pytest.importorskip("avs_jax.models.posenet").PoseNet
+    sd, _, _ = load_fixture("resnet18")
+    pose = iw.model_template(PoseNet(encoder_widths=(8, 8, 16, 32, 64), hidden=32),
+                             jnp.zeros((1, 64, 64, 6)), train=False)
+    encoder = {c: pose[c]["encoder"] for c in ("params", "batch_stats")}
+    imported, _ = iw.import_resnet18(sd, encoder)
+    merged = iw.merge_pretrained(pose, imported, "encoder")
+    np.testing.assert_array_equal(merged["params"]["encoder"]["conv1"]["kernel"],
+                                  iw.conv_kernel(np.concatenate([sd["conv1.weight"]] * 2, 1) / 2))
+    np.testing.assert_array_equal(merged["batch_stats"]["encoder"]["layer4_1"]["bn2"]["var"],
+                                  sd["layer4.1.bn2.running_var"])

@@ -117,7 +117,7 @@ def state_dict_arrays(model: torch.nn.Module, prefix: str = "") -> dict[str, np.
 
 
 def resnet18_fixture(shrink: int, out: Path) -> None:
-    """torchvision ResNet-18 (reduced widths) -> feature pyramid as Monodepth2's encoder takes it."""
+    """torchvision ResNet-18 (reduced widths) -> its feature pyramid (as Monodepth2 takes it)."""
     tv_resnet.nn = make_shim(shrink)
     torch.manual_seed(0)
     # A 10-class head keeps the (skipped) fc small; it is still there to be reported.
