@@ -1,61 +1,46 @@
-"""Relative-depth stage, Monodepth2 DepthNet + PoseNet, self-supervised on BV1 triples.
+"""Relative depth, Monodepth2 DepthNet + PoseNet, self-supervised on BV1 triples (paper 3.2.1).
 
-Paper Sec. 3.2.1 / 3.3.2 (losses, 192×640) and Monodepth2's options.py (REFERENCE.md: batch 12,
-Adam 1e-4, 20 epochs, ×0.1 after 15, scales 0-3, depth 0.1-100). `--config=configs/monodepth2.py`
-for the paper run, `--config=configs/monodepth2.py:tiny` for a CPU smoke run.
+Paper Sec. 3.3.2 and Monodepth2's options.py (REFERENCE.md): 192×640, scales 0-3, depth
+0.1-100, batch 12, Adam 1e-4, 20 epochs, ×0.1 after 15, smoothness 1e-3, automasking.
+`--config=configs/monodepth2.py` for the paper run, `:tiny` for a CPU run at 64×96.
 """
 
 import ml_collections
 
+from avs_jax.input_pipeline import default_data_config
 from avs_jax.models.depthnet import default_model_config
+from avs_jax.train.defaults import default_train_config
 
-MODEL = "monodepth2"
+
+def relative_config(model: str, arg: str) -> ml_collections.ConfigDict:
+    """The relative-depth experiment for `model` ("monodepth2" or "lite"); arg "" or "tiny"."""
+    if arg not in ("", "tiny"):
+        raise ValueError(f"unknown config argument {arg!r}; use '' (paper) or 'tiny'")
+    tiny = arg == "tiny"
+    c = default_train_config("monodepth2" if model == "monodepth2" else "litemono")
+    c.mode = "train"
+    c.task = "relative"
+    c.data = default_data_config("bv1_triples")  # 192×640, batch 12, Monodepth2 augment
+    c.model = default_model_config(model, "tiny" if tiny else "full")
+    c.loss = ml_collections.ConfigDict()
+    c.loss.ssim_weight = 0.85  # paper eq. 5: gamma (the L1 weight beta = 0.15)
+    c.loss.smoothness_weight = 1e-3  # paper eq. 6: lambda, / 2^scale per scale
+    c.loss.scales = c.model.get_ref("scales")
+    c.loss.min_depth = 0.1  # Monodepth2 disp_to_depth
+    c.loss.max_depth = 100.0
+    c.loss.automask = True
+    c.loss.identity_noise = 1e-5  # Monodepth2's tie-break noise on the identity losses
+    c.loss.align_corners = True  # grid_sample convention as Monodepth2 wrote it (geometry.py)
+    # Triples have no depth: checkpoints are ranked by the validation photometric loss.
+    c.checkpoint.best_metric = "loss"
+    if tiny:
+        c.data.image_size = (64, 96)
+        c.data.batch_size = 4
+        c.data.num_workers = 0
+        c.train.num_epochs = 2
+        c.train.log_every = 5
+    return c
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    """arg: "" (paper) or "tiny" (CPU: small networks, 64×96 frames, batch 2)."""
-    if arg not in ("", "tiny"):
-        raise ValueError(f"configs/monodepth2.py: unknown argument {arg!r}; use '' or 'tiny'")
-    tiny = arg == "tiny"
-    config = ml_collections.ConfigDict()
-    config.stage = "relative"
-    config.seed = 0
-
-    config.data = ml_collections.ConfigDict()
-    config.data.name = "bv1_triples"
-    config.data.data_dir = ""  # TFDS data_dir; set on the command line
-    config.data.image_size = (64, 96) if tiny else (192, 640)  # paper Sec. 3.3.2
-    config.data.frame_interval = 20  # paper Sec. 4.1: triples t−20, t, t+20
-    # Monodepth2 augmentation: colour jitter with p 0.5, horizontal flip with p 0.5.
-    config.data.color_jitter_prob = 0.5
-    config.data.brightness = 0.2  # factor in [0.8, 1.2]
-    config.data.contrast = 0.2
-    config.data.saturation = 0.2
-    config.data.hue = 0.1  # ±0.1
-    config.data.flip_prob = 0.5
-
-    config.model = default_model_config(MODEL, "tiny" if tiny else "full")
-
-    config.loss = ml_collections.ConfigDict()
-    config.loss.ssim_weight = 0.85  # gamma of paper Eq. 5 (L1 weight beta = 0.15)
-    config.loss.smoothness_weight = 1e-3  # lambda of paper Eq. 6, / 2^scale per scale
-    config.loss.scales = tuple(config.model.scales)  # must equal config.model.scales
-    config.loss.min_depth = 0.1  # Monodepth2 disp_to_depth
-    config.loss.max_depth = 100.0
-    config.loss.automask = True
-    config.loss.identity_noise = 1e-5  # tie-break noise on the identity losses
-    # grid_sample convention; True = Monodepth2 as written (see avs_jax/geometry.py).
-    config.loss.align_corners = True
-
-    config.train = ml_collections.ConfigDict()
-    config.train.optimizer = "adam_step"  # Adam, step decay
-    config.train.learning_rate = 1e-4
-    config.train.weight_decay = 0.0
-    config.train.batch_size = 2 if tiny else 12
-    config.train.epochs = 1 if tiny else 20
-    config.train.decay_epochs = 15  # StepLR(15)
-    config.train.decay_factor = 0.1
-    config.train.num_train_steps = 4 if tiny else -1  # -1: from epochs and the dataset size
-    config.train.log_every_steps = 1 if tiny else 50
-    config.train.checkpoint_every_steps = 2 if tiny else 1000
-    return config
+    return relative_config("monodepth2", arg)

@@ -52,19 +52,22 @@ def build_dataset(config_name: str, manual_dir: str | os.PathLike, data_dir: str
   return builder
 
 
-_CONFIG = flags.DEFINE_enum("config", "bv2", CONFIGS, "Which BatVision dataset to build.")
-_MANUAL_DIR = flags.DEFINE_string("manual_dir", None, "BatVision root folder.", required=True)
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data dir to write into.", required=True)
-_SKIP_BAD = flags.DEFINE_bool("skip_bad", False, "Skip samples with bad files and report them.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild even if the dataset exists.")
+def _define_flags() -> None:
+  """Command-line flags, defined only when run as a program (the module is also a library)."""
+  flags.DEFINE_enum("config", "bv2", CONFIGS, "Which BatVision dataset to build.")
+  flags.DEFINE_string("manual_dir", None, "BatVision root folder.", required=True)
+  flags.DEFINE_string("data_dir", None, "TFDS data dir to write into.", required=True)
+  flags.DEFINE_bool("skip_bad", False, "Skip samples with bad files and report them.")
+  flags.DEFINE_bool("overwrite", False, "Rebuild even if the dataset exists.")
 
 
 def main(argv):
   del argv
-  builder = build_dataset(_CONFIG.value, _MANUAL_DIR.value, _DATA_DIR.value,
-                          skip_bad=_SKIP_BAD.value, overwrite=_OVERWRITE.value)
+  f = flags.FLAGS
+  builder = build_dataset(f.config, f.manual_dir, f.data_dir, skip_bad=f.skip_bad,
+                          overwrite=f.overwrite)
   sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
-  print(f"Built batvision/{_CONFIG.value} in {builder.data_dir}: {sizes}")
+  print(f"Built batvision/{f.config} in {builder.data_dir}: {sizes}")
   if builder.skipped:
     print(f"Skipped {len(builder.skipped)} bad sample(s):")
     for path, why in builder.skipped:
@@ -73,4 +76,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   sys.exit(app.run(main))

@@ -27,7 +27,6 @@ def default_train_config(stage: str) -> ml_collections.ConfigDict:
     # data pipeline: examples // global batch).
     t.num_steps = -1
     t.steps_per_epoch = -1
-    t.batch_size = 16  # global batch; ZoeDepth default (REFERENCE.md)
     t.num_epochs = 5  # ZoeDepth default (REFERENCE.md)
     # Optimizer (see avs_jax/train/optimizer.py).
     t.optimizer = "adamw_onecycle"
@@ -82,7 +81,6 @@ def default_train_config(stage: str) -> ml_collections.ConfigDict:
     c.init_from_target = ""
 
     if stage in ("monodepth2", "litemono"):
-        t.batch_size = 12  # Monodepth2 default (REFERENCE.md)
         t.num_epochs = 20  # Monodepth2 default
         t.learning_rate = 1e-4  # Monodepth2 default
         t.grad_clip_norm = -1.0  # Monodepth2 does not clip

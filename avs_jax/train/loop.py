@@ -115,6 +115,17 @@ def evaluate(eval_step: Callable, state: TrainState, batches: Iterable[dict], me
     return _weighted_mean(jax.device_get(pending))
 
 
+def data_mesh() -> jax.sharding.Mesh:
+    """The ("data",) mesh over every device, with automatic sharding propagation.
+
+    `Auto` axes let XLA propagate the batch sharding through the model (reshapes of a
+    batch-sharded array included), as pmap-style data parallelism expects; JAX's default
+    `Explicit` axes would make every such reshape spell out its output sharding.
+    """
+    return jax.make_mesh((jax.device_count(),), ("data",),
+                         axis_types=(jax.sharding.AxisType.Auto,))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: Any,
                        train_iter_fn: Callable[[], Iterator[dict]],
                        eval_iter_fn: Callable[[], Iterable[dict]] | None = None,
@@ -142,7 +153,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
     maybe_initialize_distributed(config.distributed)
     cfg = config.train
     num_steps, spe = train_length(cfg, steps_per_epoch)
-    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+    mesh = data_mesh()
     compute_dtype = jnp.dtype(cfg.compute_dtype)
     cast_keys = tuple(cfg.cast_batch_keys)
     lead = jax.process_index() == 0
