@@ -172,6 +172,10 @@ class AVSNet(nn.Module):
         if variant in ("rgb_echoes", "echoes") and echo is None:
             raise ValueError(f"AVSNet variant {variant!r} needs the echo input")
         if variant in ("rgb_echoes", "echoes"):
+            # Grad-CAM hook on the STFT itself (avs_jax/evaluation/gradcam.py): an identity
+            # unless the caller asks for its activation and gradient.
+            self.sow("intermediates", "echo_features", echo)
+            echo = self.perturb("echo_features", echo)
             f_a = ResNet18(tuple(c.echo.widths), tuple(c.echo.blocks), dtype=dtype,
                            name="echo_encoder")(echo, train)[-1]
         if variant == "echoes":
@@ -187,6 +191,9 @@ class AVSNet(nn.Module):
         bottleneck = feats["l4_rn"]
         # ZoeDepth's `conv2`: the bin features f_V.
         f_v = Conv(bottleneck.shape[-1], 1, dtype=dtype, name="conv2")(bottleneck)
+        # Grad-CAM hook on the visual bin features (the last visual feature map before fusion).
+        self.sow("intermediates", "visual_features", f_v)
+        f_v = self.perturb("visual_features", f_v)
         if variant == "rgb_echoes":
             f_v = CrossModalAttention(c.attention.num_heads, dtype, name="cross_attention")(
                 f_v, f_a)

@@ -70,7 +70,10 @@ class AVSNetTask:
 
     def init_variables(self, rng: jax.Array, batch: dict) -> dict:
         """{"params": ..., "batch_stats": ...} ({} batch_stats for "rgb": no BatchNorm)."""
-        variables = dict(self.model.init(rng, batch["image"], self._echo(batch), train=False))
+        variables = self.model.init(rng, batch["image"], self._echo(batch), train=False)
+        # Only parameters and BatchNorm statistics are state; the Grad-CAM hooks' collections
+        # ("perturbations") are zeros that inference does not need.
+        variables = {k: v for k, v in variables.items() if k in ("params", "batch_stats")}
         variables.setdefault("batch_stats", {})
         return variables
 
