@@ -480,9 +480,11 @@ class RCU(nn.Module):
 class FusionBlock(nn.Module):
     """out = x + RCU(skip); RCU; bilinear up (align_corners) to `size` or x2; conv1x1."""
 
-    def __init__(self, f):
+    def __init__(self, f, with_skip: bool = True):
         super().__init__()
-        self.rcu1, self.rcu2 = RCU(f), RCU(f)
+        # The deepest block has no skip input, hence no first RCU (as the JAX model).
+        self.rcu1 = RCU(f) if with_skip else None
+        self.rcu2 = RCU(f)
         self.out_conv = nn.Conv2d(f, f, 1)
 
     def forward(self, x, skip=None, size=None):
@@ -512,7 +514,7 @@ class MiDaS(nn.Module):
                                          zip(reassemble_features, (4, 2, 1, 0.5))])
         self.layer_rn = nn.ModuleList([nn.Conv2d(c, features, 3, 1, 1, bias=False)
                                        for c in reassemble_features])
-        self.refinenet = nn.ModuleList([FusionBlock(features) for _ in range(4)])
+        self.refinenet = nn.ModuleList([FusionBlock(features, i < 3) for i in range(4)])
         self.head_conv1 = nn.Conv2d(features, features // 2, 3, 1, 1)
         self.head_conv2 = nn.Conv2d(features // 2, head_features, 3, 1, 1)
         self.head_conv3 = nn.Conv2d(head_features, 1, 1)

@@ -13,6 +13,8 @@ Timing: `--warmup` steps first (not timed; the first one is reported as `first_s
 PyTorch analogue of a compile time), then `--steps` steps each timed on its own; every step ends
 with `loss.item()`, so the clock sees finished work. Peak memory is the process's peak resident
 set size (`resource.getrusage(RUSAGE_SELF).ru_maxrss`), model and data included.
+`cpu_ms_per_step` is the process CPU time per timed step: less sensitive to other load than the
+wall clock when `--threads=1` (with more threads, OpenMP's spin-waiting inflates it).
 """
 
 from __future__ import annotations
@@ -108,11 +110,14 @@ def run(tn, args) -> dict:
     for _ in range(max(args.warmup - 1, 0)):
         losses.append(step(batch))
     times = []
+    cpu0 = time.process_time()
     for _ in range(args.steps):
         t = time.perf_counter()
         losses.append(step(batch))
         times.append(time.perf_counter() - t)
+    cpu = (time.process_time() - cpu0) / args.steps
     mean = statistics.fmean(times)
+    flops = count_flops(step, batch) if args.flops else None
     return {
         "framework": "pytorch", "torch": torch.__version__, "stage": args.stage,
         "size": args.size, "batch": bsz, "height": h, "width": w, "params": n_params,
@@ -121,10 +126,25 @@ def run(tn, args) -> dict:
         "step_ms_mean": round(1e3 * mean, 2), "step_ms_median": round(1e3 * statistics.median(times), 2),
         "step_ms_min": round(1e3 * min(times), 2),
         "steps_per_s": round(1.0 / mean, 4), "samples_per_s": round(bsz / mean, 4),
+        "cpu_ms_per_step": round(1e3 * cpu, 2),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "gflop_per_step": None if flops is None else round(flops / 1e9, 3),
         "loss_first": losses[0], "loss_last": losses[-1],
         "loadavg_before": load_before, "loadavg_after": _loadavg(),
     }
+
+
+def count_flops(step, batch) -> float:
+    """FLOPs of one train step (forward + backward) by torch's FlopCounterMode.
+
+    It counts matmuls, convolutions and attention (2 per multiply-add), not elementwise ops, so
+    it is a lower bound to compare with XLA's cost analysis. Runs one extra, untimed step.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step(batch)
+    return float(counter.get_total_flops())
 
 
 def selfcheck(tn, steps: int = 12) -> bool:
@@ -158,6 +178,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5, help="timed steps")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (>= 1)")
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
+    p.add_argument("--flops", action="store_true",
+                   help="also count the step's matmul/conv FLOPs (one extra untimed step)")
     p.add_argument("--selfcheck", action="store_true",
                    help="check that the loss falls on a fixed batch for both tiny stages")
     args = p.parse_args(argv)
