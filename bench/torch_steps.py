@@ -168,6 +168,29 @@ def selfcheck(tn, steps: int = 12) -> bool:
     return ok
 
 
+def torch_column(stage: str, size: str, python: str | None = None, timeout: float | None = None,
+                 **options) -> dict:
+    """Runs this script in a subprocess with `python` (default $TORCH_PYTHON) and returns its JSON.
+
+    For the JAX bench (which must not import torch): `options` are the command-line flags, e.g.
+    `torch_column("monodepth2", "paper", batch=12, steps=3, threads=2)`. Without a torch Python
+    (no `python`, no $TORCH_PYTHON, or one without torch) returns `{"skipped": ...}`.
+    """
+    import subprocess
+    python = python or os.environ.get("TORCH_PYTHON")
+    if not python:
+        return {"framework": "pytorch", "stage": stage, "size": size,
+                "skipped": "torch not installed (no $TORCH_PYTHON)"}
+    cmd = [python, os.path.abspath(__file__), f"--stage={stage}", f"--size={size}"]
+    cmd += [f"--{k}={v}" for k, v in options.items()]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    lines = res.stdout.strip().splitlines()
+    if res.returncode or not lines:
+        return {"framework": "pytorch", "stage": stage, "size": size,
+                "error": (res.stderr or res.stdout).strip()[-500:]}
+    return json.loads(lines[-1])
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stage", choices=("avsnet", "monodepth2"), default="avsnet")
