@@ -50,6 +50,23 @@ def scale_intrinsics(K: Array, scale: int) -> Array:
     return K * factor[:, None]
 
 
+def inverse_3x3(M: Array) -> Array:
+    """Inverse of 3×3 matrices `[..., 3, 3]` (e.g. K⁻¹) in closed form.
+
+    Elementwise cofactors instead of `jnp.linalg.inv`, whose batched LU does not accept a batch
+    axis sharded over devices under explicit sharding (and is slower for 3×3).
+    """
+    def cross(a: Array, b: Array) -> Array:
+        return jnp.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+                          a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                          a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
+
+    r0, r1, r2 = M[..., 0, :], M[..., 1, :], M[..., 2, :]
+    c0, c1, c2 = cross(r1, r2), cross(r2, r0), cross(r0, r1)
+    det = jnp.sum(r0 * c0, axis=-1)[..., None, None]
+    return jnp.stack([c0, c1, c2], axis=-1) / det
+
+
 def pixel_grid(height: int, width: int) -> Array:
     """Homogeneous pixel coordinates `[H, W, 3]` = (u, v, 1), u the column, v the row."""
     v, u = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
@@ -75,8 +92,7 @@ def project(points: Array, K: Array, T: Array) -> Array:
     leading dimensions broadcast.
     """
     h, w = points.shape[-3:-1]
-    K4 = jnp.zeros(K.shape[:-2] + (4, 4), K.dtype).at[..., :3, :3].set(K).at[..., 3, 3].set(1.0)
-    P = jnp.matmul(K4, T)[..., :3, :]
+    P = jnp.matmul(K, T[..., :3, :])  # = (K₄ T)[:3] with K₄ = diag(K, 1)
     cam = (jnp.einsum("...ij,...hwj->...hwi", P[..., :3], points)
            + P[..., None, None, :, 3])
     xy = cam[..., :2] / (cam[..., 2:3] + PROJECT_EPS)
@@ -85,13 +101,15 @@ def project(points: Array, K: Array, T: Array) -> Array:
 
 
 def bilinear_sample(image: Array, grid: Array, align_corners: bool = True) -> Array:
-    """Samples `image [B, H, W, C]` at `grid [B, h, w, 2]` (x, y in [−1, 1]) → `[B, h, w, C]`.
+    """Samples `image [..., H, W, C]` at `grid [..., h, w, 2]` (x, y in [−1, 1]) → `[..., h, w, C]`.
 
     PyTorch `grid_sample(mode="bilinear", padding_mode="border")` semantics: coordinates outside
     the image are clamped to its border. `align_corners` as in PyTorch (see the module docstring
-    for why True is Monodepth2's convention).
+    for why True is Monodepth2's convention). Leading dimensions of `image` broadcast against
+    those of `grid`; only H and W are flattened, so a batch axis sharded over devices stays put.
     """
-    b, h, w, c = image.shape
+    h, w, c = image.shape[-3:]
+    lead = jnp.broadcast_shapes(image.shape[:-3], grid.shape[:-3])
     gx, gy = grid[..., 0], grid[..., 1]
     if align_corners:
         x = (gx + 1.0) * 0.5 * (w - 1)
@@ -104,20 +122,19 @@ def bilinear_sample(image: Array, grid: Array, align_corners: bool = True) -> Ar
     y = jnp.clip(y, 0.0, h - 1)
     x0 = jnp.floor(x)
     y0 = jnp.floor(y)
-    fx = (x - x0)[..., None]
-    fy = (y - y0)[..., None]
+    fx = (x - x0)[..., None].astype(image.dtype)
+    fy = (y - y0)[..., None].astype(image.dtype)
     x0i = x0.astype(jnp.int32)
     y0i = y0.astype(jnp.int32)
     x1i = jnp.minimum(x0i + 1, w - 1)
     y1i = jnp.minimum(y0i + 1, h - 1)
-    flat = image.reshape(b, h * w, c)
+    out_hw = grid.shape[-3:-1]
+    flat = jnp.broadcast_to(image, lead + (h, w, c)).reshape(lead + (h * w, c))
 
     def gather(yi: Array, xi: Array) -> Array:
-        idx = (yi * w + xi).reshape(b, -1, 1)
-        return jnp.take_along_axis(flat, idx, axis=1).reshape(*yi.shape, c)
+        idx = jnp.broadcast_to(yi * w + xi, lead + out_hw).reshape(lead + (-1, 1))
+        return jnp.take_along_axis(flat, idx, axis=-2).reshape(lead + out_hw + (c,))
 
-    fx = fx.astype(image.dtype)
-    fy = fy.astype(image.dtype)
     top = gather(y0i, x0i) * (1 - fx) + gather(y0i, x1i) * fx
     bottom = gather(y1i, x0i) * (1 - fx) + gather(y1i, x1i) * fx
     return top * (1 - fy) + bottom * fy
@@ -142,14 +159,24 @@ def rot_from_axisangle(vec: Array) -> Array:
                        jnp.stack([-y, x, zero], -1)], -2)
     eye = jnp.eye(3, dtype=vec.dtype)
     rot = eye + a[..., None, None] * cross + b[..., None, None] * (cross @ cross)
-    out = jnp.zeros(vec.shape[:-1] + (4, 4), vec.dtype)
-    return out.at[..., :3, :3].set(rot).at[..., 3, 3].set(1.0)
+    return homogeneous(rot, jnp.zeros_like(vec))
+
+
+def homogeneous(R: Array, t: Array) -> Array:
+    """`[[R, t], [0, 1]]` `[..., 4, 4]` from R `[..., 3, 3]` and t `[..., 3]`.
+
+    Built by concatenation (no scatter into a fresh array), so a batch axis sharded over devices
+    keeps its sharding.
+    """
+    top = jnp.concatenate([R, t[..., None]], axis=-1)
+    bottom = jnp.concatenate([jnp.zeros_like(t), jnp.ones_like(t[..., :1])], axis=-1)
+    return jnp.concatenate([top, bottom[..., None, :]], axis=-2)
 
 
 def translation_matrix(t: Array) -> Array:
     """Translation `[B, 3]` → homogeneous `[B, 4, 4]`."""
-    eye = jnp.broadcast_to(jnp.eye(4, dtype=t.dtype), t.shape[:-1] + (4, 4))
-    return eye.at[..., :3, 3].set(t)
+    eye = jnp.broadcast_to(jnp.eye(3, dtype=t.dtype), t.shape[:-1] + (3, 3))
+    return homogeneous(eye, t)
 
 
 def transformation_from_parameters(axisangle: Array, translation: Array,

@@ -43,12 +43,12 @@ def test_posenet_size_and_output_scaling():
     # With a zero last kernel, the output is 0.01 × its bias, split (axis-angle, translation).
     tiny = PoseNet((8, 8, 16, 16, 32), (1, 1, 1, 1), hidden=8)
     x = jax.random.uniform(jax.random.key(1), (2, 64, 64, 6))
-    variables = tiny.init(jax.random.key(0), x, train=False)
+    variables = jax.jit(lambda x: tiny.init(jax.random.key(0), x, train=False))(x)
     bias = jnp.arange(12.0)
     last = variables["params"]["decoder"]["pose_2"]
     variables["params"]["decoder"]["pose_2"] = {"kernel": jnp.zeros_like(last["kernel"]),
                                                 "bias": bias}
-    axisangle, translation = tiny.apply(variables, x, train=False)
+    axisangle, translation = jax.jit(lambda v, x: tiny.apply(v, x, train=False))(variables, x)
     np.testing.assert_allclose(np.asarray(axisangle), [[0.0, 0.01, 0.02]] * 2, atol=1e-7)
     np.testing.assert_allclose(np.asarray(translation), [[0.03, 0.04, 0.05]] * 2, atol=1e-7)
 
@@ -63,16 +63,18 @@ def test_disparities_are_sigmoids_at_each_scale_and_bf16_stays_close(name):
     config = default_model_config(name, "tiny")
     model = build_depth_net(config)
     x = jax.random.uniform(jax.random.key(2), (2, 64, 96, 3))
-    variables = model.init(jax.random.key(0), x, train=False)
+    variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(x)
     # Training mode: BatchNorm normalises with batch statistics, as in every training step.
-    disps, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    disps, _ = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
+        variables, x)
     assert len(disps) == len(config.scales)
     for s, d in enumerate(disps):
         assert d.shape == (2, 64 // 2 ** s, 96 // 2 ** s, 1) and d.dtype == jnp.float32
         assert 0.0 < float(d.min()) and float(d.max()) < 1.0
     config.dtype = "bfloat16"
-    disps_bf16, _ = build_depth_net(config).apply(variables, x, train=True,
-                                                  mutable=["batch_stats"])
+    model_bf16 = build_depth_net(config)
+    disps_bf16, _ = jax.jit(lambda v, x: model_bf16.apply(v, x, train=True,
+                                                          mutable=["batch_stats"]))(variables, x)
     for d, d16 in zip(disps, disps_bf16):
         assert d16.dtype == jnp.float32
         np.testing.assert_allclose(np.asarray(d16), np.asarray(d), atol=2e-2)

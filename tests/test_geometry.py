@@ -23,7 +23,9 @@ def test_project_backproject_round_trip_returns_pixel_grid():
     rng = np.random.default_rng(0)
     depth = rng.uniform(0.5, 20.0, size=(2, h, w)).astype(np.float32)
     K = np.stack([scene.intrinsics(h, w, 7.0), scene.intrinsics(h, w, 11.0)]).astype(np.float32)
-    points = geometry.backproject(jnp.asarray(depth), jnp.linalg.inv(K))
+    inv_K = geometry.inverse_3x3(jnp.asarray(K))
+    np.testing.assert_allclose(np.asarray(inv_K), np.linalg.inv(K), rtol=1e-5, atol=1e-7)
+    points = geometry.backproject(jnp.asarray(depth), inv_K)
     np.testing.assert_allclose(np.asarray(points[..., 2]), depth, rtol=1e-5)
     grid = geometry.project(points, jnp.asarray(K), jnp.broadcast_to(jnp.eye(4), (2, 4, 4)))
     # Back from [−1, 1] to pixels with Monodepth2's normalisation.

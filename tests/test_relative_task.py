@@ -118,3 +118,47 @@ def test_configs_and_scale_validation():
     labels = jax.tree.leaves(RelativeDepthTask(litemono.get_config("tiny")).param_labels(
         {"a": jnp.zeros(2), "b": {"c": jnp.zeros(3)}}))
     assert labels == ["default", "default"]
+
+
+_MULTI_DEVICE_SCRIPT = r"""
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+import monodepth2, synthetic_scene as scene
+from avs_jax.train.relative_task import RelativeDepthTask
+assert jax.device_count() == 4
+task = RelativeDepthTask(monodepth2.get_config("tiny"))
+triples = [scene.forward_triple(np.random.default_rng(i), 32, 64) for i in range(4)]
+batch = {"frames": np.stack([t[0] for t in triples]), "intrinsics": np.stack([t[2] for t in triples])}
+v = task.init_variables(jax.random.key(0), batch)
+state = {"batch_stats": v["batch_stats"]}
+grad_fn = jax.value_and_grad(task.loss_and_metrics, has_aux=True)
+def run(b):
+    (loss, (new_state, _)), grads = jax.jit(grad_fn, static_argnums=4)(
+        v["params"], state, b, jax.random.key(1), True)
+    return float(loss), jax.tree.map(np.asarray, (grads, new_state))
+single = run(jax.device_put(batch, jax.devices()[0]))
+# Auto axes: plain jit with shardings, XLA partitions (DESIGN.md "Multi-device").
+mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+sharded = run(jax.device_put(batch, NamedSharding(mesh, P("data"))))
+assert abs(single[0] - sharded[0]) < 1e-5, (single[0], sharded[0])
+for a, b in zip(jax.tree.leaves(single[1]), jax.tree.leaves(sharded[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+print("OK", single[0], sharded[0])
+"""
+
+
+def test_loss_and_gradients_same_on_one_and_four_devices():
+    """Data-parallel: the batch split over 4 forced CPU devices gives the loss, gradients and
+    BatchNorm statistics of one device (global statistics, sharding-independent noise)."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, "-c", _MULTI_DEVICE_SCRIPT, str(root / "configs"),
+                          str(root / "tests")], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]

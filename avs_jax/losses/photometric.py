@@ -25,12 +25,15 @@ MEAN_NORM_EPS = 1e-7
 
 
 def _reflect_pad(x: Array, pad: int = 1) -> Array:
-    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    """Reflection padding of the H and W axes of `[..., H, W, C]`."""
+    widths = [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)]
+    return jnp.pad(x, widths, mode="reflect")
 
 
 def _mean_pool3(x: Array) -> Array:
-    """3×3 mean with stride 1, VALID (input already padded)."""
-    s = jax.lax.reduce_window(x, 0.0, jax.lax.add, (1, 3, 3, 1), (1, 1, 1, 1), "VALID")
+    """3×3 mean with stride 1 over the H and W axes of `[..., H, W, C]`, VALID (already padded)."""
+    window = (1,) * (x.ndim - 3) + (3, 3, 1)
+    s = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, (1,) * x.ndim, "VALID")
     return s / 9.0
 
 
@@ -38,16 +41,12 @@ def ssim_loss(x: Array, y: Array) -> Array:
     """Per-pixel SSIM dissimilarity `clip((1 − SSIM)/2, 0, 1)` of `[..., H, W, C]` images.
 
     Monodepth2's SSIM: both images reflection-padded by 1, local statistics from a 3×3 mean pool.
-    Leading dimensions broadcast; the result has the broadcast shape.
+    Leading dimensions broadcast; the result has the broadcast shape. (No reshapes of the leading
+    dimensions, so a batch axis sharded over devices stays put.)
     """
     shape = jnp.broadcast_shapes(x.shape, y.shape)
-    x = jnp.broadcast_to(x.astype(jnp.float32), shape).reshape((-1,) + shape[-3:])
-    y = jnp.broadcast_to(y.astype(jnp.float32), shape).reshape((-1,) + shape[-3:])
-    return _ssim_nhwc(_reflect_pad(x), _reflect_pad(y)).reshape(shape)
-
-
-def _ssim_nhwc(x: Array, y: Array) -> Array:
-    """SSIM loss of padded `[B, H+2, W+2, C]` images → `[B, H, W, C]`."""
+    x = _reflect_pad(jnp.broadcast_to(x.astype(jnp.float32), shape))
+    y = _reflect_pad(jnp.broadcast_to(y.astype(jnp.float32), shape))
     mu_x = _mean_pool3(x)
     mu_y = _mean_pool3(y)
     sigma_x = _mean_pool3(x * x) - mu_x ** 2
@@ -80,13 +79,19 @@ def min_reprojection(reprojection: Array, identity: Array | None) -> tuple[Array
     scene, object moving with the camera); taking the minimum over both sets removes it from
     the loss (Monodepth2 automasking). The automask is 1 where a warped frame won.
     """
-    if identity is None:
-        per_pixel = jnp.min(reprojection, axis=0)
-        return jnp.mean(per_pixel), jnp.ones_like(per_pixel)
-    combined = jnp.concatenate([identity, reprojection], axis=0)
-    per_pixel = jnp.min(combined, axis=0)
-    automask = (jnp.argmin(combined, axis=0) >= identity.shape[0]).astype(jnp.float32)
+    per_pixel, automask = _min_over_sources(reprojection, identity)
     return jnp.mean(per_pixel), automask
+
+
+def _min_over_sources(reprojection: Array, identity: Array | None) -> tuple[Array, Array]:
+    """`[..., S, B, H, W]` errors → per-pixel minimum and automask, `[..., B, H, W]` each."""
+    if identity is None:
+        per_pixel = jnp.min(reprojection, axis=-4)
+        return per_pixel, jnp.ones_like(per_pixel)
+    combined = jnp.concatenate([identity, reprojection], axis=-4)
+    per_pixel = jnp.min(combined, axis=-4)
+    automask = (jnp.argmin(combined, axis=-4) >= identity.shape[-4]).astype(jnp.float32)
+    return per_pixel, automask
 
 
 def smoothness_loss(disp: Array, image: Array) -> Array:
@@ -145,7 +150,8 @@ def multiscale_photometric_loss(
         identity = jnp.broadcast_to(identity, reprojection.shape)
         if rng is not None:
             identity = identity + identity_noise * jax.random.normal(rng, identity.shape)
-    photo, mask = jax.vmap(min_reprojection)(reprojection, identity)
+    per_pixel, mask = _min_over_sources(reprojection, identity)  # [S, B, H, W]
+    photo = jnp.mean(per_pixel, axis=(1, 2, 3))
     smooth = jnp.stack([smoothness_loss(d, im) for d, im in zip(disps, target_pyramid)])
     weights = smoothness_weight / 2.0 ** jnp.arange(n_scales)
     total = jnp.mean(photo + weights * smooth)

@@ -6,9 +6,7 @@ variant) is trained on BV1 frame triples (t−20, t, t+20) by view synthesis. Pe
 * the DepthNet sees the (augmented) centre frame and predicts disparities at every scale;
 * the PoseNet sees the pairs in temporal order, `[frame −1, frame 0]` and `[frame 0, frame +1]`;
   the first motion is inverted so both map target-camera points into the source camera
-  (Monodepth2's `predict_poses`). Both pairs go through the pose network as one batch of 2B,
-  one compiled call instead of two; BatchNorm statistics are then over both pairs together (the
-  only difference from calling it twice);
+  (Monodepth2's `predict_poses`, two calls of the pose network, BatchNorm statistics per pair);
 * every scale's disparity is upsampled (bilinear) to full resolution and turned into depth; the
   *un-augmented* source frames are warped into the target and compared with the *un-augmented*
   target (Monodepth2 computes the photometric loss on `color`, the networks see `color_aug`);
@@ -46,14 +44,12 @@ class RelativeDepthModel(nn.Module):
     def __call__(self, frames: Array, train: bool) -> tuple[list[Array], Array, Array]:
         """frames `[B, 3, H, W, 3]` → (disparities of frame 0 per scale, axisangle `[2, B, 3]`,
         translation `[2, B, 3]`) with index 0 for the pair (−1, 0) and 1 for (0, +1)."""
-        b = frames.shape[0]
         disps = self.depth(frames[:, 1], train)
-        pairs = jnp.concatenate([
-            jnp.concatenate([frames[:, 0], frames[:, 1]], axis=-1),
-            jnp.concatenate([frames[:, 1], frames[:, 2]], axis=-1),
-        ], axis=0)
-        axisangle, translation = self.pose_net(pairs, train)
-        return disps, axisangle.reshape(2, b, 3), translation.reshape(2, b, 3)
+        prev = self.pose_net(jnp.concatenate([frames[:, 0], frames[:, 1]], axis=-1), train)
+        nxt = self.pose_net(jnp.concatenate([frames[:, 1], frames[:, 2]], axis=-1), train)
+        axisangle = jnp.stack([prev[0], nxt[0]])
+        translation = jnp.stack([prev[1], nxt[1]])
+        return disps, axisangle, translation
 
     def depth(self, image: Array, train: bool) -> list[Array]:
         """image `[B, H, W, 3]` → disparities `[B, H/2^s, W/2^s, 1]`, scale 0 first."""
@@ -86,7 +82,7 @@ def relative_losses(disps: list[Array], axisangle: Array, translation: Array, fr
     target = frames[:, 1]
     sources = jnp.stack([frames[:, 0], frames[:, 2]])  # [2, B, H, W, 3]
     K = intrinsics.astype(jnp.float32)
-    inv_K = jnp.linalg.inv(K)
+    inv_K = geometry.inverse_3x3(K)
     poses = jnp.stack([
         # The pose net saw (−1, 0): its motion maps −1 → 0, so invert it to map 0 → −1.
         geometry.transformation_from_parameters(axisangle[0], translation[0], invert=True),
@@ -98,11 +94,7 @@ def relative_losses(disps: list[Array], axisangle: Array, translation: Array, fr
     _, depth = geometry.disp_to_depth(disp_full, loss.min_depth, loss.max_depth)
     points = geometry.backproject(depth, inv_K)[:, None]  # [S, 1, B, H, W, 3]
     grid = geometry.project(points, K, poses)  # [S, 2, B, H, W, 2]
-    n_scales = grid.shape[0]
-    flat_sources = jnp.broadcast_to(sources, (n_scales,) + sources.shape)
-    warped = geometry.bilinear_sample(flat_sources.reshape((-1,) + sources.shape[2:]),
-                                      grid.reshape((-1,) + grid.shape[3:]), loss.align_corners)
-    warped = warped.reshape(flat_sources.shape)  # [S, 2, B, H, W, 3]
+    warped = geometry.bilinear_sample(sources, grid, loss.align_corners)  # [S, 2, B, H, W, 3]
     pyramid = [_downsample(target, s) for s in range(len(disps))]
     total, metrics = photometric.multiscale_photometric_loss(
         warped, disps, sources, target, pyramid, rng,
