@@ -104,7 +104,7 @@ class Checkpointer:
         scored = []
         for step in self.manager.all_steps():
             metrics = self.read_meta(step).get("metrics")
-            if metrics:
+            if metrics and self.best_metric in metrics:
                 scored.append((metrics[self.best_metric], step))
         if not scored:
             return None
@@ -135,6 +135,12 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
                                              async_save=False))
     ckpt = Checkpointer(checkpoint_dir, cfg)
     try:
+        latest = ckpt.latest_step()
+        if step == "best" and latest is not None:
+            # Rank by the metric the run itself was configured to rank by.
+            run_cfg = (ckpt.read_meta(latest).get("config") or {}).get("checkpoint") or {}
+            ckpt.best_metric = run_cfg.get("best_metric", ckpt.best_metric)
+            ckpt.best_mode = run_cfg.get("best_mode", ckpt.best_mode)
         if step == "best":
             step = ckpt.best_step()
             if step is None:

@@ -51,7 +51,8 @@ def default_train_config(stage: str) -> ml_collections.ConfigDict:
     # cast_batch_keys are cast to compute_dtype before the task sees them; tasks build their
     # models with this dtype and compute their losses in float32.
     t.compute_dtype = "float32"  # or "bfloat16"
-    t.cast_batch_keys = ("image", "echo", "frames")
+    # Network inputs only: the photometric loss reads the un-augmented "frames" in float32.
+    t.cast_batch_keys = ("image", "echo", "frames_aug")
     # Host-side cadence.
     t.log_every = 50  # steps between host reads of the metrics (TensorBoard, metrics.jsonl, tqdm)
     t.eval_every = -1  # steps between validations; <= 0: at the end of every epoch
