@@ -1,0 +1,133 @@
+"""Training-step throughput of both stages in JAX, beside the same networks in PyTorch.
+
+  python bench/train_step.py --stage=avsnet --size=tiny [--batch=N] [--steps=K] [--torch_python=P]
+  python bench/train_step.py --stage=monodepth2 --size=paper --batch=12
+
+Builds the stage's Task and the train core's jitted step (the exact step `python -m avs_jax.main`
+runs: donated state, ("data",) mesh, optimiser of the config), feeds it a fixed random batch and
+reports: compile time, steps/s, samples/s, peak host memory, XLA's FLOP count per step and the
+achieved FLOP/s. With a PyTorch interpreter (`--torch_python` or $TORCH_PYTHON; torch is never a
+dependency of avs_jax) the same network's PyTorch step (bench/torch_steps.py) runs in a
+subprocess on the same machine for the side-by-side column. Prints one JSON line per framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from avs_jax.train import loop, optimizer, state as state_lib, step as step_lib  # noqa: E402
+from avs_jax.train.run import make_task  # noqa: E402
+
+PRESETS = {  # (config file, arg, default batch)
+    ("avsnet", "tiny"): ("avsnet", "tiny", 4),
+    ("avsnet", "paper"): ("avsnet", "", 2),
+    ("monodepth2", "tiny"): ("monodepth2", "tiny", 4),
+    ("monodepth2", "paper"): ("monodepth2", "", 12),
+}
+
+
+def load_config(stage: str, size: str):
+    name, arg, batch = PRESETS[(stage, size)]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg), batch
+
+
+def random_batch(config, batch: int, rng: np.random.Generator) -> dict:
+    h, w = config.data.image_size
+    if config.task == "relative":
+        k = np.array([[0.58 * w, 0, w / 2], [0, 1.92 * h, h / 2], [0, 0, 1]], np.float32)
+        frames = rng.uniform(size=(batch, 3, h, w, 3)).astype(np.float32)
+        return {"frames": frames, "frames_aug": frames,
+                "intrinsics": np.broadcast_to(k, (batch, 3, 3)).copy()}
+    return {"image": rng.uniform(size=(batch, h, w, 3)).astype(np.float32),
+            "echo": rng.uniform(size=(batch, h, w, 2)).astype(np.float32),
+            "depth": rng.uniform(1, 20, size=(batch, h, w)).astype(np.float32)}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -> dict:
+    config, default_batch = load_config(stage, size)
+    batch = batch or default_batch
+    config.train.compute_dtype = dtype
+    config.model.dtype = dtype
+    task = make_task(config)
+    mesh = loop.data_mesh()
+    host = random_batch(config, batch, np.random.default_rng(0))
+    dev = step_lib.put_batch(host, mesh)
+    rng = jax.random.PRNGKey(0)
+    variables = state_lib.init_variables(task, rng, dev, mesh)
+    n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
+    tx = optimizer.create_optimizer(config.train, 1000, task.param_labels(variables["params"]), 100)
+    st = state_lib.create_train_state(variables, tx, rng, mesh)
+    fn = step_lib.make_train_step(task, tx, mesh, jnp.dtype(dtype), tuple(config.train.cast_batch_keys))
+    t0 = time.perf_counter()
+    compiled = fn.lower(st, dev).compile()
+    compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    st, m = compiled(st, dev)  # warm-up
+    jax.block_until_ready(m)
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        st, m = compiled(st, dev)
+        jax.block_until_ready(m)
+        times.append(time.perf_counter() - t)
+    step_s = float(np.median(times))
+    return {"framework": "jax", "stage": stage, "size": size, "batch": batch,
+            "hw": list(config.data.image_size), "dtype": dtype, "params": n_params,
+            "devices": jax.device_count(), "device": jax.devices()[0].device_kind,
+            "compile_s": round(compile_s, 2), "step_ms": round(1000 * step_s, 1),
+            "steps_per_s": round(1 / step_s, 3), "samples_per_s": round(batch / step_s, 3),
+            "gflop_per_step": round(flops / 1e9, 2),
+            "gflop_per_s": round(flops / 1e9 / step_s, 2), "peak_rss_mb": round(peak_rss_mb()),
+            "loss": float(m["loss"]), "load_avg": os.getloadavg()[0]}
+
+
+def time_torch(stage: str, size: str, batch: int, steps: int, python: str | None) -> dict:
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from torch_steps import torch_column  # noqa: E402  (imports no torch itself)
+
+    threads = os.cpu_count() or 1
+    return torch_column(stage, size, python=python, batch=batch, steps=steps, threads=threads)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stage", choices=("avsnet", "monodepth2"), default="avsnet")
+    p.add_argument("--size", choices=("tiny", "paper"), default="tiny")
+    p.add_argument("--batch", type=int, default=0)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument("--torch_python", default=os.environ.get("TORCH_PYTHON", ""))
+    p.add_argument("--no_torch", action="store_true")
+    a = p.parse_args(argv)
+    res = time_jax(a.stage, a.size, a.batch or None, a.steps, a.dtype)
+    print(json.dumps(res), flush=True)
+    if not a.no_torch:
+        print(json.dumps(time_torch(a.stage, a.size, res["batch"], a.steps,
+                                    a.torch_python or None)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
