@@ -51,7 +51,10 @@ def check_common(config: ml_collections.ConfigDict) -> None:
         for key in ("learning_rate", "num_epochs", "log_every"):
             if key in config.train and config.train[key] is not None:
                 _require(config.train[key] > 0, f"config.train.{key} must be > 0, got {config.train[key]}")
-    _check_path(config, "init_from")
+    for item in str(config.get("init_from") or "").split(","):
+        path = item.strip().partition(":")[0]
+        _require(not path or os.path.exists(path),
+                 f"config.init_from: no such pretrained checkpoint: {path}")
 
 
 # Extra checks a mode registers: mode -> list of functions raising ConfigError.

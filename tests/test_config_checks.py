@@ -42,7 +42,7 @@ def test_unknown_mode_and_missing_init_file():
         validate(c)
     c = _config()
     c.init_from = "/no/such/checkpoint"
-    with pytest.raises(ConfigError, match="config.init_from: no such file"):
+    with pytest.raises(ConfigError, match="config.init_from: no such pretrained checkpoint"):
         validate(c)
 
 

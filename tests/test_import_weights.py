@@ -423,3 +423,34 @@ def test_imagenet_resnet_starts_the_pose_encoder():
                                   iw.conv_kernel(np.concatenate([sd["conv1.weight"]] * 2, 1) / 2))
     np.testing.assert_array_equal(merged["batch_stats"]["encoder"]["layer4_1"]["bn2"]["var"],
                                   sd["layer4.1.bn2.running_var"])
+
+
+def test_init_from_puts_an_imported_resnet_into_the_echo_encoder(tmp_path):
+    """config.init_from reads import_weights' checkpoints; strict about what it replaces."""
+    from avs_jax.models.avsnet import AVSNet, default_model_config
+    from avs_jax.models.resnet import ResNet18
+    from avs_jax.train import checkpointing
+
+    cfg = default_model_config("tiny")
+    shapes = jax.eval_shape(lambda: AVSNet(cfg).init(
+        jax.random.key(0), jnp.zeros((1, 64, 128, 3)), jnp.zeros((1, 64, 128, 2)), train=False))
+    rs = np.random.RandomState(0)
+    variables = {c: jax.tree.map(lambda x: rs.randn(*x.shape).astype(np.float32), shapes[c])
+                 for c in ("params", "batch_stats")}
+    resnet = jax.eval_shape(lambda: ResNet18(tuple(cfg.echo.widths), tuple(cfg.echo.blocks)).init(
+        jax.random.key(1), jnp.zeros((1, 64, 128, 2)), train=False))
+    pretrained = {c: jax.tree.map(lambda x: np.full(x.shape, 0.5, np.float32), resnet[c])
+                  for c in ("params", "batch_stats")}
+    iw.save_pretrained(tmp_path / "echo", pretrained)
+    loaded = checkpointing.load_pretrained(str(tmp_path / "echo"), variables, "echo_encoder")
+    for leaf in jax.tree.leaves(loaded["params"]["echo_encoder"]):
+        np.testing.assert_array_equal(leaf, 0.5)
+    np.testing.assert_array_equal(loaded["params"]["conv2"]["kernel"],
+                                  variables["params"]["conv2"]["kernel"])
+    # A ResNet of another width does not fit: the error names the parameter.
+    wide = jax.eval_shape(lambda: ResNet18((16, 8, 16, 16, 32), tuple(cfg.echo.blocks)).init(
+        jax.random.key(1), jnp.zeros((1, 64, 128, 2)), train=False))
+    iw.save_pretrained(tmp_path / "wide", {c: jax.tree.map(
+        lambda x: np.zeros(x.shape, np.float32), wide[c]) for c in ("params", "batch_stats")})
+    with pytest.raises(iw.WeightImportError, match="conv1"):
+        checkpointing.load_pretrained(str(tmp_path / "wide"), variables, "echo_encoder")

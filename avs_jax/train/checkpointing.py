@@ -171,48 +171,37 @@ def _flatten(tree: Any) -> dict[tuple[str, ...], Any]:
 
 
 def load_pretrained(path: str, variables: dict, target: str = "") -> dict:
-    """`variables` with the leaves found in the orbax checkpoint at `path` put in place.
+    """`variables` with the pretrained weights at `path` put in place under `target`.
 
-    The checkpoint holds {"params": ..., optionally other collections such as "batch_stats"}, or
-    a bare params tree. Its tree is matched under `target` ("/"-separated key path inside each
-    collection, "" = the root): every checkpoint leaf whose path exists there replaces it (the
-    shapes must agree); our leaves absent from the checkpoint keep their initial values.
-    Raises FileNotFoundError naming `path` when it does not exist, ValueError when nothing
-    matches or a shape differs.
+    `path` is a checkpoint written by `python -m avs_jax.import_weights` (or an orbax checkpoint
+    of {"params", ["batch_stats"]} or of a bare params tree). Its tree replaces the model's
+    subtree at `target` ("/"-separated, "" = the root; at the root each top-level module of the
+    checkpoint replaces the model's module of that name, so that e.g. a ZoeDepth import fills
+    the visual part of AVS-Net and leaves its echo branch alone). Strict: a leaf missing on
+    either side or a shape mismatch raises, naming it (avs_jax.import_weights.merge_pretrained),
+    so nothing is silently left at its random initialisation.
     """
+    from avs_jax import import_weights as iw
+
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(path):
         raise FileNotFoundError(f"config.init_from: pretrained checkpoint {path} does not exist")
-    loaded = ocp.StandardCheckpointer().restore(path)
-    if not (isinstance(loaded, dict) and "params" in loaded):
-        loaded = {"params": loaded}
-    prefix = tuple(p for p in target.split("/") if p)
-    out = {}
-    matched, unmatched = 0, []
-    for collection, tree in variables.items():
-        flat = _flatten(tree)
-        src = _flatten(loaded.get(collection, {}))
-        new = dict(flat)
-        for key, value in src.items():
-            dst = prefix + key
-            if dst not in flat:
-                unmatched.append("/".join((collection,) + key))
-                continue
-            if tuple(np.shape(value)) != tuple(flat[dst].shape):
-                raise ValueError(f"{path}: {'/'.join((collection,) + key)} has shape "
-                                 f"{np.shape(value)}, the model expects {flat[dst].shape} at "
-                                 f"{'/'.join((collection,) + dst)}")
-            leaf = flat[dst]
-            value = np.asarray(value, leaf.dtype)
-            new[dst] = jax.device_put(value, leaf.sharding) if isinstance(leaf, jax.Array) else value
-            matched += 1
-        leaves = [new[k] for k in flat]
-        out[collection] = jax.tree.unflatten(jax.tree.structure(tree), leaves)
-    if matched == 0:
-        raise ValueError(f"{path}: no leaf of the checkpoint matches the model under target "
-                         f"{target!r}")
-    if unmatched:
-        logging.warning("%s: %d checkpoint leaves have no place in the model, e.g. %s", path,
-                        len(unmatched), unmatched[:5])
-    logging.info("%s: %d leaves loaded under %r", path, matched, target or "/")
-    return out
+    if os.path.isdir(os.path.join(path, "state")):
+        loaded = iw.load_pretrained(path)
+    else:
+        loaded = ocp.StandardCheckpointer().restore(path)
+        if not (isinstance(loaded, dict) and "params" in loaded):
+            loaded = {"params": loaded}
+    loaded = {c: t for c, t in loaded.items() if t}
+    host = jax.tree.map(np.asarray, variables)
+    if target:
+        merged = iw.merge_pretrained(host, loaded, target)
+    else:
+        merged = host
+        for module in loaded["params"]:
+            merged = iw.merge_pretrained(merged, iw.subtree(loaded, module), module)
+    logging.info("%s: pretrained weights loaded under %r", path, target or "/")
+    # Back onto the devices with the shardings the model's variables had.
+    return jax.tree.map(
+        lambda new, old: jax.device_put(np.asarray(new, old.dtype), old.sharding)
+        if isinstance(old, jax.Array) else np.asarray(new, old.dtype), merged, variables)

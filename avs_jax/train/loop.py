@@ -115,6 +115,16 @@ def evaluate(eval_step: Callable, state: TrainState, batches: Iterable[dict], me
     return _weighted_mean(jax.device_get(pending))
 
 
+def pretrained_sources(config: ml_collections.ConfigDict) -> list[tuple[str, str]]:
+    """(path, target) pairs of `config.init_from`: "DIR" (target `config.init_from_target`) or a
+    comma-separated list of "DIR:TARGET", e.g. "/ckpt/midas:midas,/ckpt/resnet18:echo_encoder"."""
+    out = []
+    for item in (p.strip() for p in config.init_from.split(",") if p.strip()):
+        path, _, target = item.partition(":")
+        out.append((path, target if _ else config.get("init_from_target", "")))
+    return out
+
+
 def data_mesh() -> jax.sharding.Mesh:
     """The ("data",) mesh over every device, with automatic sharding propagation.
 
@@ -166,8 +176,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
         resuming = ckpt.latest_step() is not None
         variables = init_variables(task, init_rng, put_batch(first, mesh), mesh)
         if config.get("init_from") and not resuming:  # a resumed run has its weights already
-            variables = checkpointing.load_pretrained(config.init_from, variables,
-                                                      config.get("init_from_target", ""))
+            for path, target in pretrained_sources(config):
+                variables = checkpointing.load_pretrained(path, variables, target)
         tx = create_optimizer(cfg, num_steps, task.param_labels(variables["params"]), spe)
         lr_fn = create_learning_rate_fn(cfg, num_steps, spe)
         state = create_train_state(variables, tx, train_rng, mesh)
