@@ -70,3 +70,11 @@ def test_bad_method_and_kind_are_errors():
         apply_scaling(jnp.ones((1, 1, 1)), "mode", jnp.ones((1, 1, 1), bool), jnp.ones((1, 1, 1)))
     with pytest.raises(ValueError, match="kind"):
         apply_scaling(jnp.ones((1, 1, 1)), "no", jnp.ones((1, 1, 1), bool), kind="inverse")
+
+
+def test_masked_median_exact_with_negatives_ties_and_extremes():
+    x = np.array([[[-3.5, -0.0, 0.0, 2.0, 2.0, 1e30, -1e-30, 7.25]]], np.float32)
+    mask = np.ones_like(x, bool)
+    assert float(masked_median(jnp.asarray(x), jnp.asarray(mask))[0]) == np.median(x)
+    mask[0, 0, 4:] = False  # [-3.5, -0, 0, 2] -> median 0
+    assert float(masked_median(jnp.asarray(x), jnp.asarray(mask))[0]) == 0.0

@@ -14,10 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from avs_jax.metrics import MetricAccumulator, per_image_metrics, resize_to, valid_mask
-from avs_jax.scaling import apply_scaling, to_depth
+from avs_jax.scaling import masked_mean_std, masked_median, to_depth
 
 Array = jax.Array
 SCALING_METHODS = ("median", "mean_std")
+MEAN_STD_EPS = 1e-8  # as avs_jax.scaling.apply_scaling
 
 
 @functools.partial(jax.jit, static_argnames=("min_depth", "max_depth", "kinds", "methods",
@@ -45,14 +46,27 @@ def batch_rows(gt: Array, mp: dict[str, Array], rel: dict[str, Array], *, min_de
     t1 = {v: metrics(m) for v, m in mp_full.items()}
     t2 = {}
     kind_of = dict(kinds)
+    # Each map's median and mean/std once (a sort of ~1M pixels is the costly part), shared by
+    # every row that uses it; the formulas are those of avs_jax/scaling.py.
+    med = {v: masked_median(m, valid) for v, m in mp_full.items()}
+    mom = {v: masked_mean_std(m, valid) for v, m in mp_full.items()}
+    if oracle:
+        med["gt"] = masked_median(gt, valid)
     for model, r in rel.items():
         # Invert a disparity before resizing: the scale is a property of depth.
         r_full = resize_to(to_depth(r.astype(jnp.float32), kind_of[model]), size)
-        rows = {"no": {"none": metrics(apply_scaling(r_full, "no", valid))}}
-        for v, m in mp_full.items():
-            rows[v] = {meth: metrics(apply_scaling(r_full, meth, valid, m)) for meth in methods}
-        if oracle:
-            rows["gt"] = {"median": metrics(apply_scaling(r_full, "gt_median", valid, gt))}
+        med_r = masked_median(r_full, valid)
+        mean_r, std_r = masked_mean_std(r_full, valid)
+        z = (r_full - mean_r[:, None, None]) / (std_r[:, None, None] + MEAN_STD_EPS)
+        rows = {"no": {"none": metrics(r_full)}}
+        for v in list(mp_full) + (["gt"] if oracle else []):
+            ratio = jnp.where((med_r > 0) & (med[v] > 0), med[v] / jnp.where(med_r > 0, med_r, 1.0),
+                              1.0)
+            scaled = {"median": r_full * ratio[:, None, None]}
+            if v != "gt" and "mean_std" in methods:
+                mean_m, std_m = mom[v]
+                scaled["mean_std"] = z * std_m[:, None, None] + mean_m[:, None, None]
+            rows[v] = {meth: metrics(x) for meth, x in scaled.items() if meth in methods}
         t2[model] = rows
     return t1, t2
 
