@@ -32,6 +32,8 @@ import numpy as np
 import PIL.Image
 
 from avs_jax import audio
+# One definition of K under resizing, shared with the builder (which scales a file's K to its images).
+from tfds_batvision.batvision import scale_intrinsics  # noqa: F401  (re-exported)
 
 # Paper / reference defaults per dataset (REFERENCE.md, paper Sec. 4).
 _MAX_DEPTH = {"bv2": 30.0, "bv1": 12.0, "bv1_triples": 12.0}  # evaluation caps, paper Sec. 4.2
@@ -119,17 +121,6 @@ def decode_image(data: bytes, size: tuple[int, int]) -> tuple[np.ndarray, tuple[
       im = im.resize((w, h), PIL.Image.BILINEAR)
     arr = np.asarray(im, np.float32)
   return arr * np.float32(1.0 / 255.0), native
-
-
-def scale_intrinsics(k: np.ndarray, src_hw: Sequence[int], dst_hw: Sequence[int]) -> np.ndarray:
-  """K [3, 3] for an image resized from src_hw to dst_hw (integer pixel centres)."""
-  sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
-  k = np.array(k, np.float32, copy=True)
-  k[0, 0] *= sx
-  k[1, 1] *= sy
-  k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
-  k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
-  return k
 
 
 def _rotate(x: np.ndarray, angle_deg: float, resample: int) -> np.ndarray:
