@@ -105,10 +105,11 @@ def test_configs_and_scale_validation():
     for module, name, n_scales in ((monodepth2, "monodepth2", 4), (litemono, "lite", 3)):
         paper = module.get_config("")
         assert paper.model.name == name and len(paper.model.scales) == n_scales
-        assert paper.data.image_size == (192, 640) and paper.train.batch_size == 12
+        assert paper.data.image_size == (192, 640) and paper.data.batch_size == 12
         assert paper.loss.ssim_weight == 0.85 and paper.loss.smoothness_weight == 1e-3
         assert (paper.loss.min_depth, paper.loss.max_depth) == (0.1, 100.0)
-        assert paper.train.learning_rate == 1e-4 and paper.train.decay_epochs == 15
+        assert paper.train.learning_rate == 1e-4 and paper.train.lr_decay_epochs == 15
+        assert paper.train.num_epochs == 20 and paper.train.lr_decay_factor == 0.1
     config = monodepth2.get_config("tiny")
     config.loss.scales = (0, 1, 2)
     with pytest.raises(ValueError, match="config.loss.scales"):
