@@ -97,3 +97,52 @@ def test_evaluation_loads_the_checkpoint_and_rejects_another_variant(tmp_path, t
     with pytest.raises(CheckpointMismatchError, match="'avsnet' checkpoint given where a "
                                                       "'relative'"):
         load_run(str(run), "relative")
+
+
+def test_external_predictions_are_scaled_and_evaluated(tmp_path, tfds_dir):
+    """Plug-and-play: .npy relative predictions of an outside model join Table 2."""
+    import ml_collections
+
+    from avs_jax.evaluation.evaluate import evaluate
+    from avs_jax.evaluation.external import PredictionError
+    from tfds_batvision.batvision import Batvision
+
+    run = tmp_path / "run"
+    _main(run, tfds_dir, "--config.train.num_steps=1")
+    # The "outside model" predicts the ground truth / 7 as a disparity, at half resolution.
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    builder = Batvision(config="bv2", data_dir=tfds_dir, file_format="array_record")
+    ids = []
+    for ex in builder.as_data_source("test"):
+        sid = ex["sample_id"].decode() if isinstance(ex["sample_id"], bytes) else ex["sample_id"]
+        depth = np.where(ex["depth"] > 0, ex["depth"], 5.0)[::2, ::2]
+        np.save(preds / (sid.replace("/", "__") + ".npy"), 7.0 / depth)
+        ids.append(sid)
+    spec = __import__("importlib.util").util.spec_from_file_location(
+        "ev", ROOT / "configs" / "evaluate.py")
+    module = __import__("importlib.util").util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config("export")
+    config.data_dir = tfds_dir
+    config.stage1.rgb_echoes = str(run)
+    del config.datasets["bv1"]
+    config.table2_datasets = ("bv2",)
+    config.external.predictions = str(preds)
+    config.gradcam.num_samples = 0
+    config.figures.num_per_dataset = 1
+    out = evaluate(config, str(tmp_path / "eval"))
+    rows = json.load(open(tmp_path / "eval" / "tables.json"))["table2"]["bv2"]["external"]
+    assert rows["no"]["none"]["n_images"] == len(ids)
+    # Up to the bilinear half-resolution round trip, gt median scaling recovers the ground truth.
+    assert rows["gt"]["median"]["abs_rel"] < 0.05 < rows["no"]["none"]["abs_rel"]
+    assert "rgb_echoes" in rows and (tmp_path / "eval" / "export" / "scales.csv").exists()
+    assert len(list((tmp_path / "eval" / "figures").glob("*.png"))) == 1
+    assert out["table1"]["bv2"]["rgb_echoes"]["n_images"] == len(ids)
+    # A missing file is an error naming it, unless allow_missing.
+    os.remove(preds / (ids[0].replace("/", "__") + ".npy"))
+    with pytest.raises(PredictionError, match=ids[0].replace("/", "__")):
+        evaluate(config, str(tmp_path / "eval2"))
+    config.allow_missing = True
+    out = evaluate(config, str(tmp_path / "eval3"))
+    assert out["missing"] == [ids[0]]

@@ -282,5 +282,5 @@ def _gradcam_figures(config, figdir, loaded, stage1) -> list[str]:
         paths.append(figures.gradcam_panel(
             path, f"{ds_name} {sid}", np.asarray(image[i]), gt, d_echo[i], d_rgb[i], stft_img,
             np.asarray(cam_stft[i]), np.asarray(cam_rgb_e[i]), np.asarray(cam_rgb[i]), hop_s,
-            data.max_depth))
+            data.max_depth, nyquist_khz=cfg.stft.sample_rate / 2000))
     return paths

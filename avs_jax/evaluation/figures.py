@@ -69,7 +69,7 @@ def depth_panel(path: str, sample_id: str, rgb: np.ndarray, gt: np.ndarray,
 def gradcam_panel(path: str, sample_id: str, rgb: np.ndarray, gt: np.ndarray,
                   depth_echo: np.ndarray, depth_rgb: np.ndarray, stft: np.ndarray,
                   cam_stft: np.ndarray, cam_rgb_echo: np.ndarray, cam_rgb_only: np.ndarray,
-                  hop_seconds: float, max_depth: float) -> str:
+                  hop_seconds: float, max_depth: float, nyquist_khz: float = 22.05) -> str:
     """Fig. 6-like panels: inputs and depths on top; attention maps below.
 
     The STFT attention is drawn over the left-ear magnitude with a time axis in seconds and a
@@ -78,7 +78,7 @@ def gradcam_panel(path: str, sample_id: str, rgb: np.ndarray, gt: np.ndarray,
     Args:
       stft: `[F, T]` magnitude (one ear); cam_stft: `[F, T]` in [0, 1].
       cam_rgb_echo, cam_rgb_only: `[H, W]` maps on the RGB input of the two models.
-      hop_seconds: time between STFT columns.
+      hop_seconds: time between STFT columns; nyquist_khz: the top of the frequency axis.
     """
     fig, axes = plt.subplots(2, 4, figsize=(14, 5.4), constrained_layout=True)
     axes[0, 0].imshow(np.clip(rgb, 0, 1))
@@ -92,13 +92,13 @@ def gradcam_panel(path: str, sample_id: str, rgb: np.ndarray, gt: np.ndarray,
     axes[0, 3].set_title("RGB-Echoes")
     fig.colorbar(im, ax=list(axes[0]), label="depth [m]", shrink=0.9)
     f, t = stft.shape
-    extent = (0.0, t * hop_seconds, 0, f)
+    extent = (0.0, t * hop_seconds, 0.0, nyquist_khz)
     ax = axes[1, 0]
     ax.imshow(np.log1p(stft), origin="lower", aspect="auto", cmap="gray", extent=extent)
     cim = ax.imshow(cam_stft, origin="lower", aspect="auto", cmap="jet", alpha=0.5, extent=extent,
                     vmin=0, vmax=1)
     ax.set_xlabel("time [s]")
-    ax.set_ylabel("frequency bin")
+    ax.set_ylabel("frequency [kHz]")
     ax.set_title("Grad-CAM on the STFT")
     top = ax.secondary_xaxis("top", functions=(lambda s: s * SPEED_OF_SOUND / 2,
                                                lambda d: 2 * d / SPEED_OF_SOUND))
