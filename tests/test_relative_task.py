@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import jax
+import ml_collections
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -110,7 +111,8 @@ def test_configs_and_scale_validation():
         assert (paper.loss.min_depth, paper.loss.max_depth) == (0.1, 100.0)
         assert paper.train.learning_rate == 1e-4 and paper.train.lr_decay_epochs == 15
         assert paper.train.num_epochs == 20 and paper.train.lr_decay_factor == 0.1
-    config = monodepth2.get_config("tiny")
+    # The config links the loss scales to the model's; a config that breaks the link is refused.
+    config = ml_collections.ConfigDict(monodepth2.get_config("tiny").to_dict())
     config.loss.scales = (0, 1, 2)
     with pytest.raises(ValueError, match="config.loss.scales"):
         RelativeDepthTask(config)

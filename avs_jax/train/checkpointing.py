@@ -124,8 +124,8 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
     """Model variables of a run's checkpoint for evaluation: ({"params", ...model_state}, meta).
 
     checkpoint_dir: `workdir/checkpoints`. step: an int, None for the latest, or "best" for the
-    best by cfg.best_metric (cfg = config.checkpoint). Arrays come back as host numpy arrays
-    (no optimizer state is needed, so no abstract target).
+    best by cfg.best_metric (cfg = config.checkpoint, by default the run's own). Arrays come
+    back on this process's first device.
     """
     checkpoint_dir = os.path.abspath(checkpoint_dir)
     if not os.path.isdir(checkpoint_dir):
@@ -149,11 +149,21 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
             step = ckpt.latest_step()
         if step is None:
             raise FileNotFoundError(f"no checkpoint under {checkpoint_dir}")
-        restored = ckpt.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        # Onto this process's first device, whatever mesh the run was trained on (a checkpoint
+        # of 8 GPUs evaluates on one CPU).
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        meta = ckpt.read_meta(step)
+        state_dir = os.path.join(checkpoint_dir, str(step), "state")
+        with ocp.StandardCheckpointer() as reader:
+            tree = reader.metadata(state_dir)
+            tree = getattr(tree, "item_metadata", tree)
+            target = jax.tree.map(
+                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree,
+                is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+            state = reader.restore(state_dir, target)
     finally:
         ckpt.manager.close()
-    state = restored["state"]
+    restored = {"meta": meta}
     get = (lambda k: state[k]) if isinstance(state, dict) else (lambda k: getattr(state, k))
     return {"params": get("params"), **dict(get("model_state"))}, restored["meta"]
 
