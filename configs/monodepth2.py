@@ -15,7 +15,8 @@ from avs_jax.train.defaults import default_train_config
 def relative_config(model: str, arg: str) -> ml_collections.ConfigDict:
     """The relative-depth experiment for `model` ("monodepth2" or "lite"); arg "" or "tiny"."""
     if arg not in ("", "tiny"):
-        raise ValueError(f"configs/{'monodepth2' if model == 'monodepth2' else 'litemono'}.py: unknown argument {arg!r}; use '' (paper) or 'tiny'")
+        name = "monodepth2" if model == "monodepth2" else "litemono"
+        raise ValueError(f"configs/{name}.py: unknown argument {arg!r}; use '' (paper) or 'tiny'")
     tiny = arg == "tiny"
     c = default_train_config("monodepth2" if model == "monodepth2" else "litemono")
     c.mode = "train"
