@@ -41,6 +41,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     c.stage1 = _load("avsnet", "tiny")
     c.stage1.train.num_epochs = 6
+    # log(STFT magnitude) into the echo encoder (the paper feeds the raw magnitude). The raw
+    # magnitude spans ~3 decades, direct path to late echoes; the tiny encoder trained for a few
+    # hundred steps then reads little more than the direct path: measured on held-out rooms, the
+    # echo model's per-image median depth correlated with the truth at 0.67 (BV2) and -0.64 (BV1,
+    # zero-shot) with raw magnitudes, 0.80 and 0.78 with the log.
+    c.stage1.model.echo.log_magnitude = True
     c.relative = _load("monodepth2", "tiny")
     c.relative.data.image_size = (64, 128)
     c.relative.train.num_epochs = 6
