@@ -23,6 +23,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.stage1 = ml_collections.ConfigDict({"rgb_echoes": "", "rgb": "", "echoes": ""})
     # Training workdirs of the relative depth models, by the name shown in Table 2.
     c.relative = ml_collections.ConfigDict({"monodepth2": "", "litemono": ""})
+    # Which checkpoint of a relative run: "best" (lowest validation photometric loss) or
+    # "latest" (what Monodepth2 evaluates: its final weights).
+    c.relative_checkpoint = "best"
     c.data_dir = "data/tfds"  # TFDS data dir holding batvision/bv2 and batvision/bv1
     c.datasets = ml_collections.ConfigDict()
     for name in ("bv2", "bv1"):

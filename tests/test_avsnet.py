@@ -107,6 +107,23 @@ def test_echoes_variant_depth_in_range():
     assert np.all(depth > config.model.min_depth) and np.all(depth < config.model.max_depth)
 
 
+def test_log_magnitude_option_is_the_log_of_the_input():
+    """`echo.log_magnitude` (quickstart only; the paper feeds the raw magnitude) = log(e + floor)."""
+    assert not _get_config("").model.echo.log_magnitude
+    config = _test_config("echoes")
+    batch = _samples(1)
+    raw = AVSNetTask(config)
+    v = jax.jit(raw.init_variables)(jax.random.key(0), batch)
+    config.model.echo.log_magnitude = True
+    logged = AVSNetTask(config)
+    floor = config.model.echo.log_floor
+    a = np.asarray(jax.jit(logged.predict)(v, batch["image"], batch["echo"]))
+    b = np.asarray(jax.jit(raw.predict)(v, batch["image"], np.log(batch["echo"] + floor)))
+    c = np.asarray(jax.jit(raw.predict)(v, batch["image"], batch["echo"]))
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    assert np.abs(a - c).max() > 1e-3  # the option does change what the encoder sees
+
+
 def test_gradients_reach_echo_encoder_and_labels(rgb_echoes):
     task, batch, variables = rgb_echoes
     params = variables["params"]

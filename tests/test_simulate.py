@@ -299,3 +299,13 @@ def test_bv1_session_with_two_scenes_has_a_time_jump(tmp_path):
   stems = [Path(r["camera path left"]).stem for r in rows]
   assert stems[0] == "100000.000000" and stems[3] == "101000.000000"
   assert sorted(poses) == stems
+
+
+def test_ear_beside_a_wall_stays_inside_the_room():
+  """A rig closer to a wall than half its metric ear spacing (scaled-down rooms) still records."""
+  pose = np.eye(4)  # camera x (the ear axis) along world x
+  pose[:3, 3] = [0.05, 1.0, 0.5]  # left ear would sit at x = -0.05, behind the wall
+  rec = acoustics.binaural_echo(np.array([3.0, 2.0, 1.0]), pose, num_samples=800, chirp_start=0,
+                                absorption=0.2, max_order=1, noise_std=0.0,
+                                rng=np.random.default_rng(0))
+  assert np.all(np.isfinite(rec)) and np.abs(rec).max() > 0.1  # the direct path is there

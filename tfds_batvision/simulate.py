@@ -47,7 +47,8 @@ of SCENE_GAP_S = 600 s, as real sessions hold several scenes)::
                                               0 for isolated speckle
   <root>/<session>/audio/raw_long/<stem>_left.npy, <stem>_right.npy
                                               float32 waveform [3200] (72.5 ms at 44.1 kHz,
-                                              REFERENCE.md), chirp at sample 0
+                                              REFERENCE.md), chirp at sample 287 as BV2
+                                              (unconfirmed for BV1, see LAYOUTS)
   <root>/<session>/poses.json                 {stem: 4x4 camera-to-world (list of 4 lists)};
                                               poses of different scenes of one session are in
                                               unrelated world frames (different rooms)
@@ -129,9 +130,14 @@ class LayoutSpec:
 LAYOUTS = {
     # BV2: 720x1280 JPEG, 20000-frame WAV with the chirp near sample 287, rooms up to ~30 m.
     "bv2": LayoutSpec("bv2", 720, 1280, 4, 3.0, 30.0, 20000, 287, sequence=False),
-    # BV1: recordings cut at 72.5 ms = 3200 samples (echoes up to 12 m); sequences for triples
-    # (t-20, t, t+20 needs at least 41 frames per session).
-    "bv1": LayoutSpec("bv1", 720, 1280, 60, 3.0, 12.0, 3200, 0, sequence=True),
+    # BV1: recordings cut at 72.5 ms = 3200 samples (echoes up to ~11 m after the chirp);
+    # sequences for triples (t-20, t, t+20 needs at least 41 frames per session). The chirp
+    # starts at sample 287 as in BV2: where the real BV1 chirp starts is not
+    # published, and a model trained on BV2 and tested zero-shot on BV1 (paper Sec. 4.1) reads
+    # range from the STFT column, so a different emission instant would shift every echo by
+    # 287 / 44100 * 343 / 2 = 1.1 m (measured: with the chirp at sample 0 the echo model's
+    # per-image scale on BV1 was anti-correlated with the truth).
+    "bv1": LayoutSpec("bv1", 720, 1280, 60, 3.0, 12.0, 3200, 287, sequence=True),
 }
 
 

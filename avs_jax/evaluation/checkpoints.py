@@ -48,20 +48,22 @@ def load_variables(run_dir: str, step: int | str | None = "best") -> tuple[dict,
         return checkpointing.restore_variables(ckpt_dir, None)
 
 
-def load_run(run_dir: str, expected_task: str, expected_variant: str | None = None):
+def load_run(run_dir: str, expected_task: str, expected_variant: str | None = None,
+             step: int | str | None = "best"):
     """(task, variables, config) of a training run, checked against what the caller expects.
 
     Args:
       run_dir: a training workdir (holds checkpoints/).
       expected_task: "avsnet" or "relative".
       expected_variant: for stage 1, the variant the evaluation config names for this path.
+      step: "best" (by the run's validation metric), None for the latest, or a step.
     Raises:
       CheckpointMismatchError: another task or variant, or parameters that do not fit the
         model its own config describes (names the parameters).
     """
     from avs_jax.train.run import make_task
 
-    variables, meta = load_variables(run_dir)
+    variables, meta = load_variables(run_dir, step)
     config = ml_collections.ConfigDict(meta["config"])
     if config.get("task") != expected_task:
         raise CheckpointMismatchError(

@@ -66,8 +66,9 @@ def _stage1_predictor(variant: str, run_dir: str) -> tuple[Predictor, Any, dict,
     return pred, task, variables, cfg
 
 
-def _relative_predictor(name: str, run_dir: str) -> Predictor:
-    task, variables, cfg = load_run(run_dir, "relative")
+def _relative_predictor(name: str, run_dir: str, checkpoint: str = "best") -> Predictor:
+    step = None if checkpoint == "latest" else checkpoint
+    task, variables, cfg = load_run(run_dir, "relative", step=step)
     fn = jax.jit(functools.partial(task.predict_relative, variables))
     return Predictor(name, lambda b: fn(b["image"]), cfg.data.image_size)
 
@@ -101,7 +102,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             stage1[variant], *loaded[variant] = _stage1_predictor(variant, run_dir)
     for name, run_dir in config.relative.items():
         if run_dir:
-            relative[name] = _relative_predictor(name, run_dir)
+            relative[name] = _relative_predictor(name, run_dir,
+                                                 config.get("relative_checkpoint", "best"))
     if not stage1 and not relative:
         raise ValueError("config.stage1 and config.relative name no checkpoint to evaluate")
     _check_datasets(config, stage1)

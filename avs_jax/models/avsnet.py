@@ -77,6 +77,12 @@ def default_model_config(size: str = "paper") -> ml_collections.ConfigDict:
     # paper feed the magnitude as it is).
     e.widths = (64, 64, 128, 256, 512) if size == "paper" else (8, 8, 16, 16, 32)
     e.blocks = (2, 2, 2, 2) if size == "paper" else (1, 1, 1, 1)
+    # Optional log(magnitude + log_floor) before the encoder (not in the paper: off by default).
+    # The raw STFT spans ~3 decades (direct path ~0.5 full scale, late echoes ~1e-3); a large
+    # encoder trained for 5 epochs copes, a tiny one trained for minutes only sees the direct
+    # path, so the quickstart turns it on (configs/quickstart.py).
+    e.log_magnitude = False
+    e.log_floor = 1e-3  # ~ the microphone noise floor's STFT magnitude (noise std 1e-3)
 
     a = c.attention = ml_collections.ConfigDict()
     # The paper says "multi-head" without a count: 8 heads of 32 channels on the 256-wide f_V.
@@ -176,6 +182,8 @@ class AVSNet(nn.Module):
             # unless the caller asks for its activation and gradient.
             self.sow("intermediates", "echo_features", echo)
             echo = self.perturb("echo_features", echo)
+            if c.echo.get("log_magnitude", False):
+                echo = jnp.log(echo + c.echo.log_floor)
             f_a = ResNet18(tuple(c.echo.widths), tuple(c.echo.blocks), dtype=dtype,
                            name="echo_encoder")(echo, train)[-1]
         if variant == "echoes":

@@ -32,6 +32,10 @@ SPEED_OF_SOUND = 343.0  # m/s, the metric scale every echo carries.
 CHIRP_F0, CHIRP_F1 = 20.0, 20000.0  # REFERENCE.md: 20 Hz to 20 kHz sweep.
 CHIRP_SECONDS = 0.003  # REFERENCE.md: about 3 ms.
 MIC_SPACING_M = 0.2  # ear-to-ear distance of the rig.
+# The ears are metric (MIC_SPACING_M) while a scene's wall margin shrinks with its global scale:
+# in a scaled-down room an ear can poke through the wall (seen: 8 cm margin, seed 1), where the
+# image-source method finds no path. Ears are kept this far inside the room.
+EAR_WALL_CLEARANCE_M = 0.01
 CHIRP_AMPLITUDE = 0.05  # the 0.1 m direct path (gain ~1/r = 10) then peaks near 0.5 full scale.
 
 
@@ -142,7 +146,8 @@ def binaural_echo(room_dims: np.ndarray, pose: np.ndarray, *, num_samples: int, 
 
   ``boxes`` (``geometry.Box``) add their first-order reflections (module docstring).
   """
-  ears = ear_positions(pose)
+  ears = np.clip(ear_positions(pose), EAR_WALL_CLEARANCE_M,
+                 np.asarray(room_dims, dtype=np.float64) - EAR_WALL_CLEARANCE_M)
   rirs = room_impulse_response(room_dims, pose[:3, 3], ears, absorption=absorption,
                                max_order=max_order)
   if boxes and max_order >= 1:
