@@ -92,6 +92,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     from tfds_batvision.build import build_dataset
 
     t0 = time.time()
+    # The stages print their own progress; orbax's per-save INFO lines would drown it.
+    logging.set_verbosity(logging.WARNING)
     workdir = os.path.abspath(workdir)
     data = os.path.join(workdir, "data")
     tfds_dir = os.path.join(data, "tfds")
