@@ -33,7 +33,8 @@ def _simulate(config, root: str, layout: str, seed: int) -> None:
     simulate_dataset(layout, root, s.scenes, seed=seed, height=s.height, width=s.width,
                      frames_per_scene=s.frames_per_scene, min_room=s.min_room,
                      max_room=s.max_room, global_scale=s.global_scale,
-                     workers=config.sim.workers, overwrite=True)
+                     workers=config.sim.workers, overwrite=True,
+                     supersample=s.get("supersample", 1))
     open(done, "w").close()
 
 

@@ -33,11 +33,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # the same, so only the echo knows the scale (the paper's point, DESIGN.md).
     c.sim.bv2 = ml_collections.ConfigDict(dict(
         scenes=80, frames_per_scene=4, height=64, width=128, min_room=3.0, max_room=30.0,
-        global_scale=True))
+        global_scale=True, supersample=1))
     # BV1-like: offices up to 12 m, moving sequences for the triples (t-20, t, t+20).
     c.sim.bv1 = ml_collections.ConfigDict(dict(
         scenes=12, frames_per_scene=60, height=64, width=128, min_room=3.0, max_room=12.0,
-        global_scale=True))
+        global_scale=True, supersample=1))
 
     c.stage1 = _load("avsnet", "tiny")
     c.stage1.train.num_epochs = 6

@@ -236,7 +236,7 @@ def _simulate_bv2_scene(out_dir: str, index: int, split: str, cfg: scene_lib.Sce
   rows = []
   for i in range(cfg.frames_per_scene):
     rng = np.random.default_rng([seed, index, i])
-    rgb, _, hits = scene_lib.render_frame(scene, i)
+    rgb, _, hits = scene_lib.render_frame(scene, i, cfg.supersample)
     holes = scene_lib.sensor_holes(hits, cfg.sensor_min_range, cfg.sensor_max_range, rng)
     depth_mm = np.clip(np.round(hits.depth * 1000.0), 0, np.iinfo(np.uint16).max).astype(np.uint16)
     depth_mm[np.any(list(holes.values()), axis=0)] = 0
@@ -270,7 +270,7 @@ def _simulate_bv1_scene(out_dir: str, index: int, cfg: scene_lib.SceneConfig, se
     rng = np.random.default_rng([seed, index, i])
     time_us = bv1_time_us(slot, i)
     stem = bv1_stem(time_us)
-    rgb, _, hits = scene_lib.render_frame(scene, i)
+    rgb, _, hits = scene_lib.render_frame(scene, i, cfg.supersample)
     holes = scene_lib.sensor_holes(hits, cfg.sensor_min_range, cfg.sensor_max_range, rng)
     depth_mm = (hits.depth * 1000.0).astype(np.float32)
     # BV1 depth marks missing returns in several ways (REFERENCE.md): exercise each.
@@ -307,13 +307,15 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
                      split_fractions: Sequence[float] = (0.6, 0.2, 0.2), workers: int = 1,
                      max_order: int | None = None, max_obstacles: int | None = None,
                      scenes_per_session: int = 1, overwrite: bool = False,
-                     progress: bool = True) -> str:
+                     progress: bool = True, supersample: int | None = None) -> str:
   """Simulate ``num_scenes`` rooms into a BatVision ``layout`` ('bv1' or 'bv2') root; returns it.
 
   Unset (None) sizes take the layout's real defaults (``LAYOUTS``). ``out_dir`` must be absent or
   empty unless ``overwrite``, which deletes it first (a stale tree would not be byte-reproducible).
   ``scenes_per_session`` (BV1 only) puts that many consecutive scenes in one dated session folder,
   separated by a time jump of SCENE_GAP_S, like real sessions that hold several scenes.
+  ``supersample`` averages that many sub-pixel rays per pixel side for the RGB (default 1; see
+  ``SceneConfig.supersample``: small images alias without it).
   """
   if layout not in LAYOUTS:
     raise ValueError(f"--layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
@@ -321,7 +323,10 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
     raise ValueError(f"--scenes must be >= 1, got {num_scenes}")
   cfg = scene_config(layout, height=height, width=width, frames_per_scene=frames_per_scene,
                      min_room=min_room, max_room=max_room, global_scale=global_scale,
-                     max_order=max_order, max_obstacles=max_obstacles)
+                     max_order=max_order, max_obstacles=max_obstacles,
+                     supersample=supersample)
+  if cfg.supersample < 1:
+    raise ValueError(f"--supersample must be >= 1, got {cfg.supersample}")
   if scenes_per_session < 1:
     raise ValueError(f"--scenes_per_session must be >= 1, got {scenes_per_session}")
   if cfg.frames_per_scene * FRAME_PERIOD_S >= SCENE_GAP_S:
@@ -394,7 +399,7 @@ def main(argv: Sequence[str]) -> None:
       frames_per_scene=f.frames_per_scene, min_room=f.min_room, max_room=f.max_room,
       global_scale=f.global_scale, split_fractions=fractions, workers=f.workers,
       max_order=f.max_order, max_obstacles=f.max_obstacles,
-      scenes_per_session=f.scenes_per_session, overwrite=f.overwrite)
+      scenes_per_session=f.scenes_per_session, overwrite=f.overwrite, supersample=f.supersample)
   print(f"wrote {f.scenes} {f.layout} scenes to {out}")
 
 
@@ -422,6 +427,9 @@ def _define_flags() -> None:
                        "BV1: consecutive scenes sharing one dated session folder (time jump "
                        "between them).")
   flags.DEFINE_bool("overwrite", False, "Delete a non-empty --out first.")
+  flags.DEFINE_integer("supersample", None,
+                       "RGB rays per pixel side, averaged (default 1; 2 or more for small images, "
+                       "which alias otherwise).")
 
 
 if __name__ == "__main__":
