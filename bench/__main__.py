@@ -93,8 +93,9 @@ def main(argv=None) -> int:
              "Load average at each measurement in the last column (other jobs inflate times).", "",
              "### Training step, JAX beside PyTorch", "",
              "| stage | size | H×W | batch | framework | compile s | step ms | samples/s | "
-             "GFLOP/step | GFLOP/s | % of peak | peak RSS MB | load |",
+             "GFLOP/step (XLA) | GFLOP/s | % of peak | peak RSS MB | load |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    jax_rows, ratios = {}, []
     for r in rows:
         if "error" in r or "skipped" in r:
             lines.append(f"| {r.get('stage', '?')} | {r.get('size', '?')} | | | "
@@ -102,18 +103,29 @@ def main(argv=None) -> int:
                          "| | | | | | | |")
             continue
         fw = r.get("framework")
+        key = (r["stage"], r["size"])
         if fw == "jax":
             step_ms, sps, gf = r["step_ms"], r["samples_per_s"], r["gflop_per_step"]
             hw, comp, rss = "×".join(map(str, r["hw"])), r["compile_s"], r["peak_rss_mb"]
+            jax_rows[key] = r
         else:
             step_ms = r.get("step_ms") or round(1000 / r["steps_per_s"], 1)
-            sps, gf = r.get("samples_per_s"), r.get("gflop_per_step") or 0
+            # Same network and batch: XLA's FLOP count of the JAX step is the work done here too.
+            sps = r.get("samples_per_s")
+            gf = r.get("gflop_per_step") or jax_rows.get(key, {}).get("gflop_per_step", 0)
             hw = f"{r.get('height', '')}×{r.get('width', '')}"
             comp, rss = r.get("first_step_s", ""), r.get("peak_rss_mb", "")
+            if key in jax_rows and sps:
+                ratios.append((key, jax_rows[key]["samples_per_s"] / sps))
         gfs = gf / (step_ms / 1000) if gf and step_ms else 0
+        load = (f"{r['load_avg']:.2f}" if "load_avg" in r
+                else str(r.get("loadavg_before", "")).split(" ")[0])
         lines.append(f"| {r['stage']} | {r['size']} | {hw} | {r['batch']} | {fw} | {comp} | "
                      f"{step_ms} | {sps} | {gf or '–'} | {gfs:.1f} | {100 * gfs / peak:.1f} | "
-                     f"{rss} | {r.get('load_avg', '')} |")
+                     f"{rss} | {load} |")
+    if ratios:
+        lines += ["", "JAX / PyTorch throughput (samples/s), same machine, same batch: " + ", ".join(
+            f"{stage} {size} {ratio:.2f}×" for (stage, size), ratio in ratios) + "."]
     lines += ["", "### Data parallel: 1 vs 4 forced CPU devices (same global batch 8)", "",
               "| stage | devices | step ms | samples/s | compile s |", "|---|---|---|---|---|"]
     for r in devices:

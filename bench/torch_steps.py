@@ -12,7 +12,7 @@ and a JSON line with `"skipped": "torch not installed"`, exit status 0.
 Timing: `--warmup` steps first (not timed; the first one is reported as `first_step_s`, the
 PyTorch analogue of a compile time), then `--steps` steps each timed on its own; every step ends
 with `loss.item()`, so the clock sees finished work. Peak memory is the process's peak resident
-set size (`resource.getrusage(RUSAGE_SELF).ru_maxrss`), model and data included.
+set size (VmHWM of /proc/self/status), model and data included.
 `cpu_ms_per_step` is the process CPU time per timed step: less sensitive to other load than the
 wall clock when `--threads=1` (with more threads, OpenMP's spin-waiting inflates it).
 """
@@ -37,9 +37,20 @@ def _loadavg() -> str | None:
         return None
 
 
-def _peak_rss_mb() -> float:
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    return kb / 1024.0
+def peak_rss_mb() -> float:
+    """This process's peak resident set, MB: VmHWM, which starts afresh at exec.
+
+    (`ru_maxrss` does not: a child started by a process holding 16 GB reports at least 16 GB,
+    which made the PyTorch column copy the JAX process's peak when run from bench/train_step.py.)
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _import_nets():
@@ -128,7 +139,7 @@ def run(tn, args) -> dict:
         "step_ms_min": round(1e3 * min(times), 2),
         "steps_per_s": round(1.0 / mean, 4), "samples_per_s": round(bsz / mean, 4),
         "cpu_ms_per_step": round(1e3 * cpu, 2),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "gflop_per_step": None if flops is None else round(flops / 1e9, 3),
         "loss_first": losses[0], "loss_last": losses[-1],
         "loadavg_before": load_before, "loadavg_after": _loadavg(),

@@ -17,7 +17,6 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import sys
 import time
 
@@ -59,8 +58,8 @@ def random_batch(config, batch: int, rng: np.random.Generator) -> dict:
             "depth": rng.uniform(1, 20, size=(batch, h, w)).astype(np.float32)}
 
 
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from torch_steps import peak_rss_mb  # noqa: E402  (imports no torch itself)
 
 
 def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -> dict:
@@ -104,7 +103,6 @@ def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -
 
 
 def time_torch(stage: str, size: str, batch: int, steps: int, python: str | None) -> dict:
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
     from torch_steps import torch_column  # noqa: E402  (imports no torch itself)
 
     threads = os.cpu_count() or 1

@@ -105,3 +105,21 @@ def config(**train) -> ml_collections.ConfigDict:
     c.checkpoint.async_save = True
     c.train.update(train)
     return c
+
+
+def plain_adam_step(task, tx):
+    """A jitted plain-optax step on a Task's loss (no train core): for the overfit-style tests.
+
+    `(params, model_state, opt_state, batch, rng) -> (params, model_state, opt_state, loss,
+    metrics)`, BatchNorm in training mode.
+    """
+    import optax  # pylint: disable=import-outside-toplevel
+
+    @jax.jit
+    def step(params, model_state, opt_state, batch, rng):
+        grad_fn = jax.value_and_grad(task.loss_and_metrics, has_aux=True)
+        (loss, (model_state, metrics)), grads = grad_fn(params, model_state, batch, rng, True)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), model_state, opt_state, loss, metrics
+
+    return step
