@@ -48,6 +48,10 @@ def test_hand_case_rgb_echoes_median_is_exact_and_no_scaling_is_worked_out():
     assert no["n_images"] == 3
     # The oracle reproduces the ground truth too.
     assert t2["depthnet"]["gt"]["median"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    # The constant reference: each image's valid-pixel median everywhere (numpy's median).
+    const = [np.mean(np.abs(np.median(g[v]) - g[v]) / g[v]) for g, v in zip(gt, valid)]
+    assert t2["depthnet"]["gt"]["constant"]["abs_rel"] == pytest.approx(np.mean(const), rel=1e-5)
+    assert t2["depthnet"]["gt"]["constant"]["abs_rel"] > 0.1
 
 
 def test_disparity_predictions_and_tables_written(tmp_path):

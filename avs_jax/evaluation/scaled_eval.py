@@ -67,6 +67,10 @@ def batch_rows(gt: Array, mp: dict[str, Array], rel: dict[str, Array], *, min_de
                 mean_m, std_m = mom[v]
                 scaled["mean_std"] = z * std_m[:, None, None] + mean_m[:, None, None]
             rows[v] = {meth: metrics(x) for meth, x in scaled.items() if meth in methods}
+        if oracle:
+            # The no-structure reference: each image's ground-truth median everywhere. A relative
+            # model whose GT-median row is not below it has learnt no useful depth structure.
+            rows["gt"]["constant"] = metrics(jnp.broadcast_to(med["gt"][:, None, None], gt.shape))
         t2[model] = rows
     return t1, t2
 

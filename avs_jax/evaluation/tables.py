@@ -6,8 +6,10 @@ JSON layout (a stable interface for scripts):
      "table2": {DATASET: {MODEL: {SOURCE: {METHOD: METRICS}}}}}
 
 METRICS has the keys `abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3, n_images`. In Table 2,
-SOURCE is the scale source ("no", "rgb", "rgb_echoes", or "gt" for the oracle row) and METHOD
-is "median" or "mean_std" ("none" for the unscaled row).
+SOURCE is the scale source ("no", "rgb", "rgb_echoes", or "gt" for the oracle rows) and METHOD
+is "median" or "mean_std" ("none" for the unscaled row). Under "gt", "median" is the relative
+model scaled by the ground truth's median and "constant" each image's ground-truth median
+everywhere (no depth structure at all): the two references a relative model is judged by.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ COLUMNS = ("Abs Rel ↓", "Sq Rel ↓", "RMSE ↓", "RMSE log ↓", "δ<1.25 ↑
 VARIANT_NAMES = {"rgb": "AVS-Net (Only-RGB)", "rgb_echoes": "AVS-Net (RGB-Echoes)",
                  "echoes": "Echoes only"}
 SOURCE_NAMES = {"no": "No", "rgb": "RGB", "rgb_echoes": "RGB-Echoes", "gt": "GT median (oracle)"}
+METHOD_NAMES = {"none": "–", "constant": "constant depth"}
 DATASET_NAMES = {"bv2": "BV2", "bv1": "BV1"}
 
 
@@ -79,7 +82,7 @@ def table2_markdown(table2: dict[str, Any]) -> str:
             best = _best([m for s, _, m in rows if s != "gt"])
             for s, meth, m in rows:
                 label = [DATASET_NAMES.get(ds, ds), model, SOURCE_NAMES.get(s, s),
-                         "–" if meth == "none" else meth]
+                         METHOD_NAMES.get(meth, meth)]
                 lines.append(_row(label, m, best if s != "gt" else {}))
     return "\n".join(lines) + "\n"
 

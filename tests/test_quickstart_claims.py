@@ -1,0 +1,39 @@
+"""The quickstart's claim lines (issue: one line per claim, saying whether it holds), on
+hand-made tables."""
+
+from avs_jax.quickstart import claims
+
+
+def _m(abs_rel, a1):
+    return {"abs_rel": abs_rel, "a1": a1}
+
+
+def _tables(gt_median=0.20, constant=0.35, echo_median=(0.30, 0.45)):
+    rows = {"no": {"none": _m(0.99, 0.0)},
+            "rgb_echoes": {"median": _m(*echo_median), "mean_std": _m(0.32, 0.40)},
+            "rgb": {"median": _m(0.40, 0.30), "mean_std": _m(0.38, 0.31)},
+            "gt": {"median": _m(gt_median, 0.6), "constant": _m(constant, 0.3)}}
+    return {"table1": {"bv2": {"rgb_echoes": _m(0.4, 0.5), "rgb": _m(0.6, 0.3)},
+                       "bv1": {"rgb_echoes": _m(0.3, 0.4), "rgb": _m(0.25, 0.45)}},
+            "table2": {"bv1": {"monodepth2": rows}}}
+
+
+def test_each_claim_line_says_whether_it_holds():
+    out = claims(_tables())
+    assert [holds for _, holds in out] == [True, False, True, True, True, False]
+    text = [sentence for sentence, _ in out]
+    assert text[0].startswith("Table 1, BV2 test") and text[1].startswith("Table 1, BV1 test")
+    assert "(0.300 < 0.400 < 0.990)" in text[2]
+    assert "constant" in text[3] and "(0.200 < 0.350)" in text[3]
+    assert "rgb_echoes scale" in text[4] and "rgb scale" in text[5]
+    # rgb: median 0.40 > mean-std 0.38 -> fails; rgb_echoes: 0.30 <= 0.32 and 0.45 >= 0.40.
+
+
+def test_structure_guard_fails_when_the_depth_is_worse_than_a_constant():
+    out = dict(claims(_tables(gt_median=0.375, constant=0.350)))
+    guard = [s for s in out if "constant" in s]
+    assert len(guard) == 1 and out[guard[0]] is False
+    # Without the constant row (older tables.json) the other lines are unchanged.
+    t = _tables()
+    del t["table2"]["bv1"]["monodepth2"]["gt"]["constant"]
+    assert len(claims(t)) == 5
