@@ -41,3 +41,13 @@ def test_depth_panel_png(tmp_path):
     assert img.shape[1] > img.shape[0] > 100
     # Not a blank canvas: many distinct colours (depth maps and colour bars).
     assert len(np.unique(img.reshape(-1, img.shape[-1]), axis=0)) > 200
+
+
+def test_depth_colour_scale_follows_the_image_not_the_dataset():
+    gt = np.zeros((10, 10), np.float32)
+    gt[2:] = np.linspace(1.0, 2.0, 80).reshape(8, 10)
+    gt[0, 0] = 45.0  # beyond max_depth: ignored
+    np.testing.assert_allclose(figures.depth_vmax(gt, 30.0), 1.25 * np.percentile(gt[2:], 99))
+    far = np.full((4, 4), 28.0, np.float32)
+    assert figures.depth_vmax(far, 30.0) == 30.0  # capped at the dataset's max depth
+    assert figures.depth_vmax(np.zeros((4, 4)), 30.0) == 30.0  # nothing valid

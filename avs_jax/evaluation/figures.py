@@ -20,13 +20,24 @@ def _safe_name(sample_id: str) -> str:
     return sample_id.replace("/", "__").replace(os.sep, "__")
 
 
+def depth_vmax(gt: np.ndarray, max_depth: float) -> float:
+    """Top of a depth colour scale: 1.25 × the 99th percentile of the valid ground truth `[H, W]`,
+    at most `max_depth` (and `max_depth` when nothing is valid)."""
+    valid = np.isfinite(gt) & (gt > 0) & (gt < max_depth)
+    if not valid.any():
+        return float(max_depth)
+    return float(min(max_depth, 1.25 * np.percentile(gt[valid], 99)))
+
+
 def depth_panel(path: str, sample_id: str, rgb: np.ndarray, gt: np.ndarray,
                 preds: dict[str, np.ndarray], max_depth: float,
                 error_of: Sequence[str] = ()) -> str:
     """Fig. 5-like row: RGB, ground truth, each prediction, then |prediction - gt| maps.
 
-    All depth maps share one metric colour scale [0, max_depth] with one colour bar in metres;
-    the error maps share another. Invalid ground-truth pixels are shown black in the error maps.
+    All depth maps share one metric colour scale with one colour bar in metres, from 0 to
+    `depth_vmax(gt, max_depth)` (the image's own depth range, not the dataset's: a 2 m room on a
+    0-30 m scale is one flat colour); the error maps share another. Invalid ground-truth pixels
+    are shown black in the error maps.
 
     Args:
       rgb: `[H, W, 3]` in [0, 1]; gt: `[H, W]` metres (0 = invalid).
@@ -39,10 +50,11 @@ def depth_panel(path: str, sample_id: str, rgb: np.ndarray, gt: np.ndarray,
     axes[0].imshow(np.clip(rgb, 0, 1))
     axes[0].set_title("RGB")
     depth_axes = [axes[1]]
-    im = axes[1].imshow(np.where(valid, gt, np.nan), cmap=DEPTH_CMAP, vmin=0, vmax=max_depth)
+    vmax = depth_vmax(gt, max_depth)
+    im = axes[1].imshow(np.where(valid, gt, np.nan), cmap=DEPTH_CMAP, vmin=0, vmax=vmax)
     axes[1].set_title("Ground truth")
     for ax, (title, d) in zip(axes[2:], preds.items()):
-        ax.imshow(d, cmap=DEPTH_CMAP, vmin=0, vmax=max_depth)
+        ax.imshow(d, cmap=DEPTH_CMAP, vmin=0, vmax=vmax)
         ax.set_title(title)
         depth_axes.append(ax)
     errors = {t: np.where(valid, np.abs(preds[t] - gt), np.nan) for t in error_of}
