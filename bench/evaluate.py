@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     fwd_s = (time.perf_counter() - t) / a.batches
     print(json.dumps({
         "bench": "evaluate", "device": jax.devices()[0].device_kind, "batch": b,
-        "gt_hw": [720, 1280], "rows_per_image": 1 * 2 + 1 * (1 + 2 * 2 + 1),
+        "gt_hw": [720, 1280], "rows_per_image": 1 * 2 + 1 * (1 + 2 * 2 + 2),  # T1: 2; T2: no, 2x2 scaled, 2 oracle
         "metrics_compile_s": round(compile_s, 2),
         "metrics_images_per_s": round(b / metrics_s, 2),
         "tiny_avsnet_forward_images_per_s": round(b / fwd_s, 2),

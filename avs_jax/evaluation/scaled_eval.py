@@ -52,6 +52,10 @@ def batch_rows(gt: Array, mp: dict[str, Array], rel: dict[str, Array], *, min_de
     mom = {v: masked_mean_std(m, valid) for v, m in mp_full.items()}
     if oracle:
         med["gt"] = masked_median(gt, valid)
+        # The no-structure reference: each image's ground-truth median everywhere. A relative
+        # model whose GT-median row is not below it has learnt no useful depth structure. It does
+        # not depend on the model: computed once, reported in every model's block.
+        constant = metrics(jnp.broadcast_to(med["gt"][:, None, None], gt.shape))
     for model, r in rel.items():
         # Invert a disparity before resizing: the scale is a property of depth.
         r_full = resize_to(to_depth(r.astype(jnp.float32), kind_of[model]), size)
@@ -68,9 +72,7 @@ def batch_rows(gt: Array, mp: dict[str, Array], rel: dict[str, Array], *, min_de
                 scaled["mean_std"] = z * std_m[:, None, None] + mean_m[:, None, None]
             rows[v] = {meth: metrics(x) for meth, x in scaled.items() if meth in methods}
         if oracle:
-            # The no-structure reference: each image's ground-truth median everywhere. A relative
-            # model whose GT-median row is not below it has learnt no useful depth structure.
-            rows["gt"]["constant"] = metrics(jnp.broadcast_to(med["gt"][:, None, None], gt.shape))
+            rows["gt"]["constant"] = constant
         t2[model] = rows
     return t1, t2
 
