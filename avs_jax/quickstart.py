@@ -30,12 +30,13 @@ def _simulate(config, root: str, layout: str, seed: int) -> None:
     if os.path.exists(done):
         return
     s = config.sim[layout]
+    # The simulator's default split unless the config names one.
+    split = {"split_fractions": tuple(s.split_fractions)} if "split_fractions" in s else {}
     simulate_dataset(layout, root, s.scenes, seed=seed, height=s.height, width=s.width,
                      frames_per_scene=s.frames_per_scene, min_room=s.min_room,
                      max_room=s.max_room, global_scale=s.global_scale,
-                     split_fractions=tuple(s.get("split_fractions", (0.6, 0.2, 0.2))),
                      workers=config.sim.workers, overwrite=True,
-                     supersample=s.get("supersample", 1))
+                     supersample=s.get("supersample", 1), **split)
     open(done, "w").close()
 
 

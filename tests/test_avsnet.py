@@ -1,8 +1,5 @@
 """AVS-Net composition: the three variants, the stage-1 task, the config, and an overfit check."""
 
-import importlib.util
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -12,17 +9,13 @@ import pytest
 from flax import traverse_util
 
 import train_toy
+from config_files import load_config
 from avs_jax.models.avsnet import AVSNet
 from avs_jax.train.avsnet_task import AVSNetTask
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _get_config(arg: str) -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location("avsnet_config", ROOT / "configs" / "avsnet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config("avsnet", arg)
 
 
 def _test_config(variant: str) -> ml_collections.ConfigDict:

@@ -2,12 +2,13 @@
 hand-made tables."""
 
 import csv
-import importlib.util
 import os
 
 from avs_jax import quickstart
 from avs_jax.quickstart import claims
 from tfds_batvision.simulate import assign_splits
+
+from config_files import load_config
 
 
 def _m(abs_rel, a1):
@@ -48,11 +49,7 @@ def test_structure_guard_fails_when_the_depth_is_worse_than_a_constant():
 def test_quickstart_bv1_split_reaches_the_simulator(tmp_path):
     """`sim.bv1.split_fractions` decides how many rooms each CSV gets (14 test rooms in the
     quickstart; here 1 / 0 / 2 of 3 tiny rooms, read back from the written CSVs)."""
-    path = os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.py")
-    spec = importlib.util.spec_from_file_location("qs_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = load_config("quickstart")
     s = config.sim.bv1
     counts = {n: assign_splits(s.scenes, s.split_fractions, 1).count(n)
               for n in ("train", "val", "test")}

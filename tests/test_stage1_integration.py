@@ -11,6 +11,8 @@ import jax
 import numpy as np
 import pytest
 
+from config_files import load_config
+
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
 OVERRIDES = ["--config.train.num_steps=4", "--config.train.log_every=1",
@@ -119,11 +121,7 @@ def test_external_predictions_are_scaled_and_evaluated(tmp_path, tfds_dir):
         depth = np.where(ex["depth"] > 0, ex["depth"], 5.0)
         np.save(preds / (sid.replace("/", "__") + ".npy"), 7.0 / depth)
         ids.append(sid)
-    spec = __import__("importlib.util").util.spec_from_file_location(
-        "ev", ROOT / "configs" / "evaluate.py")
-    module = __import__("importlib.util").util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("export")
+    config = load_config("evaluate", "export")
     config.data_dir = tfds_dir
     config.stage1.rgb_echoes = str(run)
     del config.datasets["bv1"]
@@ -153,18 +151,13 @@ def test_tiny_rgb_echoes_overfits_a_handful_of_simulated_samples(tfds_dir):
     """Issue must-show: the tiny `rgb_echoes` model (configs/avsnet.py:tiny) fits 4 fixed
     simulated BV2 samples, read through the real input pipeline (JPEG, WAV -> STFT, depth with
     sensor holes): plain Adam on SILog, the loss falls at least 5×."""
-    import importlib.util
-
     import optax
     import train_toy
 
     from avs_jax import datasets, input_pipeline
     from avs_jax.train.avsnet_task import AVSNetTask
 
-    spec = importlib.util.spec_from_file_location("avsnet_cfg", ROOT / "configs" / "avsnet.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("tiny")
+    config = load_config("avsnet", "tiny")
     config.data.data_dir = tfds_dir
     config.data.augment = False
     batch = next(input_pipeline.create_eval_iterator(datasets.open_dataset(config.data),
