@@ -68,9 +68,9 @@ class SceneConfig:
   # Small images need it: at 64x128 one pixel spans ~5 cm at 3 m while the textures have periods
   # from 8 cm, and point-sampled frames alias (the true-depth warp error of a t, t+20 pair is
   # 0.060 point-sampled and 0.045 with 2x2, measured on 6 BV1-like rooms): noise in the
-  # photometric signal a relative depth model learns from. (Whether the quickstart's tiny model
-  # learns better with 2x2 is not settled: one run, and its training is unstable.) Depth stays
-  # the centre ray's.
+  # photometric signal a relative depth model learns from. (2x2 in both quickstart simulators,
+  # three seeds: one tiny relative model gained structure, one collapsed to the depth floor;
+  # not adopted, configs/quickstart.py.) Depth stays the centre ray's.
   supersample: int = 1
 
 
