@@ -396,19 +396,7 @@ def create_eval_iterator(builder_or_source, config: ml_collections.ConfigDict,
   return iter(make_eval_dataset(builder_or_source, config, split, batch_size, **kwargs))
 
 
-# -- devices and checkpoints ---------------------------------------------------------------------
-
-def to_global_batch(batch: dict[str, np.ndarray], mesh, axis: str = "data") -> dict[str, Any]:
-  """Host batch -> global jax.Arrays sharded over ``mesh``'s ``axis`` (batch dimension).
-
-  Each host passes its own rows (``global batch / process_count``); string arrays (sample ids)
-  are dropped: they stay on the host, outside the jitted step.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axis))
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()
-          if np.asarray(v).dtype.kind not in "OSU"}
-
+# -- checkpoints ---------------------------------------------------------------------
 
 def checkpoint_args(iterator: grain.DatasetIterator, restore: bool = False):
   """Orbax args that save (or restore into) the iterator's state, for a ``Composite`` item."""

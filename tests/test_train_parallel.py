@@ -86,3 +86,33 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert logged[-1] == summary["step"]
     meta = json.loads((tmp_path / "checkpoints" / str(steps[0]) / "meta" / "metadata").read_text())
     assert meta["step"] == summary["step"]
+
+
+PUT_BATCH = """
+import jax, numpy as np
+from avs_jax.train.step import put_batch
+mesh = jax.make_mesh((4,), ("data",))
+b = {"x": np.arange(8 * 3, dtype=np.float32).reshape(8, 3), "sample_id": np.array(["a"] * 8)}
+g = put_batch(b, mesh)
+assert set(g) == {"x"} and g["x"].shape == (8, 3)
+rows = sorted(int(s.data[0, 0]) // 3 for s in g["x"].addressable_shards)
+assert rows == [0, 2, 4, 6], rows
+np.testing.assert_array_equal(np.asarray(g["x"]), b["x"])
+try:
+    put_batch({"x": b["x"][:6]}, mesh)
+except ValueError as e:
+    assert "'x'" in str(e) and "4 local devices" in str(e), e
+else:
+    raise AssertionError("a batch of 6 rows on 4 devices was accepted")
+print("OK")
+"""
+
+
+def test_put_batch_splits_rows_over_four_devices_and_drops_ids():
+    """Rows 0-1 go to device 0, 2-3 to device 1, ...; sample ids stay on the host; a batch that
+    does not divide over the devices is refused with the entry named."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
+               XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    out = subprocess.run([sys.executable, "-c", PUT_BATCH], env=env, capture_output=True,
+                         text=True)
+    assert "OK" in out.stdout, out.stderr[-3000:]
