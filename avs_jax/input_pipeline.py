@@ -396,7 +396,7 @@ def create_eval_iterator(builder_or_source, config: ml_collections.ConfigDict,
   return iter(make_eval_dataset(builder_or_source, config, split, batch_size, **kwargs))
 
 
-# -- checkpoints ---------------------------------------------------------------------
+# -- checkpoints ---------------------------------------------------------------------------------
 
 def checkpoint_args(iterator: grain.DatasetIterator, restore: bool = False):
   """Orbax args that save (or restore into) the iterator's state, for a ``Composite`` item."""
