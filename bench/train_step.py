@@ -14,7 +14,6 @@ subprocess on the same machine for the side-by-side column. Prints one JSON line
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -27,6 +26,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from avs_jax import config_files  # noqa: E402
 from avs_jax.train import loop, optimizer, state as state_lib, step as step_lib  # noqa: E402
 from avs_jax.train.run import make_task  # noqa: E402
 
@@ -40,10 +40,7 @@ PRESETS = {  # (config file, arg, default batch)
 
 def load_config(stage: str, size: str):
     name, arg, batch = PRESETS[(stage, size)]
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg), batch
+    return config_files.load_config(name, arg), batch
 
 
 def random_batch(config, batch: int, rng: np.random.Generator) -> dict:

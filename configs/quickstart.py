@@ -8,18 +8,9 @@ Simulates a BV2-like and a BV1-like dataset, builds the three TFDS datasets, tra
 run reuses what is done; an interrupted run continues where it stopped.
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-
-def _load(name: str, arg: str) -> ml_collections.ConfigDict:
-    path = os.path.join(os.path.dirname(__file__), f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"quickstart_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+from avs_jax.config_files import load_config as _load
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -9,7 +9,7 @@ import pytest
 from flax import traverse_util
 
 import train_toy
-from config_files import load_config
+from avs_jax.config_files import load_config
 from avs_jax.models.avsnet import AVSNet
 from avs_jax.train.avsnet_task import AVSNetTask
 

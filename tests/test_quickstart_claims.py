@@ -8,7 +8,7 @@ from avs_jax import quickstart
 from avs_jax.quickstart import claims
 from tfds_batvision.simulate import assign_splits
 
-from config_files import load_config
+from avs_jax.config_files import load_config
 
 
 def _m(abs_rel, a1):

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from config_files import load_config
+from avs_jax.config_files import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4

@@ -1,0 +1,31 @@
+"""The experiment configs under configs/, loaded by file path as `--config=configs/NAME.py` does.
+
+configs/ is not a package (ml_collections' config flag execs each file by path), so configs that
+build on a sibling, the tests and the benchmarks all load them through here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import ml_collections
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def load_config_module(name: str) -> ModuleType:
+    """The module `configs/<name>.py`, executed (for helpers beside its `get_config`)."""
+    path = CONFIGS / f"{name}.py"
+    if not path.is_file():
+        raise FileNotFoundError(f"no config file {path}")
+    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_config(name: str, arg: str = "") -> ml_collections.ConfigDict:
+    """`configs/<name>.py`'s `get_config(arg)`."""
+    return load_config_module(name).get_config(arg)
