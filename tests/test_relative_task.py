@@ -15,7 +15,7 @@ from scipy.spatial.transform import Rotation
 import synthetic_scene as scene
 import train_toy
 from avs_jax import geometry
-from avs_jax.train.relative_task import RelativeDepthTask, relative_losses
+from avs_jax.train.relative_task import RelativeDepthTask, pose_errors, relative_losses
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "configs"))
 import litemono  # noqa: E402
@@ -50,6 +50,54 @@ def test_loss_is_near_zero_with_true_depth_and_true_motion_in_pose_net_order():
     identity = float(jnp.mean(jnp.abs(frames[0] - frames[1])))
     assert float(metrics["photometric"]) < 0.02, float(metrics["photometric"])
     assert float(wrong) > 3 * float(right) and identity > 3 * float(right)
+
+
+def _random_c2w(rng, n):
+    """n random camera-to-world poses [n, 4, 4]."""
+    out = np.tile(np.eye(4), (n, 1, 1))
+    out[:, :3, :3] = Rotation.random(n, random_state=int(rng.integers(1 << 30))).as_matrix()
+    out[:, :3, 3] = rng.normal(size=(n, 3))
+    return out
+
+
+def test_pose_errors_against_known_rotations_and_directions():
+    """Zero for the true motions of the pairs (−1, 0), (0, +1) at any translation scale; the
+    known angle for a known extra rotation and a translation turned by a known angle; samples
+    without poses are left out (NaN when none has one)."""
+    rng = np.random.default_rng(0)
+    b = 3
+    poses = np.stack([_random_c2w(rng, 3) for _ in range(b)])  # [B, 3, 4, 4]
+    motions = np.stack([[scene.relative_pose(p[0], p[1]), scene.relative_pose(p[1], p[2])]
+                        for p in poses], axis=1)  # [2, B, 4, 4]: first camera -> second
+    aa = np.stack([[Rotation.from_matrix(m[:3, :3]).as_rotvec() for m in pair]
+                   for pair in motions])
+    t = motions[..., :3, 3]
+    has = jnp.ones(b, bool)
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    exact = pose_errors(f32(aa), f32(0.01 * t), f32(poses), has)
+    assert float(exact["pose_rotation_error_deg"]) < 0.1
+    assert float(exact["pose_translation_angle_deg"]) < 0.1
+    # Swapping the pair order (the inverse motions) is not the truth.
+    swapped = pose_errors(f32(-aa), f32(-t), f32(poses), has)
+    assert float(swapped["pose_translation_angle_deg"]) > 10
+    # R_pred = R_true · R_x(5°): the error is 5°; t turned by 30° about an axis ⟂ t: 30°.
+    extra = Rotation.from_euler("x", 5, degrees=True)
+    aa_off = np.stack([[(Rotation.from_rotvec(v) * extra).as_rotvec() for v in pair]
+                       for pair in aa])
+    axis = np.cross(t, rng.normal(size=t.shape))
+    axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
+    t_off = np.stack([[Rotation.from_rotvec(np.radians(30) * a).apply(v)
+                       for a, v in zip(ax, tt)] for ax, tt in zip(axis, t)])
+    off = pose_errors(f32(aa_off), f32(t_off), f32(poses), has)
+    np.testing.assert_allclose(float(off["pose_rotation_error_deg"]), 5.0, atol=0.05)
+    np.testing.assert_allclose(float(off["pose_translation_angle_deg"]), 30.0, atol=0.05)
+    # Sample 0 wrong and without a pose: the mean is over samples 1 and 2 only.
+    aa_mixed = aa.copy()
+    aa_mixed[:, 0] = aa_off[:, 0]
+    mixed = pose_errors(f32(aa_mixed), f32(t), f32(poses), jnp.array([False, True, True]))
+    assert float(mixed["pose_rotation_error_deg"]) < 0.1
+    none = pose_errors(f32(aa), f32(t), f32(poses), jnp.zeros(b, bool))
+    assert np.isnan(float(none["pose_rotation_error_deg"]))
 
 
 def _scene_batch(n, h, w, seed):
