@@ -182,6 +182,25 @@ def test_frames_of_a_sequence_are_photometrically_consistent():
   assert np.abs(rgb_s - rgb_t)[ok].mean() > 3 * err.mean()
 
 
+def test_sequence_heading_turns_at_most_max_turn_per_frame():
+  # The rig's heading (its camera's forward axis in the floor plane) changes by at most
+  # MAX_TURN_RAD between consecutive frames, so a t-20 / t / t+20 triple turns at most 20x that:
+  # also on elongated ellipses, whose ends the rig rounds faster than their parameter moves.
+  cfg = scene_lib.SceneConfig(height=8, width=16, frames_per_scene=100, sequence=True,
+                              min_room=3.0, max_room=12.0, max_obstacles=0)
+  worst, moved = 0.0, []
+  for seed in range(40):
+    scene = scene_lib.sample_scene(np.random.default_rng(seed), cfg)
+    fwd = scene.poses[:, :2, 2]
+    heading = np.unwrap(np.arctan2(fwd[:, 1], fwd[:, 0]))
+    worst = max(worst, float(np.abs(np.diff(heading)).max()))
+    moved.append(np.linalg.norm(np.diff(scene.poses[:, :2, 3], axis=0), axis=-1).mean()
+                 / scene.scale)
+  assert worst <= scene_lib.MAX_TURN_RAD * (1 + 1e-6), np.degrees(worst)
+  # ... and it still moves: on average at least half the nominal step per frame.
+  assert np.mean(moved) > 0.5 * scene_lib.STEP_M, np.mean(moved)
+
+
 def test_assign_splits_holds_out_whole_scenes():
   splits = simulate.assign_splits(10, (0.6, 0.2, 0.2), seed=1)
   assert sorted(splits) == ["test"] * 2 + ["train"] * 6 + ["val"] * 2

@@ -36,7 +36,9 @@ STEP_M = 0.02  # rig displacement between consecutive frames of a sequence (befo
 # measured on 12 BV1-like sessions) between the t-20 and t frames of a triple, 40% of the
 # 90-degree view: little overlap left for the self-supervised DepthNet/PoseNet at 64x128.
 # 0.5 degrees per frame bounds it to 10 degrees per 20 frames (the step then shortens in small
-# rooms: the rig slows down in tight turns).
+# rooms: the rig slows down in tight turns). The bound holds for the heading, not only for the
+# ellipse's parameter: before that was so, elongated ellipses turned the rig up to 2 degrees per
+# frame at their ends, 21 degrees between the frames of some triples.
 MAX_TURN_RAD = np.deg2rad(0.5)
 ABSORPTION_RANGE = (0.1, 0.4)  # energy absorption of the walls.
 DEPTH_EDGE_REL_JUMP = 0.1  # neighbours on different surfaces with a larger jump -> no return.
@@ -104,8 +106,11 @@ def _sample_poses(rng: np.random.Generator, dims: np.ndarray, cfg: SceneConfig) 
     radii = rng.uniform(0.6, 1.0, size=2) * np.minimum(centre - lo, hi - centre)
     phase0 = rng.uniform(0, 2 * np.pi)
     direction = rng.choice([-1.0, 1.0])
-    # Angular step giving about STEP_M of arc per frame on the ellipse.
-    dphi = direction * min(STEP_M / max(float(np.mean(radii)), 1e-3), MAX_TURN_RAD)
+    # Angular step giving about STEP_M of arc per frame on the ellipse. The heading turns by
+    # dphi * ab / (a^2 sin^2 phi + b^2 cos^2 phi), up to dphi * max(a, b) / min(a, b) at the
+    # ends of the long axis, so that ratio divides the turn bound.
+    max_dphi = MAX_TURN_RAD * float(radii.min() / radii.max())
+    dphi = direction * min(STEP_M / max(float(np.mean(radii)), 1e-3), max_dphi)
     phi = phase0 + dphi * np.arange(n)
     xy = centre + np.stack([radii[0] * np.cos(phi), radii[1] * np.sin(phi)], -1)
     tangent = np.stack([-radii[0] * np.sin(phi), radii[1] * np.cos(phi)], -1) * direction
