@@ -15,11 +15,11 @@ from scipy.spatial.transform import Rotation
 import synthetic_scene as scene
 import train_toy
 from avs_jax import geometry
+from avs_jax.config_files import load_config_module
 from avs_jax.train.relative_task import RelativeDepthTask, pose_errors, relative_losses
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "configs"))
-import litemono  # noqa: E402
-import monodepth2  # noqa: E402
+monodepth2 = load_config_module("monodepth2")
+litemono = load_config_module("litemono")
 
 
 def _pose_params(M):
@@ -168,13 +168,14 @@ def test_configs_and_scale_validation():
 
 _MULTI_DEVICE_SCRIPT = r"""
 import sys
-sys.path[:0] = [sys.argv[1], sys.argv[2]]
+sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
-import monodepth2, synthetic_scene as scene
+import synthetic_scene as scene
+from avs_jax.config_files import load_config
 from avs_jax.train.relative_task import RelativeDepthTask
 assert jax.device_count() == 4
-task = RelativeDepthTask(monodepth2.get_config("tiny"))
+task = RelativeDepthTask(load_config("monodepth2", "tiny"))
 triples = [scene.forward_triple(np.random.default_rng(i), 32, 64) for i in range(4)]
 batch = {"frames": np.stack([t[0] for t in triples]), "intrinsics": np.stack([t[2] for t in triples])}
 v = task.init_variables(jax.random.key(0), batch)
@@ -204,8 +205,8 @@ def test_loss_and_gradients_same_on_one_and_four_devices():
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
-    out = subprocess.run([sys.executable, "-c", _MULTI_DEVICE_SCRIPT, str(root / "configs"),
-                          str(root / "tests")], env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", _MULTI_DEVICE_SCRIPT, str(root / "tests")],
+                         env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
 
