@@ -118,7 +118,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # (0.850, 0.311, 0.724 vs 0.388, 0.311, 0.439). A log-disparity head without the sigmoid,
     # exp(x - mean x): rotation 1.8-3.6 deg, depth again worse than a constant on all three
     # (1.029, 0.336, 0.487), training photometric loss 0.093-0.102 against 0.078; with the net's
-    # poses even the true depth scores 0.075-0.081, so the pose, not the depth head, is the limit.
+    # poses even the true depth scores 0.074-0.081, so the pose, not the depth head, is the limit.
     c.evaluate = _load("evaluate", "")
     c.evaluate.figures.num_per_dataset = 3
     # The final relative weights, as Monodepth2 evaluates. In the short run the validation

@@ -96,8 +96,10 @@ def test_pose_errors_against_known_rotations_and_directions():
     aa_mixed[:, 0] = aa_off[:, 0]
     mixed = pose_errors(f32(aa_mixed), f32(t), f32(poses), jnp.array([False, True, True]))
     assert float(mixed["pose_rotation_error_deg"]) < 0.1
+    assert float(mixed["weight/pose_rotation_error_deg"]) == 4  # 2 samples x 2 pairs
     none = pose_errors(f32(aa), f32(t), f32(poses), jnp.zeros(b, bool))
     assert np.isnan(float(none["pose_rotation_error_deg"]))
+    assert float(none["weight/pose_translation_angle_deg"]) == 0
 
 
 def _scene_batch(n, h, w, seed):

@@ -23,7 +23,7 @@ from avs_jax.train import checkpointing  # noqa: E402
 jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="jax_cache_core_"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-from avs_jax.train.loop import NonFiniteLossError, train_and_evaluate  # noqa: E402
+from avs_jax.train.loop import NonFiniteLossError, _weighted_mean, train_and_evaluate  # noqa: E402
 from avs_jax.train.metric_writers import read_metrics  # noqa: E402
 
 
@@ -177,3 +177,19 @@ def test_ctrl_c_sets_the_stop_flag_instead_of_raising():
         with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C interrupts at once
             os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is previous  # handlers restored
+
+
+def test_validation_mean_weights_by_batch_size_or_by_the_metrics_own_count():
+    """Batch means weighted by batch size; a metric with a "weight/" count is weighted by it, so
+    a batch where it covers nothing (NaN, count 0) drops out; none anywhere gives NaN."""
+    records = [
+        (4, {"loss": 1.0, "pose": float("nan"), "weight/pose": 0.0}),
+        (4, {"loss": 3.0, "pose": 10.0, "weight/pose": 2.0}),
+        (2, {"loss": 6.0, "pose": 4.0, "weight/pose": 1.0}),
+    ]
+    means = _weighted_mean(records)
+    assert set(means) == {"loss", "pose"}
+    np.testing.assert_allclose(means["loss"], (4 * 1 + 4 * 3 + 2 * 6) / 10)
+    np.testing.assert_allclose(means["pose"], (2 * 10 + 1 * 4) / 3)
+    none = _weighted_mean([(4, {"pose": float("nan"), "weight/pose": 0.0})] * 2)
+    assert np.isnan(none["pose"])

@@ -53,7 +53,8 @@ I/O). `batch` is the global batch dict of the input pipeline with only its numer
 
 ``task.eval_metrics(params, model_state, batch) -> dict[str, scalar]``
     Validation metrics of one batch as batch means (inference mode, running BN statistics); the
-    core averages them over the validation set weighted by batch size. Must contain
+    core averages them over the validation set weighted by batch size, or by the count under
+    `"weight/" + name` when a metric covers only some samples of a batch. Must contain
     `config.checkpoint.best_metric` (e.g. "abs_rel") when validation ranks checkpoints.
 
 Precision: `config.train.compute_dtype` ("float32" | "bfloat16") is for the task to pass to its

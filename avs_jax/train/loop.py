@@ -98,14 +98,29 @@ class _StopFlag:
                 signal.signal(signum, previous)
 
 
+# A batch metric `k` may come with `WEIGHT_PREFIX + k`: how many samples (or pairs) of the batch
+# it averages over, when that is not the batch size (the pose errors count only samples with
+# camera poses). The set's mean then weights it by that count, so a batch that has none drops
+# out instead of turning the mean into NaN; a set with none at all reports NaN.
+WEIGHT_PREFIX = "weight/"
+
+
 def _weighted_mean(records: list[tuple[int, dict]]) -> dict[str, float]:
-    total = sum(n for n, _ in records)
-    keys = records[0][1].keys()
-    return {k: float(sum(n * float(m[k]) for n, m in records) / total) for k in keys}
+    """Set-level means of per-batch metrics; records are (batch size, metrics) per batch."""
+    means = {}
+    for k in records[0][1]:
+        if k.startswith(WEIGHT_PREFIX):
+            continue
+        weighted = [(float(m.get(WEIGHT_PREFIX + k, n)), float(m[k])) for n, m in records]
+        total = sum(w for w, _ in weighted)
+        means[k] = (sum(w * v for w, v in weighted if w > 0) / total if total > 0
+                    else float("nan"))
+    return means
 
 
 def evaluate(eval_step: Callable, state: TrainState, batches: Iterable[dict], mesh) -> dict:
-    """Validation metrics: each batch's metrics weighted by its size, averaged over the set."""
+    """Validation metrics: each batch's metrics weighted by its size (or by the count in its
+    `WEIGHT_PREFIX` companion), averaged over the set."""
     pending = []
     for batch in batches:
         n = len(next(iter(batch.values())))

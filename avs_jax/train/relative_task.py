@@ -120,7 +120,9 @@ def pose_errors(axisangle: Array, translation: Array, poses: Array,
     camera-to-world of frames −1, 0, +1 (what the simulator writes, BV1 has none); has_pose `[B]`.
     Returns the mean over both pairs of the samples with poses (NaN if none) of
     `pose_rotation_error_deg`, the angle of R_predᵀ·R_true, and `pose_translation_angle_deg`, the
-    angle between the predicted and true translations (their lengths differ by the free scale).
+    angle between the predicted and true translations (their lengths differ by the free scale);
+    and, under `weight/<name>`, how many pairs each mean covers (train/loop.py weights the
+    validation batches by it).
     A pose net that learnt nothing scores ~90° on the translation angle.
     """
     poses = poses.astype(jnp.float32)
@@ -141,7 +143,9 @@ def pose_errors(axisangle: Array, translation: Array, poses: Array,
     def mean(x: Array) -> Array:
         return jnp.where(n > 0, jnp.sum(x * weight) / jnp.maximum(n, 1.0), jnp.nan)
 
-    return {"pose_rotation_error_deg": mean(rot), "pose_translation_angle_deg": mean(trans)}
+    # The counts let the validation mean weight each batch by its pairs with poses (loop.py).
+    return {"pose_rotation_error_deg": mean(rot), "pose_translation_angle_deg": mean(trans),
+            "weight/pose_rotation_error_deg": n, "weight/pose_translation_angle_deg": n}
 
 
 def median_scaled_errors(pred: Array, gt: Array) -> dict[str, Array]:
