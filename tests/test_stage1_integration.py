@@ -53,9 +53,17 @@ def _params(workdir):
     return meta, [np.asarray(x) for x in jax.tree.leaves(variables)]
 
 
-def test_interrupted_run_resumes_exactly(tmp_path, tfds_dir):
-    whole, cut = tmp_path / "whole", tmp_path / "cut"
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory, tfds_dir):
+    """One uninterrupted STEPS-step run, shared by the tests that only read its checkpoint (each
+    run of main costs ~30-45 s of start-up and compilation on 2 cores)."""
+    whole = tmp_path_factory.mktemp("whole")
     _main(whole, tfds_dir)
+    return whole
+
+
+def test_interrupted_run_resumes_exactly(tmp_path, tfds_dir, whole_run):
+    whole, cut = whole_run, tmp_path / "cut"
     _main(cut, tfds_dir, "--config.train.stop_at_step=2")   # interrupted after step 2
     assert max(_losses(cut)) == 2
     _main(cut, tfds_dir)                                    # started again: resumes
@@ -84,11 +92,10 @@ def test_one_and_four_devices_give_the_same_step(tmp_path, tfds_dir):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_evaluation_loads_the_checkpoint_and_rejects_another_variant(tmp_path, tfds_dir):
+def test_evaluation_loads_the_checkpoint_and_rejects_another_variant(whole_run):
     from avs_jax.evaluation.checkpoints import CheckpointMismatchError, load_run
 
-    run = tmp_path / "run"
-    _main(run, tfds_dir, "--config.train.num_steps=2")
+    run = whole_run
     task, variables, cfg = load_run(str(run), "avsnet", "rgb_echoes")
     image = np.random.default_rng(0).uniform(size=(1, 64, 128, 3)).astype(np.float32)
     echo = np.ones((1, 64, 128, 2), np.float32)
@@ -101,16 +108,13 @@ def test_evaluation_loads_the_checkpoint_and_rejects_another_variant(tmp_path, t
         load_run(str(run), "relative")
 
 
-def test_external_predictions_are_scaled_and_evaluated(tmp_path, tfds_dir):
+def test_external_predictions_are_scaled_and_evaluated(tmp_path, tfds_dir, whole_run):
     """Plug-and-play: .npy relative predictions of an outside model join Table 2."""
-    import ml_collections
-
     from avs_jax.evaluation.evaluate import evaluate
     from avs_jax.evaluation.external import PredictionError
     from tfds_batvision.batvision import Batvision
 
-    run = tmp_path / "run"
-    _main(run, tfds_dir, "--config.train.num_steps=1")
+    run = whole_run
     # The "outside model" predicts the ground truth / 7 as a disparity.
     preds = tmp_path / "preds"
     preds.mkdir()
