@@ -72,3 +72,20 @@ def test_disparity_predictions_and_tables_written(tmp_path):
     assert "Abs Rel" in md and "RGB-Echoes" in md
     # The best Abs Rel of the block (0.000, the scaled row) is bold; the "No" row is not.
     assert "**0.000**" in md
+
+
+def test_table2_mask_leaves_table1_alone():
+    """A sample left out of Table 2 (no external prediction) still counts in Table 1."""
+    gt = _gt()
+    ev = ScalingEvaluator(min_depth=1e-3, max_depth=30.0)
+    # M_p wrong by 2x on image 2 only: Table 1 sees it, Table 2 (images 0, 1) does not.
+    mp = gt.copy()
+    mp[2] *= 2.0
+    ev.update(gt, {"rgb_echoes": mp}, {"outside": (gt / 7.0, "depth")},
+              example_mask=np.ones(3, bool), table2_mask=np.array([True, True, False]))
+    t1, t2 = ev.table1(), ev.table2()
+    assert t1["rgb_echoes"]["n_images"] == 3
+    assert t1["rgb_echoes"]["abs_rel"] == pytest.approx(1 / 3, rel=1e-5)  # (0 + 0 + 1) / 3
+    median = t2["outside"]["rgb_echoes"]["median"]
+    assert median["n_images"] == 2
+    assert median["abs_rel"] == pytest.approx(0.0, abs=1e-6)

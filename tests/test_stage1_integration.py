@@ -149,6 +149,11 @@ def test_external_predictions_are_scaled_and_evaluated(tmp_path, tfds_dir, whole
     config.allow_missing = True
     out = evaluate(config, str(tmp_path / "eval3"))
     assert out["missing"] == [ids[0]]
+    # The sample leaves every Table 2 row (compared on the same images), not Table 1.
+    rows = out["table2"]["bv2"]
+    assert rows["external"]["no"]["none"]["n_images"] == len(ids) - 1
+    assert rows["external"]["gt"]["median"]["n_images"] == len(ids) - 1
+    assert out["table1"]["bv2"]["rgb_echoes"]["n_images"] == len(ids)
 
 
 def test_tiny_rgb_echoes_overfits_a_handful_of_simulated_samples(tfds_dir):

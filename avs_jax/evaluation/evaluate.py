@@ -145,16 +145,19 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
             mp = {v: p.fn(inputs(p)) for v, p in stage1.items()}
             rel = {m: (p.fn(inputs(p)), p.kind) for m, p in relative.items()} if with_table2 else {}
+            # Table 2 compares its rows on the same images: a sample without an external
+            # prediction (allow_missing) leaves all of them, but stays in Table 1.
+            real2 = real
             if with_table2 and ext.predictions:
                 ext_batch, ok = _external_batch(ext.predictions, ids, real, gt.shape[1:],
                                                 config.allow_missing, missing)
                 rel[ext.name] = (ext_batch, ext.kind)
-                real = real & ok
-            evaluator.update(gt, mp, rel, real)
+                real2 = real & ok
+            evaluator.update(gt, mp, rel, real, real2)
             if with_table2 and config.export:
-                export_rows += _export(workdir, ds_name, ids, real, gt, mp, rel, data.max_depth)
+                export_rows += _export(workdir, ds_name, ids, real2, gt, mp, rel, data.max_depth)
             if shown < config.figures.num_per_dataset and rel:
-                shown += _depth_figures(figdir, ds_name, ids, real, base, gt, mp, rel,
+                shown += _depth_figures(figdir, ds_name, ids, real2, base, gt, mp, rel,
                                         data.max_depth, config.figures.num_per_dataset - shown)
             bar.update(int(np.asarray(base["valid_example"]).sum()))
         bar.close()

@@ -88,8 +88,16 @@ class ScalingEvaluator:
         self.t2: dict[str, dict[str, dict[str, MetricAccumulator]]] = {}
 
     def update(self, gt, mp: dict[str, Array], rel: dict[str, tuple[Array, str]],
-               example_mask: np.ndarray | None = None) -> None:
-        """Adds a batch: `gt` `[B, H, W]`, M_p per variant, (prediction, kind) per model."""
+               example_mask: np.ndarray | None = None,
+               table2_mask: np.ndarray | None = None) -> None:
+        """Adds a batch: `gt` `[B, H, W]`, M_p per variant, (prediction, kind) per model.
+
+        `example_mask` `[B]` marks the real examples (not padding); `table2_mask` (default: the
+        same) those Table 2 counts, e.g. without samples an external model has no prediction
+        for, so that Table 1 does not depend on which external predictions exist.
+        """
+        if table2_mask is None:
+            table2_mask = example_mask
         kinds = tuple(sorted((m, k) for m, (_, k) in rel.items()))
         t1, t2 = batch_rows(jnp.asarray(gt), {k: jnp.asarray(v) for k, v in mp.items()},
                             {m: jnp.asarray(r) for m, (r, _) in rel.items()},
@@ -101,7 +109,7 @@ class ScalingEvaluator:
             for s, methods in sources.items():
                 for meth, m in methods.items():
                     (self.t2.setdefault(model, {}).setdefault(s, {})
-                     .setdefault(meth, MetricAccumulator()).update(m, example_mask))
+                     .setdefault(meth, MetricAccumulator()).update(m, table2_mask))
 
     def table1(self) -> dict[str, dict]:
         return {v: acc.result() for v, acc in self.t1.items()}
