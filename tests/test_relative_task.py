@@ -145,6 +145,18 @@ def test_predict_relative_at_any_resolution():
     assert big.shape == (1, 72, 90)
     # Resizing happens on the disparity, so the depth range stays within the native one.
     assert native.min() - 1e-4 <= big.min() and big.max() <= native.max() + 1e-4
+    # The evaluation's predictor resizes the disparity (half-pixel) to the ground truth's size,
+    # then inverts it (Monodepth2's order), not the depth (align_corners) afterwards.
+    from avs_jax.evaluation.evaluate import relative_predict_fn
+    from avs_jax.metrics import resize_to
+    from avs_jax.models.layers import resize_bilinear
+    evaluated = np.asarray(relative_predict_fn(task, variables)({"image": image,
+                                                                "out_size": (72, 90)}))
+    disp_big = resize_bilinear(disp0, (72, 90), align_corners=False)[..., 0]
+    np.testing.assert_allclose(evaluated, 1.0 / (0.01 + (10.0 - 0.01) * np.asarray(disp_big)),
+                               rtol=1e-5)
+    depth_resized = np.asarray(resize_to(jnp.asarray(native), (72, 90)))
+    assert np.abs(evaluated - depth_resized).max() > 1e-3 * native.max()
 
 
 def test_configs_and_scale_validation():

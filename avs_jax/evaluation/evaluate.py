@@ -66,11 +66,20 @@ def _stage1_predictor(variant: str, run_dir: str) -> tuple[Predictor, Any, dict,
     return pred, task, variables, cfg
 
 
+def relative_predict_fn(task: Any, variables: dict) -> Callable[[dict], jax.Array]:
+    """Batch `{"image" [B, h, w, 3], "out_size" (H, W)}` → relative depth `[B, H, W]`.
+
+    The disparity is resized to the ground truth's size and then inverted, the order of
+    Monodepth2's evaluation (resizing the depth instead weights near and far pixels otherwise).
+    """
+    fn = jax.jit(functools.partial(task.predict_relative, variables), static_argnames="out_size")
+    return lambda b: fn(b["image"], out_size=tuple(b["out_size"]))
+
+
 def _relative_predictor(name: str, run_dir: str, checkpoint: str = "best") -> Predictor:
     step = None if checkpoint == "latest" else checkpoint
     task, variables, cfg = load_run(run_dir, "relative", step=step)
-    fn = jax.jit(functools.partial(task.predict_relative, variables))
-    return Predictor(name, lambda b: fn(b["image"]), cfg.data.image_size)
+    return Predictor(name, relative_predict_fn(task, variables), cfg.data.image_size)
 
 
 def _eval_data_config(base: ml_collections.ConfigDict, image_size, stft: dict | None,
@@ -141,7 +150,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
             def inputs(p):
                 b = by_key[(p.image_size, tuple(sorted((p.stft or {}).items())))]
-                return {"image": jnp.asarray(b["image"]), "echo": jnp.asarray(b["echo"])}
+                return {"image": jnp.asarray(b["image"]), "echo": jnp.asarray(b["echo"]),
+                        "out_size": gt.shape[1:]}
 
             mp = {v: p.fn(inputs(p)) for v, p in stage1.items()}
             rel = {m: (p.fn(inputs(p)), p.kind) for m, p in relative.items()} if with_table2 else {}

@@ -57,7 +57,8 @@ def batch_rows(gt: Array, mp: dict[str, Array], rel: dict[str, Array], *, min_de
         # not depend on the model: computed once, reported in every model's block.
         constant = metrics(jnp.broadcast_to(med["gt"][:, None, None], gt.shape))
     for model, r in rel.items():
-        # Invert a disparity before resizing: the scale is a property of depth.
+        # evaluate() hands relative maps over at the ground truth's size, a disparity resized
+        # before it is inverted (Monodepth2's order); one at another size is inverted first.
         r_full = resize_to(to_depth(r.astype(jnp.float32), kind_of[model]), size)
         med_r = masked_median(r_full, valid)
         mean_r, std_r = masked_mean_std(r_full, valid)
