@@ -9,6 +9,11 @@ Per image, over the valid pixels given by `mask`:
 * "gt_median": `M = R * median(gt) / median(R)`, the oracle reference row (Monodepth2's
   evaluation protocol), for which the scale source is the ground truth itself.
 
+In the evaluation the mask is the valid ground-truth pixels, as in Monodepth2's median scaling:
+the paper writes eq. 3 without a mask and evaluates "only valid pixels" (Sec. 4.2), leaving open
+which pixels set the scale. A deployed system has no ground truth; pass it all pixels (or those
+in M_p's range).
+
 `R` may be a depth or a disparity (`kind`); a disparity is inverted first. Medians follow
 numpy's convention (the mean of the two middle values for an even count). Jittable, batched.
 """
