@@ -52,6 +52,26 @@ def test_loss_is_near_zero_with_true_depth_and_true_motion_in_pose_net_order():
     assert float(wrong) > 3 * float(right) and identity > 3 * float(right)
 
 
+def test_loss_matches_upstream_monodepth2_trainer():
+    """Monodepth2's own Trainer.generate_images_pred + compute_losses on the same disparities,
+    motions, frames and pyramid (tests/fixtures/monodepth2_loss.npz, tools/make_loss_fixture.py;
+    grid_sample with align_corners=True, no tie-break noise): the total, its photometric and
+    smoothness parts and the automask fraction agree."""
+    fx = np.load(Path(__file__).parent / "fixtures" / "monodepth2_loss.npz")
+    loss_cfg = monodepth2.get_config("").loss  # the paper's: 0.1-100, SSIM 0.85, 1e-3, automask
+    scales = range(4)
+    total, metrics = relative_losses(
+        [jnp.asarray(fx[f"disp_{s}"]) for s in scales], jnp.asarray(fx["axisangle"]),
+        jnp.asarray(fx["translation"]), jnp.asarray(fx["frames"]),
+        jnp.asarray(fx["intrinsics"]), None, loss_cfg,
+        target_pyramid=[jnp.asarray(fx[f"pyramid_{s}"]) for s in scales])
+    np.testing.assert_allclose(float(total), fx["loss"], rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["photometric"]), fx["photometric"], rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["smoothness"]), fx["smoothness"], rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["automask_fraction"]), fx["automask_fraction"],
+                               atol=2e-3)
+
+
 def _random_c2w(rng, n):
     """n random camera-to-world poses [n, 4, 4]."""
     out = np.tile(np.eye(4), (n, 1, 1))

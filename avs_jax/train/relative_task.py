@@ -70,12 +70,14 @@ def _downsample(image: Array, scale: int) -> Array:
 
 
 def relative_losses(disps: list[Array], axisangle: Array, translation: Array, frames: Array,
-                    intrinsics: Array, rng: Array | None,
-                    loss: ml_collections.ConfigDict) -> tuple[Array, dict[str, Array]]:
+                    intrinsics: Array, rng: Array | None, loss: ml_collections.ConfigDict,
+                    target_pyramid: list[Array] | None = None) -> tuple[Array, dict[str, Array]]:
     """Monodepth2's loss from network outputs → (loss, metrics); see the module docstring.
 
     disps: per scale `[B, H/2^s, W/2^s, 1]`; axisangle, translation `[2, B, 3]` for the pairs
-    (−1, 0) and (0, +1); frames `[B, 3, H, W, 3]` un-augmented; intrinsics `[B, 3, 3]`.
+    (−1, 0) and (0, +1); frames `[B, 3, H, W, 3]` un-augmented; intrinsics `[B, 3, 3]`;
+    target_pyramid: the target frame per scale for the smoothness term (default: downsampled
+    here, as Monodepth2's data loader does).
     """
     frames = frames.astype(jnp.float32)
     h, w = frames.shape[2:4]
@@ -95,7 +97,7 @@ def relative_losses(disps: list[Array], axisangle: Array, translation: Array, fr
     points = geometry.backproject(depth, inv_K)[:, None]  # [S, 1, B, H, W, 3]
     grid = geometry.project(points, K, poses)  # [S, 2, B, H, W, 2]
     warped = geometry.bilinear_sample(sources, grid, loss.align_corners)  # [S, 2, B, H, W, 3]
-    pyramid = [_downsample(target, s) for s in range(len(disps))]
+    pyramid = target_pyramid or [_downsample(target, s) for s in range(len(disps))]
     total, metrics = photometric.multiscale_photometric_loss(
         warped, disps, sources, target, pyramid, rng,
         ssim_weight=loss.ssim_weight, smoothness_weight=loss.smoothness_weight,
