@@ -97,7 +97,9 @@ def relative_losses(disps: list[Array], axisangle: Array, translation: Array, fr
     points = geometry.backproject(depth, inv_K)[:, None]  # [S, 1, B, H, W, 3]
     grid = geometry.project(points, K, poses)  # [S, 2, B, H, W, 2]
     warped = geometry.bilinear_sample(sources, grid, loss.align_corners)  # [S, 2, B, H, W, 3]
-    pyramid = target_pyramid or [_downsample(target, s) for s in range(len(disps))]
+    pyramid = target_pyramid
+    if pyramid is None:
+        pyramid = [_downsample(target, s) for s in range(len(disps))]
     total, metrics = photometric.multiscale_photometric_loss(
         warped, disps, sources, target, pyramid, rng,
         ssim_weight=loss.ssim_weight, smoothness_weight=loss.smoothness_weight,
