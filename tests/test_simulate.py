@@ -182,12 +182,14 @@ def test_frames_of_a_sequence_are_photometrically_consistent():
   assert np.abs(rgb_s - rgb_t)[ok].mean() > 3 * err.mean()
 
 
-def test_sequence_heading_turns_at_most_max_turn_per_frame():
+@pytest.mark.parametrize("motion", [{}, {"step_m": 0.01, "max_turn_deg": 0.25}])
+def test_sequence_heading_turns_at_most_max_turn_per_frame(motion):
   # The rig's heading (its camera's forward axis in the floor plane) changes by at most
-  # MAX_TURN_RAD between consecutive frames, so a t-20 / t / t+20 triple turns at most 20x that:
+  # max_turn_deg between consecutive frames, so a t-20 / t / t+20 triple turns at most 20x that:
   # also on elongated ellipses, whose ends the rig rounds faster than their parameter moves.
+  # The default (MAX_TURN_RAD, STEP_M) and the quickstart's slower rig both hold.
   cfg = scene_lib.SceneConfig(height=8, width=16, frames_per_scene=100, sequence=True,
-                              min_room=3.0, max_room=12.0, max_obstacles=0)
+                              min_room=3.0, max_room=12.0, max_obstacles=0, **motion)
   worst, moved = 0.0, []
   for seed in range(40):
     scene = scene_lib.sample_scene(np.random.default_rng(seed), cfg)
@@ -196,9 +198,15 @@ def test_sequence_heading_turns_at_most_max_turn_per_frame():
     worst = max(worst, float(np.abs(np.diff(heading)).max()))
     moved.append(np.linalg.norm(np.diff(scene.poses[:, :2, 3], axis=0), axis=-1).mean()
                  / scene.scale)
-  assert worst <= scene_lib.MAX_TURN_RAD * (1 + 1e-6), np.degrees(worst)
-  # ... and it still moves: on average at least half the nominal step per frame.
-  assert np.mean(moved) > 0.5 * scene_lib.STEP_M, np.mean(moved)
+  assert worst <= np.deg2rad(cfg.max_turn_deg) * (1 + 1e-6), np.degrees(worst)
+  # ... and it still moves: on average at least half the nominal step per frame, and no chord
+  # is longer than the arc step it cuts.
+  assert 0.5 * cfg.step_m < np.mean(moved) <= cfg.step_m * (1 + 1e-6), np.mean(moved)
+  if motion:
+    assert cfg.step_m == motion["step_m"] and cfg.max_turn_deg == motion["max_turn_deg"]
+  else:
+    assert cfg.step_m == scene_lib.STEP_M
+    assert np.isclose(np.deg2rad(cfg.max_turn_deg), scene_lib.MAX_TURN_RAD)
 
 
 def test_assign_splits_holds_out_whole_scenes():
@@ -319,6 +327,22 @@ def test_bv1_session_with_two_scenes_has_a_time_jump(tmp_path):
   stems = [Path(r["camera path left"]).stem for r in rows]
   assert stems[0] == "100000.000000" and stems[3] == "101000.000000"
   assert sorted(poses) == stems
+
+
+def test_bv1_rig_motion_per_frame_is_configurable(tmp_path):
+  """Half the step and half the turn bound put the rig on the same path at half the speed:
+  frame 2k of the slow session is frame k of the default one (same seed, same room)."""
+  def poses(name, frames, **motion):
+    root = simulate.simulate_dataset("bv1", str(tmp_path / name), 1, seed=5, height=8, width=16,
+                                     frames_per_scene=frames, split_fractions=(1, 0, 0),
+                                     progress=False, **motion)
+    _, p = simulate.load_bv1_geometry(root, "2019.08.01")
+    return np.stack([p[k] for k in sorted(p)])
+  fast = poses("fast", 3)
+  slow = poses("slow", 5, step_m=scene_lib.STEP_M / 2,
+               max_turn_deg=float(np.degrees(scene_lib.MAX_TURN_RAD)) / 2)
+  np.testing.assert_allclose(slow[::2], fast, atol=1e-5)
+  assert np.linalg.norm(slow[1, :3, 3] - slow[0, :3, 3]) > 1e-3  # it does move in between
 
 
 def test_ear_beside_a_wall_stays_inside_the_room():

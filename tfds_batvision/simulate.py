@@ -307,7 +307,8 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
                      split_fractions: Sequence[float] = (0.6, 0.2, 0.2), workers: int = 1,
                      max_order: int | None = None, max_obstacles: int | None = None,
                      scenes_per_session: int = 1, overwrite: bool = False,
-                     progress: bool = True, supersample: int | None = None) -> str:
+                     progress: bool = True, supersample: int | None = None,
+                     step_m: float | None = None, max_turn_deg: float | None = None) -> str:
   """Simulate ``num_scenes`` rooms into a BatVision ``layout`` ('bv1' or 'bv2') root; returns it.
 
   Unset (None) sizes take the layout's real defaults (``LAYOUTS``). ``out_dir`` must be absent or
@@ -315,7 +316,8 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
   ``scenes_per_session`` (BV1 only) puts that many consecutive scenes in one dated session folder,
   separated by a time jump of SCENE_GAP_S, like real sessions that hold several scenes.
   ``supersample`` averages that many sub-pixel rays per pixel side for the RGB (default 1; see
-  ``SceneConfig.supersample``: small images alias without it).
+  ``SceneConfig.supersample``: small images alias without it). ``step_m`` and ``max_turn_deg``
+  (BV1 sequences) set the rig's motion per frame, ``SceneConfig``'s defaults when None.
   """
   if layout not in LAYOUTS:
     raise ValueError(f"--layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
@@ -324,7 +326,7 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
   cfg = scene_config(layout, height=height, width=width, frames_per_scene=frames_per_scene,
                      min_room=min_room, max_room=max_room, global_scale=global_scale,
                      max_order=max_order, max_obstacles=max_obstacles,
-                     supersample=supersample)
+                     supersample=supersample, step_m=step_m, max_turn_deg=max_turn_deg)
   if cfg.supersample < 1:
     raise ValueError(f"--supersample must be >= 1, got {cfg.supersample}")
   if scenes_per_session < 1:

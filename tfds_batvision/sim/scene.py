@@ -74,6 +74,10 @@ class SceneConfig:
   # three seeds: one tiny relative model gained structure, one collapsed to the depth floor;
   # not adopted, configs/quickstart.py.) Depth stays the centre ray's.
   supersample: int = 1
+  # Rig motion of a sequence per frame (canonical scale, before global_scale): arc step in metres
+  # and the largest heading change in degrees (see STEP_M and MAX_TURN_RAD).
+  step_m: float = STEP_M
+  max_turn_deg: float = float(np.degrees(MAX_TURN_RAD))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,11 +110,11 @@ def _sample_poses(rng: np.random.Generator, dims: np.ndarray, cfg: SceneConfig) 
     radii = rng.uniform(0.6, 1.0, size=2) * np.minimum(centre - lo, hi - centre)
     phase0 = rng.uniform(0, 2 * np.pi)
     direction = rng.choice([-1.0, 1.0])
-    # Angular step giving about STEP_M of arc per frame on the ellipse. The heading turns by
+    # Angular step giving about step_m of arc per frame on the ellipse. The heading turns by
     # dphi * ab / (a^2 sin^2 phi + b^2 cos^2 phi), up to dphi * max(a, b) / min(a, b) at the
     # ends of the long axis, so that ratio divides the turn bound.
-    max_dphi = MAX_TURN_RAD * float(radii.min() / radii.max())
-    dphi = direction * min(STEP_M / max(float(np.mean(radii)), 1e-3), max_dphi)
+    max_dphi = np.deg2rad(cfg.max_turn_deg) * float(radii.min() / radii.max())
+    dphi = direction * min(cfg.step_m / max(float(np.mean(radii)), 1e-3), max_dphi)
     phi = phase0 + dphi * np.arange(n)
     xy = centre + np.stack([radii[0] * np.cos(phi), radii[1] * np.sin(phi)], -1)
     tangent = np.stack([-radii[0] * np.sin(phi), radii[1] * np.cos(phi)], -1) * direction
