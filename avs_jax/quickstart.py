@@ -8,6 +8,11 @@ an interrupted run continues: the training stages resume from their checkpoints)
   3. train AVS-Net (rgb_echoes), Only-RGB (rgb), DepthNet    workdir/{avsnet_rgb_echoes,...}
   4. evaluate: Tables 1 and 2, figures                      workdir/tables.{json,md}, figures/
   5. print the tables and one line per claim of the paper, saying whether it holds.
+
+What is reused must have been made with the same settings: each simulated root's `.complete`
+marker and each run's `quickstart_settings.json` record them, and a rerun whose config differs
+raises, naming the file and the differing keys, rather than mixing old data or weights into
+new tables (delete that folder, or use a new --workdir).
 """
 
 from __future__ import annotations
@@ -21,14 +26,63 @@ from absl import logging
 
 
 CLAIMS_FILE = "claims.json"
+SETTINGS_FILE = "quickstart_settings.json"
 
 
-def _simulate(config, root: str, layout: str, seed: int) -> None:
+def _plain(x):
+    """`x` as JSON would give it back (tuples as lists), for comparing settings."""
+    return json.loads(json.dumps(x, sort_keys=True))
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two JSON-like trees, as "key: old -> new"."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += _differences(old.get(k, "<unset>"), new.get(k, "<unset>"), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
+
+
+def _check_settings(path: str, settings: dict) -> None:
+    """Raises if the JSON file `path` records other settings; writes `settings` if it is absent.
+
+    An empty file (a marker from before settings were recorded) is accepted as it is.
+    """
+    settings = _plain(settings)
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            json.dump(settings, f, indent=1, sort_keys=True)
+        return
+    with open(path) as f:
+        text = f.read()
+    if not text.strip():
+        return
+    try:
+        recorded = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); delete its folder to redo that stage") from e
+    diffs = _differences(recorded, settings)
+    if diffs:
+        shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
+        raise ValueError(
+            f"{path}: {os.path.dirname(path)} was made with other settings ({shown}). Delete "
+            "that folder to redo it with this config, or use a new --workdir.")
+
+
+def _sim_settings(config, layout: str, seed: int) -> dict:
+    """What a simulated root depends on (the worker count does not change it)."""
+    return {"layout": layout, "seed": seed, **config.sim[layout].to_dict()}
+
+
+def _simulate(config, root: str, layout: str, seed: int) -> bool:
+    """Simulates `layout` into `root` unless it is there; True when it simulated."""
     from tfds_batvision.simulate import simulate_dataset
 
     done = os.path.join(root, ".complete")
     if os.path.exists(done):
-        return
+        _check_settings(done, _sim_settings(config, layout, seed))
+        return False
     s = config.sim[layout]
     # The simulator's default split unless the config names one.
     split = {"split_fractions": tuple(s.split_fractions)} if "split_fractions" in s else {}
@@ -36,8 +90,10 @@ def _simulate(config, root: str, layout: str, seed: int) -> None:
                      frames_per_scene=s.frames_per_scene, min_room=s.min_room,
                      max_room=s.max_room, global_scale=s.global_scale,
                      workers=config.sim.workers, overwrite=True,
-                     supersample=s.get("supersample", 1), **split)
-    open(done, "w").close()
+                     supersample=s.get("supersample", 1), step_m=s.get("step_m"),
+                     max_turn_deg=s.get("max_turn_deg"), **split)
+    _check_settings(done, _sim_settings(config, layout, seed))
+    return True
 
 
 def _finished(workdir: str, num_steps: int | None) -> bool:
@@ -48,10 +104,18 @@ def _finished(workdir: str, num_steps: int | None) -> bool:
     return bool(steps) and max(steps) >= num_steps
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str) -> None:
+def _train(config: ml_collections.ConfigDict, workdir: str, data_settings: dict) -> None:
+    """Trains into `workdir`, or reuses it when finished (resumes it when interrupted) after
+    checking it was started with this config and this data."""
     from avs_jax import datasets
     from avs_jax.train.loop import train_length
     from avs_jax.train.run import train
+
+    run_cfg = config.to_dict()
+    run_cfg["data"] = {k: v for k, v in run_cfg["data"].items() if k != "data_dir"}  # a path
+    os.makedirs(workdir, exist_ok=True)
+    _check_settings(os.path.join(workdir, SETTINGS_FILE),
+                    {"config": run_cfg, "data": data_settings})
 
     builder = datasets.open_dataset(config.data)
     spe = datasets.split_size(builder, "train") // config.data.batch_size
@@ -111,11 +175,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     tfds_dir = os.path.join(data, "tfds")
     roots = {"bv2": os.path.join(data, "bv2_root"), "bv1": os.path.join(data, "bv1_root")}
     print("[1/5] simulating BatVision-layout rooms", flush=True)
-    _simulate(config, roots["bv2"], "bv2", config.seed)
-    _simulate(config, roots["bv1"], "bv1", config.seed + 1)
+    fresh = {"bv2": _simulate(config, roots["bv2"], "bv2", config.seed),
+             "bv1": _simulate(config, roots["bv1"], "bv1", config.seed + 1)}
     print("[2/5] building the TFDS datasets", flush=True)
-    for name, root in (("bv2", roots["bv2"]), ("bv1", roots["bv1"]), ("bv1_triples", roots["bv1"])):
-        build_dataset(name, root, tfds_dir)
+    for name, layout in (("bv2", "bv2"), ("bv1", "bv1"), ("bv1_triples", "bv1")):
+        # A root simulated anew replaces what was built from an earlier one.
+        build_dataset(name, roots[layout], tfds_dir, overwrite=fresh[layout])
+    sims = {"bv2": _sim_settings(config, "bv2", config.seed),
+            "bv1": _sim_settings(config, "bv1", config.seed + 1)}
 
     print("[3/5] training", flush=True)
     runs = {}
@@ -126,13 +193,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         cfg.train.seed = config.seed
         runs[variant] = os.path.join(workdir, name)
         print(f"      AVS-Net stage 1, {variant}", flush=True)
-        _train(cfg, runs[variant])
+        _train(cfg, runs[variant], sims["bv2"])
     rel = ml_collections.ConfigDict(config.relative.to_dict())
     rel.data.data_dir = tfds_dir
     rel.train.seed = config.seed
     runs["relative"] = os.path.join(workdir, "depthnet")
     print("      relative DepthNet + PoseNet", flush=True)
-    _train(rel, runs["relative"])
+    _train(rel, runs["relative"], sims["bv1"])
 
     print("[4/5] evaluating", flush=True)
     from avs_jax.evaluation.evaluate import evaluate

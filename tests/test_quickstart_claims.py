@@ -1,8 +1,10 @@
 """The quickstart's claim lines (issue: one line per claim, saying whether it holds), on
-hand-made tables."""
+hand-made tables, and its reuse of earlier stages only when their settings match."""
 
 import csv
 import os
+
+import pytest
 
 from avs_jax import quickstart
 from avs_jax.quickstart import claims
@@ -65,3 +67,48 @@ def test_quickstart_bv1_split_reaches_the_simulator(tmp_path):
         with open(os.path.join(root, f"{split}.csv")) as f:
             rooms[split] = len(list(csv.DictReader(f))) // 2  # 2 frames per room
     assert rooms == {"train": 1, "val": 0, "test": 2}
+
+
+def _tiny_quickstart_config():
+    config = load_config("quickstart")
+    config.sim.workers = 1
+    config.sim.bv1.update(scenes=2, frames_per_scene=2, height=8, width=16,
+                          split_fractions=(1, 0, 1))
+    return config
+
+
+def test_rerun_reuses_a_simulated_root_only_with_the_same_settings(tmp_path):
+    """A second run reuses the simulated root; one with another rig speed refuses it, naming
+    the marker file and the key, instead of building tables from stale rooms."""
+    config = _tiny_quickstart_config()
+    root = str(tmp_path / "bv1")
+    assert quickstart._simulate(config, root, "bv1", seed=1) is True
+    stamp = os.path.getmtime(os.path.join(root, "train.csv"))
+    assert quickstart._simulate(config, root, "bv1", seed=1) is False  # reused, not redone
+    assert os.path.getmtime(os.path.join(root, "train.csv")) == stamp
+    config.sim.workers = 2  # does not change the rooms: still reused
+    assert quickstart._simulate(config, root, "bv1", seed=1) is False
+    config.sim.bv1.step_m = 0.01
+    with pytest.raises(ValueError, match=r"bv1/\.complete.*step_m: 0\.02 -> 0\.01"):
+        quickstart._simulate(config, root, "bv1", seed=1)
+    config.sim.bv1.step_m = 0.02
+    with pytest.raises(ValueError, match=r"seed: 1 -> 2"):
+        quickstart._simulate(config, root, "bv1", seed=2)
+
+
+def test_settings_check_names_every_difference_and_accepts_old_empty_markers(tmp_path):
+    path = str(tmp_path / quickstart.SETTINGS_FILE)
+    settings = {"config": {"model": {"width": 8}, "sizes": (1, 2)}, "data": {"seed": 0}}
+    quickstart._check_settings(path, settings)  # written
+    quickstart._check_settings(path, {"config": {"model": {"width": 8}, "sizes": [1, 2]},
+                                      "data": {"seed": 0}})  # a tuple reads back as a list
+    with pytest.raises(ValueError) as e:
+        quickstart._check_settings(path, {"config": {"model": {"width": 16}, "sizes": (1, 2),
+                                                     "new": 1}, "data": {"seed": 0}})
+    msg = str(e.value)
+    assert path in msg and "config.model.width: 8 -> 16" in msg
+    assert "config.new: '<unset>' -> 1" in msg and "sizes" not in msg
+    empty = tmp_path / "old"
+    empty.write_text("")
+    quickstart._check_settings(str(empty), settings)  # a marker from before: accepted
+    assert empty.read_text() == ""
