@@ -401,7 +401,8 @@ def main(argv: Sequence[str]) -> None:
       frames_per_scene=f.frames_per_scene, min_room=f.min_room, max_room=f.max_room,
       global_scale=f.global_scale, split_fractions=fractions, workers=f.workers,
       max_order=f.max_order, max_obstacles=f.max_obstacles,
-      scenes_per_session=f.scenes_per_session, overwrite=f.overwrite, supersample=f.supersample)
+      scenes_per_session=f.scenes_per_session, overwrite=f.overwrite, supersample=f.supersample,
+      step_m=f.step_m, max_turn_deg=f.max_turn_deg)
   print(f"wrote {f.scenes} {f.layout} scenes to {out}")
 
 
@@ -432,6 +433,10 @@ def _define_flags() -> None:
   flags.DEFINE_integer("supersample", None,
                        "RGB rays per pixel side, averaged (default 1; 2 or more for small images, "
                        "which alias otherwise).")
+  flags.DEFINE_float("step_m", None, "BV1: the rig's step per frame before the room's scale, "
+                     "metres (default 0.02).")
+  flags.DEFINE_float("max_turn_deg", None, "BV1: the rig's largest heading change per frame, "
+                     "degrees (default 0.5).")
 
 
 if __name__ == "__main__":
