@@ -96,12 +96,15 @@ def _simulate(config, root: str, layout: str, seed: int) -> bool:
     return True
 
 
-def _finished(workdir: str, num_steps: int | None) -> bool:
+def _saved_steps(workdir: str) -> list[int]:
+    """Steps of the checkpoints saved in a run's workdir."""
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(ckpt_dir) or num_steps is None:
-        return False
-    steps = [int(d) for d in os.listdir(ckpt_dir) if d.isdigit()]
-    return bool(steps) and max(steps) >= num_steps
+    return [int(d) for d in os.listdir(ckpt_dir) if d.isdigit()] if os.path.isdir(ckpt_dir) else []
+
+
+def _finished(workdir: str, num_steps: int | None) -> bool:
+    steps = _saved_steps(workdir)
+    return num_steps is not None and bool(steps) and max(steps) >= num_steps
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, data_settings: dict) -> None:
@@ -114,8 +117,10 @@ def _train(config: ml_collections.ConfigDict, workdir: str, data_settings: dict)
     run_cfg = config.to_dict()
     run_cfg["data"] = {k: v for k, v in run_cfg["data"].items() if k != "data_dir"}  # a path
     os.makedirs(workdir, exist_ok=True)
-    _check_settings(os.path.join(workdir, SETTINGS_FILE),
-                    {"config": run_cfg, "data": data_settings})
+    settings_file = os.path.join(workdir, SETTINGS_FILE)
+    if _saved_steps(workdir) == [] and os.path.exists(settings_file):
+        os.remove(settings_file)  # no checkpoint to protect: a failed start is redone as it is now
+    _check_settings(settings_file, {"config": run_cfg, "data": data_settings})
 
     builder = datasets.open_dataset(config.data)
     spe = datasets.split_size(builder, "train") // config.data.batch_size

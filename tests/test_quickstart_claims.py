@@ -112,3 +112,35 @@ def test_settings_check_names_every_difference_and_accepts_old_empty_markers(tmp
     empty.write_text("")
     quickstart._check_settings(str(empty), settings)  # a marker from before: accepted
     assert empty.read_text() == ""
+
+
+def test_run_settings_protect_checkpoints_not_failed_starts(tmp_path, monkeypatch):
+    """A run folder with a checkpoint refuses another config; one whose start failed before
+    any checkpoint takes the new config (nothing there to mix in)."""
+    import ml_collections
+    trained = []
+    monkeypatch.setattr(quickstart, "_finished", lambda workdir, n: False)
+    monkeypatch.setattr("avs_jax.train.run.train", lambda cfg, wd: trained.append(cfg.train.lr))
+    monkeypatch.setattr("avs_jax.datasets.open_dataset", lambda data: None)
+    monkeypatch.setattr("avs_jax.datasets.split_size", lambda builder, split: 8)
+    run = str(tmp_path / "run")
+
+    def cfg(lr):
+        return ml_collections.ConfigDict({"data": {"data_dir": "/x", "batch_size": 2},
+                                          "train": {"lr": lr, "num_steps": 4,
+                                                    "num_epochs": 1, "steps_per_epoch": 4}})
+    quickstart._train(cfg(1.0), run, {"seed": 0})
+    quickstart._train(cfg(2.0), run, {"seed": 0})  # no checkpoint yet: redone with lr 2
+    assert trained == [1.0, 2.0]
+    os.makedirs(os.path.join(run, "checkpoints", "4"))
+    quickstart._train(cfg(2.0), run, {"seed": 0})  # same settings: resumed
+    with pytest.raises(ValueError, match=r"quickstart_settings\.json.*train\.lr: 2\.0 -> 3\.0"):
+        quickstart._train(cfg(3.0), run, {"seed": 0})
+    with pytest.raises(ValueError, match=r"data\.seed: 0 -> 1"):
+        quickstart._train(cfg(2.0), run, {"seed": 1})
+    assert trained == [1.0, 2.0, 2.0]
+    # The data folder is a path, not a setting: a moved workdir still resumes.
+    moved = cfg(2.0)
+    moved.data.data_dir = "/elsewhere"
+    quickstart._train(moved, run, {"seed": 0})
+    assert len(trained) == 4
