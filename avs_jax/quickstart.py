@@ -24,6 +24,8 @@ import time
 import ml_collections
 from absl import logging
 
+from avs_jax.config_files import differences
+
 
 CLAIMS_FILE = "claims.json"
 SETTINGS_FILE = "quickstart_settings.json"
@@ -32,16 +34,6 @@ SETTINGS_FILE = "quickstart_settings.json"
 def _plain(x):
     """`x` as JSON would give it back (tuples as lists), for comparing settings."""
     return json.loads(json.dumps(x, sort_keys=True))
-
-
-def _differences(old, new, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two JSON-like trees, as "key: old -> new"."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in sorted(set(old) | set(new)):
-            out += _differences(old.get(k, "<unset>"), new.get(k, "<unset>"), f"{prefix}{k}.")
-        return out
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
 
 
 def _check_settings(path: str, settings: dict) -> None:
@@ -62,7 +54,7 @@ def _check_settings(path: str, settings: dict) -> None:
         recorded = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e}); delete its folder to redo that stage") from e
-    diffs = _differences(recorded, settings)
+    diffs = differences(recorded, settings)
     if diffs:
         shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
         raise ValueError(

@@ -2,6 +2,7 @@
 bf16 compute, pretrained init. Multi-device and SIGTERM: tests/test_train_parallel.py."""
 
 import functools
+import logging
 import shutil
 import sys
 import tempfile
@@ -70,12 +71,17 @@ def test_toy_learns_and_logs(full_run):
         checkpointing.restore_variables(str(tmp_path / "nowhere"))
 
 
-def test_resume_reproduces_the_uninterrupted_run(tmp_path, full_run):
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, full_run, caplog):
     full = full_run[1]
     first = run(tmp_path / "cut", stop_at_step=6)
     assert first["stopped"] == "stop_at_step" and first["step"] == 6
     shutil.copytree(tmp_path / "cut" / "checkpoints", tmp_path / "mid" / "checkpoints")
-    second = run(tmp_path / "cut")  # a fresh loop restores step 6 and the data position
+    with caplog.at_level(logging.WARNING):
+        second = run(tmp_path / "cut")  # a fresh loop restores step 6 and the data position
+    # Resuming with another config is allowed and said, naming exactly what changed (here the
+    # stop step the first run was given; nothing else, e.g. no tuple-vs-list noise).
+    said = [r.getMessage() for r in caplog.records if "differs from its checkpoint" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("train.stop_at_step: 6 -> -1"), said
     assert second["train"][0]["step"] == 7
     resumed = first["train"] + second["train"]
     assert [r["step"] for r in resumed] == list(range(1, 13))

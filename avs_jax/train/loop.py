@@ -23,6 +23,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from avs_jax.config_files import differences
 from avs_jax.train import checkpointing
 from avs_jax.train.metric_writers import MetricWriter
 from avs_jax.train.optimizer import create_learning_rate_fn, create_optimizer
@@ -198,13 +199,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
         state = create_train_state(variables, tx, train_rng, mesh)
         del variables
 
+        meta_config = json.loads(config.to_json_best_effort())
         pending_batch = first
         if resuming:
             state, meta = ckpt.restore(checkpointing.abstract_like(state), train_iter)
             logging.info("resumed from %s step %d", ckpt.directory, meta["step"])
+            changed = differences(meta.get("config") or {}, meta_config)
+            if changed and lead:
+                # Allowed (training longer is a config change), but said: the weights so far
+                # were trained with the saved settings.
+                logging.warning("resuming %s with a config that differs from its checkpoint's: %s",
+                                workdir, "; ".join(changed))
             if checkpointing.is_grain_iterator(train_iter):
                 pending_batch = None  # the restored iterator is at the checkpoint's position
-        meta_config = json.loads(config.to_json_best_effort())
     except BaseException:
         ckpt.close()
         raise
