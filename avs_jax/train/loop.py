@@ -202,14 +202,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
         meta_config = json.loads(config.to_json_best_effort())
         pending_batch = first
         if resuming:
-            state, meta = ckpt.restore(checkpointing.abstract_like(state), train_iter)
-            logging.info("resumed from %s step %d", ckpt.directory, meta["step"])
-            changed = differences(meta.get("config") or {}, meta_config)
+            # Allowed (training longer is a config change), but said, before the restore (which
+            # a changed model fails): the weights so far were trained with the saved settings.
+            saved = ckpt.read_meta(ckpt.latest_step()).get("config") or {}
+            changed = differences(saved, meta_config)
             if changed and lead:
-                # Allowed (training longer is a config change), but said: the weights so far
-                # were trained with the saved settings.
                 logging.warning("resuming %s with a config that differs from its checkpoint's: %s",
                                 workdir, "; ".join(changed))
+            state, meta = ckpt.restore(checkpointing.abstract_like(state), train_iter)
+            logging.info("resumed from %s step %d", ckpt.directory, meta["step"])
             if checkpointing.is_grain_iterator(train_iter):
                 pending_batch = None  # the restored iterator is at the checkpoint's position
     except BaseException:
