@@ -51,6 +51,11 @@ def test_posenet_size_and_output_scaling():
     axisangle, translation = jax.jit(lambda v, x: tiny.apply(v, x, train=False))(variables, x)
     np.testing.assert_allclose(np.asarray(axisangle), [[0.0, 0.01, 0.02]] * 2, atol=1e-7)
     np.testing.assert_allclose(np.asarray(translation), [[0.03, 0.04, 0.05]] * 2, atol=1e-7)
+    # rotation_scale rescales the axis-angle alone (the quickstart's tiny pose net uses 0.3).
+    turned = PoseNet((8, 8, 16, 16, 32), (1, 1, 1, 1), hidden=8, rotation_scale=0.3)
+    axisangle, translation = jax.jit(lambda v, x: turned.apply(v, x, train=False))(variables, x)
+    np.testing.assert_allclose(np.asarray(axisangle), [[0.0, 0.3, 0.6]] * 2, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(translation), [[0.03, 0.04, 0.05]] * 2, atol=1e-7)
 
 
 def test_light_depthnet_has_about_three_million_parameters():

@@ -148,6 +148,7 @@ def default_model_config(name: str = "monodepth2", size: str = "full") -> ml_col
     c.pose_encoder_widths = (64, 64, 128, 256, 512)
     c.pose_encoder_blocks = (2, 2, 2, 2)
     c.pose_hidden = 256
+    c.pose_rotation_scale = 0.01  # Monodepth2's x0.01 on the axis-angle output
     if size == "tiny":
         c.pose_encoder_widths = (8, 8, 16, 16, 32)
         c.pose_encoder_blocks = (1, 1, 1, 1)
@@ -182,4 +183,5 @@ def build_pose_net(model: ml_collections.ConfigDict) -> nn.Module:
     """The pose network of the relative-depth stage (the same for both depth networks)."""
     from avs_jax.models.posenet import PoseNet
     return PoseNet(tuple(model.pose_encoder_widths), tuple(model.pose_encoder_blocks),
-                   model.pose_hidden, dtype=_dtype(model.dtype))
+                   model.pose_hidden, rotation_scale=model.get("pose_rotation_scale", 0.01),
+                   dtype=_dtype(model.dtype))

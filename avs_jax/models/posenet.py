@@ -3,9 +3,11 @@
 Input: two frames concatenated on channels in temporal order, `[B, H, W, 6]`, normalised
 `(x − 0.45) / 0.225` like the depth encoder (REFERENCE.md). The decoder (REFERENCE.md, "Pose
 decoder"): 1×1 512→256 "squeeze" + ReLU, two 3×3 256→256 + ReLU, 1×1 → 6 per frame, spatial mean,
-× 0.01, split into axis-angle and translation. Parameter names mirror Monodepth2's pose decoder
-(`squeeze`, `pose_0`, `pose_1`, `pose_2`); with pairs Monodepth2 builds the decoder for 2 frames and
-uses the first, which `num_frames` keeps so released weights import unchanged.
+× 0.01, split into axis-angle and translation (`rotation_scale` may set the axis-angle's
+factor apart: configs/quickstart.py's tiny net from scratch needs it). Parameter names mirror
+Monodepth2's pose decoder (`squeeze`, `pose_0`, `pose_1`, `pose_2`); with pairs Monodepth2 builds
+the decoder for 2 frames and uses the first, which `num_frames` keeps so released weights import
+unchanged.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class PoseDecoder(nn.Module):
     hidden: int = 256
     num_frames: int = 2
     output_scale: float = POSE_OUTPUT_SCALE
+    rotation_scale: float = POSE_OUTPUT_SCALE  # the axis-angle's own factor
     dtype: Any = None
 
     @nn.compact
@@ -44,9 +47,9 @@ class PoseDecoder(nn.Module):
                          kernel_init=torch_default_init, name="pose_1")(x))
         x = Conv(6 * self.num_frames, 1, dtype=self.dtype,
                          kernel_init=torch_default_init, name="pose_2")(x)
-        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2)) * self.output_scale
+        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         x = x.reshape(x.shape[0], self.num_frames, 6)
-        return x[..., :3], x[..., 3:]
+        return x[..., :3] * self.rotation_scale, x[..., 3:] * self.output_scale
 
 
 class PoseNet(nn.Module):
@@ -60,12 +63,14 @@ class PoseNet(nn.Module):
     encoder_blocks: Sequence[int] = (2, 2, 2, 2)
     hidden: int = 256
     num_frames: int = 2
+    rotation_scale: float = POSE_OUTPUT_SCALE
     dtype: Any = None
 
     @nn.compact
     def __call__(self, pair: Array, train: bool) -> tuple[Array, Array]:
         features = ResNet18(self.encoder_widths, self.encoder_blocks, MONODEPTH2_MEAN,
                             MONODEPTH2_STD, self.dtype, name="encoder")(pair, train)
-        axisangle, translation = PoseDecoder(self.hidden, self.num_frames, dtype=self.dtype,
-                                             name="decoder")(features[-1])
+        axisangle, translation = PoseDecoder(self.hidden, self.num_frames,
+                                             rotation_scale=self.rotation_scale,
+                                             dtype=self.dtype, name="decoder")(features[-1])
         return axisangle[:, 0], translation[:, 0]
