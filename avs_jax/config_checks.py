@@ -47,6 +47,11 @@ def check_common(config: ml_collections.ConfigDict) -> None:
         _require(0 < config.model.min_depth < config.model.max_depth,
                  "config.model needs 0 < min_depth < max_depth, got "
                  f"{config.model.min_depth}, {config.model.max_depth}")
+    if "model" in config and "pose_rotation_scale" in config.model:
+        # 0 would freeze the pose net's rotation at none, a sign would mirror it.
+        _require(config.model.pose_rotation_scale > 0,
+                 "config.model.pose_rotation_scale must be > 0, got "
+                 f"{config.model.pose_rotation_scale}")
     if "train" in config:
         for key in ("learning_rate", "num_epochs", "log_every"):
             if key in config.train and config.train[key] is not None:

@@ -35,6 +35,15 @@ def test_impossible_values_name_the_field(field, value, message):
         validate(_config(**{field: value}))
 
 
+def test_pose_rotation_scale_must_be_positive():
+    c = _config()
+    c.model = ml_collections.ConfigDict({"pose_rotation_scale": 0.3})
+    validate(c)
+    c.model.pose_rotation_scale = 0.0
+    with pytest.raises(ConfigError, match="config.model.pose_rotation_scale must be > 0, got 0.0"):
+        validate(c)
+
+
 def test_unknown_mode_and_missing_init_file():
     c = _config()
     c.mode = "fly"
