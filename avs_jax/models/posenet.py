@@ -47,9 +47,10 @@ class PoseDecoder(nn.Module):
                          kernel_init=torch_default_init, name="pose_1")(x))
         x = Conv(6 * self.num_frames, 1, dtype=self.dtype,
                          kernel_init=torch_default_init, name="pose_2")(x)
-        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+        x = jnp.mean(x.astype(jnp.float32), axis=(1, 2)) * self.output_scale
         x = x.reshape(x.shape[0], self.num_frames, 6)
-        return x[..., :3] * self.rotation_scale, x[..., 3:] * self.output_scale
+        # Monodepth2's arithmetic first; the rotation's own factor on top (x1 by default, exact).
+        return x[..., :3] * (self.rotation_scale / self.output_scale), x[..., 3:]
 
 
 class PoseNet(nn.Module):
