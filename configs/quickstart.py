@@ -158,7 +158,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # 0.387 vs 0.439) yet stayed flat on seed 1 (0.366 vs 0.310); a scale-free texture also takes
     # a monocular cue from stage 1 (BV1 zero-shot Abs Rel, RGB-Echoes, 0.297, 0.654, 0.407
     # against 0.270, 0.294, 0.290): 4, 2, 4 of 6 (10 of 18). Half checker-and-waves, half 1/f
-    # field: 3, 5, 5 (13 of 18; seed 0's pose net then learnt 0.8 deg). None adopted.
+    # field: 3, 5, 5 (13 of 18; seed 0's pose net then learnt 0.8 deg). The 1/f texture in BV1
+    # alone (stage 1 on the checker BV2, pose factor 0.01): 5, 3, 5 (13 of 18; the zero-shot
+    # BV1 step from checker to 1/f rooms cost seed 1's RGB-Echoes 0.491 vs 0.294). None adopted.
     # Why median loses to mean-std on seeds 0 and 2 here, measured with the ground truth itself
     # as the scale source (each image's GT median vs GT mean and spread): mean-std's delta1 is
     # already the higher on those seeds (0.474 vs 0.470, 0.361 vs 0.354; seed 1: 0.409 vs
