@@ -181,7 +181,8 @@ def build_depth_net(model: ml_collections.ConfigDict) -> nn.Module:
 
 def build_pose_net(model: ml_collections.ConfigDict) -> nn.Module:
     """The pose network of the relative-depth stage (the same for both depth networks)."""
-    from avs_jax.models.posenet import PoseNet
+    from avs_jax.models.posenet import POSE_OUTPUT_SCALE, PoseNet
     return PoseNet(tuple(model.pose_encoder_widths), tuple(model.pose_encoder_blocks),
-                   model.pose_hidden, rotation_scale=model.get("pose_rotation_scale", 0.01),
+                   model.pose_hidden,
+                   rotation_scale=model.get("pose_rotation_scale", POSE_OUTPUT_SCALE),
                    dtype=_dtype(model.dtype))
