@@ -61,7 +61,7 @@ def load_run(run_dir: str, expected_task: str, expected_variant: str | None = No
       CheckpointMismatchError: another task or variant, or parameters that do not fit the
         model its own config describes (names the parameters).
     """
-    from avs_jax.train.run import make_task
+    from avs_jax.train.tasks import make_task
 
     variables, meta = load_variables(run_dir, step)
     config = ml_collections.ConfigDict(meta["config"])

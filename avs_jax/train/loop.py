@@ -27,7 +27,7 @@ from avs_jax.config_files import differences
 from avs_jax.train import checkpointing
 from avs_jax.train.metric_writers import MetricWriter
 from avs_jax.train.optimizer import create_learning_rate_fn, create_optimizer
-from avs_jax.train.state import TrainState, create_train_state, init_variables
+from avs_jax.train.state import TrainState, create_train_state, data_mesh, init_variables
 from avs_jax.train.step import make_eval_step, make_train_step, put_batch
 
 
@@ -139,17 +139,6 @@ def pretrained_sources(config: ml_collections.ConfigDict) -> list[tuple[str, str
         path, _, target = item.partition(":")
         out.append((path, target if _ else config.get("init_from_target", "")))
     return out
-
-
-def data_mesh() -> jax.sharding.Mesh:
-    """The ("data",) mesh over every device, with automatic sharding propagation.
-
-    `Auto` axes let XLA propagate the batch sharding through the model (reshapes of a
-    batch-sharded array included), as pmap-style data parallelism expects; JAX's default
-    `Explicit` axes would make every such reshape spell out its output sharding.
-    """
-    return jax.make_mesh((jax.device_count(),), ("data",),
-                         axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: Any,

@@ -1,36 +1,22 @@
 """`mode="train"`: trains the stage a config names, on the shared core.
 
-`config.task` picks the stage's Task: "avsnet" (stage 1, AVS-Net / Only-RGB / echo-only on BV2,
-SILog) or "relative" (DepthNet + PoseNet on BV1 triples, photometric). Everything else (model
-sizes, data, optimiser) is in the config; this module only wires data, task and core together.
+`config.task` picks the stage's Task (avs_jax/train/tasks.py). Everything else (model sizes,
+data, optimiser) is in the config; this module only wires data, task and core together.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Iterator
+from typing import Iterator
 
 import ml_collections
 from absl import logging
 
 from avs_jax import datasets, input_pipeline
 from avs_jax.train import loop
+from avs_jax.train.tasks import make_task
 
-# config.task -> "module:class"; the class takes the whole config.
-TASKS = {
-    "avsnet": "avs_jax.train.avsnet_task:AVSNetTask",
-    "relative": "avs_jax.train.relative_task:RelativeDepthTask",
-}
 # Host-only entries of evaluation batches that validation does not need.
 _HOST_ONLY = ("sample_id", "depth_full")
-
-
-def make_task(config: ml_collections.ConfigDict) -> Any:
-    """The Task object of `config.task`."""
-    if config.task not in TASKS:
-        raise ValueError(f"config.task must be one of {sorted(TASKS)}, got {config.task!r}")
-    module, cls = TASKS[config.task].split(":")
-    return getattr(importlib.import_module(module), cls)(config)
 
 
 def _validation_batches(builder, data: ml_collections.ConfigDict) -> Iterator[dict]:

@@ -28,6 +28,17 @@ class TrainState:
     rng: jax.Array
 
 
+def data_mesh() -> Mesh:
+    """The ("data",) mesh over every device, with automatic sharding propagation.
+
+    `Auto` axes let XLA propagate the batch sharding through the model (reshapes of a
+    batch-sharded array included), as pmap-style data parallelism expects; JAX's default
+    `Explicit` axes would make every such reshape spell out its output sharding.
+    """
+    return jax.make_mesh((jax.device_count(),), ("data",),
+                         axis_types=(jax.sharding.AxisType.Auto,))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     """Sharding of the state: a full copy on every device."""
     return NamedSharding(mesh, P())
