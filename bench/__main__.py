@@ -6,6 +6,8 @@ Runs, each in its own process (so memory and XLA flags do not leak between them)
   * the tiny steps on 1 and on 4 forced CPU devices (the data-parallel path);
   * the input pipelines (bench/input_pipeline.py) and the evaluation at 720×1280;
   * the quickstart's elapsed time, read from DIR/claims.json (--quickstart_workdir).
+With --accelerator it runs bench/accelerator.py instead: the paper-size steps of both stages on
+the GPU, fp32 and bf16, beside PyTorch on the same device, with MFU.
 and writes the figures under "## Summary (python -m bench)" in bench/RESULTS.md, naming the
 machine. FLOP counts are XLA's cost analysis of the compiled step; the machine's peak is
 cores × clock × FLOPs per cycle (from the CPU flags; --peak_gflops overrides it).
@@ -25,6 +27,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PY = sys.executable
+sys.path.insert(0, HERE)
 
 
 def _json_lines(cmd: list[str], env: dict | None = None, timeout: int = 3600) -> list[dict]:
@@ -64,7 +67,28 @@ def main(argv=None) -> int:
     p.add_argument("--peak_gflops", type=float, default=0.0)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--skip_pipeline", action="store_true")
+    p.add_argument("--accelerator", action="store_true",
+                   help="paper-size steps on the GPU/TPU beside PyTorch, with MFU "
+                        "(bench/accelerator.py); writes the accelerator section instead")
+    p.add_argument("--rows", default=os.path.join(HERE, "accelerator_rows.jsonl"),
+                   help="--accelerator: JSON lines appended as each measurement finishes")
+    p.add_argument("--render_only", action="store_true",
+                   help="--accelerator: write the section from --rows without measuring")
+    p.add_argument("--peak_tflops", type=float, default=0.0,
+                   help="--accelerator: the device's dense bf16 peak, if not in the table")
+    p.add_argument("--run_timeout", type=float, default=900,
+                   help="--accelerator: seconds each measurement may take")
+    p.add_argument("--skip_done", action="store_true",
+                   help="--accelerator: measure only what --rows holds no result of yet")
+    p.add_argument("--tiny", action="store_true",
+                   help="--accelerator: tiny sizes, a quick check of the runner on any machine")
     a = p.parse_args(argv)
+    if a.accelerator:
+        import accelerator  # noqa: PLC0415
+
+        return accelerator.main(a.rows, max(a.steps, 10), a.peak_tflops, a.render_only,
+                                os.environ.get("TORCH_PYTHON", ""),
+                                "tiny" if a.tiny else "paper", a.run_timeout, a.skip_done)
     peak, peak_how = (a.peak_gflops, "given") if a.peak_gflops else cpu_peak_gflops()
     rows = []
     sizes = ["tiny"] + (["paper"] if a.paper else [])

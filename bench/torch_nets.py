@@ -307,13 +307,16 @@ def monodepth2_loss(disps, axisangle, translation, frames, K, cfg) -> torch.Tens
     min_disp, max_disp = 1 / cfg["max_depth"], 1 / cfg["min_depth"]
     depth = 1 / (min_disp + (max_disp - min_disp) * disp_full)
     # Backproject: depth * K^-1 [u, v, 1].
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=depth.dtype), torch.arange(w, dtype=depth.dtype),
+    # fp32 pixel coordinates on the data's device (under autocast depth may be bf16, which
+    # cannot hold pixel indices above 256 exactly).
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=depth.device),
+                            torch.arange(w, dtype=torch.float32, device=depth.device),
                             indexing="ij")
     pix = torch.stack([xs, ys, torch.ones_like(xs)]).view(1, 3, h * w)  # [1, 3, HW]
     cam = (inv_k @ pix) * depth.reshape(n_scales, b, 1, h * w)  # [S, B, 3, HW]
     cam = torch.cat([cam, torch.ones_like(cam[:, :, :1])], 2)  # [S, B, 4, HW]
     # Project with P = (K T)[:3] for both sources.
-    k4 = torch.eye(4, dtype=K.dtype).repeat(b, 1, 1)
+    k4 = torch.eye(4, dtype=K.dtype, device=K.device).repeat(b, 1, 1)
     k4[:, :3, :3] = K
     proj = (k4[None] @ poses)[:, :, :3]  # [2, B, 3, 4]
     p = proj[None] @ cam[:, None]  # [S, 2, B, 3, HW]
@@ -357,12 +360,20 @@ def monodepth2_optimizer(models: dict, cfg: dict):
     return opt, sched
 
 
+def _autocast(like: torch.Tensor, dtype: torch.dtype | None):
+    """torch.autocast on `like`'s device in `dtype`, or a no-op context for dtype None."""
+    return torch.autocast(like.device.type, dtype=dtype or torch.bfloat16,
+                          enabled=dtype is not None)
+
+
 def monodepth2_train_step(models: dict, optimizer, batch: dict, cfg: dict | None = None,
-                          scheduler=None) -> float:
+                          scheduler=None, amp_dtype: torch.dtype | None = None) -> float:
     """One forward + backward + Adam step on a triple batch; returns the loss.
 
     batch: `frames` [B, 3, 3, H, W] in [0, 1] (t-20, t, t+20), `intrinsics` [B, 3, 3].
     The pose network sees both pairs as one batch of 2B (as the JAX task does).
+    amp_dtype: run the forward pass and loss under torch.autocast in that dtype (PyTorch's
+    mixed precision: fp32 weights, bf16 matmuls and convolutions); None = fp32.
     """
     cfg = cfg or {**MONODEPTH2_SIZES["tiny"], **MONODEPTH2_COMMON}
     frames, K = batch["frames"], batch["intrinsics"]
@@ -370,12 +381,13 @@ def monodepth2_train_step(models: dict, optimizer, batch: dict, cfg: dict | None
     for m in models.values():
         m.train()
     optimizer.zero_grad(set_to_none=True)
-    disps = models["depth"](frames[:, 1])
-    pairs = torch.cat([torch.cat([frames[:, 0], frames[:, 1]], 1),
-                       torch.cat([frames[:, 1], frames[:, 2]], 1)], 0)
-    axisangle, translation = models["pose"](pairs)
-    loss = monodepth2_loss(disps, axisangle.view(2, b, 3), translation.view(2, b, 3), frames, K,
-                           cfg)
+    with _autocast(frames, amp_dtype):
+        disps = models["depth"](frames[:, 1])
+        pairs = torch.cat([torch.cat([frames[:, 0], frames[:, 1]], 1),
+                           torch.cat([frames[:, 1], frames[:, 2]], 1)], 0)
+        axisangle, translation = models["pose"](pairs)
+        loss = monodepth2_loss(disps, axisangle.view(2, b, 3), translation.view(2, b, 3),
+                               frames, K, cfg)
     loss.backward()
     optimizer.step()
     if scheduler is not None:
@@ -690,15 +702,18 @@ def avsnet_optimizer(model: AVSNet, total_steps: int = 10_000, lr: float | None 
     return opt, sched
 
 
-def avsnet_train_step(model: AVSNet, optimizer, batch: dict, scheduler=None) -> float:
+def avsnet_train_step(model: AVSNet, optimizer, batch: dict, scheduler=None,
+                      amp_dtype: torch.dtype | None = None) -> float:
     """One forward + SILog + backward + grad-norm clip 0.1 + AdamW step; returns the loss.
 
     batch: `image` [B, 3, H, W] in [0, 1], `echo` [B, 2, H, W], `depth` [B, H, W] (0 = invalid).
+    amp_dtype: as in monodepth2_train_step; the SILog always runs in fp32.
     """
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    out = model(batch["image"], batch.get("echo"))
-    loss = silog_loss(out["metric_depth"], batch["depth"])
+    with _autocast(batch["image"], amp_dtype):
+        out = model(batch["image"], batch.get("echo"))
+    loss = silog_loss(out["metric_depth"].float(), batch["depth"])
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), AVSNET_OPTIM["clip"])
     optimizer.step()

@@ -9,6 +9,10 @@ and a JSON line with `"skipped": "torch not installed"`, exit status 0.
     python bench/torch_steps.py --stage=monodepth2 --size=paper --batch=12 --steps=3
     python bench/torch_steps.py --selfcheck
 
+On a GPU (`--device=cuda`), `--amp=bf16` runs PyTorch's mixed precision, `--tf32` allows TF32
+in fp32 matmuls (JAX's GPU default; PyTorch's is off for matmuls) and `--cudnn_benchmark`
+autotunes the convolutions (as XLA does); the peak device memory is reported too.
+
 Timing: `--warmup` steps first (not timed; the first one is reported as `first_step_s`, the
 PyTorch analogue of a compile time), then `--steps` steps each timed on its own; every step ends
 with `loss.item()`, so the clock sees finished work. Peak memory is the process's peak resident
@@ -86,20 +90,23 @@ def make_batch(tn, stage: str, batch: int, height: int, width: int, seed: int = 
 
 
 def build(tn, stage: str, size: str, height: int, width: int, total_steps: int,
-          lr: float | None = None):
-    """(step function taking a batch, number of parameters)."""
+          lr: float | None = None, device: str = "cpu", amp_dtype=None):
+    """(step function taking a batch, number of parameters), the networks on `device`."""
     if stage == "monodepth2":
         models, cfg = tn.build_monodepth2(size)
+        for m in models.values():
+            m.to(device)
         opt, sched = tn.monodepth2_optimizer(models, cfg)
         if lr is not None:
             for grp in opt.param_groups:
                 grp["lr"] = lr
         n = sum(p.numel() for m in models.values() for p in m.parameters())
-        return (lambda b: tn.monodepth2_train_step(models, opt, b, cfg, sched)), n
+        return (lambda b: tn.monodepth2_train_step(models, opt, b, cfg, sched, amp_dtype)), n
     model, _ = tn.build_avsnet(size, image_size=(height, width))
+    model.to(device)
     opt, sched = tn.avsnet_optimizer(model, total_steps=total_steps, lr=lr)
     n = sum(p.numel() for p in model.parameters())
-    return (lambda b: tn.avsnet_train_step(model, opt, b, sched)), n
+    return (lambda b: tn.avsnet_train_step(model, opt, b, sched, amp_dtype)), n
 
 
 def run(tn, args) -> dict:
@@ -112,8 +119,17 @@ def run(tn, args) -> dict:
     threads = args.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    step, n_params = build(tn, args.stage, args.size, h, w, args.warmup + args.steps + 1)
-    batch = make_batch(tn, args.stage, bsz, h, w)
+    if args.tf32:  # what JAX does by default on GPU for fp32 matmuls and convolutions
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
+    step, n_params = build(tn, args.stage, args.size, h, w, args.warmup + args.steps + 1,
+                           device=args.device, amp_dtype=amp_dtype)
+    batch = {k: v.to(args.device) for k, v in make_batch(tn, args.stage, bsz, h, w).items()}
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     load_before = _loadavg()
     t0 = time.perf_counter()
     losses = [step(batch)]
@@ -140,6 +156,9 @@ def run(tn, args) -> dict:
         "steps_per_s": round(1.0 / mean, 4), "samples_per_s": round(bsz / mean, 4),
         "cpu_ms_per_step": round(1e3 * cpu, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        "device": torch.cuda.get_device_name() if cuda else "cpu", "amp": args.amp,
+        "tf32": args.tf32, "cudnn_benchmark": args.cudnn_benchmark,
+        "peak_device_mb": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None,
         "gflop_per_step": None if flops is None else round(flops / 1e9, 3),
         "loss_first": losses[0], "loss_last": losses[-1],
         "loadavg_before": load_before, "loadavg_after": _loadavg(),
@@ -213,6 +232,13 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5, help="timed steps")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (>= 1)")
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
+                   help="mixed precision: forward and loss under torch.autocast in this dtype")
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TF32 in fp32 matmuls and convolutions (JAX's GPU default)")
+    p.add_argument("--cudnn_benchmark", action="store_true",
+                   help="torch.backends.cudnn.benchmark: autotune the convolutions")
     p.add_argument("--flops", action="store_true",
                    help="also count the step's matmul/conv FLOPs (one extra untimed step)")
     p.add_argument("--selfcheck", action="store_true",

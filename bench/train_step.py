@@ -27,8 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from avs_jax import config_files  # noqa: E402
-from avs_jax.train import loop, optimizer, state as state_lib, step as step_lib  # noqa: E402
-from avs_jax.train.run import make_task  # noqa: E402
+from avs_jax.train import optimizer, state as state_lib, step as step_lib  # noqa: E402
+from avs_jax.train.tasks import make_task  # noqa: E402
 
 PRESETS = {  # (config file, arg, default batch)
     ("avsnet", "tiny"): ("avsnet", "tiny", 4),
@@ -59,27 +59,59 @@ sys.path.insert(0, os.path.join(ROOT, "bench"))
 from torch_steps import peak_rss_mb  # noqa: E402  (imports no torch itself)
 
 
-def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -> dict:
+def _flops(stage) -> float:
+    """XLA's cost-analysis FLOP count of a Lowered or Compiled step (0 when it has none)."""
+    try:
+        cost = stage.cost_analysis()
+    except Exception:  # noqa: BLE001  (some backends implement no cost analysis)
+        return 0.0
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float(cost.get("flops", 0.0)) if cost else 0.0
+
+
+def _setup(stage: str, size: str, batch: int | None, dtype: str, abstract: bool = False):
+    """(config, batch size, device batch, train state, step fn, params) of the stage's step;
+    `abstract`: the state as shapes only (jax.eval_shape), enough to lower the step."""
     config, default_batch = load_config(stage, size)
     batch = batch or default_batch
     config.train.compute_dtype = dtype
     config.model.dtype = dtype
     task = make_task(config)
-    mesh = loop.data_mesh()
+    mesh = state_lib.data_mesh()
     host = random_batch(config, batch, np.random.default_rng(0))
     dev = step_lib.put_batch(host, mesh)
     rng = jax.random.PRNGKey(0)
-    variables = state_lib.init_variables(task, rng, dev, mesh)
+    init = lambda: state_lib.init_variables(task, rng, dev, mesh)  # noqa: E731
+    variables = jax.eval_shape(init) if abstract else init()
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables["params"]))
     tx = optimizer.create_optimizer(config.train, 1000, task.param_labels(variables["params"]), 100)
-    st = state_lib.create_train_state(variables, tx, rng, mesh)
+    make_state = lambda: state_lib.create_train_state(variables, tx, rng, mesh)  # noqa: E731
+    st = jax.eval_shape(make_state) if abstract else make_state()
     fn = step_lib.make_train_step(task, tx, mesh, jnp.dtype(dtype), tuple(config.train.cast_batch_keys))
+    return config, batch, dev, st, fn, n_params
+
+
+def count_flops(stage: str, size: str, batch: int | None, dtype: str) -> dict:
+    """XLA's FLOP count of the step as lowered for this backend, before optimisation: on the
+    CPU the reference count of the network (GPU executables hand matmuls and convolutions to
+    cuBLAS/cuDNN custom calls, which the GPU's own count leaves out). Nothing is run."""
+    _, batch, dev, st, fn, n_params = _setup(stage, size, batch, dtype, abstract=True)
+    flops = _flops(fn.lower(st, dev))
+    return {"flops_reference": stage, "size": size, "batch": batch, "dtype": dtype,
+            "params": n_params, "device": jax.devices()[0].platform,
+            "gflop_per_step": round(flops / 1e9, 2)}
+
+
+def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -> dict:
+    config, batch, dev, st, fn, n_params = _setup(stage, size, batch, dtype)
     t0 = time.perf_counter()
-    compiled = fn.lower(st, dev).compile()
+    lowered = fn.lower(st, dev)
+    compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+    flops = _flops(compiled)
+    # The count before XLA's optimisations, the same on every backend: GPU executables hand
+    # matmuls and convolutions to cuBLAS/cuDNN custom calls that the compiled count may miss.
+    flops_hlo = _flops(lowered)
     st, m = compiled(st, dev)  # warm-up
     jax.block_until_ready(m)
     times = []
@@ -89,13 +121,18 @@ def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t)
     step_s = float(np.median(times))
+    stats = jax.devices()[0].memory_stats() or {}  # None on CPU; allocator peak on GPU/TPU
     return {"framework": "jax", "stage": stage, "size": size, "batch": batch,
             "hw": list(config.data.image_size), "dtype": dtype, "params": n_params,
             "devices": jax.device_count(), "device": jax.devices()[0].device_kind,
             "compile_s": round(compile_s, 2), "step_ms": round(1000 * step_s, 1),
             "steps_per_s": round(1 / step_s, 3), "samples_per_s": round(batch / step_s, 3),
             "gflop_per_step": round(flops / 1e9, 2),
-            "gflop_per_s": round(flops / 1e9 / step_s, 2), "peak_rss_mb": round(peak_rss_mb()),
+            "gflop_per_s": round(flops / 1e9 / step_s, 2),
+            "gflop_per_step_hlo": round(flops_hlo / 1e9, 2),
+            "peak_device_mb": (round(stats["peak_bytes_in_use"] / 2**20)
+                               if "peak_bytes_in_use" in stats else None),
+            "peak_rss_mb": round(peak_rss_mb()),
             "loss": float(m["loss"]), "load_avg": os.getloadavg()[0]}
 
 
@@ -115,7 +152,12 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--torch_python", default=os.environ.get("TORCH_PYTHON", ""))
     p.add_argument("--no_torch", action="store_true")
+    p.add_argument("--flops_only", action="store_true",
+                   help="only XLA's FLOP count of the lowered step (run it with JAX_PLATFORMS=cpu)")
     a = p.parse_args(argv)
+    if a.flops_only:
+        print(json.dumps(count_flops(a.stage, a.size, a.batch or None, a.dtype)))
+        return 0
     res = time_jax(a.stage, a.size, a.batch or None, a.steps, a.dtype)
     print(json.dumps(res), flush=True)
     if not a.no_torch:
