@@ -23,6 +23,7 @@ import platform
 import re
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -86,6 +87,8 @@ def main(argv=None) -> int:
     if a.accelerator:
         import accelerator  # noqa: PLC0415
 
+        if a.tiny and a.rows == p.get_default("rows"):  # keep the recorded paper rows apart
+            a.rows = os.path.join(tempfile.gettempdir(), "avs_jax_accelerator_tiny.jsonl")
         return accelerator.main(a.rows, max(a.steps, 10), a.peak_tflops, a.render_only,
                                 os.environ.get("TORCH_PYTHON", ""),
                                 "tiny" if a.tiny else "paper", a.run_timeout, a.skip_done)
