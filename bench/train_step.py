@@ -109,8 +109,9 @@ def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t0
     flops = _flops(compiled)
-    # The count before XLA's optimisations, the same on every backend: GPU executables hand
-    # matmuls and convolutions to cuBLAS/cuDNN custom calls that the compiled count may miss.
+    # The count before XLA's optimisations (the compiled count on a GPU misses the cuBLAS/cuDNN
+    # custom calls). jax 0.11 on the H100 gave 0 here; bench/accelerator.py takes the
+    # reference count from count_flops on the CPU instead.
     flops_hlo = _flops(lowered)
     st, m = compiled(st, dev)  # warm-up
     jax.block_until_ready(m)
