@@ -32,8 +32,8 @@ import numpy as np
 import PIL.Image
 
 from avs_jax import audio
-# One definition of K under resizing, shared with the builder (which scales a file's K to its images).
 from avs_jax.data_config import default_data_config  # noqa: F401  (re-exported)
+# One definition of K under resizing, shared with the builder (which scales a file's K to its images).
 from tfds_batvision.batvision import scale_intrinsics  # noqa: F401  (re-exported)
 
 # -- array helpers ---------------------------------------------------------------------------------

@@ -6,11 +6,11 @@ Runs, each in its own process (so memory and XLA flags do not leak between them)
   * the tiny steps on 1 and on 4 forced CPU devices (the data-parallel path);
   * the input pipelines (bench/input_pipeline.py) and the evaluation at 720×1280;
   * the quickstart's elapsed time, read from DIR/claims.json (--quickstart_workdir).
-With --accelerator it runs bench/accelerator.py instead: the paper-size steps of both stages on
-the GPU, fp32 and bf16, beside PyTorch on the same device, with MFU.
 and writes the figures under "## Summary (python -m bench)" in bench/RESULTS.md, naming the
 machine. FLOP counts are XLA's cost analysis of the compiled step; the machine's peak is
 cores × clock × FLOPs per cycle (from the CPU flags; --peak_gflops overrides it).
+With --accelerator it runs bench/accelerator.py instead: the paper-size steps of both stages on
+the GPU, fp32 and bf16, beside PyTorch on the same device, with MFU.
 """
 
 from __future__ import annotations

@@ -99,22 +99,20 @@ def plan(py: str, torch_py: str, steps: int, size: str = "paper",
     runs = [({"flops_reference": stage},
              [py, "bench/train_step.py", f"--stage={stage}", f"--size={size}",
               f"--batch={batch[stage]}", "--flops_only"]) for stage in ("avsnet", "monodepth2")]
+    def torch_run(stage: str, mode: str) -> tuple[dict, list[str]]:
+        return ({"stage": stage, "framework": "pytorch", "precision": mode},
+                [torch_py, "bench/torch_steps.py", f"--stage={stage}", f"--size={size}",
+                 f"--batch={batch[stage]}", f"--steps={steps}", "--warmup=3",
+                 f"--device={device}", *TORCH_MODES[mode]])
+
     for stage in ("avsnet", "monodepth2"):
-        b = str(batch[stage])
-        for dtype in ("float32", "bfloat16"):
+        for dtype, mode in (("float32", "fp32+tf32"), ("bfloat16", "amp-bf16")):
             runs.append(({"stage": stage, "framework": "jax", "precision": dtype},
                          [py, "bench/train_step.py", f"--stage={stage}", f"--size={size}",
-                          f"--batch={b}", f"--steps={steps}", f"--dtype={dtype}", "--no_torch"]))
-            mode = "fp32+tf32" if dtype == "float32" else "amp-bf16"
-            runs.append(({"stage": stage, "framework": "pytorch", "precision": mode},
-                         [torch_py, "bench/torch_steps.py", f"--stage={stage}", f"--size={size}",
-                          f"--batch={b}", f"--steps={steps}", "--warmup=3", f"--device={device}",
-                          *TORCH_MODES[mode]]))
-    for stage in ("avsnet", "monodepth2"):
-        runs.append(({"stage": stage, "framework": "pytorch", "precision": "fp32 (default)"},
-                     [torch_py, "bench/torch_steps.py", f"--stage={stage}", f"--size={size}",
-                      f"--batch={batch[stage]}", f"--steps={steps}", "--warmup=3",
-                      f"--device={device}"]))
+                          f"--batch={batch[stage]}", f"--steps={steps}", f"--dtype={dtype}",
+                          "--no_torch"]))
+            runs.append(torch_run(stage, mode))
+    runs += [torch_run(stage, "fp32 (default)") for stage in ("avsnet", "monodepth2")]
     runs.append(({"bench": "evaluate"}, [py, "bench/evaluate.py"]))
     return runs
 

@@ -234,7 +234,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
-                   help="mixed precision: forward and loss under torch.autocast in this dtype")
+                   help="mixed precision: the forward pass (and Monodepth2's loss) under torch.autocast")
     p.add_argument("--tf32", action="store_true",
                    help="allow TF32 in fp32 matmuls and convolutions (JAX's GPU default)")
     p.add_argument("--cudnn_benchmark", action="store_true",

@@ -93,13 +93,13 @@ def test_one_and_four_devices_give_the_same_step(tmp_path, tfds_dir):
     # measured on a CPU without AVX-512, 0 on one with it.
     np.testing.assert_allclose(l4[2], l1[2], rtol=5e-5)
     (_, p1), (_, p4) = _params(one), _params(four)
+    # Per tensor, the RMS difference: a gradient that is not the whole batch's (a missing
+    # all-reduce, per-device statistics) moves every element by about an update, 1e-4 to 1e-3
+    # here, 100x this bound; rounding moves one element of a cancelling sum (a bias, a layer
+    # scale) by up to 2e-6 (measured), which an element-wise bound turned into a failure on one
+    # CPU and not on another.
+    rms = lambda x: float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))  # noqa: E731
     for a, b in zip(p1, p4):
-        # Per tensor, the RMS difference: a gradient that is not the whole batch's (a missing
-        # all-reduce, per-device statistics) moves every element by about an update, 1e-4 to
-        # 1e-3 here, 100x this bound; rounding moves one element of a cancelling sum (a bias,
-        # a layer scale) by up to 2e-6 (measured), which an element-wise bound turned into a
-        # failure on one CPU and not on another.
-        rms = lambda x: float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))  # noqa: E731
         assert rms(a - b) <= 1e-6 + 1e-5 * rms(b), (a.shape, rms(a - b), rms(b))
 
 
