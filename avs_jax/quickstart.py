@@ -5,8 +5,7 @@ an interrupted run continues: the training stages resume from their checkpoints)
 
   1. simulate a BV2-like and a BV1-like BatVision root     workdir/data/{bv2,bv1}_root
   2. build batvision/{bv2, bv1, bv1_triples}                workdir/data/tfds
-  3. train AVS-Net (rgb_echoes), Only-RGB (rgb), pretrain   workdir/{avsnet_rgb_echoes,...,
-     the DepthNet (scale-blind, BV2), then DepthNet+PoseNet    depthnet_pretrain, depthnet}
+  3. train AVS-Net (rgb_echoes), Only-RGB (rgb), DepthNet    workdir/{avsnet_rgb_echoes,...}
   4. evaluate: Tables 1 and 2, figures                      workdir/tables.{json,md}, figures/
   5. print the tables and one line per claim of the paper, saying whether it holds.
 
@@ -109,8 +108,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str, data_settings: dict)
 
     run_cfg = config.to_dict()
     run_cfg["data"] = {k: v for k, v in run_cfg["data"].items() if k != "data_dir"}  # a path
-    if run_cfg.get("init_from"):  # another stage's folder: recorded relative to the workdir
-        run_cfg["init_from"] = os.path.relpath(run_cfg["init_from"], os.path.dirname(workdir))
     os.makedirs(workdir, exist_ok=True)
     settings_file = os.path.join(workdir, SETTINGS_FILE)
     if _saved_steps(workdir) == [] and os.path.exists(settings_file):
@@ -195,15 +192,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         print(f"      AVS-Net stage 1, {variant}", flush=True)
         _train(cfg, runs[variant], sims["bv2"])
     rel = ml_collections.ConfigDict(config.relative.to_dict())
-    if "pretrain" in config:
-        pre = ml_collections.ConfigDict(config.pretrain.to_dict())
-        pre.data.data_dir = tfds_dir
-        pre.train.seed = config.seed
-        runs["pretrain"] = os.path.join(workdir, "depthnet_pretrain")
-        print(f"      DepthNet pretraining on {pre.data.name} (scale-invariant)", flush=True)
-        _train(pre, runs["pretrain"], sims["bv2" if pre.data.name == "bv2" else "bv1"])
-        rel.init_from = runs["pretrain"]
-        rel.init_from_target = "depth_net"
     rel.data.data_dir = tfds_dir
     rel.train.seed = config.seed
     runs["relative"] = os.path.join(workdir, "depthnet")

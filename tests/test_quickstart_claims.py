@@ -2,10 +2,8 @@
 hand-made tables, and its reuse of earlier stages only when their settings match."""
 
 import csv
-import json
 import os
 
-import numpy as np
 import pytest
 
 from avs_jax import quickstart
@@ -146,55 +144,3 @@ def test_run_settings_protect_checkpoints_not_failed_starts(tmp_path, monkeypatc
     moved.data.data_dir = "/elsewhere"
     quickstart._train(moved, run, {"seed": 0})
     assert len(trained) == 4
-
-
-def test_run_settings_record_another_stage_folder_relative_to_the_workdir(tmp_path, monkeypatch):
-    """The relative stage starts from the pretraining's folder: a moved workdir is still the same
-    run, another folder is not."""
-    import ml_collections
-    monkeypatch.setattr(quickstart, "_finished", lambda workdir, n: False)
-    monkeypatch.setattr("avs_jax.train.run.train", lambda cfg, wd: None)
-    monkeypatch.setattr("avs_jax.datasets.open_dataset", lambda data: None)
-    monkeypatch.setattr("avs_jax.datasets.split_size", lambda builder, split: 8)
-
-    def cfg(init_from):
-        return ml_collections.ConfigDict({"data": {"data_dir": "/x", "batch_size": 2},
-                                          "train": {"num_steps": 4, "num_epochs": 1,
-                                                    "steps_per_epoch": 4},
-                                          "init_from": init_from})
-    first = tmp_path / "a"
-    quickstart._train(cfg(str(first / "depthnet_pretrain")), str(first / "depthnet"), {})
-    with open(first / "depthnet" / quickstart.SETTINGS_FILE) as f:
-        assert json.load(f)["config"]["init_from"] == "depthnet_pretrain"
-    os.makedirs(first / "depthnet" / "checkpoints" / "4")
-    moved = tmp_path / "b"
-    os.rename(first, moved)
-    quickstart._train(cfg(str(moved / "depthnet_pretrain")), str(moved / "depthnet"), {})
-    with pytest.raises(ValueError, match=r"init_from: 'depthnet_pretrain' -> 'other'"):
-        quickstart._train(cfg(str(moved / "other")), str(moved / "depthnet"), {})
-
-
-def test_pretrained_depthnet_fits_the_relative_model_of_the_quickstart():
-    """The pretraining's variables replace the relative model's `depth_net` leaf for leaf, also
-    after a command-line change of the relative model (the two share it)."""
-    import jax
-    import jax.numpy as jnp
-
-    from avs_jax.import_weights import merge_pretrained
-    from avs_jax.train.tasks import make_task
-
-    config = load_config("quickstart")
-    config.relative.model.decoder_channels = (4, 8, 8, 16, 24)
-    assert config.pretrain.model.decoder_channels == (4, 8, 8, 16, 24)
-    assert (config.pretrain.loss.min_depth, config.pretrain.loss.max_depth) == (
-        config.relative.loss.min_depth, config.relative.loss.max_depth)
-    h, w = config.relative.data.image_size
-    pre = jax.eval_shape(make_task(config.pretrain).init_variables, jax.random.PRNGKey(0),
-                         {"image": jnp.zeros((1, h, w, 3))})
-    rel = jax.eval_shape(make_task(config.relative).init_variables, jax.random.PRNGKey(0),
-                         {"frames": jnp.zeros((1, 3, h, w, 3))})
-    zeros = lambda tree: jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), tree)  # noqa: E731
-    merged = merge_pretrained(zeros(rel), jax.tree.map(lambda x: np.ones(x.shape, x.dtype), pre),
-                              "depth_net")
-    assert all(np.all(x == 1) for x in jax.tree.leaves(merged["params"]["depth_net"]))
-    assert all(np.all(x == 0) for x in jax.tree.leaves(merged["params"]["pose_net"]))

@@ -145,21 +145,6 @@ def test_init_from_loads_matching_subtree_and_names_missing_file(tmp_path):
                            str(tmp_path / "r"), task, train_toy.train_iter, None)
 
 
-def test_init_from_a_run_workdir_takes_its_latest_weights_and_batch_norm_statistics(full_run):
-    workdir, out = full_run
-    task = train_toy.ToyTask()
-    batch = next(train_toy.train_iter())
-    shapes = jax.eval_shape(task.init_variables, jax.random.PRNGKey(0),
-                            {"image": jnp.asarray(batch["image"])})
-    variables = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), shapes)
-    loaded = checkpointing.load_pretrained(str(workdir), variables)
-    trained = {"params": out["state"].params, **out["state"].model_state}
-    assert set(loaded) == set(trained) == {"params", "batch_stats"}
-    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
-                 loaded, trained)
-    assert np.any(np.asarray(trained["batch_stats"]["BatchNorm_0"]["mean"]) != 0)
-
-
 def _with(config, **kw):
     config.update(kw)
     return config

@@ -183,9 +183,8 @@ def _flatten(tree: Any) -> dict[tuple[str, ...], Any]:
 def load_pretrained(path: str, variables: dict, target: str = "") -> dict:
     """`variables` with the pretrained weights at `path` put in place under `target`.
 
-    `path` is a checkpoint written by `python -m avs_jax.import_weights`, an orbax checkpoint
-    of {"params", ["batch_stats"]} or of a bare params tree, or the workdir of a training run
-    (its latest checkpoint's parameters and BatchNorm statistics). Its tree replaces the model's
+    `path` is a checkpoint written by `python -m avs_jax.import_weights` (or an orbax checkpoint
+    of {"params", ["batch_stats"]} or of a bare params tree). Its tree replaces the model's
     subtree at `target` ("/"-separated, "" = the root; at the root each top-level module of the
     checkpoint replaces the model's module of that name, so that e.g. a ZoeDepth import fills
     the visual part of AVS-Net and leaves its echo branch alone). Strict: a leaf missing on
@@ -197,10 +196,7 @@ def load_pretrained(path: str, variables: dict, target: str = "") -> dict:
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(path):
         raise FileNotFoundError(f"config.init_from: pretrained checkpoint {path} does not exist")
-    if os.path.isdir(os.path.join(path, "checkpoints")):
-        loaded, _ = restore_variables(os.path.join(path, "checkpoints"))
-        loaded = jax.tree.map(np.asarray, loaded)
-    elif os.path.isdir(os.path.join(path, "state")):
+    if os.path.isdir(os.path.join(path, "state")):
         loaded = iw.load_pretrained(path)
     else:
         loaded = ocp.StandardCheckpointer().restore(path)

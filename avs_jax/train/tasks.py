@@ -1,8 +1,7 @@
 """The stages' Task objects by name, importable without the data stack (grain, TFDS).
 
 `config.task` picks the stage: "avsnet" (stage 1, AVS-Net / Only-RGB / echo-only on BV2, SILog)
-"relative" (DepthNet + PoseNet on BV1 triples, photometric) or "depth_pretrain" (the DepthNet
-alone, scale-invariant, on images with depth: a starting point for "relative"). The benchmarks and the
+or "relative" (DepthNet + PoseNet on BV1 triples, photometric). The benchmarks and the
 checkpoint loader build a Task from a config alone; training (avs_jax/train/run.py) adds the data.
 """
 
@@ -17,8 +16,6 @@ import ml_collections
 TASKS = {
     "avsnet": "avs_jax.train.avsnet_task:AVSNetTask",
     "relative": "avs_jax.train.relative_task:RelativeDepthTask",
-    # The DepthNet alone, on images with depth, blind to scale (a start for "relative").
-    "depth_pretrain": "avs_jax.train.depth_pretrain_task:DepthPretrainTask",
 }
 
 
