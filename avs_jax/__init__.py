@@ -6,3 +6,7 @@ any relative depth model (stage 2).
 """
 
 __version__ = "0.1.0"
+
+from avs_jax import xla_flags as _xla_flags
+
+_xla_flags.apply_defaults()  # before any backend exists: see avs_jax/xla_flags.py

@@ -35,6 +35,10 @@ PEAK_TFLOPS = {"H100": {"bf16": 989.4, "tf32": 494.7},
                "H200": {"bf16": 989.4, "tf32": 494.7},
                "A100": {"bf16": 312.0, "tf32": 156.0}}
 
+# The label of the bf16 AVS-Net row measured on 2026-11-26 with XLA's Triton GEMM fusion off,
+# before that became avs_jax's default (avs_jax/xla_flags.py); the plain "bfloat16" and
+# "float32" rows of that day had it on. Rows record the XLA_FLAGS they ran under.
+NO_TRITON_BF16 = "bfloat16 (no Triton GEMM)"
 PAPER_BATCH = {"avsnet": 16, "monodepth2": 12}  # configs/avsnet.py, configs/monodepth2.py
 TORCH_MODES = {  # name: torch_steps.py flags
     "fp32+tf32": ["--tf32", "--cudnn_benchmark"],
@@ -178,7 +182,7 @@ def render(rows: list[dict], peak_given: float = 0.0) -> str:
         first = r["compile_s"] if jax_row else r["first_step_s"]
         gflop = flops.get(r["stage"]) or 0.0
         tflops = gflop / step_ms if step_ms else 0.0  # GFLOP per ms = TFLOP/s
-        half = r["precision"] in ("bfloat16", "amp-bf16")
+        half = r["precision"].startswith("bfloat16") or r["precision"] == "amp-bf16"
         strict = r["precision"] == "fp32 (default)"
         own_peak = (peak.get("bf16") if half else None if strict else peak.get("tf32"))
         mem = r.get("peak_device_mb")
@@ -193,7 +197,7 @@ def render(rows: list[dict], peak_given: float = 0.0) -> str:
     ratios = []
     for stage in ("avsnet", "monodepth2"):
         for ours, theirs in (("float32", "fp32+tf32"), ("float32", "fp32 (default)"),
-                             ("bfloat16", "amp-bf16")):
+                             ("bfloat16", "amp-bf16"), (NO_TRITON_BF16, "amp-bf16")):
             a, b = sps.get((stage, "jax", ours)), sps.get((stage, "pytorch", theirs))
             if a and b:
                 ratios.append(f"{stage} JAX {ours} / PyTorch {theirs}: {a / b:.2f}×")
@@ -214,7 +218,8 @@ def render(rows: list[dict], peak_given: float = 0.0) -> str:
             lines += ["", f"Evaluation at 720×1280 ground truth ({r.get('device', '?')}): "
                           f"{r['metrics_images_per_s']} images/s for every Table 1 and Table 2 "
                           f"row of an image ({r['rows_per_image']} rows), tiny AVS-Net forward "
-                          f"{r['tiny_avsnet_forward_images_per_s']} images/s (batch {r['batch']})."]
+                          f"{r['tiny_avsnet_forward_images_per_s']} images/s (batch {r['batch']})"
+                          + (f"; XLA_FLAGS {r['xla_flags']}." if r.get("xla_flags") else ".")]
     return "\n".join(lines) + "\n"
 
 

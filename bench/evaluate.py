@@ -64,7 +64,7 @@ def main(argv=None) -> int:
         "metrics_compile_s": round(compile_s, 2),
         "metrics_images_per_s": round(b / metrics_s, 2),
         "tiny_avsnet_forward_images_per_s": round(b / fwd_s, 2),
-        "load_avg": os.getloadavg()[0]}))
+        "load_avg": os.getloadavg()[0], "xla_flags": os.environ.get("XLA_FLAGS", "")}))
     return 0
 
 

@@ -134,7 +134,8 @@ def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -
             "peak_device_mb": (round(stats["peak_bytes_in_use"] / 2**20)
                                if "peak_bytes_in_use" in stats else None),
             "peak_rss_mb": round(peak_rss_mb()),
-            "loss": float(m["loss"]), "load_avg": os.getloadavg()[0]}
+            "loss": float(m["loss"]), "load_avg": os.getloadavg()[0],
+            "xla_flags": os.environ.get("XLA_FLAGS", "")}  # as avs_jax left them
 
 
 def time_torch(stage: str, size: str, batch: int, steps: int, python: str | None) -> dict:
