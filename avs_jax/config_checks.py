@@ -7,10 +7,12 @@ from typing import Callable
 
 import ml_collections
 
+from avs_jax.errors import InputError
+
 MODES = ("train", "evaluate", "quickstart")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """An experiment config that cannot run; the message says which field and why."""
 
 

@@ -13,6 +13,8 @@ from types import ModuleType
 
 import ml_collections
 
+from avs_jax.errors import MissingInputError
+
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -20,7 +22,7 @@ def load_config_module(name: str) -> ModuleType:
     """The module `configs/<name>.py`, executed (for helpers beside its `get_config`)."""
     path = CONFIGS / f"{name}.py"
     if not path.is_file():
-        raise FileNotFoundError(f"no config file {path}")
+        raise MissingInputError(f"no config file {path}")
     spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

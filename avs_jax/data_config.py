@@ -9,6 +9,7 @@ from __future__ import annotations
 import ml_collections
 
 from avs_jax import audio
+from avs_jax.errors import BadInputError
 
 # Paper / reference defaults per dataset (REFERENCE.md, paper Sec. 4).
 _MAX_DEPTH = {"bv2": 30.0, "bv1": 12.0, "bv1_triples": 12.0}  # evaluation caps, paper Sec. 4.2
@@ -19,7 +20,7 @@ _BATCH = {"bv2": 16, "bv1": 16, "bv1_triples": 12}  # ZoeDepth batch 16; Monodep
 def default_data_config(name: str) -> ml_collections.ConfigDict:
     """``config.data`` section for ``name`` in {'bv2', 'bv1', 'bv1_triples'} with paper defaults."""
     if name not in _MAX_DEPTH:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(_MAX_DEPTH)}")
+        raise BadInputError(f"unknown dataset {name!r}; choose one of {sorted(_MAX_DEPTH)}")
     c = ml_collections.ConfigDict()
     c.name = name
     c.data_dir = "data/tfds"  # TFDS data dir (array_record files)

@@ -6,8 +6,10 @@ import os
 
 import ml_collections
 
+from avs_jax.errors import InputError
 
-class DatasetNotFoundError(FileNotFoundError):
+
+class DatasetNotFoundError(InputError, FileNotFoundError):
     """The dataset is not built and there is no BatVision root to build it from."""
 
 

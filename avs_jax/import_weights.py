@@ -50,11 +50,13 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from avs_jax.errors import InputError
+
 StateDict = dict[str, np.ndarray]
 Variables = dict[str, Any]
 
 
-class WeightImportError(ValueError):
+class WeightImportError(InputError, ValueError):
     """A state dict does not fit the model: names the missing, unexpected and misshaped keys."""
 
 

@@ -33,6 +33,7 @@ import PIL.Image
 
 from avs_jax import audio
 from avs_jax.data_config import default_data_config  # noqa: F401  (re-exported)
+from avs_jax.errors import BadInputError
 # One definition of K under resizing, shared with the builder (which scales a file's K to its images).
 from tfds_batvision.batvision import scale_intrinsics  # noqa: F401  (re-exported)
 
@@ -273,8 +274,8 @@ def _source(builder_or_source, split: str):
   if hasattr(builder_or_source, "as_data_source"):
     splits = builder_or_source.info.splits
     if split not in splits:
-      raise ValueError(f"split {split!r} has no examples in {builder_or_source.data_dir} "
-                       f"(its CSVs were empty); available: {sorted(splits)}")
+      raise BadInputError(f"split {split!r} has no examples in {builder_or_source.data_dir} "
+                          f"(its CSVs were empty); available: {sorted(splits)}")
     return builder_or_source.as_data_source(split)
   return builder_or_source
 
@@ -288,7 +289,7 @@ def _decode(config: ml_collections.ConfigDict, eval_mode: bool) -> grain.transfo
 def host_batch_size(global_batch: int, process_count: int) -> int:
   """Per-host batch: the global batch split evenly over hosts."""
   if global_batch % process_count:
-    raise ValueError(f"global batch {global_batch} is not divisible by {process_count} hosts")
+    raise BadInputError(f"global batch {global_batch} is not divisible by {process_count} hosts")
   return global_batch // process_count
 
 

@@ -25,6 +25,7 @@ import ml_collections
 from absl import logging
 
 from avs_jax.config_files import differences
+from avs_jax.errors import BadInputError
 
 
 CLAIMS_FILE = "claims.json"
@@ -53,11 +54,12 @@ def _check_settings(path: str, settings: dict) -> None:
     try:
         recorded = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); delete its folder to redo that stage") from e
+        raise BadInputError(f"{path}: not valid JSON ({e}); delete its folder to redo that "
+                            "stage") from e
     diffs = differences(recorded, settings)
     if diffs:
         shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
-        raise ValueError(
+        raise BadInputError(
             f"{path}: {os.path.dirname(path)} was made with other settings ({shown}). Delete "
             "that folder to redo it with this config, or use a new --workdir.")
 

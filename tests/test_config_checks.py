@@ -72,3 +72,32 @@ def test_main_rejects_bad_override_before_running(tmp_path):
                           text=True)
     assert typo.returncode != 0 and "batch_size" in typo.stderr
     assert not (tmp_path / "w").exists()  # nothing ran
+
+
+def test_main_reports_a_bad_input_found_later_in_one_line(tmp_path):
+    """An input error met while running (here a dataset that is not built) ends the run with one
+    line naming the problem and the folder, exit status 1, not a traceback."""
+    empty = tmp_path / "tfds"
+    empty.mkdir()
+    cmd = [sys.executable, "-m", "avs_jax.main", "--config=configs/avsnet.py:tiny",
+           f"--workdir={tmp_path}/w", f"--config.data.data_dir={empty}"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("avs_jax: DatasetNotFoundError: dataset batvision/bv2 is not built in "
+                           f"{empty}"), last
+    assert "Traceback" not in r.stderr
+
+
+def test_input_errors_keep_their_builtin_types():
+    """Callers that catch ValueError / FileNotFoundError still catch the avs_jax errors."""
+    from avs_jax.datasets import DatasetNotFoundError
+    from avs_jax.errors import BadInputError, InputError, MissingInputError
+    from avs_jax.train.loop import NonFiniteLossError
+
+    assert issubclass(BadInputError, ValueError) and issubclass(BadInputError, InputError)
+    assert issubclass(MissingInputError, FileNotFoundError)
+    assert issubclass(ConfigError, ValueError) and issubclass(ConfigError, InputError)
+    assert issubclass(DatasetNotFoundError, FileNotFoundError)
+    assert issubclass(NonFiniteLossError, FloatingPointError)
+    assert issubclass(NonFiniteLossError, InputError)

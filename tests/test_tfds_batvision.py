@@ -279,3 +279,20 @@ print("IMPORTED", bad)
                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
   assert out.returncode == 0, out.stderr[-3000:]
   assert "IMPORTED []" in out.stdout
+
+
+@pytest.mark.parametrize("case", ["empty_file", "missing_root"])
+def test_build_command_names_a_bad_file_in_one_line(tmp_path, case):
+  root = fx.write_bv2(tmp_path / "bv2", {"L": {"test": 2}}, frames=64)
+  bad = root / "L/depth/depth_1.npy"
+  bad.write_bytes(b"")
+  manual = root if case == "empty_file" else tmp_path / "not_there"
+  cmd = [sys.executable, "-m", "tfds_batvision.build", "--config=bv2", f"--manual_dir={manual}",
+         f"--data_dir={tmp_path / 'data'}"]
+  r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+  assert r.returncode == 1 and "Traceback" not in r.stderr
+  last = r.stderr.strip().splitlines()[-1]
+  expected = (f"{bad}: file is empty (0 bytes)" if case == "empty_file"
+              else f"{manual}: does not exist or is empty")
+  assert last.startswith("tfds_batvision.build: bad BatVision file: " + expected), last
+  assert not (tmp_path / "data/batvision/bv2/1.0.0").exists()  # nothing left to be read

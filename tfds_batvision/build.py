@@ -4,7 +4,8 @@
 
 Writes ``array_record`` files under ``DATA_DIR/batvision/<config>/<version>/``. TFDS writes into
 an ``incomplete.*`` folder and renames it on success, so a failed build leaves nothing that a later
-read takes as complete. Progress is shown by TFDS's tqdm bars.
+read takes as complete. Progress is shown by TFDS's tqdm bars. A bad file stops the build with one
+line naming it and what is wrong (exit status 1); ``--skip_bad`` skips its sample and reports it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from absl import logging
 import tensorflow_datasets as tfds
 
 from tfds_batvision.batvision import Batvision
+from tfds_batvision.validate import BadFileError
 
 CONFIGS = ("bv1", "bv2", "bv1_triples")
 
@@ -40,11 +42,14 @@ def build_dataset(config_name: str, manual_dir: str | os.PathLike, data_dir: str
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=os.fspath(manual_dir), download_mode=mode))
   except AssertionError as e:
+    if "Manual directory" in str(e):  # TFDS's check, met only when there is something to build
+      raise BadFileError(manual_dir, "does not exist or is empty: pass the BatVision root (BV2: "
+                         "the folder of the location folders; BV1: the folder of train.csv)") from e
     # TFDS cannot write a split without examples: here every sample of a split was skipped.
     if "No examples were yielded" not in str(e):
       raise
-    raise ValueError(
-        f"{manual_dir}: a split has no valid samples left after --skip_bad; skipped: "
+    raise BadFileError(
+        manual_dir, "a split has no valid samples left after --skip_bad; skipped: "
         + "; ".join(f"{p}: {why}" for p, why in builder.skipped)) from e
   if builder.skipped:
     logging.warning("Skipped %d bad sample(s):\n%s", len(builder.skipped),
@@ -64,8 +69,12 @@ def _define_flags() -> None:
 def main(argv):
   del argv
   f = flags.FLAGS
-  builder = build_dataset(f.config, f.manual_dir, f.data_dir, skip_bad=f.skip_bad,
-                          overwrite=f.overwrite)
+  try:
+    builder = build_dataset(f.config, f.manual_dir, f.data_dir, skip_bad=f.skip_bad,
+                            overwrite=f.overwrite)
+  except BadFileError as e:
+    logging.debug("traceback of the error below", exc_info=True)
+    sys.exit(f"tfds_batvision.build: bad BatVision file: {e}")
   sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
   print(f"Built batvision/{f.config} in {builder.data_dir}: {sizes}")
   if builder.skipped:

@@ -10,10 +10,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from avs_jax.errors import InputError, MissingInputError
 from avs_jax.train import checkpointing
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(InputError, ValueError):
     """A checkpoint that does not fit the model it is loaded as; names what differs."""
 
 
@@ -39,7 +40,7 @@ def load_variables(run_dir: str, step: int | str | None = "best") -> tuple[dict,
     """(variables, meta) of a run's best checkpoint (its latest if none was validated)."""
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     if not os.path.isdir(ckpt_dir):
-        raise FileNotFoundError(f"{run_dir}: no checkpoints/ folder: is this a training workdir?")
+        raise MissingInputError(f"{run_dir}: no checkpoints/ folder: is this a training workdir?")
     try:
         return checkpointing.restore_variables(ckpt_dir, step)
     except ValueError:

@@ -29,6 +29,7 @@ import tqdm
 from absl import logging
 
 from avs_jax import datasets, input_pipeline
+from avs_jax.errors import BadInputError, MissingInputError
 from avs_jax.evaluation import external, figures, gradcam, tables
 from avs_jax.evaluation.checkpoints import load_run
 from avs_jax.evaluation.scaled_eval import ScalingEvaluator
@@ -96,7 +97,7 @@ def _eval_data_config(base: ml_collections.ConfigDict, image_size, stft: dict | 
 def _check_datasets(config, stage1: dict[str, Predictor]) -> None:
     for name, data in config.datasets.items():
         if data.name == "bv1_triples" and any(v in ECHO_VARIANTS for v in stage1):
-            raise ValueError(
+            raise BadInputError(
                 f"config.datasets.{name}: batvision/bv1_triples holds frames without echoes; the "
                 f"echo models {[v for v in stage1 if v in ECHO_VARIANTS]} need a dataset with "
                 "audio (bv1 or bv2)")
@@ -114,11 +115,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             relative[name] = _relative_predictor(name, run_dir,
                                                  config.get("relative_checkpoint", "best"))
     if not stage1 and not relative:
-        raise ValueError("config.stage1 and config.relative name no checkpoint to evaluate")
+        raise BadInputError("config.stage1 and config.relative name no checkpoint to evaluate")
     _check_datasets(config, stage1)
     ext = config.external
     if ext.predictions and not os.path.isdir(ext.predictions):
-        raise FileNotFoundError(f"config.external.predictions: no such folder {ext.predictions}")
+        raise MissingInputError(f"config.external.predictions: no such folder {ext.predictions}")
 
     table1, table2, missing = {}, {}, []
     figdir = os.path.join(workdir, "figures")
@@ -127,7 +128,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         builder = datasets.open_dataset(data)
         n_test = datasets.split_size(builder, "test")
         if n_test == 0:
-            raise ValueError(f"batvision/{data.name} in {data.data_dir} has no test split")
+            raise BadInputError(f"batvision/{data.name} in {data.data_dir} has no test split")
         with_table2 = ds_name in config.table2_datasets
         models = list(stage1.values()) + (list(relative.values()) if with_table2 else [])
         # One evaluation stream per input resolution/echo setting, all in the same order.

@@ -12,8 +12,10 @@ import os
 
 import numpy as np
 
+from avs_jax.errors import InputError
 
-class PredictionError(ValueError):
+
+class PredictionError(InputError, ValueError):
     """A missing or malformed external prediction file; the message names it."""
 
 

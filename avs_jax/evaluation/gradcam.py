@@ -20,6 +20,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from avs_jax.errors import BadInputError
 from avs_jax.models.layers import resize_bilinear
 
 Array = jax.Array
@@ -33,7 +34,7 @@ def cam_from_activations(acts: Array, grads: Array, method: str = "gradcam") -> 
     elif method == "hirescam":
         cam = (grads * acts).sum(-1)
     else:
-        raise ValueError(f"method must be 'gradcam' or 'hirescam', got {method!r}")
+        raise BadInputError(f"method must be 'gradcam' or 'hirescam', got {method!r}")
     cam = jax.nn.relu(cam)
     peak = cam.max(axis=(1, 2), keepdims=True)
     return jnp.where(peak > 0, cam / jnp.where(peak > 0, peak, 1.0), 0.0)

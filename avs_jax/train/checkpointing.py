@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 from orbax.checkpoint import checkpoint_managers as ocm
 
+from avs_jax.errors import BadInputError, MissingInputError
 from avs_jax.train.state import TrainState
 
 
@@ -40,7 +41,8 @@ class Checkpointer:
         self.best_mode = cfg.best_mode
         best_metric, reverse = cfg.best_metric, cfg.best_mode == "min"
         if cfg.best_mode not in ("min", "max"):
-            raise ValueError(f"config.checkpoint.best_mode={cfg.best_mode!r}; expected min or max")
+            raise BadInputError(
+                f"config.checkpoint.best_mode={cfg.best_mode!r}; expected min or max")
         policy = ocm.AnyPreservationPolicy([
             ocm.LatestN(n=cfg.keep),
             ocm.BestN(get_metric_fn=lambda m: m[best_metric], reverse=reverse, n=1,
@@ -81,7 +83,7 @@ class Checkpointer:
         """
         step = self.manager.latest_step() if step is None else step
         if step is None:
-            raise FileNotFoundError(f"no checkpoint under {self.directory}")
+            raise MissingInputError(f"no checkpoint under {self.directory}")
         items = dict(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore())
         has_data = os.path.isdir(os.path.join(self.directory, str(step), "data"))
         if data_iter is not None and is_grain_iterator(data_iter) and has_data:
@@ -129,7 +131,7 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
     """
     checkpoint_dir = os.path.abspath(checkpoint_dir)
     if not os.path.isdir(checkpoint_dir):
-        raise FileNotFoundError(f"checkpoint directory {checkpoint_dir} does not exist")
+        raise MissingInputError(f"checkpoint directory {checkpoint_dir} does not exist")
     if cfg is None:
         cfg = ml_collections.ConfigDict(dict(keep=1000, best_metric="abs_rel", best_mode="min",
                                              async_save=False))
@@ -144,11 +146,11 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
         if step == "best":
             step = ckpt.best_step()
             if step is None:
-                raise ValueError(f"{checkpoint_dir}: no checkpoint has validation metrics")
+                raise BadInputError(f"{checkpoint_dir}: no checkpoint has validation metrics")
         elif step is None:
             step = ckpt.latest_step()
         if step is None:
-            raise FileNotFoundError(f"no checkpoint under {checkpoint_dir}")
+            raise MissingInputError(f"no checkpoint under {checkpoint_dir}")
         # Onto this process's first device, whatever mesh the run was trained on (a checkpoint
         # of 8 GPUs evaluates on one CPU).
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -195,7 +197,7 @@ def load_pretrained(path: str, variables: dict, target: str = "") -> dict:
 
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(path):
-        raise FileNotFoundError(f"config.init_from: pretrained checkpoint {path} does not exist")
+        raise MissingInputError(f"config.init_from: pretrained checkpoint {path} does not exist")
     if os.path.isdir(os.path.join(path, "state")):
         loaded = iw.load_pretrained(path)
     else:

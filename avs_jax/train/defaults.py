@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from avs_jax.errors import BadInputError
+
 STAGES = ("avsnet", "monodepth2", "litemono")
 
 
@@ -18,7 +20,7 @@ def default_train_config(stage: str) -> ml_collections.ConfigDict:
     stage: "avsnet" (stage 1, ZoeDepth recipe), "monodepth2" or "litemono" (relative depth).
     """
     if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+        raise BadInputError(f"unknown stage {stage!r}; expected one of {STAGES}")
     c = ml_collections.ConfigDict()
 
     t = c.train = ml_collections.ConfigDict()

@@ -24,6 +24,7 @@ from absl import logging
 from tqdm import tqdm
 
 from avs_jax.config_files import differences
+from avs_jax.errors import BadInputError, InputError
 from avs_jax.train import checkpointing
 from avs_jax.train.metric_writers import MetricWriter
 from avs_jax.train.optimizer import create_learning_rate_fn, create_optimizer
@@ -31,7 +32,7 @@ from avs_jax.train.state import TrainState, create_train_state, data_mesh, init_
 from avs_jax.train.step import make_eval_step, make_train_step, put_batch
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(InputError, FloatingPointError):
     """Training stopped because a step's loss was NaN or infinite."""
 
 
@@ -63,12 +64,12 @@ def train_length(cfg: ml_collections.ConfigDict, steps_per_epoch: int | None) ->
         spe = spe if spe and spe > 0 else num_steps
     else:
         if not spe or spe <= 0:
-            raise ValueError("config.train.steps_per_epoch (or num_steps) must be > 0 to know "
-                             "the length of training")
+            raise BadInputError("config.train.steps_per_epoch (or num_steps) must be > 0 to know "
+                                "the length of training")
         num_steps = int(cfg.num_epochs * spe)
     if num_steps <= 0:
-        raise ValueError(f"training length {num_steps} steps: check config.train.num_steps, "
-                         "num_epochs and steps_per_epoch")
+        raise BadInputError(f"training length {num_steps} steps: check config.train.num_steps, "
+                            "num_epochs and steps_per_epoch")
     return num_steps, int(spe)
 
 
@@ -127,7 +128,7 @@ def evaluate(eval_step: Callable, state: TrainState, batches: Iterable[dict], me
         n = len(next(iter(batch.values())))
         pending.append((n, eval_step(state, put_batch(batch, mesh))))
     if not pending:
-        raise ValueError("the validation iterator yielded no batch")
+        raise BadInputError("the validation iterator yielded no batch")
     return _weighted_mean(jax.device_get(pending))
 
 

@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from avs_jax.errors import BadInputError
+
 Schedule = Callable[[Any], Any]
 
 OPTIMIZERS = ("adamw_onecycle", "adam_step", "adamw_step")
@@ -96,7 +98,7 @@ def create_learning_rate_fn(cfg: ml_collections.ConfigDict, num_steps: int,
         return onecycle_lr_schedule(cfg, num_steps)
     if cfg.optimizer in ("adam_step", "adamw_step"):
         return step_decay_lr_schedule(cfg, steps_per_epoch)
-    raise ValueError(f"config.train.optimizer={cfg.optimizer!r}; expected one of {OPTIMIZERS}")
+    raise BadInputError(f"config.train.optimizer={cfg.optimizer!r}; expected one of {OPTIMIZERS}")
 
 
 def _scaled(schedule: Schedule, mult: float) -> Schedule:
@@ -126,10 +128,11 @@ def create_optimizer(cfg: ml_collections.ConfigDict, num_steps: int, param_label
       chain(optional clip_by_global_norm, multi_transform over labels).
     """
     if cfg.optimizer not in OPTIMIZERS:
-        raise ValueError(f"config.train.optimizer={cfg.optimizer!r}; expected one of {OPTIMIZERS}")
+        raise BadInputError(
+            f"config.train.optimizer={cfg.optimizer!r}; expected one of {OPTIMIZERS}")
     if cfg.optimizer != "adamw_onecycle" and not steps_per_epoch:
-        raise ValueError(f"config.train.optimizer={cfg.optimizer!r} decays per epoch: "
-                         "steps_per_epoch must be given (> 0)")
+        raise BadInputError(f"config.train.optimizer={cfg.optimizer!r} decays per epoch: "
+                            "steps_per_epoch must be given (> 0)")
     lr = create_learning_rate_fn(cfg, num_steps, steps_per_epoch or 1)
     b1 = onecycle_b1_schedule(cfg, num_steps) if (
         cfg.optimizer == "adamw_onecycle" and cfg.onecycle.cycle_momentum) else cfg.b1

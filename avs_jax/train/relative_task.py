@@ -27,6 +27,7 @@ import ml_collections
 from flax import linen as nn
 
 from avs_jax import geometry
+from avs_jax.errors import BadInputError
 from avs_jax.losses import photometric
 from avs_jax.models.depthnet import build_depth_net, build_pose_net
 from avs_jax.models.layers import resize_bilinear
@@ -178,10 +179,11 @@ class RelativeDepthTask:
         model_scales = tuple(config.model.scales)
         loss_scales = tuple(config.loss.get("scales", model_scales))
         if loss_scales != model_scales:
-            raise ValueError(f"config.loss.scales {loss_scales} differs from config.model.scales "
-                             f"{model_scales}: the loss uses the scales the model outputs")
+            raise BadInputError(f"config.loss.scales {loss_scales} differs from "
+                                f"config.model.scales {model_scales}: the loss uses the scales "
+                                "the model outputs")
         if tuple(sorted(model_scales)) != tuple(range(len(model_scales))):
-            raise ValueError(f"config.model.scales {model_scales}: expected 0, 1, …, n−1")
+            raise BadInputError(f"config.model.scales {model_scales}: expected 0, 1, …, n−1")
         self.config = config
         self.loss_config = config.loss
         self.model = RelativeDepthModel(build_depth_net(config.model), build_pose_net(config.model))

@@ -12,6 +12,7 @@ import ml_collections
 from absl import logging
 
 from avs_jax import datasets, input_pipeline
+from avs_jax.errors import BadInputError
 from avs_jax.train import loop
 from avs_jax.train.tasks import make_task
 
@@ -29,8 +30,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     builder = datasets.open_dataset(config.data)
     n_train = datasets.split_size(builder, "train")
     if n_train < config.data.batch_size:
-        raise ValueError(f"batvision/{config.data.name} has {n_train} training examples, fewer "
-                         f"than one batch of {config.data.batch_size}")
+        raise BadInputError(f"batvision/{config.data.name} has {n_train} training examples, fewer "
+                            f"than one batch of {config.data.batch_size}")
     steps_per_epoch = n_train // config.data.batch_size
     has_val = datasets.split_size(builder, "val") > 0
     logging.info("training %s on batvision/%s: %d examples, %d steps per epoch", config.task,

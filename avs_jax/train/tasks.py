@@ -12,6 +12,8 @@ from typing import Any
 
 import ml_collections
 
+from avs_jax.errors import BadInputError
+
 # config.task -> "module:class"; the class takes the whole config.
 TASKS = {
     "avsnet": "avs_jax.train.avsnet_task:AVSNetTask",
@@ -22,6 +24,6 @@ TASKS = {
 def make_task(config: ml_collections.ConfigDict) -> Any:
     """The Task object of `config.task`."""
     if config.task not in TASKS:
-        raise ValueError(f"config.task must be one of {sorted(TASKS)}, got {config.task!r}")
+        raise BadInputError(f"config.task must be one of {sorted(TASKS)}, got {config.task!r}")
     module, cls = TASKS[config.task].split(":")
     return getattr(importlib.import_module(module), cls)(config)
