@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from avs_jax.xla_flags import with_defaults
+from avs_jax.xla_flags import compilation_cache_dir, with_defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,3 +39,31 @@ def test_import_sets_the_default_and_keeps_the_users_flags_in_force():
     assert r["sum"] == 6.0
     r = _in_child("--xla_gpu_enable_triton_gemm=true")
     assert r["flags"] == "--xla_gpu_enable_triton_gemm=true"
+
+
+def test_compilation_cache_only_on_accelerators_and_never_over_the_users():
+    home_cache = os.path.expanduser(os.path.join("~", ".cache", "avs_jax", "xla"))
+    assert compilation_cache_dir("cpu", {}) is None
+    assert compilation_cache_dir("gpu", {}) == home_cache
+    assert compilation_cache_dir("tpu", {}) == home_cache
+    assert compilation_cache_dir("gpu", {"JAX_COMPILATION_CACHE_DIR": "/elsewhere"}) is None
+
+
+def test_enable_compilation_cache_points_jax_at_the_folder(tmp_path, monkeypatch):
+    import jax
+
+    from avs_jax import xla_flags
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    before = jax.config.jax_compilation_cache_dir
+    try:
+        monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+        assert xla_flags.enable_compilation_cache() is None
+        assert jax.config.jax_compilation_cache_dir == before
+        monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+        path = xla_flags.enable_compilation_cache()
+        assert path == str(tmp_path / ".cache" / "avs_jax" / "xla") and os.path.isdir(path)
+        assert jax.config.jax_compilation_cache_dir == path
+    finally:
+        jax.config.update("jax_compilation_cache_dir", before)

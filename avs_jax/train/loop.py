@@ -23,6 +23,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from avs_jax import xla_flags
 from avs_jax.config_files import differences
 from avs_jax.errors import BadInputError, InputError
 from avs_jax.train import checkpointing
@@ -167,6 +168,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
       NonFiniteLossError: a NaN/inf loss; names the step and the last good checkpoint (kept).
     """
     maybe_initialize_distributed(config.distributed)
+    # After the distributed init: asking JAX for its backend creates it.
+    cache = xla_flags.enable_compilation_cache()
+    if cache:
+        logging.info("compiled steps are cached in %s (JAX_COMPILATION_CACHE_DIR to change)", cache)
     cfg = config.train
     num_steps, spe = train_length(cfg, steps_per_epoch)
     mesh = data_mesh()
