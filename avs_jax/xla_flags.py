@@ -17,7 +17,8 @@ import os
 # subdim_size_accumulator == dim_size (128 vs. 32)"), so evaluation crashed on GPUs. With it off
 # the dots go to cuBLAS, the crash is gone and the paper-size bf16 AVS-Net training step is
 # faster too: 171.5 against 182.3 ms, compiled in 105 against 139 s (bench/RESULTS.md).
-# The flag is a GPU option; XLA:CPU and TPU parse it and ignore it.
+# The flag is a GPU option: XLA:CPU (jaxlib 0.10) accepts and ignores it; TPU is unchecked. XLA
+# aborts on a flag it does not know, so a jaxlib that drops it needs this default removed.
 DEFAULT_FLAGS: dict[str, str] = {"xla_gpu_enable_triton_gemm": "false"}
 
 
@@ -33,27 +34,34 @@ def apply_defaults() -> None:
     os.environ["XLA_FLAGS"] = with_defaults(os.environ.get("XLA_FLAGS", ""))
 
 
-# Where training keeps compiled executables on accelerators unless JAX_COMPILATION_CACHE_DIR is set.
+# Where training keeps compiled executables on accelerators unless a cache is set already.
+# JAX does not bound its size (jax_compilation_cache_max_size): each new config adds entries.
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "avs_jax", "xla")
 
 
-def compilation_cache_dir(backend: str, environ: dict[str, str] | None = None) -> str | None:
+def compilation_cache_dir(backend: str, configured: str | None = None, enabled: bool = True,
+                          environ: dict[str, str] | None = None) -> str | None:
     """The persistent cache folder training sets for `backend` ("cpu", "gpu", "tpu"), or None.
 
-    None on CPU (its compiles take seconds) and when the user set JAX_COMPILATION_CACHE_DIR
-    (JAX then uses theirs).
+    None on CPU (its compiles take seconds), when a cache folder is configured already
+    (`configured`: jax.config's jax_compilation_cache_dir, set in code or by the environment),
+    when JAX_COMPILATION_CACHE_DIR is in the environment (empty: the user wants none) and when
+    the cache is switched off (`enabled`: jax_enable_compilation_cache).
     """
     environ = os.environ if environ is None else environ
-    if backend == "cpu" or environ.get("JAX_COMPILATION_CACHE_DIR"):
+    if (backend == "cpu" or configured or not enabled
+            or "JAX_COMPILATION_CACHE_DIR" in environ):
         return None
     return os.path.expanduser(DEFAULT_CACHE_DIR)
 
 
 def enable_compilation_cache() -> str | None:
-    """Points JAX's persistent compilation cache at `compilation_cache_dir`; returns the folder."""
+    """Points JAX's persistent compilation cache at `compilation_cache_dir`; returns the folder
+    it set, None where it set none."""
     import jax  # noqa: PLC0415  (this module is imported by avs_jax/__init__, before any backend)
 
-    path = compilation_cache_dir(jax.default_backend())
+    path = compilation_cache_dir(jax.default_backend(), jax.config.jax_compilation_cache_dir,
+                                 jax.config.jax_enable_compilation_cache)
     if path:
         os.makedirs(path, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", path)

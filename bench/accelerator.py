@@ -37,7 +37,9 @@ PEAK_TFLOPS = {"H100": {"bf16": 989.4, "tf32": 494.7},
 
 # The label of the bf16 AVS-Net row measured on 2026-11-26 with XLA's Triton GEMM fusion off,
 # before that became avs_jax's default (avs_jax/xla_flags.py); the plain "bfloat16" and
-# "float32" rows of that day had it on. Rows record the XLA_FLAGS they ran under.
+# "float32" rows of that day had it on. Later runs measure with it off under the plain labels
+# (rows record the XLA_FLAGS they ran under): a rerun's rows replace that day's plain ones, and
+# this row then duplicates the bf16 one; drop it from the rows file.
 NO_TRITON_BF16 = "bfloat16 (no Triton GEMM)"
 PAPER_BATCH = {"avsnet": 16, "monodepth2": 12}  # configs/avsnet.py, configs/monodepth2.py
 TORCH_MODES = {  # name: torch_steps.py flags

@@ -294,5 +294,5 @@ def test_build_command_names_a_bad_file_in_one_line(tmp_path, case):
   last = r.stderr.strip().splitlines()[-1]
   expected = (f"{bad}: file is empty (0 bytes)" if case == "empty_file"
               else f"{manual}: does not exist or is empty")
-  assert last.startswith("tfds_batvision.build: bad BatVision file: " + expected), last
+  assert last.startswith("tfds_batvision.build: bad BatVision input: " + expected), last
   assert not (tmp_path / "data/batvision/bv2/1.0.0").exists()  # nothing left to be read

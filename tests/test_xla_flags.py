@@ -43,10 +43,13 @@ def test_import_sets_the_default_and_keeps_the_users_flags_in_force():
 
 def test_compilation_cache_only_on_accelerators_and_never_over_the_users():
     home_cache = os.path.expanduser(os.path.join("~", ".cache", "avs_jax", "xla"))
-    assert compilation_cache_dir("cpu", {}) is None
-    assert compilation_cache_dir("gpu", {}) == home_cache
-    assert compilation_cache_dir("tpu", {}) == home_cache
-    assert compilation_cache_dir("gpu", {"JAX_COMPILATION_CACHE_DIR": "/elsewhere"}) is None
+    assert compilation_cache_dir("cpu", environ={}) is None
+    assert compilation_cache_dir("gpu", environ={}) == home_cache
+    assert compilation_cache_dir("tpu", environ={}) == home_cache
+    assert compilation_cache_dir("gpu", configured="/set/in/code", environ={}) is None
+    assert compilation_cache_dir("gpu", enabled=False, environ={}) is None
+    assert compilation_cache_dir("gpu", environ={"JAX_COMPILATION_CACHE_DIR": "/elsewhere"}) is None
+    assert compilation_cache_dir("gpu", environ={"JAX_COMPILATION_CACHE_DIR": ""}) is None
 
 
 def test_enable_compilation_cache_points_jax_at_the_folder(tmp_path, monkeypatch):
@@ -57,13 +60,15 @@ def test_enable_compilation_cache_points_jax_at_the_folder(tmp_path, monkeypatch
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     before = jax.config.jax_compilation_cache_dir
+    jax.config.update("jax_compilation_cache_dir", None)
     try:
         monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
         assert xla_flags.enable_compilation_cache() is None
-        assert jax.config.jax_compilation_cache_dir == before
+        assert jax.config.jax_compilation_cache_dir is None
         monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
         path = xla_flags.enable_compilation_cache()
         assert path == str(tmp_path / ".cache" / "avs_jax" / "xla") and os.path.isdir(path)
         assert jax.config.jax_compilation_cache_dir == path
+        assert xla_flags.enable_compilation_cache() is None  # now configured: left as it is
     finally:
         jax.config.update("jax_compilation_cache_dir", before)

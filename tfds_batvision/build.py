@@ -74,7 +74,7 @@ def main(argv):
                             overwrite=f.overwrite)
   except BadFileError as e:
     logging.debug("traceback of the error below", exc_info=True)
-    sys.exit(f"tfds_batvision.build: bad BatVision file: {e}")
+    sys.exit(f"tfds_batvision.build: bad BatVision input: {e}")
   sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
   print(f"Built batvision/{f.config} in {builder.data_dir}: {sizes}")
   if builder.skipped:
