@@ -7,6 +7,6 @@ any relative depth model (stage 2).
 
 __version__ = "0.1.0"
 
-from avs_jax import xla_flags as _xla_flags
+from avs_jax import runtime_defaults as _runtime_defaults
 
-_xla_flags.apply_defaults()  # before any backend exists: see avs_jax/xla_flags.py
+_runtime_defaults.apply_xla_flags()  # before any backend exists

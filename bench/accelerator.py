@@ -36,8 +36,8 @@ PEAK_TFLOPS = {"H100": {"bf16": 989.4, "tf32": 494.7},
                "A100": {"bf16": 312.0, "tf32": 156.0}}
 
 # The label of the bf16 AVS-Net row measured on 2026-11-26 with XLA's Triton GEMM fusion off,
-# before that became avs_jax's default (avs_jax/xla_flags.py); the plain "bfloat16" and
-# "float32" rows of that day had it on. Later runs measure with it off under the plain labels
+# before that became avs_jax's default (avs_jax/runtime_defaults.py); the plain "bfloat16"
+# and "float32" rows of that day had it on. Later runs measure with it off under the plain labels
 # (rows record the XLA_FLAGS they ran under): a rerun's rows replace that day's plain ones, and
 # this row then duplicates the bf16 one; drop it from the rows file.
 NO_TRITON_BF16 = "bfloat16 (no Triton GEMM)"

@@ -23,7 +23,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from avs_jax import xla_flags
+from avs_jax import runtime_defaults
 from avs_jax.config_files import differences
 from avs_jax.errors import BadInputError, InputError
 from avs_jax.train import checkpointing
@@ -169,7 +169,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
     """
     maybe_initialize_distributed(config.distributed)
     # After the distributed init: asking JAX for its backend creates it.
-    cache = xla_flags.enable_compilation_cache()
+    cache = runtime_defaults.enable_compilation_cache()
     if cache:
         logging.info("compiled steps are cached in %s (JAX_COMPILATION_CACHE_DIR to change)", cache)
     cfg = config.train

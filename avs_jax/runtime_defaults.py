@@ -29,7 +29,7 @@ def with_defaults(flags: str, defaults: dict[str, str] = DEFAULT_FLAGS) -> str:
     return " ".join([flags.strip(), *extra]).strip()
 
 
-def apply_defaults() -> None:
+def apply_xla_flags() -> None:
     """Writes `with_defaults` of the current `XLA_FLAGS` back to the environment."""
     os.environ["XLA_FLAGS"] = with_defaults(os.environ.get("XLA_FLAGS", ""))
 

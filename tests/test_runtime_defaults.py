@@ -1,11 +1,11 @@
-"""The XLA flags avs_jax adds by default (avs_jax/xla_flags.py)."""
+"""The XLA flags and compilation cache that avs_jax sets by default."""
 
 import json
 import os
 import subprocess
 import sys
 
-from avs_jax.xla_flags import compilation_cache_dir, with_defaults
+from avs_jax.runtime_defaults import compilation_cache_dir, with_defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,7 +55,7 @@ def test_compilation_cache_only_on_accelerators_and_never_over_the_users():
 def test_enable_compilation_cache_points_jax_at_the_folder(tmp_path, monkeypatch):
     import jax
 
-    from avs_jax import xla_flags
+    from avs_jax import runtime_defaults
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
@@ -63,12 +63,12 @@ def test_enable_compilation_cache_points_jax_at_the_folder(tmp_path, monkeypatch
     jax.config.update("jax_compilation_cache_dir", None)
     try:
         monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-        assert xla_flags.enable_compilation_cache() is None
+        assert runtime_defaults.enable_compilation_cache() is None
         assert jax.config.jax_compilation_cache_dir is None
         monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-        path = xla_flags.enable_compilation_cache()
+        path = runtime_defaults.enable_compilation_cache()
         assert path == str(tmp_path / ".cache" / "avs_jax" / "xla") and os.path.isdir(path)
         assert jax.config.jax_compilation_cache_dir == path
-        assert xla_flags.enable_compilation_cache() is None  # now configured: left as it is
+        assert runtime_defaults.enable_compilation_cache() is None  # now configured: left as it is
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
