@@ -78,3 +78,51 @@ def test_masked_median_exact_with_negatives_ties_and_extremes():
     assert float(masked_median(jnp.asarray(x), jnp.asarray(mask))[0]) == np.median(x)
     mask[0, 0, 4:] = False  # [-3.5, -0, 0, 2] -> median 0
     assert float(masked_median(jnp.asarray(x), jnp.asarray(mask))[0]) == 0.0
+
+
+def _ramp_scene():
+    """A [1, 10, 10] ground truth 1.00, 1.04, ..., 4.96 m (median 2.98, mean 2.98) and a
+    relative depth proportional to it: the case eq. 3 is made for."""
+    gt = (1.0 + np.arange(100) / 25.0).reshape(1, 10, 10).astype(np.float32)
+    return gt, gt / 10.0, np.ones(gt.shape, bool)
+
+
+def _abs_rel(pred, gt, sel):
+    pred, gt = np.asarray(pred)[sel], gt[sel]
+    return float(np.mean(np.abs(pred - gt) / gt))
+
+
+def test_median_scaling_shrugs_off_outliers_in_mp_that_move_mean_std():
+    """The paper's reason for eq. 3 (Sec. 3.2.2): M_p's mean and spread follow its outliers.
+
+    Two pixels of M_p read 50 m (a spurious far return; the real BV2 sample in shared/data holds a
+    15.7 m block in a ~1 m scene). Sorted, M_p's middle pair moves up one place per outlier: the
+    median becomes (3.04 + 3.08) / 2 = 3.06, so every pixel is off by 3.06 / 2.98 - 1 = 2.68%.
+    mean-std copies M_p's mean, (298 - 1.00 - 1.04 + 2 * 50) / 100 = 3.9596, onto the output.
+    """
+    gt, rel, mask = _ramp_scene()
+    mp = gt.copy()
+    mp.reshape(-1)[:2] = 50.0
+    med = apply_scaling(jnp.asarray(rel), "median", jnp.asarray(mask), jnp.asarray(mp))
+    ms = apply_scaling(jnp.asarray(rel), "mean_std", jnp.asarray(mask), jnp.asarray(mp))
+    assert _abs_rel(med, gt, mask) == pytest.approx(3.06 / 2.98 - 1.0, rel=1e-4)
+    assert float(np.mean(np.asarray(ms))) == pytest.approx(3.9596, rel=1e-4)
+    assert _abs_rel(ms, gt, mask) > 10 * _abs_rel(med, gt, mask)
+
+
+def test_median_scaling_keeps_the_good_pixels_when_r_has_outliers():
+    """Outliers in R (a relative model calling two pixels 100x too far, e.g. through a window):
+    R's median does not move, so median scaling leaves the other 98 pixels exact; R's spread
+    does, so mean-std squeezes them towards M_p's mean (a near-constant map)."""
+    gt, rel, mask = _ramp_scene()
+    rel = rel.copy()
+    rel.reshape(-1)[-2:] *= 100.0
+    good = np.ones(gt.shape, bool)
+    good.reshape(-1)[-2:] = False
+    med = apply_scaling(jnp.asarray(rel), "median", jnp.asarray(mask), jnp.asarray(gt))
+    ms = apply_scaling(jnp.asarray(rel), "mean_std", jnp.asarray(mask), jnp.asarray(gt))
+    np.testing.assert_allclose(np.asarray(med)[good], gt[good], rtol=1e-5)
+    # R's standardised good pixels span (0.488 - 0.100) / std(R) = 0.388 / 6.88 = 0.056, so the
+    # output spans 0.056 * std(gt) = 0.056 * 1.155 = 0.065 m where the truth spans 3.88 m.
+    assert np.ptp(np.asarray(ms)[good]) == pytest.approx(0.0652, rel=1e-2)
+    assert _abs_rel(ms, gt, good) > 0.4
