@@ -4,7 +4,7 @@
 a user's own setting wins (`XLA_FLAGS=--xla_gpu_enable_triton_gemm=true` turns the default off).
 The flags only take effect if no JAX computation ran before `avs_jax` was imported.
 
-Training on a GPU or TPU also keeps compiled steps in JAX's persistent cache
+Training on a GPU or TPU also keeps compiled steps in JAX's persistent cache, bounded in size
 (`enable_compilation_cache`), so a resumed or restarted run skips the minutes of compilation.
 """
 
@@ -35,8 +35,11 @@ def apply_xla_flags() -> None:
 
 
 # Where training keeps compiled executables on accelerators unless a cache is set already.
-# JAX does not bound its size (jax_compilation_cache_max_size): each new config adds entries.
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "avs_jax", "xla")
+# JAX lets its cache grow without bound (jax_compilation_cache_max_size = -1): every new config,
+# shape or jaxlib adds entries. Where avs_jax sets the folder it also bounds it, least recently
+# used entries evicted first; JAX's eviction needs the `filelock` package (requirements.txt).
+DEFAULT_CACHE_MAX_BYTES = 4 * 2**30
 
 
 def compilation_cache_dir(backend: str, configured: str | None = None, enabled: bool = True,
@@ -55,9 +58,25 @@ def compilation_cache_dir(backend: str, configured: str | None = None, enabled: 
     return os.path.expanduser(DEFAULT_CACHE_DIR)
 
 
+def compilation_cache_max_bytes(configured: int, environ: dict[str, str] | None = None,
+                                has_filelock: bool = True) -> int | None:
+    """The size bound to set with the folder of `compilation_cache_dir`, or None to leave JAX's.
+
+    None when the user chose a bound (`configured`, jax_compilation_cache_max_size, is not JAX's
+    default -1, or JAX_COMPILATION_CACHE_MAX_SIZE is in the environment) and when `filelock`,
+    which JAX's eviction needs, is missing (a bound would then disable the cache).
+    """
+    environ = os.environ if environ is None else environ
+    if configured != -1 or "JAX_COMPILATION_CACHE_MAX_SIZE" in environ or not has_filelock:
+        return None
+    return DEFAULT_CACHE_MAX_BYTES
+
+
 def enable_compilation_cache() -> str | None:
-    """Points JAX's persistent compilation cache at `compilation_cache_dir`; returns the folder
-    it set, None where it set none."""
+    """Points JAX's persistent compilation cache at `compilation_cache_dir`, bounded by
+    `compilation_cache_max_bytes`; returns the folder it set, None where it set none."""
+    import importlib.util  # noqa: PLC0415
+
     import jax  # noqa: PLC0415  (this module is imported by avs_jax/__init__, before any backend)
 
     path = compilation_cache_dir(jax.default_backend(), jax.config.jax_compilation_cache_dir,
@@ -65,4 +84,9 @@ def enable_compilation_cache() -> str | None:
     if path:
         os.makedirs(path, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", path)
+        bound = compilation_cache_max_bytes(jax.config.jax_compilation_cache_max_size,
+                                            has_filelock=importlib.util.find_spec("filelock")
+                                            is not None)
+        if bound is not None:
+            jax.config.update("jax_compilation_cache_max_size", bound)
     return path

@@ -5,7 +5,8 @@ import os
 import subprocess
 import sys
 
-from avs_jax.runtime_defaults import compilation_cache_dir, with_defaults
+from avs_jax.runtime_defaults import (DEFAULT_CACHE_MAX_BYTES, compilation_cache_dir,
+                                      compilation_cache_max_bytes, with_defaults)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -69,6 +70,40 @@ def test_enable_compilation_cache_points_jax_at_the_folder(tmp_path, monkeypatch
         path = runtime_defaults.enable_compilation_cache()
         assert path == str(tmp_path / ".cache" / "avs_jax" / "xla") and os.path.isdir(path)
         assert jax.config.jax_compilation_cache_dir == path
+        assert jax.config.jax_compilation_cache_max_size == DEFAULT_CACHE_MAX_BYTES
         assert runtime_defaults.enable_compilation_cache() is None  # now configured: left as it is
     finally:
         jax.config.update("jax_compilation_cache_dir", before)
+        jax.config.update("jax_compilation_cache_max_size", -1)
+
+
+def test_cache_bound_only_where_the_user_chose_none_and_jax_can_evict():
+    assert compilation_cache_max_bytes(-1, environ={}) == DEFAULT_CACHE_MAX_BYTES
+    assert compilation_cache_max_bytes(2**20, environ={}) is None
+    assert compilation_cache_max_bytes(-1, environ={"JAX_COMPILATION_CACHE_MAX_SIZE": "-1"}) is None
+    # Without filelock JAX's eviction raises, which would switch the cache off: leave it unbounded.
+    assert compilation_cache_max_bytes(-1, environ={}, has_filelock=False) is None
+
+
+CACHE_EVICTION_CHILD = """
+import os, sys, jax, jax.numpy as jnp
+jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+jax.config.update("jax_compilation_cache_max_size", int(sys.argv[2]))
+for n in range(1, 9):  # eight programs of different shapes: eight cache entries written
+    jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((n, 3))).block_until_ready()
+"""
+
+
+def test_a_bounded_cache_evicts_with_the_installed_packages(tmp_path):
+    """The bound is honoured by JAX's cache with what requirements.txt installs (filelock)."""
+    def run(folder, bound):
+        subprocess.run([sys.executable, "-c", CACHE_EVICTION_CHILD, str(folder), str(bound)],
+                       check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        files = [p for p in folder.rglob("*") if p.is_file() and "lock" not in p.name]
+        return sum(p.stat().st_size for p in files)
+
+    unbounded = run(tmp_path / "unbounded", -1)
+    bound = unbounded // 3
+    assert 0 < run(tmp_path / "bounded", bound) <= bound < unbounded
