@@ -181,6 +181,20 @@ def test_color_jitter_identity_and_hue_round_trip():
   np.testing.assert_allclose(gray[..., 0], gray[..., 2], atol=1e-6)
 
 
+def test_hue_shift_hand_cases():
+  """Hue turns worked by hand: red -> yellow (1/6) -> green (1/3) -> blue (2/3); half a turn maps
+  each channel x to max + min - x; a grey pixel has no hue and stays."""
+  def hue(rgb, turns):
+    return ip.color_jitter(np.array([[rgb]], np.float32), 1, 1, 1, turns, [3])[0, 0]
+  np.testing.assert_allclose(hue([1, 0, 0], 1 / 6), [1, 1, 0], atol=1e-6)
+  np.testing.assert_allclose(hue([1, 0, 0], 1 / 3), [0, 1, 0], atol=1e-6)
+  np.testing.assert_allclose(hue([1, 0, 0], -1 / 3), [0, 0, 1], atol=1e-6)
+  np.testing.assert_allclose(hue([0.8, 0.4, 0.2], 0.5), [0.2, 0.6, 0.8], atol=1e-6)
+  # (0.8, 0.4, 0.2): h = (0.4 - 0.2) / 0.6 / 6 = 1/18 turn; +1/18 more puts g at v - c * (1 - 2/3).
+  np.testing.assert_allclose(hue([0.8, 0.4, 0.2], 1 / 18), [0.8, 0.6, 0.2], atol=1e-6)
+  np.testing.assert_allclose(hue([0.3, 0.3, 0.3], 0.37), [0.3, 0.3, 0.3], atol=1e-7)
+
+
 def test_triples_train_batch_keys(triples_builder):
   cfg = _cfg("bv1_triples", batch_size=1)
   b = next(ip.create_train_iterator(triples_builder, cfg, process_index=0, process_count=1))
