@@ -270,29 +270,34 @@ def _gradcam_figures(config, figdir, loaded, stage1) -> list[str]:
     rgb_task, rgb_vars, _ = loaded["rgb"]
     p = stage1["rgb_echoes"]
     builder = datasets.open_dataset(data)
-    cfg = _eval_data_config(data, p.image_size, p.stft, config.gradcam.num_samples)
+    n = config.gradcam.num_samples
+    # A batch of the evaluation's size: its compiled predictors then serve these figures too
+    # (each new batch shape costs a compile, ~7 s for the tiny AVS-Net on a 2-core CPU).
+    cfg = _eval_data_config(data, p.image_size, p.stft, max(n, config.batch_size))
     batch = next(iter(input_pipeline.create_eval_iterator(builder, cfg, "test")))
-    image, echo = jnp.asarray(batch["image"]), jnp.asarray(batch["echo"])
+    full = {"image": jnp.asarray(batch["image"]), "echo": jnp.asarray(batch["echo"])}
+    d_echo = np.asarray(stage1["rgb_echoes"].fn(full))[:n]
+    d_rgb = np.asarray(stage1["rgb"].fn(full))[:n]
+    image, echo = full["image"][:n], full["echo"][:n]
     # Raw STFT (before the resize to the image size) for the time axis in seconds.
     hop_s = cfg.stft.hop_length / cfg.stft.sample_rate
     n_cols = 1 + int(2 * cfg.stft.max_depth / 340.0 * cfg.stft.sample_rate) // cfg.stft.hop_length
     objective = lambda out: out["metric_depth"].mean(axis=(1, 2, 3))  # noqa: E731
     method = config.gradcam.method
-    cam_stft = gradcam.grad_cam(echo_task.model.apply, echo_vars, "echo_features", objective,
-                                image, echo, train=False, method=method,
-                                out_size=(echo.shape[1], n_cols))
-    cam_rgb_e = gradcam.grad_cam(echo_task.model.apply, echo_vars, "visual_features", objective,
-                                 image, echo, train=False, method=method,
-                                 out_size=image.shape[1:3])
+    cams_e = gradcam.grad_cams(echo_task.model.apply, echo_vars,
+                               ["echo_features", "visual_features"], objective, image, echo,
+                               train=False, method=method,
+                               out_sizes={"echo_features": (echo.shape[1], n_cols),
+                                          "visual_features": image.shape[1:3]})
+    cam_stft, cam_rgb_e = cams_e["echo_features"], cams_e["visual_features"]
     cam_rgb = gradcam.grad_cam(rgb_task.model.apply, rgb_vars, "visual_features", objective,
                                image, None, train=False, method=method, out_size=image.shape[1:3])
-    d_echo = np.asarray(echo_task.predict(echo_vars, image, echo))[..., 0]
-    d_rgb = np.asarray(rgb_task.predict(rgb_vars, image, None))[..., 0]
+    stft_imgs = np.asarray(resize_to(echo[..., 0], (echo.shape[1], n_cols)))
     paths = []
-    for i, sid in enumerate(batch["sample_id"]):
+    for i, sid in enumerate(batch["sample_id"][:n]):
         if not batch["valid_example"][i]:
             continue
-        stft_img = np.asarray(resize_to(echo[i:i + 1, ..., 0], (echo.shape[1], n_cols)))[0]
+        stft_img = stft_imgs[i]
         gt = input_pipeline.resize_nearest(np.asarray(batch["depth_full"][i]), image.shape[1:3])
         path = figures.figure_path(figdir, f"gradcam_{ds_name}", str(sid))
         paths.append(figures.gradcam_panel(
