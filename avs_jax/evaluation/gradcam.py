@@ -48,7 +48,8 @@ def grad_cams(apply_fn: Callable[..., Any], variables: dict, layers: Sequence[st
 
     One compiled forward and backward pass serves every layer: the gradient with respect to all
     perturbations comes out of a single `jax.grad`. (Run eagerly, the same pass compiled ~300
-    primitives one by one, ~17 s per map for the tiny AVS-Net on a CPU.)
+    primitives one by one, ~17 s per map for the tiny AVS-Net on a CPU.) Each call compiles
+    its pass anew (seconds): give it whole batches rather than one image at a time.
 
     Args:
       apply_fn: the module's `apply`.
