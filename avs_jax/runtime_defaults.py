@@ -1,7 +1,8 @@
 """XLA flags and the compilation cache that avs_jax sets by default.
 
-`import avs_jax` appends each default flag to `XLA_FLAGS` unless that flag is already there, so
-a user's own setting wins (`XLA_FLAGS=--xla_gpu_enable_triton_gemm=true` turns the default off).
+`import avs_jax` appends each default flag (`default_flags`) to `XLA_FLAGS` unless that flag is
+already there, so a user's own setting wins (`XLA_FLAGS=--xla_gpu_enable_triton_gemm=true` turns
+the default off).
 The flags only take effect if no JAX computation ran before `avs_jax` was imported.
 
 Training on a GPU or TPU also keeps compiled steps in JAX's persistent cache, bounded in size
@@ -21,6 +22,35 @@ import os
 # aborts on a flag it does not know, so a jaxlib that drops it needs this default removed.
 DEFAULT_FLAGS: dict[str, str] = {"xla_gpu_enable_triton_gemm": "false"}
 
+# XLA:CPU in jaxlib 0.10 hands dots, convolutions and reductions to YNNPACK. For our networks its
+# convolutions are the slower path: with only the dots left to it ("individual_dot"; XLA's own
+# emitters take the rest) the tiny AVS-Net train step went from 188 to 141 ms and the tiny
+# Monodepth2 step from 168 to 137 ms, compiles 2-4 s shorter (2-core AMD EPYC without AVX-512,
+# bench/RESULTS.md); sums change in the last bits (other accumulation order). The flag is
+# experimental, and XLA aborts on a flag it does not know, so it is set only for the jaxlib
+# series it was measured with; other versions keep XLA's choice.
+VERSIONED_FLAGS: dict[str, dict[str, str]] = {
+    "0.10.": {"xla_cpu_experimental_ynn_fusion_type": "individual_dot"}}
+
+
+def default_flags(jaxlib_version: str | None) -> dict[str, str]:
+    """The flags avs_jax adds for the installed jaxlib (`jaxlib_version`, None if unknown)."""
+    flags = dict(DEFAULT_FLAGS)
+    for prefix, extra in VERSIONED_FLAGS.items():
+        if jaxlib_version and jaxlib_version.startswith(prefix):
+            flags.update(extra)
+    return flags
+
+
+def installed_jaxlib_version() -> str | None:
+    """jaxlib's version from its package metadata (imports nothing), None if not installed."""
+    from importlib import metadata  # noqa: PLC0415
+
+    try:
+        return metadata.version("jaxlib")
+    except metadata.PackageNotFoundError:
+        return None
+
 
 def with_defaults(flags: str, defaults: dict[str, str] = DEFAULT_FLAGS) -> str:
     """`flags` (an `XLA_FLAGS` value) followed by each default whose flag it does not set."""
@@ -30,8 +60,10 @@ def with_defaults(flags: str, defaults: dict[str, str] = DEFAULT_FLAGS) -> str:
 
 
 def apply_xla_flags() -> None:
-    """Writes `with_defaults` of the current `XLA_FLAGS` back to the environment."""
-    os.environ["XLA_FLAGS"] = with_defaults(os.environ.get("XLA_FLAGS", ""))
+    """Writes `with_defaults` of the current `XLA_FLAGS` (this jaxlib's defaults) back to the
+    environment."""
+    os.environ["XLA_FLAGS"] = with_defaults(os.environ.get("XLA_FLAGS", ""),
+                                            default_flags(installed_jaxlib_version()))
 
 
 # Where training keeps compiled executables on accelerators unless a cache is set already.

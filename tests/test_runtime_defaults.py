@@ -6,7 +6,8 @@ import subprocess
 import sys
 
 from avs_jax.runtime_defaults import (DEFAULT_CACHE_MAX_BYTES, compilation_cache_dir,
-                                      compilation_cache_max_bytes, with_defaults)
+                                      compilation_cache_max_bytes, default_flags,
+                                      installed_jaxlib_version, with_defaults)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,23 +24,48 @@ def test_a_flag_the_user_set_is_left_as_it_is():
     assert with_defaults("--ab=0", {"a": "1"}) == "--ab=0 --a=1"  # names match whole
 
 
+YNN = "--xla_cpu_experimental_ynn_fusion_type"
+
+# A child that imports avs_jax, then compiles a dot and a reduction for the CPU and counts the
+# ops XLA handed to YNNPACK (jaxlib 0.10 by itself gives it both; a reduction of 64x32 it keeps).
+_CHILD = """
+import json, os, avs_jax, jax, jax.numpy as jnp
+a = jnp.ones((256, 64))
+text = jax.jit(lambda a: (a @ a.T, jnp.sum(jnp.exp(a), axis=1))).lower(a).compile().as_text()
+print(json.dumps({'flags': os.environ['XLA_FLAGS'], 'devices': jax.device_count(),
+                  'sum': float(jnp.arange(4.0).sum()), 'ynn_ops': text.count('"__ynn_fusion"')}))
+"""
+
+
 def _in_child(xla_flags: str) -> dict:
-    code = ("import json, os, avs_jax, jax; print(json.dumps({'flags': os.environ['XLA_FLAGS'], "
-            "'devices': jax.device_count(), 'sum': float(jax.numpy.arange(4.0).sum())}))")
     env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True,
                          check=True, timeout=300).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_import_sets_the_default_and_keeps_the_users_flags_in_force():
+def test_the_ynnpack_flag_only_for_the_jaxlib_series_it_was_measured_with():
+    triton = {"xla_gpu_enable_triton_gemm": "false"}
+    ynn = {"xla_cpu_experimental_ynn_fusion_type": "individual_dot"}
+    assert default_flags("0.10.2") == {**triton, **ynn}
+    assert default_flags("0.10.0") == {**triton, **ynn}
+    assert default_flags("0.11.2") == triton  # unknown there: XLA would abort on it
+    assert default_flags("0.1.0") == triton
+    assert default_flags(None) == triton
+
+
+def test_import_sets_the_defaults_and_keeps_the_users_flags_in_force():
+    # requirements.txt pins jaxlib 0.10, whose defaults include the YNNPACK flag.
+    assert installed_jaxlib_version().startswith("0.10.")
     r = _in_child("--xla_force_host_platform_device_count=3")
     assert r["flags"] == ("--xla_force_host_platform_device_count=3 "
-                          "--xla_gpu_enable_triton_gemm=false")
+                          f"--xla_gpu_enable_triton_gemm=false {YNN}=individual_dot")
     assert r["devices"] == 3  # the user's flag still reached XLA, and XLA accepted ours
     assert r["sum"] == 6.0
-    r = _in_child("--xla_gpu_enable_triton_gemm=true")
-    assert r["flags"] == "--xla_gpu_enable_triton_gemm=true"
+    assert r["ynn_ops"] == 1  # ours reached XLA too: the dot only, the reduction is XLA's
+    r = _in_child(f"--xla_gpu_enable_triton_gemm=true {YNN}=individual_dot,reduce")
+    assert r["flags"] == f"--xla_gpu_enable_triton_gemm=true {YNN}=individual_dot,reduce"
+    assert r["ynn_ops"] == 2  # the user's choice wins
 
 
 def test_compilation_cache_only_on_accelerators_and_never_over_the_users():
