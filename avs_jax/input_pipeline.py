@@ -1,10 +1,11 @@
 """Grain input pipelines for AVS-Net stage 1 (BV2/BV1 samples), the triples stage and evaluation.
 
 Data flow (DESIGN.md): ``builder.as_data_source(split)`` -> ``grain.MapDataset.source`` -> host
-shard -> shuffle(seed) -> repeat (train) -> map decode (JPEG with Pillow; depth cap; BatVision
-STFT; resizes: nearest for depth, bilinear for RGB and STFT) -> random_map augment -> batch of
-``global_batch / process_count`` -> ``to_iter_dataset`` with read threads, ``mp_prefetch``
-worker processes for training. Every transform is a top-level class so that workers can pickle it.
+shard -> map decode (JPEG with Pillow; depth cap; BatVision STFT; resizes: nearest for depth,
+bilinear for RGB and STFT) -> [in-memory cache, ``cache_decoded``] -> shuffle(seed) -> repeat
+(train) -> random_map augment -> batch of ``global_batch / process_count`` -> ``to_iter_dataset``
+with read threads, ``mp_prefetch`` worker processes for training. Every transform is a top-level
+class so that workers can pickle it.
 
 Batches (dict of numpy arrays, NHWC, float32 unless noted):
   stage 1:  image [B, H, W, 3] in [0, 1]; echo [B, H, W, 2] ([left, right] STFT magnitude resized
@@ -259,6 +260,40 @@ class PadBatch:
     return out
 
 
+class CachedMapDataset(grain.MapDataset):
+  """Keeps each element of ``parent`` after its first read: later epochs skip the decode.
+
+  For datasets that fit in memory (the quickstart's: ~200 kB a decoded 64x128 sample); every
+  process (and every ``mp_prefetch`` worker) holds its own copy of the elements it reads. The
+  arrays are stored read-only, so a transform that wrote into its input in place would raise
+  instead of changing what the next epoch sees. Deterministic transforms only (a Map, not a
+  RandomMap): the cached element must be what a fresh read would give.
+  """
+
+  def __init__(self, parent: grain.MapDataset):
+    super().__init__(parent)
+    self._cache: dict[int, Any] = {}
+
+  def __len__(self) -> int:
+    return len(self._parent)
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    # grain's shuffle and repeat ask for index + epoch * len (sources read it modulo len).
+    key = index % len(self._parent)
+    if key not in self._cache:  # threads may race to fill a slot: both compute the same
+      element = self._parent[key]
+      for value in element.values():
+        if isinstance(value, np.ndarray):
+          value.flags.writeable = False
+      self._cache[key] = element
+    return self._cache[key]
+
+  def __str__(self) -> str:
+    return f"CachedMapDataset(parent={self._parent})"
+
+
 def _as_str(x) -> str:
   return x.decode() if isinstance(x, (bytes, np.bytes_)) else str(x)
 
@@ -301,10 +336,14 @@ def make_train_dataset(builder_or_source, config: ml_collections.ConfigDict, spl
   """Infinite shuffled, augmented training dataset of per-host batches (see module docstring)."""
   pi, pc = _process_info(process_index, process_count)
   ds = grain.MapDataset.source(_source(builder_or_source, split))[pi::pc]
+  # Decode before the shuffle: a per-element Map, so the same elements in the same order as
+  # decoding after it, and the (optional) cache below sees each example under one index.
+  ds = ds.map(_decode(config, eval_mode=False))
+  if config.get("cache_decoded", False):
+    ds = CachedMapDataset(ds)
   if config.shuffle:
     ds = ds.shuffle(seed=config.seed)  # reshuffled every epoch by the repeat below
   ds = ds.repeat(None)
-  ds = ds.map(_decode(config, eval_mode=False))
   if config.augment:
     aug = config.aug.to_dict()
     aug_t = MonodepthAugment(aug) if config.name == "bv1_triples" else ZoeDepthAugment(aug)
@@ -338,6 +377,8 @@ def make_eval_dataset(builder_or_source, config: ml_collections.ConfigDict, spli
   bs = batch_size or host_batch_size(config.batch_size, pc)
   ds = grain.MapDataset.source(_source(builder_or_source, split))[pi::pc]
   ds = ds.map(_decode(config, eval_mode=True))
+  if config.get("cache_decoded", False):  # kept for the next pass over the same dataset object
+    ds = CachedMapDataset(ds)
   ds = ds.batch(bs, drop_remainder=False, batch_fn=PadBatch(bs))
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=config.num_threads,
                                               prefetch_buffer_size=config.prefetch_buffer_size))

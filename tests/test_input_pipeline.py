@@ -2,6 +2,7 @@
 
 import io
 
+import grain
 import numpy as np
 import PIL.Image
 import pytest
@@ -213,3 +214,51 @@ def test_worker_processes_give_same_batches(bv2_builder):
     np.testing.assert_array_equal(got["echo"], r["echo"])
     np.testing.assert_array_equal(got["depth"], r["depth"])
   it2.close() if hasattr(it2, "close") else None
+
+
+def _count_decodes(monkeypatch, cls):
+  calls = []
+  original = cls.map
+
+  def counting(self, ex):
+    calls.append(1)
+    return original(self, ex)
+
+  monkeypatch.setattr(cls, "map", counting)
+  return calls
+
+
+def test_cache_decoded_gives_the_same_batches_and_decodes_each_example_once(bv2_builder,
+                                                                           monkeypatch):
+  # 5 examples, batch 2: 6 batches cross two epoch boundaries; shuffled and augmented.
+  plain = ip.create_train_iterator(bv2_builder, _cfg("bv2", num_threads=1), process_index=0,
+                                   process_count=1)
+  want = [next(plain) for _ in range(6)]
+  calls = _count_decodes(monkeypatch, ip.DecodeSample)
+  cached = ip.create_train_iterator(bv2_builder, _cfg("bv2", num_threads=1, cache_decoded=True),
+                                    process_index=0, process_count=1)
+  got = [next(cached) for _ in range(6)]
+  for w, g in zip(want, got):
+    for k in w:
+      np.testing.assert_array_equal(g[k], w[k])
+  assert len(calls) == 5
+
+
+def test_cached_eval_dataset_decodes_once_over_repeated_passes(bv2_builder, monkeypatch):
+  calls = _count_decodes(monkeypatch, ip.DecodeSample)
+  ds = ip.make_eval_dataset(bv2_builder, _cfg("bv2", num_threads=1, cache_decoded=True), "test",
+                            process_index=0, process_count=1)
+  first, second = list(ds), list(ds)
+  assert len(calls) == 3  # the 3 test examples, once
+  for a, b in zip(first, second):
+    np.testing.assert_array_equal(a["depth_full"], b["depth_full"])
+    assert list(a["sample_id"]) == list(b["sample_id"])
+
+
+def test_cached_elements_are_kept_read_only():
+  ds = ip.CachedMapDataset(grain.MapDataset.source([{"x": np.zeros(3)}]).map(lambda e: dict(e)))
+  element = ds[0]
+  assert ds[0] is element and ds[1] is element  # index + epoch * len: the same example
+  with pytest.raises(ValueError, match="read-only"):
+    element["x"][0] = 1.0  # an in-place write would have changed every later epoch
+  assert len(ds) == 1 and len(ds[0:1]) == 1

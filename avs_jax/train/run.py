@@ -20,8 +20,8 @@ from avs_jax.train.tasks import make_task
 _HOST_ONLY = ("sample_id", "depth_full")
 
 
-def _validation_batches(builder, data: ml_collections.ConfigDict) -> Iterator[dict]:
-    for batch in input_pipeline.create_eval_iterator(builder, data, "val"):
+def _validation_batches(dataset) -> Iterator[dict]:
+    for batch in dataset:
         yield {k: v for k, v in batch.items() if k not in _HOST_ONLY}
 
 
@@ -37,8 +37,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info("training %s on batvision/%s: %d examples, %d steps per epoch", config.task,
                  config.data.name, n_train, steps_per_epoch)
     task = make_task(config)
+    # One dataset object for every validation, so that `data.cache_decoded` keeps its examples.
+    val = input_pipeline.make_eval_dataset(builder, config.data, "val") if has_val else None
     return loop.train_and_evaluate(
         config, workdir, task,
         train_iter_fn=lambda: input_pipeline.create_train_iterator(builder, config.data),
-        eval_iter_fn=(lambda: _validation_batches(builder, config.data)) if has_val else None,
+        eval_iter_fn=(lambda: _validation_batches(val)) if has_val else None,
         steps_per_epoch=steps_per_epoch)
