@@ -24,8 +24,8 @@ DEFAULT_FLAGS: dict[str, str] = {"xla_gpu_enable_triton_gemm": "false"}
 
 # XLA:CPU in jaxlib 0.10 hands dots, convolutions and reductions to YNNPACK. For our networks its
 # convolutions are the slower path: with only the dots left to it ("individual_dot"; XLA's own
-# emitters take the rest) the tiny AVS-Net train step went from 188 to 141 ms and the tiny
-# Monodepth2 step from 168 to 137 ms, compiles 2-4 s shorter (2-core AMD EPYC without AVX-512,
+# emitters take the rest) the tiny AVS-Net train step went from 191 to 111 ms and the tiny
+# Monodepth2 step from 168 to 130 ms on a 2-core AMD EPYC without AVX-512 (bench/cpu_flags.py,
 # bench/RESULTS.md); sums change in the last bits (other accumulation order). The flag is
 # experimental, and XLA aborts on a flag it does not know, so it is set only for the jaxlib
 # series it was measured with; other versions keep XLA's choice.
