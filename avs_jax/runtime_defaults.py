@@ -17,7 +17,9 @@ import os
 # AVS-Net's inference forward pass ("triton_tiling_propagation.cc: Check failed:
 # subdim_size_accumulator == dim_size (128 vs. 32)"), so evaluation crashed on GPUs. With it off
 # the dots go to cuBLAS, the crash is gone and the paper-size bf16 AVS-Net training step is
-# faster too: 171.5 against 182.3 ms, compiled in 105 against 139 s (bench/RESULTS.md).
+# faster too: 171.5 against 182.3 ms, compiled in 105 against 139 s (bench/RESULTS.md). The
+# Monodepth2 step is the exception, 15-16% slower without the fusion (fp32 37.4 vs 31.7 ms), but
+# the flag is process-wide and the quickstart compiles AVS-Net forwards in the same process.
 # The flag is a GPU option: XLA:CPU (jaxlib 0.10) accepts and ignores it; TPU is unchecked. XLA
 # aborts on a flag it does not know, so a jaxlib that drops it needs this default removed.
 DEFAULT_FLAGS: dict[str, str] = {"xla_gpu_enable_triton_gemm": "false"}

@@ -35,12 +35,11 @@ PEAK_TFLOPS = {"H100": {"bf16": 989.4, "tf32": 494.7},
                "H200": {"bf16": 989.4, "tf32": 494.7},
                "A100": {"bf16": 312.0, "tf32": 156.0}}
 
-# The label of the bf16 AVS-Net row measured on 2026-11-26 with XLA's Triton GEMM fusion off,
-# before that became avs_jax's default (avs_jax/runtime_defaults.py); the plain "bfloat16"
-# and "float32" rows of that day had it on. Later runs measure with it off under the plain labels
-# (rows record the XLA_FLAGS they ran under): a rerun's rows replace that day's plain ones, and
-# this row then duplicates the bf16 one; drop it from the rows file.
-NO_TRITON_BF16 = "bfloat16 (no Triton GEMM)"
+# JAX rows measured before avs_jax turned XLA's Triton GEMM fusion off by default (2026-11-26,
+# avs_jax/runtime_defaults.py) carry this suffix in the rows file: they ran with XLA's default
+# (on) and record no XLA_FLAGS. The plain labels are the current default (off); both are kept
+# to show what the fusion does per stage.
+TRITON_ON = " (Triton GEMM on)"
 PAPER_BATCH = {"avsnet": 16, "monodepth2": 12}  # configs/avsnet.py, configs/monodepth2.py
 TORCH_MODES = {  # name: torch_steps.py flags
     "fp32+tf32": ["--tf32", "--cudnn_benchmark"],
@@ -83,9 +82,12 @@ def _measured(row: dict) -> bool:
 
 
 def latest(rows: list[dict]) -> list[dict]:
-    """The header of the last run and, per measurement, its last successful row (else its last
-    error or skip), in the order first seen: reruns after a cut-off or a fix replace older rows."""
-    header = [r for r in rows if "accelerator_run" in r][-1:]
+    """The header of the last run (with the dates of all runs) and, per measurement, its last
+    successful row (else its last error or skip), in the order first seen: reruns after a
+    cut-off or a fix replace older rows."""
+    headers = [r["accelerator_run"] for r in rows if "accelerator_run" in r]
+    dates = sorted({h.get("date", "?") for h in headers})
+    header = [{"accelerator_run": {**headers[-1], "date": ", ".join(dates)}}] if headers else []
     best: dict[tuple, dict] = {}
     for r in rows:
         if "accelerator_run" in r:
@@ -199,16 +201,16 @@ def render(rows: list[dict], peak_given: float = 0.0) -> str:
     ratios = []
     for stage in ("avsnet", "monodepth2"):
         for ours, theirs in (("float32", "fp32+tf32"), ("float32", "fp32 (default)"),
-                             ("bfloat16", "amp-bf16"), (NO_TRITON_BF16, "amp-bf16")):
+                             ("bfloat16", "amp-bf16"), ("float32" + TRITON_ON, "fp32+tf32"),
+                             ("bfloat16" + TRITON_ON, "amp-bf16")):
             a, b = sps.get((stage, "jax", ours)), sps.get((stage, "pytorch", theirs))
             if a and b:
                 ratios.append(f"{stage} JAX {ours} / PyTorch {theirs}: {a / b:.2f}×")
-        best_j = max((v for (s, fw, _), v in sps.items() if s == stage and fw == "jax"),
-                     default=None)
-        best_t = max((v for (s, fw, _), v in sps.items() if s == stage and fw == "pytorch"),
-                     default=None)
-        if best_j and best_t:
-            ratios.append(f"{stage} fastest JAX / fastest PyTorch: {best_j / best_t:.2f}×")
+        best = {fw: max(((v, p) for (s, f, p), v in sps.items() if s == stage and f == fw),
+                        default=None) for fw in ("jax", "pytorch")}
+        if best["jax"] and best["pytorch"]:
+            (vj, pj), (vt, pt) = best["jax"], best["pytorch"]
+            ratios.append(f"{stage} fastest JAX ({pj}) / fastest PyTorch ({pt}): {vj / vt:.2f}×")
     if ratios:
         lines += ["", "Throughput ratios (samples/s, same device, same batch):", ""]
         lines += [f"- {r}" for r in ratios]
