@@ -1,10 +1,11 @@
-"""Conv lowerings agree with each other and with a direct numpy convolution."""
+"""Conv lowerings agree with each other and with a direct numpy convolution; so do the resize's."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from avs_jax.models import layers
 from avs_jax.models.layers import Conv, resize_bilinear, upsample_nearest
 
 
@@ -43,6 +44,33 @@ def test_resize_bilinear_align_corners_hand_case():
     up = upsample_nearest(jnp.arange(4.0).reshape(1, 2, 2, 1))
     np.testing.assert_array_equal(np.asarray(up)[0, :, :, 0],
                                   [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+
+
+def test_interp_matrix_rows_are_linear_interpolation_weights():
+    for n_in, n_out in [(3, 5), (8, 64), (64, 8), (5, 1), (1, 4), (7, 7)]:
+        m = layers._interp_matrix(n_in, n_out)
+        np.testing.assert_allclose(m.sum(axis=1), 1.0, atol=1e-6)
+        assert ((m != 0).sum(axis=1) <= 2).all() and (m >= 0).all()
+        # A linear ramp is reproduced exactly at the align-corners sample positions.
+        ramp = np.arange(n_in, dtype=np.float32)
+        pos = np.arange(n_out) * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(1)
+        np.testing.assert_allclose(m @ ramp, pos, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,size", [((2, 8, 16, 3), (64, 128)), ((1, 64, 128, 1), (96, 200)),
+                                        ((1, 5, 7, 4), (3, 2)), ((1, 4, 4, 2), (1, 9))])
+def test_resize_bilinear_matmul_and_gather_agree_with_gradients(monkeypatch, shape, size):
+    """The CPU's matmul form and the accelerators' gather form: same values and gradients."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((shape[0], *size, shape[3])), jnp.float32)
+    out = {}
+    for matmul in (False, True):
+        monkeypatch.setattr(layers, "use_matmul_resize", lambda m=matmul: m)
+        g = jax.grad(lambda x: (resize_bilinear(x, size) * w).sum())(x)
+        out[matmul] = (np.asarray(resize_bilinear(x, size)), np.asarray(g))
+    np.testing.assert_allclose(out[True][0], out[False][0], atol=2e-6)
+    np.testing.assert_allclose(out[True][1], out[False][1], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("lowering", ["xla", "im2col"])

@@ -10,6 +10,9 @@
 
 Both lowerings use the same kernel layout `[kh, kw, C_in, C_out]` (HWIO) and give the same values
 (tests/test_layers.py), so checkpoints do not depend on where they were trained.
+
+`resize_bilinear` (align corners) likewise has two lowerings with the same values: gathers on
+accelerators, and on CPU two matmuls with interpolation matrices (`use_matmul_resize`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 Array = jax.Array
@@ -131,6 +135,47 @@ def resize_bilinear(x: Array, size: tuple[int, int], align_corners: bool = True)
         return x
     if not align_corners:
         return jax.image.resize(x, (b, oh, ow, c), "bilinear", antialias=False)
+    if not use_matmul_resize():
+        return _resize_gather(x, size)
+    # Separable: one interpolation matrix per axis, applied as matmuls (dots and their
+    # transposes in the backward pass, where the gathers give scatter-adds).
+    my = jnp.asarray(_interp_matrix(h, oh), x.dtype)  # [oh, h]
+    mx = jnp.asarray(_interp_matrix(w, ow), x.dtype)  # [ow, w]
+    hi = jax.lax.Precision.HIGHEST  # full float32 wherever it runs (a GPU's f32 default is TF32)
+    y = jnp.einsum("ow,bhwc->bhoc", mx, x, precision=hi)
+    return jnp.einsum("oh,bhwc->bowc", my, y, precision=hi)
+
+
+def use_matmul_resize() -> bool:
+    """Whether the align-corners resize runs as matmuls (CPU) rather than gathers (accelerators).
+
+    On XLA:CPU the gathers and their scatter-add gradients, with the layout copies around them,
+    were ~45 of the tiny AVS-Net train step's 241 thread-ms; as matmuls the step took 92-113
+    instead of 208-229 ms (2-core AMD EPYC, bench/RESULTS.md). Accelerators keep the gathers,
+    which the GPU figures were measured with. Values agree to float32 rounding (~5e-7).
+    """
+    return jax.default_backend() == "cpu"
+
+
+def _interp_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """`[n_out, n_in]` weights of align-corners linear interpolation (two per row, summing to 1)."""
+    if n_out == 1:
+        pos = np.zeros((1,), np.float32)
+    else:
+        pos = np.arange(n_out, dtype=np.float32) * np.float32((n_in - 1) / (n_out - 1))
+    lo = np.clip(np.floor(pos).astype(np.int64), 0, n_in - 1)
+    hi = np.clip(lo + 1, 0, n_in - 1)
+    frac = pos - lo.astype(np.float32)
+    m = np.zeros((n_out, n_in), np.float32)
+    np.add.at(m, (np.arange(n_out), lo), 1 - frac)
+    np.add.at(m, (np.arange(n_out), hi), frac)
+    return m
+
+
+def _resize_gather(x: Array, size: tuple[int, int]) -> Array:
+    """Align-corners bilinear resize by gathering the two neighbours along each axis."""
+    b, h, w, c = x.shape
+    oh, ow = size
 
     def coords(n_in: int, n_out: int) -> tuple[Array, Array, Array]:
         if n_out == 1:
