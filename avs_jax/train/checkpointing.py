@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from avs_jax.errors import BadInputError, MissingInputError
@@ -155,14 +156,19 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
         # of 8 GPUs evaluates on one CPU).
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         meta = ckpt.read_meta(step)
-        state_dir = os.path.join(checkpoint_dir, str(step), "state")
-        with ocp.StandardCheckpointer() as reader:
+        # The item's own handler: a Checkpointer pointed at the item folder would look there for
+        # the step's _CHECKPOINT_METADATA and log a warning for each model evaluated.
+        state_dir = epath.Path(checkpoint_dir) / str(step) / "state"
+        reader = ocp.StandardCheckpointHandler()
+        try:
             tree = reader.metadata(state_dir)
             tree = getattr(tree, "item_metadata", tree)
             target = jax.tree.map(
                 lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree,
                 is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-            state = reader.restore(state_dir, target)
+            state = reader.restore(state_dir, args=ocp.args.StandardRestore(target))
+        finally:
+            reader.close()
     finally:
         ckpt.manager.close()
     restored = {"meta": meta}
