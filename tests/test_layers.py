@@ -73,6 +73,19 @@ def test_resize_bilinear_matmul_and_gather_agree_with_gradients(monkeypatch, sha
     np.testing.assert_allclose(out[True][1], out[False][1], rtol=1e-5, atol=1e-5)
 
 
+def test_resize_lowering_follows_the_environment(monkeypatch):
+    x = jnp.zeros((1, 4, 6, 2))
+    prims = lambda: {e.primitive.name for e in jax.make_jaxpr(  # noqa: E731
+        lambda x: resize_bilinear(x, (8, 12)))(x).jaxpr.eqns}
+    monkeypatch.setenv(layers.RESIZE_ENV, "gather")
+    assert "gather" in prims() and "dot_general" not in prims()
+    monkeypatch.setenv(layers.RESIZE_ENV, "matmul")
+    assert "dot_general" in prims() and "gather" not in prims()
+    monkeypatch.setenv(layers.RESIZE_ENV, "fast")
+    with pytest.raises(ValueError, match="AVS_JAX_RESIZE='fast'"):
+        resize_bilinear(x, (8, 12))
+
+
 @pytest.mark.parametrize("lowering", ["xla", "im2col"])
 @pytest.mark.parametrize("groups,dilation", [(4, 1), (4, 2), (2, 3)])
 def test_grouped_dilated_conv_matches_numpy(lowering, groups, dilation):

@@ -17,6 +17,7 @@ accelerators, and on CPU two matmuls with interpolation matrices (`use_matmul_re
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import jax
@@ -151,10 +152,19 @@ def use_matmul_resize() -> bool:
 
     On XLA:CPU the gathers and their scatter-add gradients, with the layout copies around them,
     were ~45 of the tiny AVS-Net train step's 241 thread-ms; as matmuls the step took 92-113
-    instead of 208-229 ms (2-core AMD EPYC, bench/RESULTS.md). Accelerators keep the gathers,
-    which the GPU figures were measured with. Values agree to float32 rounding (~5e-7).
+    instead of 208-229 ms (2-core AMD EPYC, bench/resize_lowering.py, bench/RESULTS.md).
+    Accelerators keep the gathers, which the GPU figures were measured with. Values agree to
+    float32 rounding (~5e-7). `AVS_JAX_RESIZE=matmul` or `gather` forces one (read at trace time).
     """
+    forced = os.environ.get(RESIZE_ENV, "")
+    if forced:
+        if forced not in ("matmul", "gather"):
+            raise ValueError(f"{RESIZE_ENV}={forced!r}: expected matmul or gather")
+        return forced == "matmul"
     return jax.default_backend() == "cpu"
+
+
+RESIZE_ENV = "AVS_JAX_RESIZE"
 
 
 def _interp_matrix(n_in: int, n_out: int) -> np.ndarray:
