@@ -151,8 +151,9 @@ def use_matmul_resize() -> bool:
     """Whether the align-corners resize runs as matmuls (CPU) rather than gathers (accelerators).
 
     On XLA:CPU the gathers and their scatter-add gradients, with the layout copies around them,
-    were ~45 of the tiny AVS-Net train step's 241 thread-ms; as matmuls the step took 92-113
-    instead of 208-229 ms (2-core AMD EPYC, bench/resize_lowering.py, bench/RESULTS.md).
+    were ~45 of the tiny AVS-Net train step's 241 thread-ms; as matmuls the step took less time
+    in each of 7 alternating pairs of runs (median 0.81x, 0.44-0.90x; 2-core AMD EPYC,
+    bench/resize_lowering.py, bench/RESULTS.md).
     Accelerators keep the gathers, which the GPU figures were measured with. Values agree to
     float32 rounding (~5e-7). `AVS_JAX_RESIZE=matmul` or `gather` forces one (read at trace time).
     """
