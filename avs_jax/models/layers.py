@@ -154,7 +154,8 @@ def use_matmul_resize() -> bool:
     were ~45 of the tiny AVS-Net train step's 241 thread-ms; as matmuls the step took less time
     in each of 7 alternating pairs of runs (median 0.81x, 0.44-0.90x; 2-core AMD EPYC,
     bench/resize_lowering.py, bench/RESULTS.md).
-    Accelerators keep the gathers, which the GPU figures were measured with. Values agree to
+    Accelerators keep the gathers, which the GPU figures were measured with (one H100 pair at paper
+    size put matmuls at 0.96x the step time: too little to switch on). Values agree to
     float32 rounding (~5e-7). `AVS_JAX_RESIZE=matmul` or `gather` forces one (read at trace time).
     """
     forced = os.environ.get(RESIZE_ENV, "")
