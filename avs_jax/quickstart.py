@@ -85,7 +85,8 @@ def _simulate(config, root: str, layout: str, seed: int) -> bool:
                      max_room=s.max_room, global_scale=s.global_scale,
                      workers=config.sim.workers, overwrite=True,
                      supersample=s.get("supersample", 1), step_m=s.get("step_m"),
-                     max_turn_deg=s.get("max_turn_deg"), **split)
+                     max_turn_deg=s.get("max_turn_deg"), window_prob=s.get("window_prob"),
+                     **split)
     _check_settings(done, _sim_settings(config, layout, seed))
     return True
 

@@ -66,6 +66,86 @@ def test_box_in_front_of_wall_has_its_own_depth():
   np.testing.assert_allclose(hits.normals[on_box], np.broadcast_to([1.0, 0, 0], (on_box.sum(), 3)))
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+def test_window_shows_the_outdoors_beyond_the_wall(alpha):
+  # A 1.5 m x 0.9 m pane in the x = 0 wall, the outdoor plane 5 m behind it (x = -5). Through the
+  # pane a ray's z-depth is that of the plane x = -5: (d + 5) / (cos(alpha) + xn sin(alpha)),
+  # i.e. (d + 5) / d times the wall's; elsewhere the wall is unchanged.
+  d = 3.0
+  pane = geometry.Window(geometry.WALL_X0, np.array([19.5, 19.6]), np.array([21.0, 20.5]), 5.0)
+  bare = geometry.Room(np.array([20.0, 40.0, 40.0]))
+  room = geometry.Room(bare.dims, (), (pane,))
+  intr = geometry.Intrinsics.from_fov(32, 64, 60.0)
+  pose = geometry.look_pose(np.array([d, 20.0, 20.0]), np.pi + alpha)
+  wall, hits = geometry.cast_rays(bare, pose, intr), geometry.cast_rays(room, pose, intr)
+  yz = wall.points[..., 1:]
+  through = np.all((yz >= [19.5, 19.6]) & (yz <= [21.0, 20.5]), axis=-1)
+  assert 0.05 < through.mean() < 0.5
+  np.testing.assert_allclose(hits.depth[through], wall.depth[through] * (d + 5.0) / d, rtol=1e-12)
+  np.testing.assert_allclose(hits.points[through][:, 0], -5.0, atol=1e-9)
+  assert np.all(hits.surface[through] == geometry.NUM_ROOM_SURFACES)  # first after 0 boxes
+  np.testing.assert_array_equal(hits.depth[~through], wall.depth[~through])
+  assert np.all(hits.surface[~through] == geometry.WALL_X0)
+  # A box in front of the pane hides it (nearest hit wins), and the outdoor id follows the boxes.
+  box = geometry.Box(np.array([0.5, 19.0, 19.8]), np.array([1.0, 20.0, 20.2]))
+  boxed = geometry.cast_rays(geometry.Room(bare.dims, (box,), (pane,)), pose, intr)
+  on_box = boxed.surface == geometry.NUM_ROOM_SURFACES
+  assert on_box.any() and np.all(boxed.depth[on_box] < d)
+  assert (through & on_box).any() and (through & ~on_box).any()
+  assert np.all(boxed.surface[through & ~on_box] == geometry.NUM_ROOM_SURFACES + 1)
+
+
+def test_windows_are_drawn_last_inside_their_walls_and_scale_with_the_scene():
+  """window_prob changes nothing else of a scene (same room, rig, textures, echo); panes lie in
+  their walls; the outdoors keeps the global-scale ambiguity (same image, depth x factor)."""
+  base = dict(height=32, width=64, frames_per_scene=2, sequence=True, max_room=12.0)
+  for seed in range(6):
+    plain = scene_lib.sample_scene(np.random.default_rng(seed), scene_lib.SceneConfig(**base))
+    cfg = scene_lib.SceneConfig(**base, window_prob=1.0)
+    scene = scene_lib.sample_scene(np.random.default_rng(seed), cfg)
+    assert plain.room.windows == () and len(scene.room.windows) == 4
+    np.testing.assert_array_equal(scene.room.dims, plain.room.dims)
+    np.testing.assert_array_equal(scene.poses, plain.poses)
+    assert (scene.scale, scene.absorption) == (plain.scale, plain.absorption)
+    assert len(scene.textures) == len(plain.textures) + 4 == scene.room.num_surfaces
+    for a, b in zip(scene.textures, plain.textures):
+      np.testing.assert_array_equal(a.base, b.base)
+    for win in scene.room.windows:
+      length = scene.room.dims[1] if win.wall < geometry.WALL_Y0 else scene.room.dims[0]
+      assert 0 < win.lo[0] < win.hi[0] < length
+      assert 0 < win.lo[1] < win.hi[1] < scene.room.dims[2]
+      lo, hi = np.array(scene_lib.WINDOW_OUTSIDE_M) * scene.scale
+      assert lo <= win.outside <= hi
+    np.testing.assert_array_equal(scene_lib.record_echo(scene, 1, cfg, 800, 0,
+                                                        np.random.default_rng(0)),
+                                  scene_lib.record_echo(plain, 1, cfg, 800, 0,
+                                                        np.random.default_rng(0)))
+  rgb, depth, hits = scene_lib.render_frame(scene, 1)
+  rgb_big, depth_big, _ = scene_lib.render_frame(scene.scaled(2.5), 1)
+  np.testing.assert_allclose(rgb_big, rgb, atol=1e-9)
+  np.testing.assert_allclose(depth_big, 2.5 * depth, rtol=1e-9)
+
+
+def test_the_outdoors_through_a_window_is_photometrically_consistent():
+  """The outdoor plane is a static 3D surface: warping frame t+20 into t with the true depth and
+  poses reproduces the pixels that see it as well as those of the room (a self-supervised depth
+  model can learn its distance), and much better than no motion does."""
+  cfg = scene_lib.SceneConfig(height=64, width=128, frames_per_scene=21, sequence=True,
+                              max_room=12.0, max_obstacles=0, window_prob=1.0)
+  for seed in range(20):
+    scene = scene_lib.sample_scene(np.random.default_rng(seed), cfg)
+    _, _, hits = scene_lib.render_frame(scene, 0)
+    outdoors = scipy.ndimage.binary_erosion(hits.surface >= geometry.NUM_ROOM_SURFACES,
+                                            iterations=2)  # away from the pane's frame
+    if outdoors.mean() > 0.05:
+      break
+  err, ok, still = _warp_error(scene, 0, 20)
+  m = ok & outdoors
+  assert m.sum() > 200
+  assert err[m].mean() < 0.02, err[m].mean()
+  assert still[m].mean() > 3 * err[m].mean()
+
+
 def _onset_after_direct(ear, start):
   """Arrival (samples after emission) of the strongest chirp copy after the direct path."""
   sig = acoustics.chirp()
@@ -155,31 +235,37 @@ def test_noglobal_scale_keeps_rig_height_and_global_scale_varies_it():
     assert s.room.dims[:2].max() <= scaled.max_room + 1e-9
 
 
+def _warp_error(scene, t: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """|frame s warped into frame t - frame t| per pixel [H, W] (bilinear, true depth and poses),
+  the mask of pixels that land inside frame s, and the unwarped |frame s - frame t|."""
+  rgb_t, depth_t, _ = scene_lib.render_frame(scene, t)
+  rgb_s, _, _ = scene_lib.render_frame(scene, s)
+  k, h, w = scene.intrinsics.matrix(), scene.intrinsics.height, scene.intrinsics.width
+  pts_cam = geometry.camera_rays(scene.intrinsics) * depth_t[..., None]
+  t_s_t = np.linalg.inv(scene.poses[s]) @ scene.poses[t]
+  p = pts_cam @ t_s_t[:3, :3].T + t_s_t[:3, 3]
+  uv = p @ k.T
+  u, v = uv[..., 0] / uv[..., 2], uv[..., 1] / uv[..., 2]
+  ok = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1) & (p[..., 2] > 0)
+  u0 = np.clip(np.floor(u).astype(int), 0, w - 2)
+  v0 = np.clip(np.floor(v).astype(int), 0, h - 2)
+  a, b = (u - u0)[..., None], (v - v0)[..., None]
+  warped = ((1 - a) * (1 - b) * rgb_s[v0, u0] + a * (1 - b) * rgb_s[v0, u0 + 1]
+            + (1 - a) * b * rgb_s[v0 + 1, u0] + a * b * rgb_s[v0 + 1, u0 + 1])
+  return np.abs(warped - rgb_t).mean(-1), ok, np.abs(rgb_s - rgb_t).mean(-1)
+
+
 def test_frames_of_a_sequence_are_photometrically_consistent():
   # Warp frame t+20 into frame t (the triple interval) with the true depth and poses: colours are
   # a function of the 3D point only, so the only error left is bilinear interpolation.
   cfg = scene_lib.SceneConfig(height=64, width=128, frames_per_scene=21, sequence=True,
                               max_room=12.0, max_obstacles=0)
   scene = scene_lib.sample_scene(np.random.default_rng(5), cfg)
-  rgb_t, depth_t, _ = scene_lib.render_frame(scene, 0)
-  rgb_s, _, _ = scene_lib.render_frame(scene, 20)
-  k = scene.intrinsics.matrix()
-  pts_cam = geometry.camera_rays(scene.intrinsics) * depth_t[..., None]
-  t_s_t = np.linalg.inv(scene.poses[20]) @ scene.poses[0]
-  p = pts_cam @ t_s_t[:3, :3].T + t_s_t[:3, 3]
-  uv = p @ k.T
-  u, v = uv[..., 0] / uv[..., 2], uv[..., 1] / uv[..., 2]
-  ok = (u >= 0) & (u <= cfg.width - 1) & (v >= 0) & (v <= cfg.height - 1) & (p[..., 2] > 0)
+  err, ok, still = _warp_error(scene, 0, 20)
   assert ok.mean() > 0.5
-  u0 = np.clip(np.floor(u).astype(int), 0, cfg.width - 2)
-  v0 = np.clip(np.floor(v).astype(int), 0, cfg.height - 2)
-  a, b = (u - u0)[..., None], (v - v0)[..., None]
-  warped = ((1 - a) * (1 - b) * rgb_s[v0, u0] + a * (1 - b) * rgb_s[v0, u0 + 1]
-            + (1 - a) * b * rgb_s[v0 + 1, u0] + a * b * rgb_s[v0 + 1, u0 + 1])
-  err = np.abs(warped - rgb_t)[ok]
-  assert err.mean() < 0.02, err.mean()
+  assert err[ok].mean() < 0.02, err[ok].mean()
   # A wrong pose (no motion) gives a much larger error: the test can fail.
-  assert np.abs(rgb_s - rgb_t)[ok].mean() > 3 * err.mean()
+  assert still[ok].mean() > 3 * err[ok].mean()
 
 
 @pytest.mark.parametrize("motion", [{}, {"step_m": 0.01, "max_turn_deg": 0.25}])

@@ -308,7 +308,8 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
                      max_order: int | None = None, max_obstacles: int | None = None,
                      scenes_per_session: int = 1, overwrite: bool = False,
                      progress: bool = True, supersample: int | None = None,
-                     step_m: float | None = None, max_turn_deg: float | None = None) -> str:
+                     step_m: float | None = None, max_turn_deg: float | None = None,
+                     window_prob: float | None = None) -> str:
   """Simulate ``num_scenes`` rooms into a BatVision ``layout`` ('bv1' or 'bv2') root; returns it.
 
   Unset (None) sizes take the layout's real defaults (``LAYOUTS``). ``out_dir`` must be absent or
@@ -318,6 +319,7 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
   ``supersample`` averages that many sub-pixel rays per pixel side for the RGB (default 1; see
   ``SceneConfig.supersample``: small images alias without it). ``step_m`` and ``max_turn_deg``
   (BV1 sequences) set the rig's motion per frame, ``SceneConfig``'s defaults when None.
+  ``window_prob`` is each wall's chance of a window onto the outdoors (default 0: none).
   """
   if layout not in LAYOUTS:
     raise ValueError(f"--layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
@@ -326,9 +328,12 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
   cfg = scene_config(layout, height=height, width=width, frames_per_scene=frames_per_scene,
                      min_room=min_room, max_room=max_room, global_scale=global_scale,
                      max_order=max_order, max_obstacles=max_obstacles,
-                     supersample=supersample, step_m=step_m, max_turn_deg=max_turn_deg)
+                     supersample=supersample, step_m=step_m, max_turn_deg=max_turn_deg,
+                     window_prob=window_prob)
   if cfg.supersample < 1:
     raise ValueError(f"--supersample must be >= 1, got {cfg.supersample}")
+  if not 0.0 <= cfg.window_prob <= 1.0:
+    raise ValueError(f"--window_prob must be in [0, 1], got {cfg.window_prob}")
   if scenes_per_session < 1:
     raise ValueError(f"--scenes_per_session must be >= 1, got {scenes_per_session}")
   if cfg.frames_per_scene * FRAME_PERIOD_S >= SCENE_GAP_S:
@@ -402,7 +407,7 @@ def main(argv: Sequence[str]) -> None:
       global_scale=f.global_scale, split_fractions=fractions, workers=f.workers,
       max_order=f.max_order, max_obstacles=f.max_obstacles,
       scenes_per_session=f.scenes_per_session, overwrite=f.overwrite, supersample=f.supersample,
-      step_m=f.step_m, max_turn_deg=f.max_turn_deg)
+      step_m=f.step_m, max_turn_deg=f.max_turn_deg, window_prob=f.window_prob)
   print(f"wrote {f.scenes} {f.layout} scenes to {out}")
 
 
@@ -437,6 +442,8 @@ def _define_flags() -> None:
                      "metres (default 0.02).")
   flags.DEFINE_float("max_turn_deg", None, "BV1: the rig's largest heading change per frame, "
                      "degrees (default 0.5).")
+  flags.DEFINE_float("window_prob", None, "Each wall's chance of a window: camera and depth "
+                     "sensor see the outdoors through it, the echo the glass (default 0).")
 
 
 if __name__ == "__main__":

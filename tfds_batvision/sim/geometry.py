@@ -37,15 +37,44 @@ class Box:
 
 
 @dataclasses.dataclass(frozen=True)
+class Window:
+  """A glass pane in one wall, seen through by the camera and the depth sensor, not by sound.
+
+  ``wall`` is the wall's surface id (WALL_X0 .. WALL_Y1); ``lo`` and ``hi`` [2] bound the pane in
+  the wall's plane: (y, z) on the x walls, (x, z) on the y walls. Behind it lies the outdoors, a
+  plane parallel to the wall ``outside`` metres beyond it. Acoustically the pane is wall (glass
+  reflects sound like plaster), so the echo does not know about it.
+  """
+
+  wall: int
+  lo: np.ndarray
+  hi: np.ndarray
+  outside: float
+
+  def scaled(self, s: float) -> "Window":
+    return Window(self.wall, self.lo * s, self.hi * s, self.outside * s)
+
+
+@dataclasses.dataclass(frozen=True)
 class Room:
-  """A shoebox room ``[0, dims]`` with box obstacles standing inside it."""
+  """A shoebox room ``[0, dims]`` with box obstacles standing inside it and windows in its walls.
+
+  Surface ids: the six room planes, then the boxes (6 + box index), then the outdoor planes seen
+  through the windows (6 + number of boxes + window index).
+  """
 
   dims: np.ndarray  # [3] width (x), depth (y), height (z) in metres.
   boxes: tuple[Box, ...] = ()
+  windows: tuple[Window, ...] = ()
 
   def scaled(self, s: float) -> "Room":
     """The same room uniformly scaled about the world origin by ``s``."""
-    return Room(self.dims * s, tuple(b.scaled(s) for b in self.boxes))
+    return Room(self.dims * s, tuple(b.scaled(s) for b in self.boxes),
+                tuple(w.scaled(s) for w in self.windows))
+
+  @property
+  def num_surfaces(self) -> int:
+    return NUM_ROOM_SURFACES + len(self.boxes) + len(self.windows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,8 +140,9 @@ def cast_rays(room: Room, pose: np.ndarray, intr: Intrinsics) -> RayHits:
   """Exact, vectorised ray casting of every pixel against the room's planes and boxes.
 
   The camera must be inside the room and outside every box. Each ray leaves the room through
-  exactly one plane (the smallest positive exit parameter over the three axes); a box is hit where
-  the slab intervals overlap in front of the camera, and the nearest hit wins.
+  exactly one plane (the smallest positive exit parameter over the three axes), or through a
+  window to the outdoor plane behind it; a box is hit where the slab intervals overlap in front
+  of the camera, and the nearest hit wins.
   """
   rays_cam = camera_rays(intr)
   dirs = rays_cam @ pose[:3, :3].T  # [H, W, 3] world directions, still with camera z = 1.
@@ -128,6 +158,19 @@ def cast_rays(room: Room, pose: np.ndarray, intr: Intrinsics) -> RayHits:
   surface = (2 * axis + sign).astype(np.int32)  # x0, x1, y0, y1, floor, ceiling.
   normals = np.zeros(dirs.shape)
   np.put_along_axis(normals, axis[..., None], np.where(sign, -1.0, 1.0)[..., None], -1)
+
+  # Through a window the ray goes on to the outdoor plane, parallel to the wall and `outside`
+  # beyond it (same normal). Boxes stand inside the room, so they are tested after.
+  exit_points = origin + t[..., None] * dirs
+  for k, win in enumerate(room.windows):
+    wall_axis = win.wall // 2
+    plane_axes = [a for a in range(3) if a != wall_axis]
+    q = exit_points[..., plane_axes]
+    through = (surface == win.wall) & np.all((q >= win.lo) & (q <= win.hi), axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+      extra = win.outside / np.abs(dirs[..., wall_axis])
+    t = np.where(through, t + extra, t)
+    surface = np.where(through, NUM_ROOM_SURFACES + len(room.boxes) + k, surface).astype(np.int32)
 
   for i, box in enumerate(room.boxes):
     with np.errstate(divide="ignore", invalid="ignore"):

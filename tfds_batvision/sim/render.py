@@ -40,16 +40,23 @@ class SurfaceTexture:
   wave_phase: np.ndarray  # [NUM_WAVES]
 
 
-def sample_textures(rng: np.random.Generator, num_surfaces: int) -> tuple[SurfaceTexture, ...]:
-  """Random textures, one per surface id (6 room planes then the boxes)."""
+def sample_textures(rng: np.random.Generator, num_surfaces: int,
+                    base_range: tuple[float, float] = (0.25, 0.85),
+                    period_scale: float = 1.0) -> tuple[SurfaceTexture, ...]:
+  """Random textures, one per surface id (6 room planes, the boxes, then the outdoor planes).
+
+  ``base_range`` bounds the base colour's channels; ``period_scale`` multiplies the pattern
+  periods (the outdoors behind a window is brighter and coarser than an indoor wall).
+  """
   out = []
   for _ in range(num_surfaces):
-    base = rng.uniform(0.25, 0.85, size=3)
+    base = rng.uniform(*base_range, size=3)
     accent = np.clip(base + rng.uniform(-0.35, 0.35, size=3), 0.05, 0.95)
-    periods = rng.uniform(*_WAVE_PERIOD_RANGE, size=(_NUM_WAVES, 1))
+    periods = period_scale * rng.uniform(*_WAVE_PERIOD_RANGE, size=(_NUM_WAVES, 1))
     dirs = rng.normal(size=(_NUM_WAVES, 3))
     dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
-    out.append(SurfaceTexture(base, accent, float(rng.uniform(*_CHECKER_PERIOD_RANGE)),
+    out.append(SurfaceTexture(base, accent,
+                              period_scale * float(rng.uniform(*_CHECKER_PERIOD_RANGE)),
                               rng.uniform(0.3, 1.2, size=3), dirs / periods,
                               rng.uniform(0, 2 * np.pi, size=_NUM_WAVES)))
   return tuple(out)

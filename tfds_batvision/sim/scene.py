@@ -1,6 +1,7 @@
 """Simulated scenes: a room, its textures, the rig's poses, and what the rig sees and hears.
 
-A scene is one shoebox room with box obstacles and a sequence of rig poses: a smooth elliptical
+A scene is one shoebox room with box obstacles, optionally windows onto the outdoors
+(``SceneConfig.window_prob``), and a sequence of rig poses: a smooth elliptical
 path looking along its tangent (BV1 sessions are sequences) or independent random poses in the
 same room (BV2 locations hold unrelated samples). ``render_frame`` gives the exact RGB and depth,
 ``sensor_holes`` gives the depth-camera artefacts, ``record_echo`` the binaural recording.
@@ -46,6 +47,14 @@ SPECKLE_FRACTION = 0.003  # random pixels without a return.
 EDGE_HOLE_WIDTH_FRAC = 1 / 320  # edge holes widen with resolution: 4 px at 1280 wide.
 BLOB_FRACTION_RANGE = (0.02, 0.25)  # low-confidence regions; the real BV2 sample has ~20% holes.
 BLOB_GRID = (6, 10)  # coarse random field upsampled into smooth blobs.
+# Windows (SceneConfig.window_prob), canonical metres: pane width, sill and pane height, and the
+# distance from the wall to the outdoor plane the camera and the depth sensor see through them.
+WINDOW_WIDTH_M = (0.8, 2.5)
+WINDOW_SILL_M = (0.6, 1.0)
+WINDOW_HEIGHT_M = (1.0, 1.6)
+WINDOW_OUTSIDE_M = (4.0, 15.0)
+OUTDOOR_BASE_RANGE = (0.55, 1.0)  # daylight: brighter than the indoor surfaces' 0.25-0.85.
+OUTDOOR_PERIOD_SCALE = 5.0  # outdoor structure (trees, facades) is coarser than wall texture.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +87,13 @@ class SceneConfig:
   # and the largest heading change in degrees (see STEP_M and MAX_TURN_RAD).
   step_m: float = STEP_M
   max_turn_deg: float = float(np.degrees(MAX_TURN_RAD))
+  # Probability that a wall has a window (one pane at most per wall). Through a window the camera
+  # and the depth sensor see the outdoors, several metres beyond the wall, while the echo comes
+  # back from the glass as from the wall: depth far beyond the room in a few image regions, the
+  # kind of outlier that real indoor depth maps have and that the paper (Sec. 3.2) gives as the
+  # reason to scale by medians rather than by mean and standard deviation. 0: no windows (the
+  # random draws of every other quantity are then the same as before windows existed).
+  window_prob: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +161,24 @@ def _sample_boxes(rng: np.random.Generator, dims: np.ndarray, poses: np.ndarray,
   return tuple(boxes)
 
 
+def _sample_windows(rng: np.random.Generator, dims: np.ndarray,
+                    prob: float) -> tuple[geometry.Window, ...]:
+  """At most one window per wall, each with probability ``prob``, in canonical metres."""
+  windows = []
+  for wall in (geometry.WALL_X0, geometry.WALL_X1, geometry.WALL_Y0, geometry.WALL_Y1):
+    if rng.random() >= prob:
+      continue
+    length = dims[1] if wall < geometry.WALL_Y0 else dims[0]  # x walls run along y.
+    width = min(rng.uniform(*WINDOW_WIDTH_M), length - 0.4)
+    start = rng.uniform(0.2, length - 0.2 - width)
+    sill = rng.uniform(*WINDOW_SILL_M)
+    height = min(rng.uniform(*WINDOW_HEIGHT_M), dims[2] - 0.2 - sill)
+    windows.append(geometry.Window(wall, np.array([start, sill]),
+                                   np.array([start + width, sill + height]),
+                                   float(rng.uniform(*WINDOW_OUTSIDE_M))))
+  return tuple(windows)
+
+
 def sample_scene(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
   """A random scene drawn from ``cfg``'s ranges (see the module docstring for the scale knob)."""
   wd = rng.uniform(max(cfg.min_room, 2 * WALL_MARGIN_M + 0.5), cfg.max_room, size=2)
@@ -160,6 +194,12 @@ def sample_scene(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
     lo = cfg.min_room / dims[:2].min()
     hi = cfg.max_room / dims[:2].max()
     scene = scene.scaled(float(np.exp(rng.uniform(np.log(min(lo, hi)), np.log(max(lo, hi))))))
+  if cfg.window_prob > 0:  # drawn last, so that the rest of the scene is the same without them.
+    windows = _sample_windows(rng, dims, cfg.window_prob)
+    room = geometry.Room(scene.room.dims, scene.room.boxes,
+                         tuple(w.scaled(scene.scale) for w in windows))
+    outdoor = render.sample_textures(rng, len(windows), OUTDOOR_BASE_RANGE, OUTDOOR_PERIOD_SCALE)
+    scene = dataclasses.replace(scene, room=room, textures=scene.textures + outdoor)
   return scene
 
 
