@@ -66,32 +66,50 @@ def test_box_in_front_of_wall_has_its_own_depth():
   np.testing.assert_allclose(hits.normals[on_box], np.broadcast_to([1.0, 0, 0], (on_box.sum(), 3)))
 
 
+# Camera position and heading looking straight at each wall of a 20 x 40 x 40 room from d = 3 m.
+_FACING = {geometry.WALL_X0: ((3.0, 20.0, 20.0), np.pi), geometry.WALL_X1: ((17.0, 20.0, 20.0), 0.0),
+           geometry.WALL_Y0: ((10.0, 3.0, 20.0), -np.pi / 2),
+           geometry.WALL_Y1: ((10.0, 37.0, 20.0), np.pi / 2)}
+
+
+@pytest.mark.parametrize("wall", sorted(_FACING))
 @pytest.mark.parametrize("alpha", [0.0, 0.3])
-def test_window_shows_the_outdoors_beyond_the_wall(alpha):
-  # A 1.5 m x 0.9 m pane in the x = 0 wall, the outdoor plane 5 m behind it (x = -5). Through the
-  # pane a ray's z-depth is that of the plane x = -5: (d + 5) / (cos(alpha) + xn sin(alpha)),
-  # i.e. (d + 5) / d times the wall's; elsewhere the wall is unchanged.
-  d = 3.0
-  pane = geometry.Window(geometry.WALL_X0, np.array([19.5, 19.6]), np.array([21.0, 20.5]), 5.0)
+def test_window_shows_the_outdoors_beyond_the_wall(wall, alpha):
+  # A 1.5 m x 0.9 m pane (off-centre: its two in-plane axes cannot be swapped unnoticed) in the
+  # wall 3 m ahead, the outdoor plane 5 m behind the wall. Through the pane every ray's z-depth
+  # is (3 + 5) / 3 times that of the bare wall (parallel planes); elsewhere nothing changes.
+  d, outside = 3.0, 5.0
+  position, heading = _FACING[wall]
+  axis = wall // 2
+  in_plane = [a for a in range(3) if a != axis]  # (y, z) on the x walls, (x, z) on the y walls
+  c = np.array(position)[in_plane]
+  lo, hi = c + [-0.5, -0.4], c + [1.0, 0.5]
   bare = geometry.Room(np.array([20.0, 40.0, 40.0]))
-  room = geometry.Room(bare.dims, (), (pane,))
+  room = geometry.Room(bare.dims, (), (geometry.Window(wall, lo, hi, outside),))
   intr = geometry.Intrinsics.from_fov(32, 64, 60.0)
-  pose = geometry.look_pose(np.array([d, 20.0, 20.0]), np.pi + alpha)
-  wall, hits = geometry.cast_rays(bare, pose, intr), geometry.cast_rays(room, pose, intr)
-  yz = wall.points[..., 1:]
-  through = np.all((yz >= [19.5, 19.6]) & (yz <= [21.0, 20.5]), axis=-1)
+  pose = geometry.look_pose(np.array(position), heading + alpha)
+  plain, hits = geometry.cast_rays(bare, pose, intr), geometry.cast_rays(room, pose, intr)
+  assert np.all(plain.surface == wall)
+  q = plain.points[..., in_plane]
+  through = np.all((q >= lo) & (q <= hi), axis=-1)
   assert 0.05 < through.mean() < 0.5
-  np.testing.assert_allclose(hits.depth[through], wall.depth[through] * (d + 5.0) / d, rtol=1e-12)
-  np.testing.assert_allclose(hits.points[through][:, 0], -5.0, atol=1e-9)
+  np.testing.assert_allclose(hits.depth[through], plain.depth[through] * (d + outside) / d,
+                             rtol=1e-12)
+  beyond = -outside if wall % 2 == 0 else bare.dims[axis] + outside
+  np.testing.assert_allclose(hits.points[through][:, axis], beyond, atol=1e-9)
+  np.testing.assert_array_equal(hits.normals, plain.normals)  # the outdoor plane faces the room
   assert np.all(hits.surface[through] == geometry.NUM_ROOM_SURFACES)  # first after 0 boxes
-  np.testing.assert_array_equal(hits.depth[~through], wall.depth[~through])
-  assert np.all(hits.surface[~through] == geometry.WALL_X0)
-  # A box in front of the pane hides it (nearest hit wins), and the outdoor id follows the boxes.
+  np.testing.assert_array_equal(hits.depth[~through], plain.depth[~through])
+  assert np.all(hits.surface[~through] == wall)
+  if wall != geometry.WALL_X0:
+    return
+  # A box in front of the pane hides part of it (nearest hit wins); the outdoor id follows the
+  # boxes'.
   box = geometry.Box(np.array([0.5, 19.0, 19.8]), np.array([1.0, 20.0, 20.2]))
-  boxed = geometry.cast_rays(geometry.Room(bare.dims, (box,), (pane,)), pose, intr)
+  boxed = geometry.cast_rays(geometry.Room(bare.dims, (box,), room.windows), pose, intr)
   on_box = boxed.surface == geometry.NUM_ROOM_SURFACES
-  assert on_box.any() and np.all(boxed.depth[on_box] < d)
   assert (through & on_box).any() and (through & ~on_box).any()
+  assert np.all(boxed.depth[on_box] < d)
   assert np.all(boxed.surface[through & ~on_box] == geometry.NUM_ROOM_SURFACES + 1)
 
 
@@ -120,6 +138,11 @@ def test_windows_are_drawn_last_inside_their_walls_and_scale_with_the_scene():
                                                         np.random.default_rng(0)),
                                   scene_lib.record_echo(plain, 1, cfg, 800, 0,
                                                         np.random.default_rng(0)))
+  # Walls down to the smallest a room can have (1.5 m before scaling) still take a pane.
+  small = scene_lib.SceneConfig(height=8, width=16, min_room=1.5, max_room=1.6,
+                                global_scale=False, window_prob=1.0)
+  for seed in range(50):
+    assert len(scene_lib.sample_scene(np.random.default_rng(seed), small).room.windows) == 4
   rgb, depth, hits = scene_lib.render_frame(scene, 1)
   rgb_big, depth_big, _ = scene_lib.render_frame(scene.scaled(2.5), 1)
   np.testing.assert_allclose(rgb_big, rgb, atol=1e-9)

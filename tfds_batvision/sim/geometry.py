@@ -20,7 +20,8 @@ import dataclasses
 
 import numpy as np
 
-# Surface ids: the six room planes, then the boxes (6 + box index).
+# Surface ids: the six room planes, then the boxes (6 + box index), then the outdoor planes seen
+# through the windows (6 + number of boxes + window index).
 WALL_X0, WALL_X1, WALL_Y0, WALL_Y1, FLOOR, CEILING = range(6)
 NUM_ROOM_SURFACES = 6
 
@@ -133,7 +134,7 @@ class RayHits:
   depth: np.ndarray  # z-depth in metres (ray parameter along the z = 1 direction).
   points: np.ndarray  # world hit points.
   normals: np.ndarray  # world unit normals facing the camera side of the surface.
-  surface: np.ndarray  # int32 surface id (see module constants; boxes are 6 + index).
+  surface: np.ndarray  # int32 surface id (module constants; then boxes, then outdoor planes).
 
 
 def cast_rays(room: Room, pose: np.ndarray, intr: Intrinsics) -> RayHits:

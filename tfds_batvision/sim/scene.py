@@ -170,7 +170,8 @@ def _sample_windows(rng: np.random.Generator, dims: np.ndarray,
       continue
     length = dims[1] if wall < geometry.WALL_Y0 else dims[0]  # x walls run along y.
     width = min(rng.uniform(*WINDOW_WIDTH_M), length - 0.4)
-    start = rng.uniform(0.2, length - 0.2 - width)
+    # max(): with the width cut to length - 0.4, rounding can put the bound just below 0.2.
+    start = rng.uniform(0.2, max(0.2, length - 0.2 - width))
     sill = rng.uniform(*WINDOW_SILL_M)
     height = min(rng.uniform(*WINDOW_HEIGHT_M), dims[2] - 0.2 - sill)
     windows.append(geometry.Window(wall, np.array([start, sill]),
