@@ -169,6 +169,31 @@ def test_external_predictions_are_scaled_and_evaluated(tmp_path, tfds_dir, whole
     assert out["table1"]["bv2"]["rgb_echoes"]["n_images"] == len(ids)
 
 
+def test_evaluation_draws_the_gradcam_figures_of_both_variants(tmp_path, tfds_dir, whole_run):
+    """Fig. 6 as the quickstart draws it: the RGB-Echoes run beside an Only-RGB run, Grad-CAM on
+    the STFT and on RGB for the first test samples, one panel per sample (each valid)."""
+    from PIL import Image
+
+    from avs_jax.evaluation.evaluate import evaluate
+
+    rgb = tmp_path / "rgb"
+    _main(rgb, tfds_dir, "--config.model.variant=rgb", "--config.train.num_steps=1")
+    config = load_config("evaluate", "")
+    config.data_dir = tfds_dir
+    config.stage1.rgb_echoes, config.stage1.rgb = str(whole_run), str(rgb)
+    del config.datasets["bv1"]
+    config.table2_datasets = ()
+    config.figures.num_per_dataset = 0
+    config.gradcam.num_samples = 2
+    out = evaluate(config, str(tmp_path / "eval"))
+    assert len(out["gradcam"]) == 2
+    assert set(out["table1"]["bv2"]) == {"rgb_echoes", "rgb"}
+    for path in out["gradcam"]:
+        assert Path(path).parent == tmp_path / "eval" / "figures" and "gradcam_bv2" in path
+        img = np.asarray(Image.open(path).convert("L"), np.float32)
+        assert img.shape[0] > 200 and img.std() > 10  # drawn panels, not a blank canvas
+
+
 def test_tiny_rgb_echoes_overfits_a_handful_of_simulated_samples(tfds_dir):
     """Issue must-show: the tiny `rgb_echoes` model (configs/avsnet.py:tiny) fits 4 fixed
     simulated BV2 samples, read through the real input pipeline (JPEG, WAV -> STFT, depth with

@@ -94,6 +94,7 @@ def write_tables(workdir: str, table1: dict, table2: dict) -> tuple[str, str]:
                                 for s, mes in ss.items()}
                            for mo, ss in ms.items()}
                        for d, ms in table2.items()}}
+    os.makedirs(workdir, exist_ok=True)  # evaluate() called directly, with no figures to draw
     json_path = os.path.join(workdir, "tables.json")
     md_path = os.path.join(workdir, "tables.md")
     tmp = json_path + ".tmp"
