@@ -204,6 +204,9 @@ def _external_batch(folder, ids, real, size, allow_missing, missing):
     return preds, ok
 
 
+# Jitted: run op by op, the masked medians took ~2.5 s per batch of 8 at 64x128 on a 2-core CPU
+# (5 ms compiled), and exporting BV1 test took 13 min instead of the evaluation's ~1.
+@functools.partial(jax.jit, static_argnums=(3, 4))
 def _scaled_maps(gt, mp, r, kind, max_depth):
     """Full-resolution metric depth of one relative prediction: "no" and median per source."""
     size = gt.shape[1:]
