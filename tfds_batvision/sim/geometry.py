@@ -162,7 +162,7 @@ def cast_rays(room: Room, pose: np.ndarray, intr: Intrinsics) -> RayHits:
 
   # Through a window the ray goes on to the outdoor plane, parallel to the wall and `outside`
   # beyond it (same normal). Boxes stand inside the room, so they are tested after.
-  exit_points = origin + t[..., None] * dirs
+  exit_points = origin + t[..., None] * dirs if room.windows else None
   for k, win in enumerate(room.windows):
     wall_axis = win.wall // 2
     plane_axes = [a for a in range(3) if a != wall_axis]
