@@ -69,6 +69,19 @@ def rgb_echoes():
     return task, batch, variables
 
 
+def test_initialisation_compiled_for_speed_gives_the_same_variables(rgb_echoes):
+    """`init_variables` compiles at a lower XLA:CPU level (state.init_compiler_options); its
+    variables must be bitwise those of XLA's default, so that a run starts where it did."""
+    from avs_jax.train.state import data_mesh, init_variables
+
+    task, batch, variables = rgb_echoes
+    fast = init_variables(task, jax.random.key(0), batch, data_mesh())
+    leaves, ref = jax.tree.leaves(fast), jax.tree.leaves(variables)
+    assert len(leaves) == len(ref) > 50
+    for a, b in zip(leaves, ref):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_rgb_echoes_forward_inside_bin_range(rgb_echoes):
     task, batch, variables = rgb_echoes
     out = jax.jit(lambda v, i, e: task.model.apply(v, i, e, train=False))(
