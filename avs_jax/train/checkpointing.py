@@ -159,21 +159,25 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
         # The item's own handler: a Checkpointer pointed at the item folder would look there for
         # the step's _CHECKPOINT_METADATA and log a warning for each model evaluated.
         state_dir = epath.Path(checkpoint_dir) / str(step) / "state"
-        reader = ocp.StandardCheckpointHandler()
+        reader = ocp.PyTreeCheckpointHandler()
         try:
             tree = reader.metadata(state_dir)
             tree = getattr(tree, "item_metadata", tree)
+            # Only what the model needs: the optimizer state (Adam's two moments, twice the
+            # parameters) is left on disk. Measured on the quickstart's AVS-Net checkpoint:
+            # 251 of 727 arrays read, 1.6 against 2.4-3.0 s.
             target = jax.tree.map(
-                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree,
+                lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                {k: tree[k] for k in ("params", "model_state")},
                 is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-            state = reader.restore(state_dir, args=ocp.args.StandardRestore(target))
+            state = reader.restore(state_dir, args=ocp.args.PyTreeRestore(
+                item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                partial_restore=True))
         finally:
             reader.close()
     finally:
         ckpt.manager.close()
-    restored = {"meta": meta}
-    get = (lambda k: state[k]) if isinstance(state, dict) else (lambda k: getattr(state, k))
-    return {"params": get("params"), **dict(get("model_state"))}, restored["meta"]
+    return {"params": state["params"], **dict(state["model_state"])}, meta
 
 
 def abstract_like(tree: Any) -> Any:
