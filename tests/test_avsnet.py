@@ -80,6 +80,10 @@ def test_initialisation_compiled_for_speed_gives_the_same_variables(rgb_echoes):
     assert len(leaves) == len(ref) > 50
     for a, b in zip(leaves, ref):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # Inside another trace (JAX takes compiler options at the top level only) it still works.
+    shapes = jax.eval_shape(lambda: init_variables(task, jax.random.key(0), batch, data_mesh()))
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), shapes) == jax.tree.map(
+        lambda x: (x.shape, x.dtype), variables)
 
 
 def test_rgb_echoes_forward_inside_bin_range(rgb_echoes):

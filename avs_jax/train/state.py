@@ -75,8 +75,11 @@ def init_variables(task: Any, rng: jax.Array, batch: dict, mesh: Mesh) -> dict:
         variables["params"] = jax.tree.map(lambda x: x.astype(jnp.float32), variables["params"])
         return variables
 
+    # Compiler options apply to a top-level jit only; staged into an outer trace (jax.eval_shape,
+    # as bench/train_step.py's FLOP count does, or a user's jit) JAX refuses them.
+    traced = isinstance(jnp.zeros(()), jax.core.Tracer)
     return jax.jit(init, out_shardings=replicated(mesh),
-                   compiler_options=init_compiler_options())(rng, batch)
+                   compiler_options=None if traced else init_compiler_options())(rng, batch)
 
 
 def create_train_state(variables: dict, tx: optax.GradientTransformation, rng: jax.Array,
