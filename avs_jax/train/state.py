@@ -54,12 +54,11 @@ def init_compiler_options() -> dict[str, Any] | None:
 
     The initialisation runs once, yet XLA:CPU spent about as long compiling it as compiling the
     train step (the batch is pruned before XLA: what compiles are the random draws of the
-    parameters).
-    At level 1 the quickstart's three inits compiled in 12.8 / 10.9 / 5.4 s against 33.0 / 20.2 /
-    21.1 s (2-core AMD EPYC, jaxlib 0.10) and gave bitwise the same variables, so runs start
-    where they started before. Level 0 saves ~2 s more but changes last bits (92 of 251 arrays
-    by up to 3e-7 relative); level 1 changes the train step's, which keeps the default.
-    `tests/test_avsnet.py` checks the equality. Other backends keep their defaults.
+    parameters). At level 1 the quickstart's three inits compiled in 12.8 / 10.9 / 5.4 s against
+    33.0 / 20.2 / 21.1 s (2-core AMD EPYC, jaxlib 0.10) and gave bitwise the same variables, so
+    runs start where they started before. Level 0 saves ~2 s more but changes last bits (92 of
+    251 arrays by up to 3e-7 relative); level 1 changes the train step's, which keeps the
+    default. `tests/test_avsnet.py` checks the equality. Other backends keep their defaults.
     """
     return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None
 
