@@ -15,9 +15,15 @@ from avs_jax.config_files import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
-OVERRIDES = ["--config.train.num_steps=4", "--config.train.log_every=1",
-             "--config.train.eval_every=2", "--config.train.progress_bar=False",
-             "--config.checkpoint.async_save=False"]
+# A checkpoint after every step, all kept, and Adam's eps at 1e-3 (default 1e-8), for
+# test_one_and_four_devices_give_the_same_step, which compares a 4-device run with the shared
+# 1-device run after one step: at 1e-8 Adam divides the float rounding of a near-zero gradient
+# (different summation orders on 1 and 4 devices) by its own size and turns it into an lr-sized
+# step; at 1e-3 updates follow the gradients, which is what data parallelism must preserve.
+OVERRIDES = [f"--config.train.num_steps={STEPS}", "--config.train.log_every=1",
+             "--config.train.eval_every=1", f"--config.checkpoint.keep={STEPS}",
+             "--config.train.progress_bar=False", "--config.checkpoint.async_save=False",
+             "--config.train.eps=1e-3"]
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +52,18 @@ def _losses(workdir):
     return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
 
 
-def _params(workdir):
+def _params(workdir, step=None):
     from avs_jax.evaluation.checkpoints import load_variables
 
-    variables, meta = load_variables(str(workdir), step=None)
+    variables, meta = load_variables(str(workdir), step=step)
     return meta, [np.asarray(x) for x in jax.tree.leaves(variables)]
 
 
 @pytest.fixture(scope="module")
 def whole_run(tmp_path_factory, tfds_dir):
-    """One uninterrupted STEPS-step run, shared by the tests that only read its checkpoint (each
-    run of main costs ~30-45 s of start-up and compilation on 2 cores)."""
+    """One uninterrupted STEPS-step run on one device, shared by the tests that read its losses
+    or checkpoints (each run of main costs ~30-70 s of start-up and compilation on 2 cores;
+    conftest.py's compilation cache shares the compiled steps with the runs of the same config)."""
     whole = tmp_path_factory.mktemp("whole")
     _main(whole, tfds_dir)
     return whole
@@ -76,16 +83,12 @@ def test_interrupted_run_resumes_exactly(tmp_path, tfds_dir, whole_run):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
 
 
-def test_one_and_four_devices_give_the_same_step(tmp_path, tfds_dir):
-    # Adam divides by sqrt(v) + eps: at its default eps (1e-8) it turns the float rounding of a
-    # near-zero gradient (different summation orders on 1 and 4 devices) into an lr-sized step.
-    # With eps 1e-3 updates follow the gradients, which is what data parallelism must preserve.
-    common = ("--config.train.num_steps=2", "--config.train.eps=1e-3")
-    one, four = tmp_path / "one", tmp_path / "four"
-    _main(one, tfds_dir, *common)
-    _main(four, tfds_dir, *common, devices=4)  # the batch of 4 split over 4 devices
-    l1, l4 = _losses(one), _losses(four)
-    assert sorted(l1) == [1, 2]
+def test_one_and_four_devices_give_the_same_step(tmp_path, tfds_dir, whole_run):
+    four = tmp_path / "four"
+    # The shared run's first two steps, with its batch of 4 split over 4 devices.
+    _main(four, tfds_dir, "--config.train.stop_at_step=2", devices=4)
+    l1, l4 = _losses(whole_run), _losses(four)
+    assert sorted(l4) == [1, 2]
     # Step 1: the same parameters and batch, only the forward pass is sharded.
     np.testing.assert_allclose(l4[1], l1[1], rtol=1e-6)
     # Step 2 is evaluated at parameters that carry step 1's rounding (different summation
@@ -94,7 +97,10 @@ def test_one_and_four_devices_give_the_same_step(tmp_path, tfds_dir):
     # became matmuls, whose summation order follows each device's share of the batch. A missing
     # all-reduce shows in the parameters below, by 100x their bound.
     np.testing.assert_allclose(l4[2], l1[2], rtol=1e-4)
-    (_, p1), (_, p4) = _params(one), _params(four)
+    # The parameters are compared after step 1: step 2's update, taken at parameters that
+    # already differ by rounding, turned a cancelling sum's rounding into ~1% of that update in
+    # one 12-element tensor (1e-5; measured).
+    (_, p1), (_, p4) = _params(whole_run, step=1), _params(four, step=1)
     # Per tensor, the RMS difference: a gradient that is not the whole batch's (a missing
     # all-reduce, per-device statistics) moves every element by about an update, 1e-4 to 1e-3
     # here, 100x this bound; rounding moves one element of a cancelling sum (a bias, a layer
