@@ -129,27 +129,6 @@ def _scene_batch(n, h, w, seed):
             np.stack([t[1][1] for t in triples]))
 
 
-def test_tiny_model_training_lowers_photometric_loss():
-    """A tiny DepthNet + PoseNet trained (plain optax loop) on a forward-moving camera in the
-    analytic room lowers the photometric loss by at least 30%."""
-    config = monodepth2.get_config("tiny")
-    task = RelativeDepthTask(config)
-    batch, _ = _scene_batch(4, 32, 64, seed=10)
-    variables = task.init_variables(jax.random.key(0), batch)
-    params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
-    opt = optax.adam(1e-3)
-    opt_state = opt.init(params)
-    step = train_toy.plain_adam_step(task, opt)
-
-    first = None
-    for i in range(80):
-        params, state, opt_state, _, metrics = step(params, state, opt_state, batch,
-                                                    jax.random.key(i))
-        first = float(metrics["photometric"]) if first is None else first
-    last = float(metrics["photometric"])
-    assert np.isfinite(last) and last <= 0.7 * first, (first, last)
-
-
 def test_predict_relative_at_any_resolution():
     config = litemono.get_config("tiny")
     task = RelativeDepthTask(config)
