@@ -11,6 +11,7 @@ from flax import traverse_util
 from avs_jax.config_files import load_config
 from avs_jax.models.avsnet import AVSNet
 from avs_jax.train.avsnet_task import AVSNetTask
+from avs_jax.train.state import init_compiler_options
 
 
 def _get_config(arg: str) -> ml_collections.ConfigDict:
@@ -110,7 +111,8 @@ def test_echoes_variant_depth_in_range():
     config = _test_config("echoes")
     task = AVSNetTask(config)
     batch = _samples(1)
-    v = jax.jit(task.init_variables)(jax.random.key(0), batch)
+    v = jax.jit(task.init_variables, compiler_options=init_compiler_options())(jax.random.key(0),
+                                                                              batch)
     assert set(v["params"]) == {"echo_encoder", "echo_decoder"}
     depth = np.asarray(jax.jit(task.predict)(v, batch["image"], batch["echo"]))
     assert depth.shape == (1, 32, 64, 1)
@@ -123,7 +125,8 @@ def test_log_magnitude_option_is_the_log_of_the_input():
     config = _test_config("echoes")
     batch = _samples(1)
     raw = AVSNetTask(config)
-    v = jax.jit(raw.init_variables)(jax.random.key(0), batch)
+    v = jax.jit(raw.init_variables, compiler_options=init_compiler_options())(jax.random.key(0),
+                                                                             batch)
     config.model.echo.log_magnitude = True
     logged = AVSNetTask(config)
     floor = config.model.echo.log_floor

@@ -7,6 +7,7 @@ import pytest
 
 from avs_jax.models.depthnet import DepthDecoder, DepthNet, build_depth_net, default_model_config
 from avs_jax.models.posenet import PoseNet
+from avs_jax.train.state import init_compiler_options
 
 
 def _count(params):
@@ -43,7 +44,8 @@ def test_posenet_size_and_output_scaling():
     # With a zero last kernel, the output is 0.01 × its bias, split (axis-angle, translation).
     tiny = PoseNet((8, 8, 16, 16, 32), (1, 1, 1, 1), hidden=8)
     x = jax.random.uniform(jax.random.key(1), (2, 64, 64, 6))
-    variables = jax.jit(lambda x: tiny.init(jax.random.key(0), x, train=False))(x)
+    variables = jax.jit(lambda x: tiny.init(jax.random.key(0), x, train=False),
+                        compiler_options=init_compiler_options())(x)
     bias = jnp.arange(12.0)
     last = variables["params"]["decoder"]["pose_2"]
     variables["params"]["decoder"]["pose_2"] = {"kernel": jnp.zeros_like(last["kernel"]),
@@ -68,7 +70,8 @@ def test_disparities_are_sigmoids_at_each_scale_and_bf16_stays_close(name):
     config = default_model_config(name, "tiny")
     model = build_depth_net(config)
     x = jax.random.uniform(jax.random.key(2), (2, 64, 96, 3))
-    variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(x)
+    variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False),
+                        compiler_options=init_compiler_options())(x)
     # Training mode: BatchNorm normalises with batch statistics, as in every training step.
     disps, _ = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
         variables, x)
@@ -90,8 +93,9 @@ def test_depth_decoder_uses_reflection_padding():
     reflection padding does not (ELU, nearest upsampling and concatenation are per-pixel)."""
     decoder = DepthDecoder((4, 4, 8), scales=(0, 1))
     feats = [jnp.full((1, 16 // 2 ** i, 16 // 2 ** i, c), 0.7) for i, c in enumerate((3, 5, 6))]
-    variables = decoder.init(jax.random.key(0), feats)
+    variables = jax.jit(decoder.init, compiler_options=init_compiler_options())(jax.random.key(0),
+                                                                           feats)
     variables = jax.tree.map(lambda v: v + 0.1, variables)  # non-zero biases everywhere
-    for disp in decoder.apply(variables, feats):
+    for disp in jax.jit(decoder.apply)(variables, feats):
         disp = np.asarray(disp)
         np.testing.assert_allclose(disp, disp[0, 0, 0, 0], rtol=1e-5)

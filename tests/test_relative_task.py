@@ -17,6 +17,7 @@ import train_toy
 from avs_jax import geometry
 from avs_jax.config_files import load_config_module
 from avs_jax.train.relative_task import RelativeDepthTask, pose_errors, relative_losses
+from avs_jax.train.state import init_compiler_options
 
 monodepth2 = load_config_module("monodepth2")
 litemono = load_config_module("litemono")
@@ -122,6 +123,13 @@ def test_pose_errors_against_known_rotations_and_directions():
     assert float(none["weight/pose_translation_angle_deg"]) == 0
 
 
+def _init(task, batch):
+    """The task's variables, compiled as training compiles them (op by op, the DepthNet and
+    PoseNet init took ~48 s on 2 cores; jitted at XLA:CPU level 1, ~8 s)."""
+    return jax.jit(task.init_variables, compiler_options=init_compiler_options())(
+        jax.random.key(0), batch)
+
+
 def _scene_batch(n, h, w, seed):
     triples = [scene.forward_triple(np.random.default_rng(seed + i), h, w) for i in range(n)]
     return ({"frames": np.stack([t[0] for t in triples]),
@@ -133,7 +141,7 @@ def test_predict_relative_at_any_resolution():
     config = litemono.get_config("tiny")
     task = RelativeDepthTask(config)
     batch, _ = _scene_batch(1, 32, 48, seed=20)
-    variables = task.init_variables(jax.random.key(0), batch)
+    variables = _init(task, batch)
     image = jnp.asarray(batch["frames"][:, 1])
     native = np.asarray(task.predict_relative(variables, image))
     disp0 = task.model.apply(variables, image, False, method=type(task.model).depth)[0]
@@ -187,11 +195,13 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import synthetic_scene as scene
 from avs_jax.config_files import load_config
 from avs_jax.train.relative_task import RelativeDepthTask
+from avs_jax.train.state import init_compiler_options
 assert jax.device_count() == 4
 task = RelativeDepthTask(load_config("monodepth2", "tiny"))
 triples = [scene.forward_triple(np.random.default_rng(i), 32, 64) for i in range(4)]
 batch = {"frames": np.stack([t[0] for t in triples]), "intrinsics": np.stack([t[2] for t in triples])}
-v = task.init_variables(jax.random.key(0), batch)
+init = jax.jit(task.init_variables, compiler_options=init_compiler_options())
+v = init(jax.random.key(0), batch)
 state = {"batch_stats": v["batch_stats"]}
 grad_fn = jax.value_and_grad(task.loss_and_metrics, has_aux=True)
 def run(b):
@@ -262,7 +272,7 @@ def test_tiny_model_on_simulated_bv1_beats_constant_depth_on_held_out_room(tmp_p
     config = monodepth2.get_config("tiny")
     config.loss.min_depth, config.loss.max_depth = 0.01, 10.0  # as configs/quickstart.py
     task = RelativeDepthTask(config)
-    variables = task.init_variables(jax.random.key(0), batch_of(targets[:4]))
+    variables = _init(task, batch_of(targets[:4]))
     params, state = variables["params"], {"batch_stats": variables["batch_stats"]}
     opt = optax.adam(1e-3)
     opt_state = opt.init(params)

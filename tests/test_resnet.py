@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from avs_jax.models.resnet import ResNet18
+from avs_jax.train.state import init_compiler_options
 
 
 def test_resnet18_has_torchvision_parameter_count():
@@ -19,8 +20,9 @@ def test_resnet18_has_torchvision_parameter_count():
 def test_pyramid_and_input_channels():
     model = ResNet18(widths=(8, 8, 16, 32, 64), mean=0.45, std=0.225)
     x = jax.random.uniform(jax.random.key(1), (2, 64, 96, 6))
-    variables = model.init(jax.random.key(0), x, train=False)
-    feats = model.apply(variables, x, train=False)
+    variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False),
+                        compiler_options=init_compiler_options())(x)
+    feats = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
     assert [f.shape for f in feats] == [(2, 32, 48, 8), (2, 16, 24, 8), (2, 8, 12, 16),
                                         (2, 4, 6, 32), (2, 2, 3, 64)]
     # BasicBlock outputs are ReLU outputs: non-negative, and not all zero.
