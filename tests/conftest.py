@@ -21,3 +21,22 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # a folder the user chose is 
     _cache = tempfile.mkdtemp(prefix="avs_jax_tests_xla_")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+
+# The two files that take minutes on 2 cores (main runs, trainings, 4-device subprocesses), the
+# longer first. The README's test command runs pytest-xdist with `--dist loadfile`, which hands
+# each worker one file at a time; by default it orders the files by their number of tests, which
+# started these two (6 and 7 tests) last, so one worker ran stage 1's file alone for the last
+# ~3 minutes while the other sat idle.
+LONG_FILES = ("test_stage1_integration.py", "test_relative_task.py")
+
+
+def pytest_configure(config):
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the collection's order
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Long files first, the rest in pytest's order (the sort is stable)."""
+    del config
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))
