@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
@@ -26,42 +28,82 @@ sys.path.insert(0, {tests!r})
 import train_toy
 from avs_jax.train.loop import train_and_evaluate
 config = train_toy.config(**json.loads({train!r}))
+config.distributed.multi_host = {multi_host!r}
 out = train_and_evaluate(config, {workdir!r}, train_toy.ToyTask(), train_toy.train_iter,
                          train_toy.eval_iter)
-np.savez({workdir!r} + "/state.npz", *[np.asarray(x) for x in jax.tree.leaves(out["state"])])
-print(json.dumps(dict(devices=jax.device_count(), step=out["step"], stopped=out["stopped"],
+if jax.process_index() == 0:
+    np.savez({workdir!r} + "/state.npz", *[np.asarray(x) for x in jax.tree.leaves(out["state"])])
+print(json.dumps(dict(devices=jax.device_count(), processes=jax.process_count(),
+                      step=out["step"], stopped=out["stopped"],
                       losses=[r["loss"] for r in out["train"]], eval=out["eval"])))
 """
 
 
-def loop_process(workdir, devices, **train):
+def loop_process(workdir, devices, multi_host=False, env=None, **train):
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    code = RUN_LOOP.format(tests=str(TESTS), workdir=str(workdir), train=json.dumps(train))
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **(env or {}))
+    code = RUN_LOOP.format(tests=str(TESTS), workdir=str(workdir), train=json.dumps(train),
+                           multi_host=multi_host)
     return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(ROOT),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_one_and_four_devices_give_the_same_losses_and_parameters(tmp_path):
-    # Batch 8 over 4 devices: 2 examples each; BatchNorm statistics must still be over all 8.
-    train = dict(num_steps=4, steps_per_epoch=4)
-    proc = loop_process(tmp_path / "four", 4, **train)
-    one = train_and_evaluate(train_toy.config(**train), str(tmp_path / "one"),
-                             train_toy.ToyTask(), train_toy.train_iter, train_toy.eval_iter)
-    stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr[-3000:]
-    four = json.loads(stdout.strip().splitlines()[-1])
-    assert four["devices"] == 4 and four["step"] == 4
-    np.testing.assert_allclose(four["losses"], [r["loss"] for r in one["train"]], rtol=1e-5)
+TRAIN = dict(num_steps=4, steps_per_epoch=4)
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory):
+    """The toy's TRAIN run in this process, on one device."""
+    return train_and_evaluate(train_toy.config(**TRAIN), str(tmp_path_factory.mktemp("one")),
+                              train_toy.ToyTask(), train_toy.train_iter, train_toy.eval_iter)
+
+
+def _assert_same_run(summary, workdir, one):
+    """The subprocess's summary and saved state are those of the one-device run."""
+    assert summary["step"] == 4
+    np.testing.assert_allclose(summary["losses"], [r["loss"] for r in one["train"]], rtol=1e-5)
     # Validation (eval_step over the same mesh, running BN statistics) agrees as well.
-    assert [r["step"] for r in four["eval"]] == [4]
+    assert [r["step"] for r in summary["eval"]] == [4]
     for key in ("abs_rel", "mse"):
-        np.testing.assert_allclose(four["eval"][0][key], one["eval"][0][key], rtol=1e-5)
-    saved = np.load(tmp_path / "four" / "state.npz")
+        np.testing.assert_allclose(summary["eval"][0][key], one["eval"][0][key], rtol=1e-5)
+    saved = np.load(workdir / "state.npz")
     leaves = jax.tree.leaves(one["state"])
     assert len(saved.files) == len(leaves)
     for i, leaf in enumerate(leaves):
         np.testing.assert_allclose(saved[f"arr_{i}"], np.asarray(leaf), rtol=1e-5, atol=1e-6)
+
+
+def test_one_and_four_devices_give_the_same_losses_and_parameters(tmp_path, one_device):
+    # Batch 8 over 4 devices: 2 examples each; BatchNorm statistics must still be over all 8.
+    proc = loop_process(tmp_path / "four", 4, **TRAIN)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    four = json.loads(stdout.strip().splitlines()[-1])
+    assert four["devices"] == 4
+    _assert_same_run(four, tmp_path / "four", one_device)
+
+
+def test_two_hosts_configured_by_environment_variables_train_as_one(tmp_path, one_device):
+    """README "Several hosts": two processes of 2 CPU devices each, `distributed.multi_host` and
+    only JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID set, train on their halves
+    of each global batch of 8 as one process does on all of it (the gradient and the BatchNorm
+    statistics are reduced across processes; both processes write one checkpoint)."""
+    with socket.socket() as s:  # a free port for the coordinator
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [loop_process(tmp_path / "run", 2, multi_host=True,
+                          env={"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                               "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)}, **TRAIN)
+             for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, stderr) in zip(procs, outs):
+        assert p.returncode == 0, stderr[-3000:]
+    first = json.loads(outs[0][0].strip().splitlines()[-1])
+    assert first["devices"] == 4 and first["processes"] == 2
+    _assert_same_run(first, tmp_path / "run", one_device)
+    # One run: process 0 alone writes the metrics, and the checkpoints are the run's steps.
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [r["step"] for r in logged if r["split"] == "train"] == [1, 2, 3, 4]
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
@@ -116,3 +158,27 @@ def test_put_batch_splits_rows_over_four_devices_and_drops_ids():
     out = subprocess.run([sys.executable, "-c", PUT_BATCH], env=env, capture_output=True,
                          text=True)
     assert "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_distributed_fields_come_from_the_config_then_the_environment(monkeypatch):
+    from avs_jax.errors import BadInputError
+    from avs_jax.train.defaults import default_train_config
+    from avs_jax.train.loop import maybe_initialize_distributed
+
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    cfg = default_train_config("avsnet").distributed
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "3")
+    monkeypatch.setenv("JAX_PROCESS_ID", "2")
+    maybe_initialize_distributed(cfg)  # multi_host off: nothing is initialised
+    assert calls == []
+    cfg.multi_host = True
+    maybe_initialize_distributed(cfg)  # JAX reads JAX_COORDINATOR_ADDRESS itself
+    assert calls[-1] == {"num_processes": 3, "process_id": 2}
+    cfg.coordinator_address, cfg.num_processes, cfg.process_id = "host0:1234", 5, 0
+    maybe_initialize_distributed(cfg)  # the config wins over the environment
+    assert calls[-1] == {"coordinator_address": "host0:1234", "num_processes": 5, "process_id": 0}
+    cfg.num_processes, cfg.process_id = -1, -1
+    monkeypatch.setenv("JAX_PROCESS_ID", "two")
+    with pytest.raises(BadInputError, match="JAX_PROCESS_ID='two'"):
+        maybe_initialize_distributed(cfg)

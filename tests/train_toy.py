@@ -84,11 +84,27 @@ def train_iter(n: int = 32, batch_size: int = 8, seed: int = 0, poison: int | No
     else:
         data[poison]["target"] = np.float32("nan")
     ds = ds.repeat(None)
-    return iter(ds.batch(batch_size, drop_remainder=True).to_iter_dataset())
+    return iter(_local_rows(ds.batch(batch_size, drop_remainder=True)).to_iter_dataset())
 
 
 def eval_iter(n: int = 16, batch_size: int = 8):
-    return iter(grain.MapDataset.source(examples(n, seed=1)).batch(batch_size).to_iter_dataset())
+    return iter(_local_rows(grain.MapDataset.source(examples(n, seed=1)).batch(batch_size))
+                .to_iter_dataset())
+
+
+def _local_rows(batches: grain.MapDataset) -> grain.MapDataset:
+    """This process's contiguous share of each global batch (all of it in a one-process run), so
+    that a multi-process run trains on the one-process run's global batches and must match its
+    losses (avs_jax's input pipeline strides the examples over hosts instead)."""
+    count, index = jax.process_count(), jax.process_index()
+    if count == 1:
+        return batches
+
+    def rows(batch):
+        per = len(batch["target"]) // count
+        return {k: v[index * per:(index + 1) * per] for k, v in batch.items()}
+
+    return batches.map(rows)
 
 
 def config(**train) -> ml_collections.ConfigDict:

@@ -93,8 +93,8 @@ Running a stage
   naming it. Applied only to a fresh run (a resumed run takes everything from its checkpoint).
 - Several hosts: `config.distributed.multi_host = True` calls `jax.distributed.initialize()`
   first, with `coordinator_address` / `num_processes` / `process_id` from the config or, left
-  empty, from the cluster (SLURM, Open MPI, TPU) or the JAX_COORDINATOR_ADDRESS /
-  JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables. Each process's iterator then yields
+  empty, from the JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment
+  variables or the cluster (SLURM, Open MPI, TPU). Each process's iterator then yields
   its own slice of the global batch (split by `jax.process_index()`), and only process 0
   writes metrics. The local batch must divide over the local devices.
 - Evaluation of a finished run: `checkpointing.restore_variables(workdir + "/checkpoints",

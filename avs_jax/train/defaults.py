@@ -69,9 +69,9 @@ def default_train_config(stage: str) -> ml_collections.ConfigDict:
     k.async_save = True
 
     d = c.distributed = ml_collections.ConfigDict()
-    # multi_host: call jax.distributed.initialize() before anything touches devices. With the
-    # fields below left empty JAX detects the cluster itself (SLURM, Open MPI, TPU pods, or the
-    # JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID environment variables).
+    # multi_host: call jax.distributed.initialize() before anything touches devices. A field
+    # left empty is read from JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID when
+    # set, else JAX detects the cluster itself (SLURM, Open MPI, TPU pods).
     d.multi_host = False
     d.coordinator_address = ""  # "host:port" of process 0
     d.num_processes = -1
