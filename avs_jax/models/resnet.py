@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import linen as nn
 
 from avs_jax.models.layers import Conv
