@@ -3,6 +3,7 @@ evaluation loading the checkpoint (issue: AVS-Net stage 1, "Must show")."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +110,38 @@ def test_one_and_four_devices_give_the_same_step(tmp_path, tfds_dir, whole_run):
     rms = lambda x: float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))  # noqa: E731
     for a, b in zip(p1, p4):
         assert rms(a - b) <= 1e-6 + 1e-5 * rms(b), (a.shape, rms(a - b), rms(b))
+
+
+# The training stage's set-up with `distributed.multi_host` as one process of a one-process
+# cluster; the loop is replaced (it is run on two processes in test_train_parallel.py).
+MULTI_HOST_SETUP = r"""
+import sys
+import jax
+from avs_jax.config_files import load_config
+from avs_jax.train import loop, run
+config = load_config("avsnet", "tiny")
+config.data.data_dir = sys.argv[1]
+config.distributed.multi_host = True
+def loop_stub(*args, **kwargs):
+    print("initialised", jax.distributed.is_initialized(), jax.process_count())
+loop.train_and_evaluate = loop_stub
+run.train(config, sys.argv[2])
+"""
+
+
+def test_training_initialises_the_distributed_runtime_before_reading_data(tmp_path, tfds_dir):
+    """jax.distributed refuses to start once anything has asked JAX for devices, which the input
+    pipeline does (the process index): the stage must initialise it first (README, "Several
+    hosts"; a two-process run of main trained once this held)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+               JAX_NUM_PROCESSES="1", JAX_PROCESS_ID="0")
+    out = subprocess.run([sys.executable, "-c", MULTI_HOST_SETUP, tfds_dir, str(tmp_path)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "initialised True 1" in out.stdout
 
 
 def test_evaluation_loads_the_checkpoint_and_rejects_another_variant(whole_run):

@@ -53,9 +53,10 @@ def maybe_initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
 
     Each empty/negative field is taken from the JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
     JAX_PROCESS_ID environment variables when set, else left to JAX's cluster auto-detection
-    (SLURM, Open MPI, TPU pods).
+    (SLURM, Open MPI, TPU pods). A second call (the train loop's, after the stage's own) does
+    nothing.
     """
-    if not cfg.multi_host:
+    if not cfg.multi_host or jax.distributed.is_initialized():
         return
     kwargs = {}
     if cfg.coordinator_address:

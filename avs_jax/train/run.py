@@ -27,6 +27,9 @@ def _validation_batches(dataset) -> Iterator[dict]:
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains `config.task` on `config.data` into `workdir`; resumes from its checkpoints."""
+    # First: the input pipeline below asks JAX for the process index, which starts the backend,
+    # after which jax.distributed refuses to initialise.
+    loop.maybe_initialize_distributed(config.distributed)
     builder = datasets.open_dataset(config.data)
     n_train = datasets.split_size(builder, "train")
     if n_train < config.data.batch_size:
