@@ -13,7 +13,10 @@ avs_jax/runtime_defaults.py): only the tests do.
 import atexit
 import os
 import shutil
+import socket
 import tempfile
+
+import pytest
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
@@ -25,8 +28,8 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # a folder the user chose is 
 # The two files that take minutes on 2 cores (main runs, trainings, 4-device subprocesses), the
 # longer first. The README's test command runs pytest-xdist with `--dist loadfile`, which hands
 # each worker one file at a time; by default it orders the files by their number of tests, which
-# started these two (6 and 7 tests) last, so one worker ran stage 1's file alone for the last
-# ~3 minutes while the other sat idle.
+# started these two (6 and 7 tests then) last, so one worker ran stage 1's file alone for the
+# last ~3 minutes while the other sat idle. (This overrides an explicit --loadscope-reorder.)
 LONG_FILES = ("test_stage1_integration.py", "test_relative_task.py")
 
 
@@ -40,3 +43,14 @@ def pytest_collection_modifyitems(config, items):
     del config
     rank = {name: i for i, name in enumerate(LONG_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))
+
+
+@pytest.fixture
+def local_coordinator() -> dict[str, str]:
+    """Environment variables that put a jax.distributed coordinator on a free local port (bound
+    to 127.0.0.1 only; JAX's default binds every interface over IPv6)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+            "JAX_COORDINATOR_BIND_ADDRESS": f"127.0.0.1:{port}"}

@@ -124,8 +124,8 @@ def test_pose_errors_against_known_rotations_and_directions():
 
 
 def _init(task, batch):
-    """The task's variables, compiled as training compiles them (op by op, the DepthNet and
-    PoseNet init took ~48 s on 2 cores; jitted at XLA:CPU level 1, ~8 s)."""
+    """The task's variables, jitted at XLA:CPU level 1 as training does (~8 s on 2 cores; run op
+    by op, the DepthNet and PoseNet init took ~48 s)."""
     return jax.jit(task.init_variables, compiler_options=init_compiler_options())(
         jax.random.key(0), batch)
 

@@ -3,7 +3,6 @@ evaluation loading the checkpoint (issue: AVS-Net stage 1, "Must show")."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -129,15 +128,13 @@ run.train(config, sys.argv[2])
 """
 
 
-def test_training_initialises_the_distributed_runtime_before_reading_data(tmp_path, tfds_dir):
+def test_training_initialises_the_distributed_runtime_before_reading_data(tmp_path, tfds_dir,
+                                                                          local_coordinator):
     """jax.distributed refuses to start once anything has asked JAX for devices, which the input
     pipeline does (the process index): the stage must initialise it first (README, "Several
     hosts"; a two-process run of main trained once this held)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
-               JAX_NUM_PROCESSES="1", JAX_PROCESS_ID="0")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_PROCESSES="1", JAX_PROCESS_ID="0",
+               **local_coordinator)
     out = subprocess.run([sys.executable, "-c", MULTI_HOST_SETUP, tfds_dir, str(tmp_path)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

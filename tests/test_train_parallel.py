@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -39,13 +38,40 @@ print(json.dumps(dict(devices=jax.device_count(), processes=jax.process_count(),
 """
 
 
-def loop_process(workdir, devices, multi_host=False, env=None, **train):
+def loop_process(workdir, devices, multi_host=False, env=None, log=None, **train):
+    """The toy loop in a new process; its output is piped, or written to `log`.out/.err."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **(env or {}))
     code = RUN_LOOP.format(tests=str(TESTS), workdir=str(workdir), train=json.dumps(train),
                            multi_host=multi_host)
-    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(ROOT),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if log is None:
+        return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(ROOT),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err:
+        return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(ROOT),
+                                stdout=out, stderr=err, text=True)
+
+
+def wait_together(procs, logs, timeout):
+    """Waits for processes that depend on each other: when one fails, the others are killed (they
+    would wait for it at the coordinator or in a collective), and so are all at the timeout.
+    Returns each process's last stdout line; a failure shows every process's stderr."""
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and any(p.poll() is None for p in procs):
+            if any(p.poll() not in (None, 0) for p in procs):
+                break
+            time.sleep(0.2)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    if any(p.returncode != 0 for p in procs):
+        raise AssertionError("\n".join(
+            f"process {i} exit {p.returncode}: ...{Path(f'{log}.err').read_text()[-2000:]}"
+            for i, (p, log) in enumerate(zip(procs, logs))))
+    return [Path(f"{log}.out").read_text().strip().splitlines()[-1] for log in logs]
 
 
 TRAIN = dict(num_steps=4, steps_per_epoch=4)
@@ -53,9 +79,15 @@ TRAIN = dict(num_steps=4, steps_per_epoch=4)
 
 @pytest.fixture(scope="module")
 def one_device(tmp_path_factory):
-    """The toy's TRAIN run in this process, on one device."""
-    return train_and_evaluate(train_toy.config(**TRAIN), str(tmp_path_factory.mktemp("one")),
-                              train_toy.ToyTask(), train_toy.train_iter, train_toy.eval_iter)
+    """The toy's TRAIN run in this process, on one device (with "workdir" added)."""
+    workdir = tmp_path_factory.mktemp("one")
+    out = train_and_evaluate(train_toy.config(**TRAIN), str(workdir), train_toy.ToyTask(),
+                             train_toy.train_iter, train_toy.eval_iter)
+    return dict(out, workdir=workdir)
+
+
+def _checkpoint_steps(workdir):
+    return sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
 
 
 def _assert_same_run(summary, workdir, one):
@@ -83,25 +115,23 @@ def test_one_and_four_devices_give_the_same_losses_and_parameters(tmp_path, one_
     _assert_same_run(four, tmp_path / "four", one_device)
 
 
-def test_two_hosts_configured_by_environment_variables_train_as_one(tmp_path, one_device):
+def test_two_hosts_configured_by_environment_variables_train_as_one(tmp_path, one_device,
+                                                                    local_coordinator):
     """README "Several hosts": two processes of 2 CPU devices each, `distributed.multi_host` and
-    only JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID set, train on their halves
-    of each global batch of 8 as one process does on all of it (the gradient and the BatchNorm
-    statistics are reduced across processes; both processes write one checkpoint)."""
-    with socket.socket() as s:  # a free port for the coordinator
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = [loop_process(tmp_path / "run", 2, multi_host=True,
-                          env={"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-                               "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i)}, **TRAIN)
-             for i in range(2)]
-    outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, stderr) in zip(procs, outs):
-        assert p.returncode == 0, stderr[-3000:]
-    first = json.loads(outs[0][0].strip().splitlines()[-1])
-    assert first["devices"] == 4 and first["processes"] == 2
-    _assert_same_run(first, tmp_path / "run", one_device)
-    # One run: process 0 alone writes the metrics, and the checkpoints are the run's steps.
+    only the coordinator, JAX_NUM_PROCESSES and JAX_PROCESS_ID set, train on their halves of each
+    global batch of 8 as one process does on all of it (the gradient and the BatchNorm
+    statistics are reduced across processes) and write one run: one set of checkpoints, one
+    metrics file."""
+    logs = [tmp_path / f"process{i}" for i in range(2)]
+    procs = [loop_process(tmp_path / "run", 2, multi_host=True, log=log, **TRAIN,
+                          env=dict(local_coordinator, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
+             for i, log in enumerate(logs)]
+    summaries = [json.loads(line) for line in wait_together(procs, logs, timeout=300)]
+    for s in summaries:
+        assert s["devices"] == 4 and s["processes"] == 2
+        np.testing.assert_allclose(s["losses"], summaries[0]["losses"], rtol=0)
+    _assert_same_run(summaries[0], tmp_path / "run", one_device)  # process 0 saved state.npz
+    assert _checkpoint_steps(tmp_path / "run") == _checkpoint_steps(one_device["workdir"]) != []
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
     assert [r["step"] for r in logged if r["split"] == "train"] == [1, 2, 3, 4]
 
@@ -182,3 +212,6 @@ def test_distributed_fields_come_from_the_config_then_the_environment(monkeypatc
     monkeypatch.setenv("JAX_PROCESS_ID", "two")
     with pytest.raises(BadInputError, match="JAX_PROCESS_ID='two'"):
         maybe_initialize_distributed(cfg)
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: True)
+    maybe_initialize_distributed(cfg)  # a second call (the loop's, after the stage's) does nothing
+    assert len(calls) == 2
