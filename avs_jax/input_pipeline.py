@@ -260,6 +260,33 @@ class PadBatch:
     return out
 
 
+class PaddedBatches(grain.MapDataset):
+  """``parent``'s batches, then all-padding batches (``valid_example`` False) up to ``length``.
+
+  In a multi-host run every host must run as many validation steps as the others (each step is
+  one computation over all hosts' devices), but striding a split of n examples over hosts leaves
+  some hosts one example short, which can be one batch fewer: that host would stop while the
+  others wait for it.
+  """
+
+  def __init__(self, parent: grain.MapDataset, length: int):
+    super().__init__(parent)
+    self._length = length
+
+  def __len__(self) -> int:
+    return self._length
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    if index < len(self._parent):
+      return self._parent[index]
+    return {k: np.zeros_like(v) for k, v in self._parent[0].items()}  # PadBatch's padding
+
+  def __str__(self) -> str:
+    return f"PaddedBatches(parent={self._parent}, length={self._length})"
+
+
 class CachedMapDataset(grain.MapDataset):
   """Keeps each element of ``parent`` after its first read: later epochs skip the decode.
 
@@ -371,15 +398,24 @@ def make_eval_dataset(builder_or_source, config: ml_collections.ConfigDict, spli
                       process_count: int | None = None) -> grain.IterDataset:
   """Unshuffled, un-augmented batches of every example of ``split`` (last batch padded).
 
+  With several hosts, this host's share (every ``process_count``-th example), padded to the
+  number of batches of the largest share, so that every host runs the same validation steps.
   Batches carry ``sample_id``, ``valid_example`` and (samples) ``depth_full``.
   """
   pi, pc = _process_info(process_index, process_count)
   bs = batch_size or host_batch_size(config.batch_size, pc)
-  ds = grain.MapDataset.source(_source(builder_or_source, split))[pi::pc]
+  source = _source(builder_or_source, split)
+  if len(source) < pc:
+    raise BadInputError(f"split {split!r} has {len(source)} examples, fewer than the {pc} hosts "
+                        "that share it")
+  ds = grain.MapDataset.source(source)[pi::pc]
   ds = ds.map(_decode(config, eval_mode=True))
   if config.get("cache_decoded", False):  # kept for the next pass over the same dataset object
     ds = CachedMapDataset(ds)
   ds = ds.batch(bs, drop_remainder=False, batch_fn=PadBatch(bs))
+  if pc > 1:  # the same number of batches on every host, that of the largest share
+    largest_share = -(-len(source) // pc)
+    ds = PaddedBatches(ds, -(-largest_share // bs))
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=config.num_threads,
                                               prefetch_buffer_size=config.prefetch_buffer_size))
 

@@ -154,6 +154,24 @@ def test_eval_iterator_pads_and_keeps_everything(bv2_builder):
   assert np.all(batches[1]["depth_full"][1] == 0) and batches[1]["sample_id"][1] == ""
 
 
+def test_eval_shares_of_two_hosts_have_the_same_number_of_batches(bv2_builder):
+  """3 test examples over 2 hosts, 1 per host batch: host 0 reads 2, host 1 reads 1 and adds an
+  all-padding batch, since every validation step runs on all hosts together (a host with a batch
+  fewer would leave the other waiting)."""
+  cfg = _cfg("bv2")
+  hosts = [list(ip.create_eval_iterator(bv2_builder, cfg, "test", process_index=i,
+                                        process_count=2)) for i in range(2)]
+  assert [[b["valid_example"].tolist() for b in h] for h in hosts] == [[[True], [True]],
+                                                                        [[True], [False]]]
+  ids = [s for h in hosts for b in h for s, v in zip(b["sample_id"], b["valid_example"]) if v]
+  assert sorted(ids) == ["L/5", "L/6", "L/7"]
+  pad = hosts[1][1]
+  assert set(pad) == set(hosts[0][0]) and pad["sample_id"][0] == "" and not pad["depth"].any()
+  with pytest.raises(ip.BadInputError, match="3 examples, fewer than the 4 hosts"):
+    ip.make_eval_dataset(bv2_builder, cfg, "test", batch_size=1, process_index=0,
+                         process_count=4)
+
+
 def test_triples_flip_jitter_intrinsics(triples_builder):
   src = triples_builder.as_data_source("train")
   (ex,) = [src[i] for i in range(len(src))]
