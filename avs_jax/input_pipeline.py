@@ -272,6 +272,7 @@ class PaddedBatches(grain.MapDataset):
   def __init__(self, parent: grain.MapDataset, length: int):
     super().__init__(parent)
     self._length = length
+    self._padding = None  # built once, from the shapes of the first batch
 
   def __len__(self) -> int:
     return self._length
@@ -281,7 +282,11 @@ class PaddedBatches(grain.MapDataset):
       return self.slice(index)
     if index < len(self._parent):
       return self._parent[index]
-    return {k: np.zeros_like(v) for k, v in self._parent[0].items()}  # PadBatch's padding
+    if self._padding is None:  # PadBatch's padding rows, a whole batch of them
+      self._padding = {k: np.zeros_like(v) for k, v in self._parent[0].items()}
+      for value in self._padding.values():  # shared by every padding batch: read-only
+        value.flags.writeable = False
+    return self._padding
 
   def __str__(self) -> str:
     return f"PaddedBatches(parent={self._parent}, length={self._length})"

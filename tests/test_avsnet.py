@@ -11,7 +11,7 @@ from flax import traverse_util
 from avs_jax.config_files import load_config
 from avs_jax.models.avsnet import AVSNet
 from avs_jax.train.avsnet_task import AVSNetTask
-from avs_jax.train.state import init_compiler_options
+from avs_jax.train.state import data_mesh, init_variables
 
 
 def _get_config(arg: str) -> ml_collections.ConfigDict:
@@ -72,8 +72,6 @@ def rgb_echoes():
 def test_initialisation_compiled_for_speed_gives_the_same_variables(rgb_echoes):
     """`init_variables` compiles at a lower XLA:CPU level (state.init_compiler_options); its
     variables must be bitwise those of XLA's default, so that a run starts where it did."""
-    from avs_jax.train.state import data_mesh, init_variables
-
     task, batch, variables = rgb_echoes
     fast = init_variables(task, jax.random.key(0), batch, data_mesh())
     leaves, ref = jax.tree.leaves(fast), jax.tree.leaves(variables)
@@ -111,8 +109,7 @@ def test_echoes_variant_depth_in_range():
     config = _test_config("echoes")
     task = AVSNetTask(config)
     batch = _samples(1)
-    v = jax.jit(task.init_variables, compiler_options=init_compiler_options())(jax.random.key(0),
-                                                                              batch)
+    v = init_variables(task, jax.random.key(0), batch, data_mesh())
     assert set(v["params"]) == {"echo_encoder", "echo_decoder"}
     depth = np.asarray(jax.jit(task.predict)(v, batch["image"], batch["echo"]))
     assert depth.shape == (1, 32, 64, 1)
@@ -125,8 +122,7 @@ def test_log_magnitude_option_is_the_log_of_the_input():
     config = _test_config("echoes")
     batch = _samples(1)
     raw = AVSNetTask(config)
-    v = jax.jit(raw.init_variables, compiler_options=init_compiler_options())(jax.random.key(0),
-                                                                             batch)
+    v = init_variables(raw, jax.random.key(0), batch, data_mesh())
     config.model.echo.log_magnitude = True
     logged = AVSNetTask(config)
     floor = config.model.echo.log_floor

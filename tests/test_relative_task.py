@@ -17,7 +17,7 @@ import train_toy
 from avs_jax import geometry
 from avs_jax.config_files import load_config_module
 from avs_jax.train.relative_task import RelativeDepthTask, pose_errors, relative_losses
-from avs_jax.train.state import init_compiler_options
+from avs_jax.train.state import data_mesh, init_variables
 
 monodepth2 = load_config_module("monodepth2")
 litemono = load_config_module("litemono")
@@ -124,10 +124,9 @@ def test_pose_errors_against_known_rotations_and_directions():
 
 
 def _init(task, batch):
-    """The task's variables, jitted at XLA:CPU level 1 as training does (~8 s on 2 cores; run op
-    by op, the DepthNet and PoseNet init took ~48 s)."""
-    return jax.jit(task.init_variables, compiler_options=init_compiler_options())(
-        jax.random.key(0), batch)
+    """The task's variables as training initialises them (jitted at XLA:CPU level 1: ~8 s on 2
+    cores; run op by op, the DepthNet and PoseNet init took ~48 s)."""
+    return init_variables(task, jax.random.key(0), batch, data_mesh())
 
 
 def _scene_batch(n, h, w, seed):

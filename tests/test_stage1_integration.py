@@ -239,7 +239,7 @@ def test_tiny_rgb_echoes_overfits_a_handful_of_simulated_samples(tfds_dir):
 
     from avs_jax import datasets, input_pipeline
     from avs_jax.train.avsnet_task import AVSNetTask
-    from avs_jax.train.state import init_compiler_options
+    from avs_jax.train.state import data_mesh, init_variables
 
     config = load_config("avsnet", "tiny")
     config.data.data_dir = tfds_dir
@@ -251,8 +251,7 @@ def test_tiny_rgb_echoes_overfits_a_handful_of_simulated_samples(tfds_dir):
     batch = {k: np.asarray(batch[k]) for k in ("image", "echo", "depth")}
     assert (batch["depth"] == 0).any() and (batch["depth"] > 0).mean() > 0.5  # holes and returns
     task = AVSNetTask(config)
-    variables = jax.jit(task.init_variables, compiler_options=init_compiler_options())(
-        jax.random.key(0), batch)
+    variables = init_variables(task, jax.random.key(0), batch, data_mesh())
     params = variables.pop("params")
     tx = optax.adam(2e-3)
     step = train_toy.plain_adam_step(task, tx)
