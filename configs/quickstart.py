@@ -168,7 +168,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # as the scale source (each image's GT median vs GT mean and spread): mean-std's delta1 is
     # already the higher on those seeds (0.474 vs 0.470, 0.361 vs 0.354; seed 1: 0.409 vs
     # 0.533), because R is compressed (per-image log-depth spread 0.14, 0.04, 0.09 on BV1 test
-    # against the truth's 0.41, 0.38, 0.47). The failing lines are R's, not the scale source's.
+    # against the truth's 0.41, 0.38, 0.47). But an R with the truth's spread loses the same
+    # way: the tiny DepthNet trained on BV2 train depth with a scale-invariant loss (zero-shot on
+    # BV1 test: GT-median 0.227 vs constant 0.388, log spread 0.399 vs 0.406) gave, with seed 0's
+    # echo scale, mean-std 0.290 / 0.410 against median 0.318 / 0.343 (GT as source: 0.186 vs
+    # 0.227). On these outlier-free maps the mean is the better statistic (README Results).
+    # Starting the relative stage from that net lost its structure (GT-median 0.338 at lr 1e-3,
+    # 0.361 at 1e-4, against 0.319 from scratch): not adopted.
     # Outliers of the kind the paper names (Sec. 3.2.2) in both simulators, as windows onto the
     # outdoors (sim.*.window_prob 0.25: about half the BV1 frames see one, ~8% of the image, at
     # 4-15 m beyond the wall before the room's scale; the echo hears the glass as wall), seeds
