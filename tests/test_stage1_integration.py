@@ -205,6 +205,29 @@ def test_external_predictions_are_scaled_and_evaluated(tmp_path, tfds_dir, whole
     assert out["table1"]["bv2"]["rgb_echoes"]["n_images"] == len(ids)
 
 
+def _untrained_checkpoint(workdir, tfds_dir, variant):
+    """A step-0 checkpoint of the tiny `variant` laid out as main writes one (the training
+    loop's Checkpointer and metadata), without starting main: the figures need a checkpoint
+    of the variant, not a trained one, and a main run costs ~40-70 s on 2 cores."""
+    import optax
+
+    from avs_jax.evaluation.checkpoints import dummy_batch
+    from avs_jax.train.avsnet_task import AVSNetTask
+    from avs_jax.train.checkpointing import Checkpointer
+    from avs_jax.train.state import create_train_state, data_mesh, init_variables
+
+    config = load_config("avsnet", "tiny")
+    config.model.variant = variant
+    config.data.data_dir = tfds_dir
+    config.checkpoint.async_save = False
+    task = AVSNetTask(config)
+    variables = init_variables(task, jax.random.key(0), dummy_batch(config), data_mesh())
+    state = create_train_state(variables, optax.adam(1e-3), jax.random.key(1), data_mesh())
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint)
+    ckpt.save(0, state, meta=dict(config=json.loads(config.to_json_best_effort())))
+    ckpt.close()
+
+
 def test_evaluation_draws_the_gradcam_figures_of_both_variants(tmp_path, tfds_dir, whole_run):
     """Fig. 6 as the quickstart draws it: the RGB-Echoes run beside an Only-RGB run, Grad-CAM on
     the STFT and on RGB for the first test samples, one panel per sample (each valid)."""
@@ -213,7 +236,7 @@ def test_evaluation_draws_the_gradcam_figures_of_both_variants(tmp_path, tfds_di
     from avs_jax.evaluation.evaluate import evaluate
 
     rgb = tmp_path / "rgb"
-    _main(rgb, tfds_dir, "--config.model.variant=rgb", "--config.train.num_steps=1")
+    _untrained_checkpoint(rgb, tfds_dir, "rgb")
     config = load_config("evaluate", "")
     config.data_dir = tfds_dir
     config.stage1.rgb_echoes, config.stage1.rgb = str(whole_run), str(rgb)
