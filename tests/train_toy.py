@@ -5,6 +5,8 @@ Not a test module (no test_ prefix); imported by tests/test_train_*.py and their
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import grain
 import jax
@@ -123,15 +125,26 @@ def config(**train) -> ml_collections.ConfigDict:
     return c
 
 
-def plain_adam_step(task, tx):
+def optimizer_state(tx, params):
+    """`tx.init(params)` on the parameters' devices, for `plain_adam_step`.
+
+    A fresh optax state sits on the default device, while the step returns it beside the
+    parameters (on their mesh); passed as it is, the second step would compile again (~20 s for
+    the tiny models on 2 cores).
+    """
+    return jax.device_put(tx.init(params), jax.tree.leaves(params)[0].sharding)
+
+
+def plain_adam_step(task, tx, compiler_options=None):
     """A jitted plain-optax step on a Task's loss (no train core): for the overfit-style tests.
 
     `(params, model_state, opt_state, batch, rng) -> (params, model_state, opt_state, loss,
-    metrics)`, BatchNorm in training mode.
+    metrics)`, BatchNorm in training mode; start from `optimizer_state(tx, params)`.
+    `compiler_options` go to `jax.jit`.
     """
     import optax  # pylint: disable=import-outside-toplevel
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=compiler_options)
     def step(params, model_state, opt_state, batch, rng):
         grad_fn = jax.value_and_grad(task.loss_and_metrics, has_aux=True)
         (loss, (model_state, metrics)), grads = grad_fn(params, model_state, batch, rng, True)
