@@ -93,8 +93,8 @@ def test_depth_decoder_uses_reflection_padding():
     reflection padding does not (ELU, nearest upsampling and concatenation are per-pixel)."""
     decoder = DepthDecoder((4, 4, 8), scales=(0, 1))
     feats = [jnp.full((1, 16 // 2 ** i, 16 // 2 ** i, c), 0.7) for i, c in enumerate((3, 5, 6))]
-    variables = jax.jit(decoder.init, compiler_options=init_compiler_options())(jax.random.key(0),
-                                                                           feats)
+    init = jax.jit(decoder.init, compiler_options=init_compiler_options())
+    variables = init(jax.random.key(0), feats)
     variables = jax.tree.map(lambda v: v + 0.1, variables)  # non-zero biases everywhere
     for disp in jax.jit(decoder.apply)(variables, feats):
         disp = np.asarray(disp)

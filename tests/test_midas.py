@@ -82,8 +82,8 @@ def test_tiny_midas_outputs_and_conventions():
                   hooks=(0, 1, 0, 1), reassemble_features=(4, 8, 8, 8), features=8,
                   head_features=4)
     image = jax.random.uniform(jax.random.key(0), (1, 32, 64, 3))
-    variables = jax.jit(model.init, compiler_options=init_compiler_options())(jax.random.key(1),
-                                                                         image)
+    init = jax.jit(model.init, compiler_options=init_compiler_options())
+    variables = init(jax.random.key(1), image)
     out = jax.jit(model.apply)(variables, image)
     assert {k: v.shape[1:3] for k, v in out.items()} == {
         "l4_rn": (1, 2), "r4": (2, 4), "r3": (4, 8), "r2": (8, 16), "r1": (16, 32),
