@@ -1,5 +1,6 @@
 """Tests of the TF-free BatVision TFDS builder: real BV2 sample, fixtures, triples, bad input."""
 
+import csv
 import io
 import math
 import os
@@ -281,18 +282,115 @@ print("IMPORTED", bad)
   assert "IMPORTED []" in out.stdout
 
 
-@pytest.mark.parametrize("case", ["empty_file", "missing_root"])
+@pytest.mark.parametrize("case", ["empty_file", "missing_root", "non_utf8_csv_skip_bad"])
 def test_build_command_names_a_bad_file_in_one_line(tmp_path, case):
   root = fx.write_bv2(tmp_path / "bv2", {"L": {"test": 2}}, frames=64)
   bad = root / "L/depth/depth_1.npy"
   bad.write_bytes(b"")
-  manual = root if case == "empty_file" else tmp_path / "not_there"
+  manual = root if case != "missing_root" else tmp_path / "not_there"
   cmd = [sys.executable, "-m", "tfds_batvision.build", "--config=bv2", f"--manual_dir={manual}",
          f"--data_dir={tmp_path / 'data'}"]
+  if case == "non_utf8_csv_skip_bad":
+    (root / "L/test.csv").write_bytes((root / "L/test.csv").read_bytes() + "é\n".encode("latin-1"))
+    cmd.append("--skip_bad")
   r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
   assert r.returncode == 1 and "Traceback" not in r.stderr
   last = r.stderr.strip().splitlines()[-1]
-  expected = (f"{bad}: file is empty (0 bytes)" if case == "empty_file"
-              else f"{manual}: does not exist or is empty")
+  expected = {"empty_file": f"{bad}: file is empty (0 bytes)",
+              "missing_root": f"{manual}: does not exist or is empty",
+              "non_utf8_csv_skip_bad": f"{root / 'L/test.csv'}: not UTF-8 text: byte 0xe9 at "
+                                       "line 4, byte 1 of the line"}[case]
   assert last.startswith("tfds_batvision.build: bad BatVision input: " + expected), last
   assert not (tmp_path / "data/batvision/bv2/1.0.0").exists()  # nothing left to be read
+
+
+# ---- bad split CSVs: encoding, repeated rows ----------------------------------------------------
+
+NOT_SKIPPED = "a split CSV is the index of its samples, so --skip_bad does not skip it"
+
+
+def _csv_root(tmp_path, layout: str) -> tuple[Path, Path]:
+  """A tiny BV1 or BV2 root with two test samples, and the test split's CSV."""
+  if layout == "bv2":
+    root = fx.write_bv2(tmp_path / "bv2", {"L": {"test": 2}}, frames=64)
+    return root, root / "L/test.csv"
+  root = fx.write_bv1(tmp_path / "bv1", {"s": [1.0, 1.1]}, split_of=lambda s, j: "test",
+                      hw=(8, 12), samples=16)
+  return root, root / "test.csv"
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+@pytest.mark.parametrize("layout", ["bv1", "bv2"])
+def test_non_utf8_csv_is_named_with_its_position_even_with_skip_bad(tmp_path, layout, skip_bad):
+  root, csv_path = _csv_root(tmp_path, layout)
+  data = csv_path.read_bytes()
+  lines = data.split(b"\n")
+  lines[2] = lines[2].replace(b".npy", b"\xff.npy", 1)  # a Latin-1 / stray byte in row 2
+  data = b"\n".join(lines)
+  csv_path.write_bytes(data)
+  off = data.index(b"\xff")
+  col = off - data.rindex(b"\n", 0, off)
+  with pytest.raises(ValueError) as err:
+    build_dataset(layout, root, tmp_path / "data", skip_bad=skip_bad)
+  assert str(err.value) == (
+      f"{csv_path}: not UTF-8 text: byte 0xff at line 3, byte {col} of the line (file offset "
+      f"{off}), invalid start byte; save the CSV as UTF-8 ({NOT_SKIPPED})")
+  assert not list((tmp_path / "data").glob(f"batvision/{layout}/*"))
+
+
+def test_utf16_csv_is_named_as_such(tmp_path):
+  root, csv_path = _csv_root(tmp_path, "bv2")
+  csv_path.write_bytes(csv_path.read_text().encode("utf-16"))
+  with pytest.raises(ValueError, match="not UTF-8 text .it starts with a UTF-16 byte-order mark.: "
+                                       "byte 0xff at line 1, byte 1 of the line"):
+    build_dataset("bv2", root, tmp_path / "data", skip_bad=True)
+
+
+def test_csv_with_utf8_byte_order_mark_is_read(tmp_path):
+  root, csv_path = _csv_root(tmp_path, "bv2")
+  csv_path.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())  # Excel's "CSV UTF-8"
+  b = build_dataset("bv2", root, tmp_path / "data")
+  assert set(_by_id(b, "test")) == {"L/0", "L/1"}
+  # BV1: the BOM no longer hides the first column ('index', used to find scene changes).
+  root, csv_path = _csv_root(tmp_path, "bv1")
+  csv_path.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
+  assert [r.index for r in batvision.list_bv1(str(root), "test")] == [0, 1]
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+def test_csv_row_repeated_exactly_is_dropped_with_a_warning(tmp_path, caplog, skip_bad):
+  root, csv_path = _csv_root(tmp_path, "bv2")
+  lines = csv_path.read_text().splitlines(keepends=True)
+  csv_path.write_text("".join(lines + [lines[1]]))  # row of line 2 again on line 4
+  b = build_dataset("bv2", root, tmp_path / "data", skip_bad=skip_bad)
+  assert set(_by_id(b, "test")) == {"L/0", "L/1"} and not b.skipped
+  assert f"{csv_path}: line 4 repeats line 2 exactly (sample L/0): repeat dropped." in caplog.text
+
+
+@pytest.mark.parametrize("skip_bad", [False, True])
+@pytest.mark.parametrize("layout", ["bv1", "bv2"])
+def test_csv_row_listed_twice_with_other_values_names_both_lines(tmp_path, layout, skip_bad):
+  root, csv_path = _csv_root(tmp_path, layout)
+  with open(csv_path, newline="") as f:
+    rows = list(csv.reader(f))
+  col = "audio file name" if layout == "bv2" else "depth path"
+  k = rows[0].index(col)
+  other = list(rows[1])
+  other[k] = rows[2][k]  # sample of line 2, with line 3's audio (bv2) / depth (bv1) file
+  with open(csv_path, "w", newline="") as f:
+    csv.writer(f).writerows(rows + [other])
+  sample = "L/0" if layout == "bv2" else f"s/{fx.bv1_stem(1.0)}"
+  with pytest.raises(ValueError) as err:
+    build_dataset(layout, root, tmp_path / "data", skip_bad=skip_bad)
+  assert str(err.value) == (f"{csv_path}: sample {sample} is listed twice, on lines 2 and 4, "
+                            f"with different ['{col}']; keep one of the rows ({NOT_SKIPPED})")
+
+
+def test_malformed_csv_is_named_with_its_line(tmp_path):
+  root, csv_path = _csv_root(tmp_path, "bv2")
+  with open(csv_path, "a") as f:
+    f.write('9,"' + "x" * 200_000 + '"\n')  # a field over the csv module's limit, on line 4
+  with pytest.raises(ValueError) as err:
+    build_dataset("bv2", root, tmp_path / "data")
+  assert str(err.value) == (f"{csv_path}: malformed CSV at line 4 (field larger than field limit "
+                            "(131072))")

@@ -24,12 +24,20 @@ pinhole with the principal point at the image centre and the horizontal field of
 NOT a calibration: put the real one in intrinsics.json).
 BV1 ground-truth poses (optional): ``<root>/<session>/poses.json`` = {file stem: 4x4
 camera-to-world nested list}; absent -> identity poses and ``has_pose`` False.
+
+Split CSVs are UTF-8 (a leading byte-order mark is accepted, as Excel writes it). A row that
+repeats an earlier row of its CSV exactly is dropped with a warning. A CSV that is not UTF-8, or
+that lists one sample (same sample id) twice with different values, stops the build even with
+``skip_bad`` (``BadCsvIndexError``): the CSV is the split's index, and skipping it or guessing
+its rows would silently change the split. Other bad CSVs (missing columns, ragged lines) are
+skipped whole with ``skip_bad``; bad sample files skip their sample.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -42,6 +50,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_batvision import validate
+from tfds_batvision.validate import BadCsvIndexError
 from tfds_batvision.validate import BadFileError
 
 SPLITS = ("train", "val", "test")
@@ -119,22 +128,53 @@ def read_intrinsics(folder: str) -> tuple[np.ndarray, tuple[int, int]] | None:
 
 
 def _read_csv(path: str, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-  """(line number, row) pairs of a CSV whose header must hold ``required`` columns."""
+  """(line number, row) pairs of a UTF-8 CSV whose header must hold ``required`` columns."""
   if not os.path.isfile(path):
     raise BadFileError(path, "split CSV does not exist")
-  with open(path, newline="") as f:
-    reader = csv.reader(f)
+  reader = csv.reader(io.StringIO(validate.read_csv_text(path), newline=""))
+  rows = []
+  try:
     header = next(reader, None)
     header = None if header is None else [h.strip() for h in header]
     validate.require_columns(path, header, required)
-    rows = []
-    for line, values in enumerate(reader, start=2):
+    while True:
+      line = reader.line_num + 1  # first physical line of the next row
+      values = next(reader, None)
+      if values is None:
+        break
       if not any(v.strip() for v in values):
         continue
       if len(values) != len(header):
         raise BadFileError(path, f"line {line} has {len(values)} fields, header has {len(header)}")
       rows.append((line, {h: v.strip() for h, v in zip(header, values)}))
+  except csv.Error as e:
+    raise BadFileError(path, f"malformed CSV at line {reader.line_num} ({e})") from e
   return rows
+
+
+def _unique(csv_path: str, rows: list[tuple[Row, dict[str, str]]]) -> list[Row]:
+  """The rows with distinct sample ids: an exact repeat of an earlier row is dropped (warned).
+
+  Two rows that name one sample with different values raise BadCsvIndexError, also with
+  ``--skip_bad``: which of them is meant is not for the builder to guess.
+  """
+  first: dict[str, tuple[Row, dict[str, str]]] = {}
+  out = []
+  for row, values in rows:
+    if row.sample_id not in first:
+      first[row.sample_id] = (row, values)
+      out.append(row)
+      continue
+    prev, prev_values = first[row.sample_id]
+    if values == prev_values:
+      logging.warning("%s: line %d repeats line %d exactly (sample %s): repeat dropped.",
+                      csv_path, row.line, prev.line, row.sample_id)
+      continue
+    differ = [c for c in values if values[c] != prev_values[c]]
+    raise BadCsvIndexError(
+        csv_path, f"sample {row.sample_id} is listed twice, on lines {prev.line} and {row.line}, "
+        f"with different {differ}; keep one of the rows ({validate.NOT_SKIPPED})")
+  return out
 
 
 def _bv1_stem(path: str) -> str:
@@ -174,10 +214,10 @@ def list_bv2_location(root: str, loc: str, split: str) -> list[Row]:
     # Sample id "<location>/<number>" from depth_<number>.npy (REFERENCE.md: .../depth_3011.npy).
     stem = os.path.splitext(r["depth file name"])[0]
     stem = stem[len("depth_"):] if stem.startswith("depth_") else stem
-    rows.append(Row(sample_id=f"{loc}/{stem}", csv_path=csv_path, line=line, group=loc,
-                    camera=paths["camera"], depth=paths["depth"], audio=(paths["audio"],),
-                    stem=stem))
-  return rows
+    rows.append((Row(sample_id=f"{loc}/{stem}", csv_path=csv_path, line=line, group=loc,
+                     camera=paths["camera"], depth=paths["depth"], audio=(paths["audio"],),
+                     stem=stem), r))
+  return _unique(csv_path, rows)
 
 
 def list_bv2_locations(root: str) -> list[str]:
@@ -215,13 +255,13 @@ def list_bv1(root: str, split: str) -> list[Row]:
         index = int(float(r["index"]))
       except ValueError:
         index = None
-    rows.append(Row(
+    rows.append((Row(
         sample_id=f"{session}/{stem}", csv_path=csv_path, line=line, group=session,
         camera=os.path.join(root, r["camera path left"]),
         depth=os.path.join(root, r["depth path"]),
         audio=(os.path.join(root, r["audio path left"]), os.path.join(root, r["audio path right"])),
-        stem=stem, time=_bv1_time(r, stem), index=index))
-  return rows
+        stem=stem, time=_bv1_time(r, stem), index=index), r))
+  return _unique(csv_path, rows)
 
 
 def _breaks(values: list[float | None], gap_factor: float) -> list[bool]:
@@ -325,12 +365,17 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
   # -- listing ---------------------------------------------------------------------------------
 
   def _rows(self, root: str, split: str, locations: list[str]) -> list[Row]:
-    """Rows of a split; with skip_bad, a bad CSV is skipped whole and reported."""
+    """Rows of a split; with skip_bad, a bad CSV is skipped whole and reported.
+
+    A CSV that is not UTF-8 or lists one sample twice with different values (BadCsvIndexError)
+    stops the build even with skip_bad.
+    """
     if self.builder_config.layout == "bv1":
       try:
         return list_bv1(root, split)
       except BadFileError as e:
-        if not self.skip_bad or os.path.normpath(e.path) == os.path.normpath(root):
+        if (not self.skip_bad or isinstance(e, BadCsvIndexError)
+            or os.path.normpath(e.path) == os.path.normpath(root)):
           raise
         self._skip(e.path, e.problem + " (whole CSV skipped)")
         return []
@@ -339,7 +384,7 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
       try:
         rows.extend(list_bv2_location(root, loc, split))
       except BadFileError as e:
-        if not self.skip_bad:
+        if not self.skip_bad or isinstance(e, BadCsvIndexError):
           raise
         self._skip(e.path, e.problem + " (whole CSV skipped)")
     return rows

@@ -6,6 +6,8 @@ Writes ``array_record`` files under ``DATA_DIR/batvision/<config>/<version>/``. 
 an ``incomplete.*`` folder and renames it on success, so a failed build leaves nothing that a later
 read takes as complete. Progress is shown by TFDS's tqdm bars. A bad file stops the build with one
 line naming it and what is wrong (exit status 1); ``--skip_bad`` skips its sample and reports it.
+A split CSV that is not UTF-8 or lists one sample twice with different values stops the build
+even with ``--skip_bad``; an exact repeat of a row is dropped with a warning (``batvision.py``).
 """
 
 from __future__ import annotations

@@ -3,10 +3,12 @@
 Each function reads one file, checks it against the real BatVision formats (REFERENCE.md) and
 returns its content, or raises ``BadFileError`` naming the file and what is wrong, so that a build
 stops with a useful message (or, with ``--skip_bad``, skips the sample and reports it).
+``BadCsvIndexError`` marks split-CSV problems that stop the build even with ``--skip_bad``.
 """
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import struct
@@ -32,6 +34,17 @@ class BadFileError(ValueError):
     self.path = str(path)
     self.problem = problem
     super().__init__(f"{self.path}: {problem}")
+
+
+class BadCsvIndexError(BadFileError):
+  """A split CSV whose list of samples cannot be trusted (not UTF-8, conflicting rows).
+
+  Fatal even with ``--skip_bad``: the CSV is the split's index, not one sample, and which of its
+  samples are meant is not for the builder to guess.
+  """
+
+
+NOT_SKIPPED = "a split CSV is the index of its samples, so --skip_bad does not skip it"
 
 
 def _read_nonempty(path: str | os.PathLike) -> bytes:
@@ -148,6 +161,24 @@ def read_image_bytes(path: str | os.PathLike) -> tuple[bytes, tuple[int, int]]:
   if mode != "RGB":
     raise BadFileError(path, f"image mode {mode}, expected RGB (3 channels)")
   return data, (h, w)
+
+
+def read_csv_text(path: str | os.PathLike) -> str:
+  """A split CSV's text: UTF-8, with or without a byte-order mark; else BadCsvIndexError."""
+  with open(path, "rb") as f:
+    data = f.read()
+  skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+  try:
+    return data[skip:].decode("utf-8")
+  except UnicodeDecodeError as e:
+    pos = skip + e.start  # offset in the file
+    line = data.count(b"\n", 0, pos) + 1
+    col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
+    hint = (" (it starts with a UTF-16 byte-order mark)"
+            if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "")
+    raise BadCsvIndexError(
+        path, f"not UTF-8 text{hint}: byte 0x{data[pos]:02x} at line {line}, byte {col} of the "
+        f"line (file offset {pos}), {e.reason}; save the CSV as UTF-8 ({NOT_SKIPPED})") from e
 
 
 def require_columns(csv_path: str | os.PathLike, header: list[str] | None,
