@@ -5,6 +5,8 @@ import hashlib
 import json
 import os
 from pathlib import Path
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -18,7 +20,8 @@ from tfds_batvision.sim import acoustics
 from tfds_batvision.sim import geometry
 from tfds_batvision.sim import scene as scene_lib
 
-REAL_BV2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "batvision_v2_sample"
+REPO = Path(__file__).resolve().parents[1]
+REAL_BV2 = REPO.parent / "shared" / "data" / "batvision_v2_sample"
 STFT_HOP = 16  # REFERENCE.md: BatVision STFT hop length.
 
 
@@ -502,3 +505,147 @@ def test_supersampling_averages_subpixel_rays_and_reduces_warp_error():
 
   e1, e2 = warp_error(1), warp_error(2)
   assert e2 < 0.8 * e1, (e2, e1)
+
+
+# ---- impossible flags, interrupted runs ---------------------------------------------------------
+
+_TINY = dict(height=8, width=8, frames_per_scene=1, progress=False)
+_FLAG_CASES = {
+    "height": (dict(height=0), "--height must be an integer >= 1, got 0"),
+    "width": (dict(width=-3), "--width must be an integer >= 1, got -3"),
+    "scenes": (dict(num_scenes=0), "--scenes must be an integer >= 1, got 0"),
+    "frames": (dict(frames_per_scene=0), "--frames_per_scene must be an integer >= 1, got 0"),
+    "seed": (dict(seed=-1), "--seed must be an integer >= 0, got -1"),
+    "workers": (dict(workers=-2), "--workers must be an integer >= 1, got -2"),
+    "workers0": (dict(workers=0), "--workers must be an integer >= 1, got 0"),
+    "max_order": (dict(max_order=-1), "--max_order must be an integer >= 0, got -1"),
+    "max_obstacles": (dict(max_obstacles=-1), "--max_obstacles must be an integer >= 0, got -1"),
+    "supersample": (dict(supersample=0), "--supersample must be an integer >= 1, got 0"),
+    "scenes_per_session": (dict(scenes_per_session=0),
+                           "--scenes_per_session must be an integer >= 1, got 0"),
+    "min_room": (dict(min_room=0.0), "--min_room must be a finite number > 0 (metres), got 0.0"),
+    "max_room": (dict(max_room=float("nan")),
+                 "--max_room must be a finite number > 0 (metres), got nan"),
+    "step_m": (dict(step_m=-0.1), "--step_m must be a finite number >= 0, got -0.1"),
+    "max_turn_deg": (dict(max_turn_deg=float("inf")),
+                     "--max_turn_deg must be a finite number >= 0, got inf"),
+    "window_prob": (dict(window_prob=1.5), "--window_prob must be in [0, 1], got 1.5"),
+    "window_prob_neg": (dict(window_prob=-0.1), "--window_prob must be in [0, 1], got -0.1"),
+    "fractions_two": (dict(split_fractions=(1, 0)),
+                      "--split_fractions must be three finite non-negative numbers "
+                      "(train,val,test) with a positive sum, got [1, 0]"),
+    "fractions_zero": (dict(split_fractions=(0, 0, 0)),
+                       "--split_fractions must be three finite non-negative numbers "
+                       "(train,val,test) with a positive sum, got [0, 0, 0]"),
+    "rooms_swapped": (dict(min_room=5.0, max_room=4.0),
+                      "--min_room 5.0 is larger than --max_room 4.0"),
+    "room_too_small": (dict(min_room=0.5, max_room=1.0, global_scale=False),
+                       "--max_room 1.0 is below the smallest room the rig fits in, 1.5 m, "
+                       "without --global_scale"),
+    "past_midnight": (dict(layout="bv1", num_scenes=85, scenes_per_session=85),
+                      "--scenes_per_session 85 runs a session's time stamps past midnight: at "
+                      "most 84 scenes of 600 s fit after 10:00"),
+    "layout": (dict(layout="bv3"), "--layout must be one of ['bv1', 'bv2'], got 'bv3'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_FLAG_CASES))
+def test_impossible_flag_is_named_before_anything_is_written(tmp_path, case):
+  overrides, message = _FLAG_CASES[case]
+  kw = {**_TINY, "layout": "bv2", "num_scenes": 1, **overrides}
+  out = tmp_path / "out"
+  with pytest.raises(simulate.BadFlagError) as err:
+    simulate.simulate_dataset(kw.pop("layout"), str(out), kw.pop("num_scenes"), **kw)
+  assert str(err.value) == message
+  assert os.listdir(tmp_path) == []  # neither --out nor <out>.incomplete
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--height=0", "--height must be an integer >= 1, got 0"),
+    ("--split_fractions=1,x,0", "--split_fractions must be three finite non-negative numbers "
+                                "(train,val,test) with a positive sum, got ['1', 'x', '0']"),
+])
+def test_simulate_command_impossible_flag_is_one_line(tmp_path, flag, message):
+  cmd = [sys.executable, "-m", "tfds_batvision.simulate", f"--out={tmp_path / 'out'}", flag]
+  r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+  assert r.returncode == 1 and r.stderr.strip() == f"tfds_batvision.simulate: {message}"
+  assert os.listdir(tmp_path) == []
+
+
+class _Killed(Exception):
+  """Stands for a kill -9: simulate_dataset has no clean-up handler that it could run."""
+
+
+def _crash_on(monkeypatch, name: str, when) -> None:
+  """Makes simulate.<name> raise _Killed on the call whose args satisfy ``when(n, args)``."""
+  original = getattr(simulate, name)
+  calls = []
+
+  def wrapped(*args, **kwargs):
+    calls.append(args)
+    if when(len(calls), args):
+      raise _Killed(name)
+    return original(*args, **kwargs)
+  monkeypatch.setattr(simulate, name, wrapped)
+
+
+def _count_scenes(monkeypatch, layout: str) -> list[int]:
+  """Records the index of every scene simulate_dataset simulates from now on."""
+  name = f"_simulate_{layout}_scene"
+  original, seen = getattr(simulate, name), []
+
+  def wrapped(out_dir, index, *args):
+    seen.append(index)
+    return original(out_dir, index, *args)
+  monkeypatch.setattr(simulate, name, wrapped)
+  return seen
+
+
+@pytest.mark.parametrize("layout, where", [("bv2", "scene"), ("bv1", "scene"), ("bv1", "index")])
+def test_interrupted_run_leaves_no_tree_and_rerun_resumes_byte_identical(tmp_path, monkeypatch,
+                                                                         layout, where):
+  kw = dict(_TINY, frames_per_scene=2, seed=3)
+  ref = simulate.simulate_dataset(layout, str(tmp_path / "ref"), 3, **kw)
+  out = tmp_path / "out"
+  with monkeypatch.context() as m:
+    if where == "scene":  # the 4th image: scene 0 complete, scene 1 half-written
+      _crash_on(m, "_write_image", lambda n, args: n == 4)
+    else:  # all scenes done, killed while writing the session's poses.json
+      _crash_on(m, "_write_json", lambda n, args: args[0].endswith("poses.json"))
+    with pytest.raises(_Killed):
+      simulate.simulate_dataset(layout, str(out), 3, **kw)
+  assert not out.exists()  # nothing a reader could take for a (half) dataset
+  assert (tmp_path / "out.incomplete").is_dir()
+  redone = _count_scenes(monkeypatch, layout)
+  assert simulate.simulate_dataset(layout, str(out), 3, **kw) == str(out)
+  assert redone == ([1, 2] if where == "scene" else [])
+  assert _tree_hash(str(out)) == _tree_hash(ref)
+  assert sorted(os.listdir(tmp_path)) == ["out", "ref"]
+
+
+def test_interrupted_overwrite_keeps_the_old_tree_and_other_settings_start_clean(tmp_path,
+                                                                                monkeypatch):
+  kw = dict(_TINY, frames_per_scene=2)
+  out = str(tmp_path / "out")
+  old = _tree_hash(simulate.simulate_dataset("bv2", out, 2, seed=1, **kw))
+  with monkeypatch.context() as m:
+    _crash_on(m, "_write_image", lambda n, args: n == 2)
+    with pytest.raises(_Killed):
+      simulate.simulate_dataset("bv2", out, 2, seed=2, overwrite=True, **kw)
+  assert _tree_hash(out) == old  # the old tree stays whole until the new one is complete
+  with pytest.raises(FileExistsError, match=f"{out} is not empty"):
+    simulate.simulate_dataset("bv2", out, 2, seed=2, **kw)  # refused as before
+  # Rerun with other settings: the interrupted seed-2 run is discarded, not mixed in.
+  redone = _count_scenes(monkeypatch, "bv2")
+  simulate.simulate_dataset("bv2", out, 2, seed=5, overwrite=True, **kw)
+  assert redone == [0, 1]
+  assert _tree_hash(out) == _tree_hash(simulate.simulate_dataset("bv2", str(tmp_path / "ref"), 2,
+                                                                 seed=5, **kw))
+  assert sorted(os.listdir(tmp_path)) == ["out", "ref"]
+
+
+def test_out_that_is_a_file_is_refused(tmp_path):
+  (tmp_path / "out").write_text("x")
+  with pytest.raises(simulate.BadFlagError) as err:
+    simulate.simulate_dataset("bv2", str(tmp_path / "out"), 1, **_TINY)
+  assert str(err.value) == f"--out {tmp_path / 'out'} exists and is not a folder"

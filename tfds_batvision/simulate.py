@@ -76,6 +76,16 @@ windows from longer ``raw_long`` files; we write exactly 3200) and where the chi
 Determinism: every random draw comes from ``np.random.default_rng([seed, scene, ...])``, time
 stamps come from frame indices, and files are written in a fixed order, so the same flags give a
 byte-identical tree whatever ``--workers`` is.
+
+Bad settings and interrupted runs: every flag is checked before anything is written; an impossible
+value stops the run with one line naming the flag and the value (``BadFlagError``, exit status 1).
+The tree is written into ``<out>.incomplete/tree`` and renamed to ``<out>`` only once complete, so
+an interrupted run (even ``kill -9``) leaves no ``<out>`` that a reader could take for a dataset.
+Each finished scene is recorded in ``<out>.incomplete/done/``; rerunning the same command resumes:
+complete scenes are kept, an interrupted one is redone, and the result is byte-identical to an
+uninterrupted run. A leftover of a run with other settings (or another simulator version) is
+deleted and the run starts clean. A non-empty ``<out>`` is refused as before unless
+``--overwrite``, which replaces it only when the new tree is complete.
 """
 
 from __future__ import annotations
@@ -83,14 +93,18 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import glob
+import hashlib
 import io
 import json
+import math
 import multiprocessing
 import os
 import shutil
 import sys
 from collections.abc import Sequence
 
+from absl import logging
 import numpy as np
 from PIL import Image
 import soundfile as sf
@@ -110,6 +124,12 @@ BV1_COLUMNS = ("index", "session", "time", "camera path left", "depth path", "au
                "audio path right")
 SPLITS = ("train", "val", "test")
 JPEG_QUALITY = 90
+STAGING_SUFFIX = ".incomplete"  # <out>.incomplete: the run in progress (module docstring).
+DAY_S = 24 * 3600
+
+
+class BadFlagError(ValueError):
+  """An impossible simulator setting; the message names the flag and its value."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,9 +175,13 @@ def assign_splits(num_scenes: int, fractions: Sequence[float], seed: int) -> lis
 
   Every split with a positive fraction gets at least one scene when there are enough scenes.
   """
-  f = np.asarray(fractions, dtype=np.float64)
-  if f.shape != (3,) or np.any(f < 0) or f.sum() <= 0:
-    raise ValueError(f"split fractions must be three non-negative numbers, got {fractions}")
+  try:
+    f = np.asarray(fractions, dtype=np.float64)
+  except (TypeError, ValueError):
+    f = np.full(0, np.nan)
+  if f.shape != (3,) or not np.all(np.isfinite(f)) or np.any(f < 0) or f.sum() <= 0:
+    raise BadFlagError("--split_fractions must be three finite non-negative numbers "
+                       f"(train,val,test) with a positive sum, got {list(fractions)}")
   f = f / f.sum()
   counts = np.floor(f * num_scenes).astype(int)
   for i in np.argsort(-(f * num_scenes - counts), kind="stable")[: num_scenes - counts.sum()]:
@@ -202,6 +226,12 @@ def _write_json(path: str, obj, indent: int | None = 1) -> None:
   with open(path, "w") as f:
     json.dump(obj, f, indent=indent, sort_keys=True)
     f.write("\n")
+
+
+def _write_json_atomic(path: str, obj) -> None:
+  """Writes ``path`` whole or not at all (temporary name, then rename)."""
+  _write_json(path + ".tmp", obj)
+  os.replace(path + ".tmp", path)
 
 
 def _to_int32_pcm(x: np.ndarray) -> np.ndarray:
@@ -292,12 +322,129 @@ def _simulate_bv1_scene(out_dir: str, index: int, cfg: scene_lib.SceneConfig, se
   return rows, poses
 
 
+def _done_path(done_dir: str, index: int) -> str:
+  return os.path.join(done_dir, f"scene_{index:06d}.json")
+
+
 def _scene_task(args) -> tuple[int, tuple[list[list[str]], dict] | None]:
-  layout, out_dir, index, split, cfg, seed, scenes_per_session = args
+  """Simulates one scene into the staging tree, then records it as done (with its BV1 rows)."""
+  layout, out_dir, done_dir, index, split, cfg, seed, scenes_per_session = args
   if layout == "bv2":
     _simulate_bv2_scene(out_dir, index, split, cfg, seed)
-    return index, None
-  return index, _simulate_bv1_scene(out_dir, index, cfg, seed, scenes_per_session)
+    result = None
+  else:
+    result = _simulate_bv1_scene(out_dir, index, cfg, seed, scenes_per_session)
+  _write_json_atomic(_done_path(done_dir, index), result)
+  return index, result
+
+
+def _load_done(done_dir: str, index: int) -> tuple[list[list[str]], dict] | None:
+  """The result that ``_scene_task`` recorded for a complete scene (JSON keeps floats exact)."""
+  with open(_done_path(done_dir, index)) as f:
+    result = json.load(f)
+  return None if result is None else (result[0], result[1])
+
+
+def _code_digest() -> str:
+  """Digest of the simulator's source: a resumed run must not mix scenes of two versions."""
+  h = hashlib.sha256()
+  here = os.path.dirname(os.path.abspath(__file__))
+  sources = sorted(glob.glob(os.path.join(here, "sim", "*.py")))
+  for path in [os.path.join(here, "simulate.py")] + sources:
+    with open(path, "rb") as f:
+      h.update(f.read())
+  return h.hexdigest()
+
+
+def _check(flag: str, value, ok: bool, want: str) -> None:
+  if not ok:
+    raise BadFlagError(f"--{flag} must be {want}, got {value}")
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+  return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+          and math.isfinite(v))
+
+
+def check_settings(layout: str, num_scenes: int, seed: int, cfg: scene_lib.SceneConfig,
+                   workers: int, scenes_per_session: int) -> None:
+  """Raises BadFlagError naming the first impossible setting (flag and value); writes nothing."""
+  if layout not in LAYOUTS:
+    raise BadFlagError(f"--layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+  _check("scenes", num_scenes, _is_int(num_scenes) and num_scenes >= 1, "an integer >= 1")
+  _check("seed", seed, _is_int(seed) and seed >= 0, "an integer >= 0")
+  for name, low in (("height", 1), ("width", 1), ("frames_per_scene", 1), ("supersample", 1),
+                    ("max_order", 0), ("max_obstacles", 0)):
+    value = getattr(cfg, name)
+    _check(name, value, _is_int(value) and value >= low, f"an integer >= {low}")
+  _check("workers", workers, _is_int(workers) and workers >= 1, "an integer >= 1")
+  _check("scenes_per_session", scenes_per_session,
+         _is_int(scenes_per_session) and scenes_per_session >= 1, "an integer >= 1")
+  for name in ("min_room", "max_room"):
+    value = getattr(cfg, name)
+    _check(name, value, _is_number(value) and value > 0, "a finite number > 0 (metres)")
+  for name in ("step_m", "max_turn_deg"):
+    value = getattr(cfg, name)
+    _check(name, value, _is_number(value) and value >= 0, "a finite number >= 0")
+  _check("window_prob", cfg.window_prob, _is_number(cfg.window_prob)
+         and 0.0 <= cfg.window_prob <= 1.0, "in [0, 1]")
+  if cfg.min_room > cfg.max_room:
+    raise BadFlagError(f"--min_room {cfg.min_room} is larger than --max_room {cfg.max_room}")
+  if not cfg.global_scale and cfg.max_room < scene_lib.MIN_ROOM_M:
+    raise BadFlagError(f"--max_room {cfg.max_room} is below the smallest room the rig fits in, "
+                       f"{scene_lib.MIN_ROOM_M} m, without --global_scale")
+  if layout == "bv1" and cfg.frames_per_scene * FRAME_PERIOD_S >= SCENE_GAP_S:
+    raise BadFlagError(f"--frames_per_scene {cfg.frames_per_scene} overruns the {SCENE_GAP_S} s "
+                       "time gap between scenes of a session")
+  # A session's last scene starts at slot min(scenes_per_session, num_scenes) - 1.
+  if layout == "bv1" and bv1_time_us(min(scenes_per_session, num_scenes), 0) > DAY_S * 10**6:
+    most = (DAY_S - SESSION_START_S) // SCENE_GAP_S
+    raise BadFlagError(f"--scenes_per_session {scenes_per_session} runs a session's time stamps "
+                       f"past midnight: at most {most} scenes of {SCENE_GAP_S} s fit after "
+                       f"{SESSION_START_S // 3600}:00")
+
+
+def _open_staging(staging: str, settings: dict) -> set[int]:
+  """Indices of the scenes complete in ``staging`` when it holds a run of ``settings``.
+
+  Anything else there (another run's settings, a half-created folder) is deleted first.
+  """
+  tree, done = os.path.join(staging, "tree"), os.path.join(staging, "done")
+  run_file = os.path.join(staging, "run.json")
+  if os.path.lexists(staging):
+    try:
+      with open(run_file) as f:
+        same = json.load(f) == settings
+    except (OSError, ValueError):
+      same = False
+    if same and os.path.isdir(tree) and os.path.isdir(done):
+      return {int(n[len("scene_"):-len(".json")]) for n in os.listdir(done)
+              if n.startswith("scene_") and n.endswith(".json")}
+    logging.warning("Deleting %s: an interrupted run with other settings (or of another "
+                    "simulator version), or a half-created one.", staging)
+    if os.path.isdir(staging) and not os.path.islink(staging):
+      shutil.rmtree(staging)
+    else:
+      os.remove(staging)
+  os.makedirs(tree)
+  os.makedirs(done)
+  _write_json_atomic(run_file, settings)
+  return set()
+
+
+def _publish(staging: str, out_dir: str) -> None:
+  """Renames the complete tree to ``out_dir`` (replacing what is there), then drops staging."""
+  if os.path.isdir(out_dir):
+    if os.listdir(out_dir):  # only with overwrite: checked before the run
+      os.rename(out_dir, os.path.join(staging, "old"))
+    else:
+      os.rmdir(out_dir)
+  os.rename(os.path.join(staging, "tree"), out_dir)
+  shutil.rmtree(staging)
 
 
 def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
@@ -313,7 +460,10 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
   """Simulate ``num_scenes`` rooms into a BatVision ``layout`` ('bv1' or 'bv2') root; returns it.
 
   Unset (None) sizes take the layout's real defaults (``LAYOUTS``). ``out_dir`` must be absent or
-  empty unless ``overwrite``, which deletes it first (a stale tree would not be byte-reproducible).
+  empty unless ``overwrite``, which replaces it once the new tree is complete (a stale tree would
+  not be byte-reproducible). The tree is written in ``<out_dir>.incomplete`` and renamed at the
+  end; a rerun after an interruption resumes there (module docstring). Impossible settings raise
+  ``BadFlagError`` before anything is written.
   ``scenes_per_session`` (BV1 only) puts that many consecutive scenes in one dated session folder,
   separated by a time jump of SCENE_GAP_S, like real sessions that hold several scenes.
   ``supersample`` averages that many sub-pixel rays per pixel side for the RGB (default 1; see
@@ -322,37 +472,37 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
   ``window_prob`` is each wall's chance of a window onto the outdoors (default 0: none).
   """
   if layout not in LAYOUTS:
-    raise ValueError(f"--layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
-  if num_scenes < 1:
-    raise ValueError(f"--scenes must be >= 1, got {num_scenes}")
+    raise BadFlagError(f"--layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
   cfg = scene_config(layout, height=height, width=width, frames_per_scene=frames_per_scene,
                      min_room=min_room, max_room=max_room, global_scale=global_scale,
                      max_order=max_order, max_obstacles=max_obstacles,
                      supersample=supersample, step_m=step_m, max_turn_deg=max_turn_deg,
                      window_prob=window_prob)
-  if cfg.supersample < 1:
-    raise ValueError(f"--supersample must be >= 1, got {cfg.supersample}")
-  if not 0.0 <= cfg.window_prob <= 1.0:
-    raise ValueError(f"--window_prob must be in [0, 1], got {cfg.window_prob}")
-  if scenes_per_session < 1:
-    raise ValueError(f"--scenes_per_session must be >= 1, got {scenes_per_session}")
-  if cfg.frames_per_scene * FRAME_PERIOD_S >= SCENE_GAP_S:
-    raise ValueError(f"--frames_per_scene {cfg.frames_per_scene} overruns the {SCENE_GAP_S} s "
-                     "time gap between scenes of a session")
-  if cfg.min_room > cfg.max_room:
-    raise ValueError(f"--min_room {cfg.min_room} is larger than --max_room {cfg.max_room}")
-  if os.path.exists(out_dir) and os.listdir(out_dir):
-    if not overwrite:
-      raise FileExistsError(
-          f"{out_dir} is not empty; pass overwrite=True (--overwrite) to replace it")
-    shutil.rmtree(out_dir)
-  os.makedirs(out_dir, exist_ok=True)
+  check_settings(layout, num_scenes, seed, cfg, workers, scenes_per_session)
   splits = assign_splits(num_scenes, split_fractions, seed)
-  tasks = [(layout, out_dir, i, splits[i], cfg, seed, scenes_per_session)
-           for i in range(num_scenes)]
-  results = {}
-  bar = tqdm.tqdm(total=num_scenes, desc=f"simulate {layout}", unit="scene", disable=not progress)
-  if workers > 1:
+  if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
+    raise BadFlagError(f"--out {out_dir} exists and is not a folder")
+  if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
+    raise FileExistsError(
+        f"{out_dir} is not empty; pass overwrite=True (--overwrite) to replace it")
+  staging = os.path.normpath(os.path.abspath(out_dir)) + STAGING_SUFFIX
+  # What the tree depends on (not workers), as JSON gives it back; numpy scalars as Python's.
+  settings = json.loads(json.dumps({
+      "layout": layout, "num_scenes": num_scenes, "seed": seed, "cfg": dataclasses.asdict(cfg),
+      "split_fractions": [float(x) for x in split_fractions],
+      "scenes_per_session": scenes_per_session, "code": _code_digest()},
+      default=lambda x: x.item()))
+  done = _open_staging(staging, settings)
+  if done:
+    logging.warning("Resuming the interrupted run in %s: %d of %d scenes are complete.", staging,
+                    len(done), num_scenes)
+  tree, done_dir = os.path.join(staging, "tree"), os.path.join(staging, "done")
+  tasks = [(layout, tree, done_dir, i, splits[i], cfg, seed, scenes_per_session)
+           for i in range(num_scenes) if i not in done]
+  results = {i: _load_done(done_dir, i) for i in done}
+  bar = tqdm.tqdm(total=num_scenes, initial=len(done), desc=f"simulate {layout}", unit="scene",
+                  disable=not progress)
+  if workers > 1 and len(tasks) > 1:
     # fork is fast, but unsafe once JAX (threads) is loaded in this process; then spawn.
     method = "spawn" if "jax" in sys.modules else "fork"
     with multiprocessing.get_context(method).Pool(workers) as pool:
@@ -367,7 +517,7 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
   bar.close()
   if layout == "bv1":
     for name in SPLITS:
-      with open(os.path.join(out_dir, f"{name}.csv"), "w", newline="") as f:
+      with open(os.path.join(tree, f"{name}.csv"), "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(BV1_COLUMNS)
         for i in range(num_scenes):  # scene order = session, then time order
@@ -377,9 +527,10 @@ def simulate_dataset(layout: str, out_dir: str, num_scenes: int, seed: int = 0,
     for i in range(num_scenes):
       sessions.setdefault(bv1_session_name(i // scenes_per_session), {}).update(results[i][1])
     for session, poses in sessions.items():
-      _write_json(os.path.join(out_dir, session, "poses.json"), poses, indent=None)
+      _write_json(os.path.join(tree, session, "poses.json"), poses, indent=None)
     intr = geometry.Intrinsics.from_fov(cfg.height, cfg.width, cfg.hfov_deg)
-    _write_json(os.path.join(out_dir, "intrinsics.json"), intr.as_dict())
+    _write_json(os.path.join(tree, "intrinsics.json"), intr.as_dict())
+  _publish(staging, out_dir)
   return out_dir
 
 
@@ -400,21 +551,30 @@ def main(argv: Sequence[str]) -> None:
   del argv
   from absl import flags  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  fractions = [float(x) for x in f.split_fractions]
-  out = simulate_dataset(
-      f.layout, f.out, f.scenes, f.seed, height=f.height, width=f.width,
-      frames_per_scene=f.frames_per_scene, min_room=f.min_room, max_room=f.max_room,
-      global_scale=f.global_scale, split_fractions=fractions, workers=f.workers,
-      max_order=f.max_order, max_obstacles=f.max_obstacles,
-      scenes_per_session=f.scenes_per_session, overwrite=f.overwrite, supersample=f.supersample,
-      step_m=f.step_m, max_turn_deg=f.max_turn_deg, window_prob=f.window_prob)
+  try:
+    try:
+      fractions = [float(x) for x in f.split_fractions]
+    except ValueError:
+      fractions = f.split_fractions  # assign_splits names the flag and the value
+    out = simulate_dataset(
+        f.layout, f.out, f.scenes, f.seed, height=f.height, width=f.width,
+        frames_per_scene=f.frames_per_scene, min_room=f.min_room, max_room=f.max_room,
+        global_scale=f.global_scale, split_fractions=fractions, workers=f.workers,
+        max_order=f.max_order, max_obstacles=f.max_obstacles,
+        scenes_per_session=f.scenes_per_session, overwrite=f.overwrite,
+        supersample=f.supersample, step_m=f.step_m, max_turn_deg=f.max_turn_deg,
+        window_prob=f.window_prob)
+  except (BadFlagError, FileExistsError) as e:
+    sys.exit(f"tfds_batvision.simulate: {e}")
   print(f"wrote {f.scenes} {f.layout} scenes to {out}")
 
 
 def _define_flags() -> None:
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("layout", "bv2", sorted(LAYOUTS), "Which BatVision layout to write.")
-  flags.DEFINE_string("out", None, "Output root (absent or empty).", required=True)
+  flags.DEFINE_string("out", None, "Output root (absent or empty); written via "
+                      "<out>.incomplete, where a rerun resumes an interrupted run.",
+                      required=True)
   flags.DEFINE_integer("scenes", 10, "Number of rooms (BV2 locations / BV1 sessions).")
   flags.DEFINE_integer("seed", 0, "Seed; the same seed gives byte-identical output.")
   flags.DEFINE_integer("height", None, "Image height (default: the layout's real 720).")
@@ -434,7 +594,8 @@ def _define_flags() -> None:
   flags.DEFINE_integer("scenes_per_session", 1,
                        "BV1: consecutive scenes sharing one dated session folder (time jump "
                        "between them).")
-  flags.DEFINE_bool("overwrite", False, "Delete a non-empty --out first.")
+  flags.DEFINE_bool("overwrite", False, "Replace a non-empty --out (once the new tree is "
+                    "complete).")
   flags.DEFINE_integer("supersample", None,
                        "RGB rays per pixel side, averaged (default 1; 2 or more for small images, "
                        "which alias otherwise).")

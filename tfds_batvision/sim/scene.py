@@ -27,6 +27,8 @@ from tfds_batvision.sim import render
 RIG_HEIGHT_M = 0.7  # camera/ear height of a small robot when the scale is not randomised.
 CEILING_RANGE_M = (2.4, 3.5)
 WALL_MARGIN_M = 0.5  # the rig keeps this far from the walls.
+# Smallest floor dimension before global_scale: the rig's margins plus 0.5 m to move in.
+MIN_ROOM_M = 2 * WALL_MARGIN_M + 0.5
 OBSTACLE_MARGIN_M = 0.4  # and this far from any obstacle (floor-plane distance).
 OBSTACLE_SIZE_M = (0.3, 1.5)
 OBSTACLE_HEIGHT_M = (0.3, 2.0)
@@ -182,7 +184,7 @@ def _sample_windows(rng: np.random.Generator, dims: np.ndarray,
 
 def sample_scene(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
   """A random scene drawn from ``cfg``'s ranges (see the module docstring for the scale knob)."""
-  wd = rng.uniform(max(cfg.min_room, 2 * WALL_MARGIN_M + 0.5), cfg.max_room, size=2)
+  wd = rng.uniform(max(cfg.min_room, MIN_ROOM_M), cfg.max_room, size=2)
   dims = np.array([wd[0], wd[1], rng.uniform(*CEILING_RANGE_M)])
   poses = _sample_poses(rng, dims, cfg)
   boxes = _sample_boxes(rng, dims, poses, cfg.max_obstacles)
