@@ -30,7 +30,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.datasets = ml_collections.ConfigDict()
     for name in ("bv2", "bv1"):
         data = default_data_config(name)  # test caps: 30 m BV2, 12 m BV1 (paper footnote 5)
-        data.data_dir = c.get_ref("data_dir")
+        # "" = config.data_dir. Not a reference to it: overriding one dataset's data_dir would
+        # then move the other dataset (and config.data_dir) too.
+        data.data_dir = ""
         data.num_workers = 0
         c.datasets[name] = data
     c.table2_datasets = ("bv1",)  # the paper's Table 2 is on BV1 test

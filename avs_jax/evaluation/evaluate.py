@@ -94,6 +94,13 @@ def _eval_data_config(base: ml_collections.ConfigDict, image_size, stft: dict | 
     return cfg
 
 
+def dataset_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """`config.datasets[name]` with its data_dir resolved ("" = the shared `config.data_dir`)."""
+    data = ml_collections.ConfigDict(config.datasets[name].to_dict())
+    data.data_dir = data.data_dir or config.data_dir
+    return data
+
+
 def _check_datasets(config, stage1: dict[str, Predictor]) -> None:
     for name, data in config.datasets.items():
         if data.name == "bv1_triples" and any(v in ECHO_VARIANTS for v in stage1):
@@ -125,6 +132,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     figdir = os.path.join(workdir, "figures")
     export_rows: list[list[str]] = []
     for ds_name, data in config.datasets.items():
+        data = dataset_config(config, ds_name)
         builder = datasets.open_dataset(data)
         n_test = datasets.split_size(builder, "test")
         if n_test == 0:
@@ -268,7 +276,8 @@ def _depth_figures(figdir, ds_name, ids, real, base, gt, mp, rel, max_depth, bud
 
 def _gradcam_figures(config, figdir, loaded, stage1) -> list[str]:
     """Fig. 6: Grad-CAM on the STFT and on RGB, for the first test samples of the first dataset."""
-    ds_name, data = next(iter(config.datasets.items()))
+    ds_name = next(iter(config.datasets))
+    data = dataset_config(config, ds_name)
     echo_task, echo_vars, echo_cfg = loaded["rgb_echoes"]
     rgb_task, rgb_vars, _ = loaded["rgb"]
     p = stage1["rgb_echoes"]
