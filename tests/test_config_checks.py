@@ -70,8 +70,59 @@ def test_main_rejects_bad_override_before_running(tmp_path):
     assert "config.data.batch_size must be > 0" in bad_value.stderr
     typo = subprocess.run(base + ["--config.data.batch_sise=3"], cwd=ROOT, capture_output=True,
                           text=True)
-    assert typo.returncode != 0 and "batch_size" in typo.stderr
+    assert typo.returncode == 1
+    # One line naming the override, the section and what it has (no chained tracebacks).
+    assert typo.stderr.strip() == (
+        "avs_jax: --config.data.batch_sise=3: config.data has no field 'batch_sise' (its "
+        f"fields: batch_size) in {cfg}"), typo.stderr
     assert not (tmp_path / "w").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("config,message", [
+    ("configs/no_such.py", "avs_jax: --config=configs/no_such.py: no such config file "
+                           f"{ROOT / 'configs' / 'no_such.py'}"),
+    ("configs/evaluate.py:bogus", "avs_jax: flag --config=configs/evaluate.py: ValueError: "
+                                  "configs/evaluate.py: unknown argument 'bogus'; use '' or "
+                                  "'export'"),
+])
+def test_main_names_a_config_file_that_does_not_load_in_one_line(tmp_path, config, message):
+    r = subprocess.run([sys.executable, "-m", "avs_jax.main", f"--config={config}",
+                        f"--workdir={tmp_path}/w"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip() == message, r.stderr
+
+
+def test_evaluate_config_datasets_move_one_at_a_time():
+    """`--config.datasets.bv2.data_dir=X` moves bv2 only: bv1 keeps config.data_dir."""
+    from ml_collections.config_flags import config_path
+
+    from avs_jax.config_files import load_config
+    from avs_jax.evaluation.evaluate import dataset_config
+
+    c = load_config("evaluate")
+    config_path.set_value("datasets.bv2.data_dir", c, "/elsewhere")  # what the override does
+    assert c.data_dir == "data/tfds"
+    assert dataset_config(c, "bv2").data_dir == "/elsewhere"
+    assert dataset_config(c, "bv1").data_dir == "data/tfds"
+    c.data_dir = "/all"  # the shared folder still moves the datasets not set on their own
+    assert dataset_config(c, "bv1").data_dir == "/all"
+    assert dataset_config(c, "bv2").data_dir == "/elsewhere"
+
+
+def test_a_batch_that_does_not_split_over_the_devices_is_refused_before_reading_data(
+        monkeypatch, tmp_path):
+    import jax
+
+    from avs_jax.config_files import load_config
+    from avs_jax.errors import BadInputError
+    from avs_jax.train import run
+
+    monkeypatch.setattr(jax, "device_count", lambda: 4)
+    config = load_config("avsnet", "tiny")
+    config.data.batch_size = 6
+    config.data.data_dir = str(tmp_path / "not_built")  # reading it would be another error
+    with pytest.raises(BadInputError, match=r"config.data.batch_size=6 does not split over the 4 "
+                                            r"cpu devices: use a multiple of 4 \(e.g. 4 or 8\)"):
+        run.train(config, str(tmp_path / "w"))
 
 
 def test_main_reports_a_bad_input_found_later_in_one_line(tmp_path):

@@ -207,3 +207,139 @@ def test_validation_mean_weights_by_batch_size_or_by_the_metrics_own_count():
     np.testing.assert_allclose(means["pose"], (2 * 10 + 1 * 4) / 3)
     none = _weighted_mean([(4, {"pose": float("nan"), "weight/pose": 0.0})] * 2)
     assert np.isnan(none["pose"])
+
+
+def _copy_run(full_run, dest):
+    """A copy of the full run's workdir (checkpoints 8 and 12 (the latest two; 12 is also the
+    best), metrics.jsonl)."""
+    shutil.copytree(full_run[0], dest, ignore=shutil.ignore_patterns(".lock"))
+    return dest
+
+
+# (file of checkpoint 12, how it is broken): the ways a full disk or a copy cut short leave it.
+BROKEN = [("state/manifest.ocdbt", "truncated"), ("state/_METADATA", "truncated"),
+          ("meta/metadata", "emptied")]
+
+
+@pytest.mark.parametrize("name,how", BROKEN)
+def test_resume_falls_back_to_the_newest_checkpoint_that_reads(tmp_path, full_run, caplog, name,
+                                                               how):
+    workdir = _copy_run(full_run, tmp_path / "run")
+    path = workdir / "checkpoints" / "12" / name
+    with open(path, "r+b") as f:
+        f.truncate(10 if how == "truncated" else 0)
+    with caplog.at_level(logging.WARNING):
+        out = run(workdir)
+    said = [r.getMessage() for r in caplog.records]
+    skipped = [m for m in said if "checkpoints/12 cannot be read (" in m]
+    assert len(skipped) == 1 and "moved to" in skipped[0], said
+    assert "resuming from checkpoint 8, the newest that can be read" in said
+    assert (workdir / "checkpoints_unreadable" / "12" / name).exists()
+    # Steps 9-12 again, exactly as the uninterrupted run; metrics.jsonl holds each step once.
+    full = full_run[1]["train"]
+    assert [r["step"] for r in out["train"]] == [9, 10, 11, 12]
+    np.testing.assert_allclose([r["loss"] for r in out["train"]],
+                               [r["loss"] for r in full[8:]], rtol=1e-6, atol=0)
+    assert [r["step"] for r in read_metrics(str(workdir), "train")] == list(range(1, 13))
+    assert [r["step"] for r in read_metrics(str(workdir), "eval")] == [4, 8, 12]
+    # The new checkpoint 12 is whole.
+    _, meta = checkpointing.restore_variables(str(workdir / "checkpoints"), 12)
+    assert meta["step"] == 12
+
+
+def test_resume_with_no_readable_checkpoint_names_them_all(tmp_path, full_run):
+    workdir = _copy_run(full_run, tmp_path / "run")
+    (workdir / "checkpoints" / "12" / "meta" / "metadata").write_text("")
+    with open(workdir / "checkpoints" / "8" / "state" / "manifest.ocdbt", "r+b") as f:
+        f.truncate(10)
+    with pytest.raises(checkpointing.CorruptCheckpointError,
+                       match=r"no checkpoint under .*checkpoints can be read: step 12: "
+                             r"JSONDecodeError: .*; step 8: ValueError: "):
+        run(workdir)
+    # Nothing was moved: the user decides what to do with them.
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [
+        "12", "8"]
+
+
+def test_resume_of_another_model_names_the_parameters_and_config(tmp_path, full_run):
+    workdir = _copy_run(full_run, tmp_path / "run")
+    with pytest.raises(checkpointing.CheckpointMismatchError) as e:
+        run(workdir, task=train_toy.ToyTask(features=16), learning_rate=1e-2)
+    msg = str(e.value)
+    assert "checkpoints/12 does not fit the model of this config" in msg
+    assert "shape of params/encoder/kernel: checkpoint (3, 3, 3, 8), model (3, 3, 3, 16)" in msg
+    assert "train.learning_rate: 0.03 -> 0.01" in msg
+    assert (workdir / "checkpoints" / "12").is_dir()  # a mismatch moves nothing aside
+
+
+def test_metrics_past_the_restored_step_are_dropped_on_resume(tmp_path, full_run):
+    """A kill after step 12 was logged but before its checkpoint: the rerun resumes from 8 and
+    logs 9-12 again; metrics.jsonl then holds each step once, with the rerun's values."""
+    workdir = _copy_run(full_run, tmp_path / "run")
+    shutil.rmtree(workdir / "checkpoints" / "12")
+    with open(workdir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 12, "split": "tra')  # the line a kill cut short
+    out = run(workdir)
+    logged = read_metrics(str(workdir), "train")
+    assert [r["step"] for r in logged] == list(range(1, 13))
+    assert [r["step"] for r in read_metrics(str(workdir), "eval")] == [4, 8, 12]
+    np.testing.assert_allclose([r["loss"] for r in logged[8:]], [r["loss"] for r in out["train"]],
+                               rtol=1e-7)
+
+
+HOLD_LOCK = """
+import sys, time
+from avs_jax.workdir_lock import workdir_lock
+with workdir_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_second_run_in_a_workdir_is_refused_and_a_dead_holders_lock_taken_over(tmp_path,
+                                                                                  caplog):
+    import os
+    import socket
+    import subprocess
+
+    from avs_jax.workdir_lock import WorkdirLockedError
+
+    root = Path(__file__).resolve().parents[1]
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], cwd=root,
+                              env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(WorkdirLockedError,
+                           match=rf"is in use by pid {holder.pid} on host "
+                                 rf"{socket.gethostname()} since .*lock file .*\.lock"):
+            run(tmp_path)
+        assert not (tmp_path / "checkpoints").exists()  # refused before touching anything
+    finally:
+        holder.kill()  # as kill -9: the holder's record stays in the file
+        holder.wait()
+    with caplog.at_level(logging.WARNING):
+        out = run(tmp_path, num_epochs=1)
+    assert out["step"] == 4
+    assert any(f"taking over the lock of pid {holder.pid}" in r.getMessage()
+               for r in caplog.records)
+    assert (tmp_path / ".lock").read_text() == ""  # released on a clean exit
+
+
+def test_evaluation_names_an_unreadable_best_checkpoint(tmp_path, full_run):
+    from avs_jax.evaluation.checkpoints import load_variables
+
+    workdir = _copy_run(full_run, tmp_path / "run")
+    best = min(full_run[1]["eval"], key=lambda r: r["abs_rel"])["step"]
+    with open(workdir / "checkpoints" / str(best) / "state" / "manifest.ocdbt", "r+b") as f:
+        f.truncate(10)
+    with pytest.raises(checkpointing.CorruptCheckpointError,
+                       match=rf"checkpoint .*run/checkpoints/{best} cannot be read: "):
+        load_variables(str(workdir), "best")
+    # Metadata that does not read, of any checkpoint (the best is chosen among all of them).
+    other = 12 if best != 12 else 8
+    (workdir / "checkpoints" / str(other) / "meta" / "metadata").write_text("{")
+    with pytest.raises(checkpointing.CorruptCheckpointError,
+                       match=rf"checkpoint .*run/checkpoints/{other} cannot be read: its "
+                             "metadata: JSONDecodeError"):
+        load_variables(str(workdir), "best")

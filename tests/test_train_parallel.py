@@ -19,31 +19,39 @@ import train_toy  # noqa: E402
 
 from avs_jax.train.loop import train_and_evaluate  # noqa: E402
 
-# Runs the toy loop in a fresh process; prints a JSON summary, saves the final state as npz.
+# Runs the toy loop in a fresh process as `python -m avs_jax.main` runs a stage (its exits for
+# errors and signals); prints a JSON summary, saves the final state as npz.
 RUN_LOOP = """
-import json, sys
+import functools, json, sys
 import jax, numpy as np
 sys.path.insert(0, {tests!r})
 import train_toy
-from avs_jax.train.loop import train_and_evaluate
+from avs_jax.main import exit_on_error
+from avs_jax.train.loop import raise_if_interrupted, train_and_evaluate
 config = train_toy.config(**json.loads({train!r}))
 config.distributed.multi_host = {multi_host!r}
-out = train_and_evaluate(config, {workdir!r}, train_toy.ToyTask(), train_toy.train_iter,
-                         train_toy.eval_iter)
-if jax.process_index() == 0:
-    np.savez({workdir!r} + "/state.npz", *[np.asarray(x) for x in jax.tree.leaves(out["state"])])
-print(json.dumps(dict(devices=jax.device_count(), processes=jax.process_count(),
-                      step=out["step"], stopped=out["stopped"],
-                      losses=[r["loss"] for r in out["train"]], eval=out["eval"])))
+def stage():
+    out = train_and_evaluate(config, {workdir!r}, train_toy.ToyTask(),
+                             functools.partial(train_toy.train_iter, **json.loads({data!r})),
+                             train_toy.eval_iter)
+    if jax.process_index() == 0:
+        np.savez({workdir!r} + "/state.npz",
+                 *[np.asarray(x) for x in jax.tree.leaves(out["state"])])
+    print(json.dumps(dict(devices=jax.device_count(), processes=jax.process_count(),
+                          step=out["step"], stopped=out["stopped"],
+                          losses=[r["loss"] for r in out["train"]], eval=out["eval"])), flush=True)
+    raise_if_interrupted(out, {workdir!r})
+exit_on_error(stage)
 """
 
 
-def loop_process(workdir, devices, multi_host=False, env=None, log=None, **train):
-    """The toy loop in a new process; its output is piped, or written to `log`.out/.err."""
+def loop_process(workdir, devices, multi_host=False, env=None, log=None, data=None, **train):
+    """The toy loop in a new process; its output is piped, or written to `log`.out/.err.
+    `data`: keyword arguments of train_toy.train_iter."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **(env or {}))
     code = RUN_LOOP.format(tests=str(TESTS), workdir=str(workdir), train=json.dumps(train),
-                           multi_host=multi_host)
+                           multi_host=multi_host, data=json.dumps(data or {}))
     if log is None:
         return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(ROOT),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -136,7 +144,7 @@ def test_two_hosts_configured_by_environment_variables_train_as_one(tmp_path, on
     assert [r["step"] for r in logged if r["split"] == "train"] == [1, 2, 3, 4]
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     # Long enough never to finish; no validation, so the only checkpoint is the one at SIGTERM.
     proc = loop_process(tmp_path, 1, num_steps=100000, steps_per_epoch=100000)
     metrics = tmp_path / "metrics.jsonl"
@@ -148,9 +156,13 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert proc.poll() is None, proc.communicate()[1][-3000:]
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 0, stderr[-3000:]
+    # 128 + 15, as for a process the signal ended: a scheduler must not take it as finished.
+    assert proc.returncode == 143, stderr[-3000:]
     summary = json.loads(stdout.strip().splitlines()[-1])
     assert summary["stopped"] == "signal" and summary["step"] >= 3
+    assert stderr.strip().splitlines()[-1] == (
+        f"avs_jax: stopped by SIGTERM at step {summary['step']}, with a checkpoint in "
+        f"{tmp_path}: run the same command again to continue")
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert steps == [summary["step"]]
     # The checkpoint holds that step's state: restoring resumes at the step after it.
@@ -158,6 +170,46 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     assert logged[-1] == summary["step"]
     meta = json.loads((tmp_path / "checkpoints" / str(steps[0]) / "meta" / "metadata").read_text())
     assert meta["step"] == summary["step"]
+
+
+def test_kill_9_then_resume_is_exact_and_logs_each_step_once(tmp_path):
+    """kill -9 between two checkpoints (validation saves steps 4, 8, 12), then the same command
+    again: it takes over the dead run's workdir lock, resumes from step 4, and ends as the
+    uninterrupted run, with each step once in metrics.jsonl."""
+    full = train_and_evaluate(train_toy.config(), str(tmp_path / "full"), train_toy.ToyTask(),
+                              train_toy.train_iter, train_toy.eval_iter)
+    workdir = tmp_path / "killed"
+    metrics = workdir / "metrics.jsonl"
+    # 0.4 s a batch: a window of 1.2 s between seeing step 5 logged and step 8's checkpoint.
+    proc = loop_process(workdir, 1, data={"delay_s": 0.4})
+    deadline = time.time() + 240
+    logged = []
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists():
+            logged = [json.loads(line)["step"] for line in metrics.read_text().splitlines()
+                      if line.endswith("}")]
+            if logged and max(logged) >= 5:
+                break
+        time.sleep(0.05)
+    proc.kill()
+    proc.communicate()
+    assert 5 <= max(logged) < 8, logged
+    assert not (workdir / "checkpoints" / "8").exists()
+    resumed = loop_process(workdir, 1)
+    stdout, stderr = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, stderr[-3000:]
+    assert "taking over the lock of pid" in stderr
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["step"] == 12 and len(summary["losses"]) == 8  # steps 5-12 ran again
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    train = [r for r in records if r["split"] == "train"]
+    assert [r["step"] for r in train] == list(range(1, 13))
+    assert [r["step"] for r in records if r["split"] == "eval"] == [4, 8, 12]
+    np.testing.assert_allclose([r["loss"] for r in train], [r["loss"] for r in full["train"]],
+                               rtol=1e-6, atol=0)
+    saved = np.load(workdir / "state.npz")
+    for i, leaf in enumerate(jax.tree.leaves(full["state"])):
+        np.testing.assert_allclose(saved[f"arr_{i}"], np.asarray(leaf), rtol=1e-6, atol=1e-7)
 
 
 PUT_BATCH = """

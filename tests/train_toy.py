@@ -6,6 +6,7 @@ Not a test module (no test_ prefix); imported by tests/test_train_*.py and their
 from __future__ import annotations
 
 import functools
+import time
 
 import flax.linen as nn
 import grain
@@ -21,12 +22,13 @@ class ToyNet(nn.Module):
     """[B, 8, 8, 3] -> [B]: conv (the "encoder"), BatchNorm, ReLU, global mean, dense head."""
 
     dtype: jnp.dtype = jnp.float32
+    features: int = 8
 
     @nn.compact
     def __call__(self, x, train: bool):
         # No conv bias before BatchNorm (as in ResNets): its gradient is zero up to round-off,
         # which Adam would blow up to lr-sized steps of arbitrary sign.
-        x = nn.Conv(8, (3, 3), use_bias=False, dtype=self.dtype, name="encoder")(x)
+        x = nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype, name="encoder")(x)
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype)(x)
         x = nn.relu(x).mean(axis=(1, 2))
         return nn.Dense(1, dtype=self.dtype, name="head")(x)[:, 0]
@@ -35,8 +37,8 @@ class ToyNet(nn.Module):
 class ToyTask:
     """Regress `target` from `image`; train-time input noise makes the step use its rng."""
 
-    def __init__(self, dtype=jnp.float32, noise: float = 0.01):
-        self.model = ToyNet(dtype=dtype)
+    def __init__(self, dtype=jnp.float32, noise: float = 0.01, features: int = 8):
+        self.model = ToyNet(dtype=dtype, features=features)
         self.noise = noise
 
     def init_variables(self, rng, batch):
@@ -73,11 +75,13 @@ def examples(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def train_iter(n: int = 32, batch_size: int = 8, seed: int = 0, poison: int | None = None):
+def train_iter(n: int = 32, batch_size: int = 8, seed: int = 0, poison: int | None = None,
+               delay_s: float = 0.0):
     """Endless shuffled grain iterator of batches (checkpointable).
 
     poison: index of an example whose target is NaN; the data is then not shuffled, so the
     example is in batch poison // batch_size (0-based), i.e. train step poison // batch_size + 1.
+    delay_s: seconds each batch takes to read (a run slow enough to be killed mid-way).
     """
     data = examples(n, seed)
     ds = grain.MapDataset.source(data)
@@ -86,7 +90,15 @@ def train_iter(n: int = 32, batch_size: int = 8, seed: int = 0, poison: int | No
     else:
         data[poison]["target"] = np.float32("nan")
     ds = ds.repeat(None)
-    return iter(_local_rows(ds.batch(batch_size, drop_remainder=True)).to_iter_dataset())
+    batches = _local_rows(ds.batch(batch_size, drop_remainder=True)).to_iter_dataset()
+    if delay_s:  # on the iterator, after grain's read-ahead threads: each next() waits
+        batches = batches.map(functools.partial(_slowly, delay_s))
+    return iter(batches)
+
+
+def _slowly(delay_s: float, batch: dict) -> dict:
+    time.sleep(delay_s)
+    return batch
 
 
 def eval_iter(n: int = 16, batch_size: int = 8):

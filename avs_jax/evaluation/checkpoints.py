@@ -3,37 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
-from avs_jax.errors import InputError, MissingInputError
+from avs_jax.errors import MissingInputError
 from avs_jax.train import checkpointing
-
-
-class CheckpointMismatchError(InputError, ValueError):
-    """A checkpoint that does not fit the model it is loaded as; names what differs."""
-
-
-def _flat(tree: Any) -> dict[str, tuple[int, ...]]:
-    out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        key = "/".join(str(getattr(p, "key", getattr(p, "idx", p))) for p in path)
-        out[key] = tuple(np.shape(leaf))
-    return out
-
-
-def tree_differences(expected: Any, got: Any, limit: int = 20) -> list[str]:
-    """Human-readable differences of two variable trees: missing, unexpected, wrong shapes."""
-    e, g = _flat(expected), _flat(got)
-    diffs = [f"missing {k} {e[k]}" for k in sorted(set(e) - set(g))]
-    diffs += [f"unexpected {k} {g[k]}" for k in sorted(set(g) - set(e))]
-    diffs += [f"shape of {k}: checkpoint {g[k]}, model {e[k]}"
-              for k in sorted(set(e) & set(g)) if e[k] != g[k]]
-    return diffs[:limit] + ([f"... and {len(diffs) - limit} more"] if len(diffs) > limit else [])
+from avs_jax.train.checkpointing import CheckpointMismatchError, tree_differences
 
 
 def load_variables(run_dir: str, step: int | str | None = "best") -> tuple[dict, dict]:
@@ -43,7 +20,7 @@ def load_variables(run_dir: str, step: int | str | None = "best") -> tuple[dict,
         raise MissingInputError(f"{run_dir}: no checkpoints/ folder: is this a training workdir?")
     try:
         return checkpointing.restore_variables(ckpt_dir, step)
-    except ValueError:
+    except checkpointing.NoValidatedCheckpointError:
         if step != "best":
             raise
         return checkpointing.restore_variables(ckpt_dir, None)

@@ -8,11 +8,19 @@ A checkpoint step directory holds a Composite of three items:
   meta:  JSON {"step": int, "config": dict, ...}.
 Kept: the latest `keep` checkpoints and the best one by `best_metric` among those saved with
 validation metrics.
+
+A checkpoint that cannot be read (a truncated file, emptied metadata: a full disk or a copy cut
+short) is never a traceback: resuming falls back to the newest one that restores and moves the
+broken ones aside (`Checkpointer.restore_newest`); evaluation names the broken checkpoint
+(`CorruptCheckpointError`). A checkpoint of another model (parameter shapes that differ) is
+`CheckpointMismatchError`, naming the parameters.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from typing import Any
 
 import grain
@@ -24,8 +32,64 @@ from absl import logging
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as ocm
 
-from avs_jax.errors import BadInputError, MissingInputError
+from avs_jax.errors import BadInputError, InputError, MissingInputError
 from avs_jax.train.state import TrainState
+
+# Where resuming moves checkpoints that do not restore, beside `checkpoints/` in the workdir.
+CORRUPT_DIR = "checkpoints_unreadable"
+
+
+class CorruptCheckpointError(InputError, OSError):
+    """A checkpoint whose files cannot be read; names its folder and the reader's complaint."""
+
+
+class CheckpointMismatchError(InputError, ValueError):
+    """A checkpoint that does not fit the model it is loaded as; names what differs."""
+
+
+class NoValidatedCheckpointError(BadInputError):
+    """"best" was asked of a run none of whose checkpoints has validation metrics."""
+
+
+def _path_key(entry: Any) -> str:
+    for attr in ("key", "name", "idx"):
+        if hasattr(entry, attr):
+            return str(getattr(entry, attr))
+    return str(entry)
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """"a/b/c" -> shape of each array leaf (dict keys, dataclass fields and indices alike)."""
+    leaves = jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))[0]
+    return {"/".join(_path_key(p) for p in path): tuple(np.shape(leaf)) for path, leaf in leaves
+            if hasattr(leaf, "shape")}
+
+
+def tree_differences(expected: Any, got: Any, limit: int = 20) -> list[str]:
+    """Human-readable differences of two variable trees: missing, unexpected, wrong shapes."""
+    e, g = _shapes(expected), _shapes(got)
+    diffs = [f"missing {k} {e[k]}" for k in sorted(set(e) - set(g))]
+    diffs += [f"unexpected {k} {g[k]}" for k in sorted(set(g) - set(e))]
+    diffs += [f"shape of {k}: checkpoint {g[k]}, model {e[k]}"
+              for k in sorted(set(e) & set(g)) if e[k] != g[k]]
+    return diffs[:limit] + ([f"... and {len(diffs) - limit} more"] if len(diffs) > limit else [])
+
+
+def _reason(e: BaseException) -> str:
+    """One line of what a reader raised (orbax/tensorstore messages run over many lines)."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+
+
+def _state_metadata(step_dir: str) -> Any:
+    """The saved state's tree of array metadata (shapes, dtypes), read without the arrays."""
+    reader = ocp.PyTreeCheckpointHandler()
+    try:
+        tree = reader.metadata(epath.Path(step_dir) / "state")
+    finally:
+        reader.close()
+    return getattr(tree, "item_metadata", tree)
 
 
 def is_grain_iterator(it: Any) -> bool:
@@ -96,10 +160,75 @@ class Checkpointer:
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored["state"], restored["meta"]
 
+    def step_dir(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
     def read_meta(self, step: int) -> dict:
-        """The JSON metadata of checkpoint `step` ({"step", "config", "metrics" or None})."""
-        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
-            "meta"]
+        """The JSON metadata of checkpoint `step` ({"step", "config", "metrics" or None}).
+
+        Raises CorruptCheckpointError naming the folder when it cannot be read.
+        """
+        try:
+            meta = self.manager.restore(
+                step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as e:  # orbax/tensorstore raise many types for one unreadable file
+            raise CorruptCheckpointError(
+                f"checkpoint {self.step_dir(step)} cannot be read: its metadata: {_reason(e)}"
+            ) from e
+        if not isinstance(meta, dict):
+            raise CorruptCheckpointError(
+                f"checkpoint {self.step_dir(step)} cannot be read: its metadata is not a JSON "
+                "object")
+        return meta
+
+    def restore_newest(self, abstract_state: Any, data_iter: Any = None
+                       ) -> tuple[TrainState, dict]:
+        """Restores the newest checkpoint that can be read, for resuming a run.
+
+        Newer checkpoints that cannot be read are said in the log (which, and why) and moved to
+        `<workdir>/checkpoints_unreadable/<step>` (the run will save those steps again). When
+        none can be read, nothing is moved and CorruptCheckpointError lists them all.
+        Raises CheckpointMismatchError, before reading any array, when the saved state's arrays
+        do not fit `abstract_state` (the config describes another model).
+        """
+        skipped: list[tuple[int, str]] = []
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                meta = self.read_meta(step)
+                saved = _state_metadata(self.step_dir(step))
+            except Exception as e:  # pylint: disable=broad-except
+                skipped.append((step, _reason(e.__cause__ or e)))
+                continue
+            diffs = tree_differences(abstract_state, saved)
+            if diffs:
+                raise CheckpointMismatchError(
+                    f"checkpoint {self.step_dir(step)} does not fit the model of this config "
+                    "(resume it with the config it was trained with, or use a new --workdir):"
+                    "\n  " + "\n  ".join(diffs))
+            try:
+                state, _ = self.restore(abstract_state, data_iter, step)
+            except Exception as e:  # pylint: disable=broad-except
+                skipped.append((step, _reason(e)))
+                continue
+            if skipped:
+                self._set_aside(skipped, step)
+            return state, meta
+        raise CorruptCheckpointError(
+            f"no checkpoint under {self.directory} can be read: "
+            + "; ".join(f"step {s}: {why}" for s, why in skipped))
+
+    def _set_aside(self, skipped: list[tuple[int, str]], restored: int) -> None:
+        aside = os.path.join(os.path.dirname(self.directory), CORRUPT_DIR)
+        os.makedirs(aside, exist_ok=True)
+        for step, why in skipped:
+            target = os.path.join(aside, str(step))
+            if os.path.exists(target):
+                target += time.strftime("-%Y%m%d-%H%M%S")
+            shutil.move(self.step_dir(step), target)
+            logging.warning("checkpoint %s cannot be read (%s): skipped, moved to %s",
+                            self.step_dir(step), why, target)
+        logging.warning("resuming from checkpoint %d, the newest that can be read", restored)
+        self.manager.reload()
 
     def best_step(self) -> int | None:
         """The kept checkpoint with the best validation `best_metric`; None if none was validated."""
@@ -147,7 +276,8 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
         if step == "best":
             step = ckpt.best_step()
             if step is None:
-                raise BadInputError(f"{checkpoint_dir}: no checkpoint has validation metrics")
+                raise NoValidatedCheckpointError(
+                    f"{checkpoint_dir}: no checkpoint has validation metrics")
         elif step is None:
             step = ckpt.latest_step()
         if step is None:
@@ -163,6 +293,8 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
         try:
             tree = reader.metadata(state_dir)
             tree = getattr(tree, "item_metadata", tree)
+            if not all(k in tree for k in ("params", "model_state")):
+                raise KeyError("the saved state has no 'params' and 'model_state'")
             # Only what the model needs: the optimizer state (Adam's two moments, twice the
             # parameters) is left on disk. Measured on the quickstart's AVS-Net checkpoint:
             # 251 of 727 arrays read, this restore 1.6 s against 2.4-3.0 s for the whole state.
@@ -173,6 +305,9 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
             state = reader.restore(state_dir, args=ocp.args.PyTreeRestore(
                 item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
                 partial_restore=True))
+        except Exception as e:  # orbax/tensorstore raise many types for one unreadable file
+            raise CorruptCheckpointError(
+                f"checkpoint {ckpt.step_dir(step)} cannot be read: {_reason(e)}") from e
         finally:
             reader.close()
     finally:
@@ -183,13 +318,6 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
 def abstract_like(tree: Any) -> Any:
     """ShapeDtypeStructs (with shardings) of a pytree of arrays: a restore target."""
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
-
-
-def _flatten(tree: Any) -> dict[tuple[str, ...], Any]:
-    flat = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        flat[tuple(str(getattr(p, "key", getattr(p, "name", p))) for p in path)] = leaf
-    return flat
 
 
 def load_pretrained(path: str, variables: dict, target: str = "") -> dict:

@@ -31,6 +31,7 @@ from avs_jax.train.metric_writers import MetricWriter
 from avs_jax.train.optimizer import create_learning_rate_fn, create_optimizer
 from avs_jax.train.state import TrainState, create_train_state, data_mesh, init_variables
 from avs_jax.train.step import make_eval_step, make_train_step, put_batch
+from avs_jax.workdir_lock import workdir_lock
 
 
 class NonFiniteLossError(InputError, FloatingPointError):
@@ -73,6 +74,26 @@ def maybe_initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
     jax.distributed.initialize(**kwargs)
     logging.info("jax.distributed: process %d of %d, %d devices in all", jax.process_index(),
                  jax.process_count(), jax.device_count())
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped at a signal (SIGTERM, Ctrl-C) after saving a checkpoint.
+
+    Not a failure of the input: `python -m avs_jax.main` exits with 128 + the signal number (143
+    for SIGTERM), as a process killed by it would, so a scheduler does not take the run as done.
+    """
+
+    def __init__(self, signum: int, step: int, workdir: str):
+        self.signum, self.step, self.workdir = signum, step, workdir
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} at step {step}, with a checkpoint in "
+            f"{workdir}: run the same command again to continue")
+
+
+def raise_if_interrupted(out: dict, workdir: str) -> None:
+    """TrainingInterrupted when `train_and_evaluate`'s result `out` says a signal stopped it."""
+    if out["stopped"] == "signal":
+        raise TrainingInterrupted(out["signal"], out["step"], workdir)
 
 
 def train_length(cfg: ml_collections.ConfigDict, steps_per_epoch: int | None) -> tuple[int, int]:
@@ -171,8 +192,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
       config: with the sections of `default_train_config` (train, checkpoint, distributed,
         init_from, init_from_target).
       workdir: checkpoints (workdir/checkpoints), metrics.jsonl and TensorBoard events go here.
-        A run with checkpoints in workdir continues from the latest one exactly (same state,
-        data position and random stream).
+        A run with checkpoints in workdir continues from the newest one that can be read
+        exactly (same state, data position and random stream). The run holds workdir/.lock
+        (avs_jax/workdir_lock.py): a second run in the same workdir is an error naming it.
       task: the stage's Task (see `avs_jax.train`).
       train_iter_fn: () -> endless iterator of global host batches (dict of numpy arrays; non-
         numeric entries such as sample ids stay on the host). A grain iterator (get_state /
@@ -181,9 +203,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
       steps_per_epoch: overrides config.train.steps_per_epoch.
     Returns:
       {"state": final TrainState, "step": int, "train": [per-step host metrics with "step"],
-       "eval": [validation records], "stopped": "done" | "signal" | "stop_at_step" | "data"}.
+       "eval": [validation records], "stopped": "done" | "signal" | "stop_at_step" | "data",
+       "signal": the signal number that stopped it (after a checkpoint), else None}.
     Raises:
       NonFiniteLossError: a NaN/inf loss; names the step and the last good checkpoint (kept).
+      WorkdirLockedError: another process runs in `workdir`.
+      CheckpointMismatchError: the checkpoint to resume holds another model (names the
+        parameters and the config keys that changed).
+      CorruptCheckpointError: no checkpoint of the workdir can be read.
     """
     maybe_initialize_distributed(config.distributed)
     # After the distributed init: asking JAX for its backend creates it.
@@ -197,6 +224,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
     cast_keys = tuple(cfg.cast_batch_keys)
     lead = jax.process_index() == 0
 
+    with workdir_lock(workdir, enabled=lead):
+        return _train_locked(config, workdir, task, train_iter_fn, eval_iter_fn, num_steps, spe,
+                             mesh, compute_dtype, cast_keys, lead)
+
+
+def _train_locked(config, workdir, task, train_iter_fn, eval_iter_fn, num_steps, spe, mesh,
+                  compute_dtype, cast_keys, lead) -> dict:
+    """`train_and_evaluate` once the workdir is this process's."""
+    cfg = config.train
     train_iter = train_iter_fn()
     first = next(train_iter)
     init_rng, train_rng = jax.random.split(jax.random.PRNGKey(cfg.seed))
@@ -215,14 +251,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
         meta_config = json.loads(config.to_json_best_effort())
         pending_batch = first
         if resuming:
-            # Allowed (training longer is a config change), but said, before the restore (which
-            # a changed model fails): the weights so far were trained with the saved settings.
-            saved = ckpt.read_meta(ckpt.latest_step()).get("config") or {}
-            changed = differences(saved, meta_config)
+            # The newest checkpoint that can be read; a config of another model is an error
+            # naming the parameters (and what changed in the config).
+            try:
+                state, meta = ckpt.restore_newest(checkpointing.abstract_like(state), train_iter)
+            except checkpointing.CheckpointMismatchError as e:
+                changed = differences(_saved_config(ckpt), meta_config)
+                raise checkpointing.CheckpointMismatchError(
+                    f"{e}\n  config keys that differ from the run's: "
+                    f"{'; '.join(changed) or 'none'}") from None
+            # Allowed (training longer is a config change), but said: the weights so far were
+            # trained with the saved settings.
+            changed = differences(meta.get("config") or {}, meta_config)
             if changed and lead:
                 logging.warning("resuming %s with a config that differs from its checkpoint's: %s",
                                 workdir, "; ".join(changed))
-            state, meta = ckpt.restore(checkpointing.abstract_like(state), train_iter)
             logging.info("resumed from %s step %d", ckpt.directory, meta["step"])
             if checkpointing.is_grain_iterator(train_iter):
                 pending_batch = None  # the restored iterator is at the checkpoint's position
@@ -237,7 +280,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
     start_step = step
     saved_step = step if ckpt.latest_step() == step else None
     last_good = ckpt.latest_step()
-    writer = MetricWriter(workdir, enabled=lead)
+    # Records past the restored step are of steps that run again now (the kill came after them,
+    # before their checkpoint): dropped, so that metrics.jsonl holds each step once.
+    writer = MetricWriter(workdir, enabled=lead, purge_after=step)
     history: list[dict] = []
     eval_history: list[dict] = []
     buffer: list[tuple[int, int, Any]] = []  # (step, batch size, device metrics)
@@ -280,14 +325,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
         saved_step = last_good = step
         timer[0] = time.perf_counter()  # samples/s measures training, not validation or saving
 
-    stopped = "done"
+    stopped, stop_signal = "done", None
     try:
         with warnings.catch_warnings(), _StopFlag().installed() as stop:
             # CPU cannot always reuse donated buffers; the warning is noise there.
             warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
             while step < num_steps:
                 if stop.signal is not None:
-                    stopped = "signal"
+                    stopped, stop_signal = "signal", stop.signal
                     break
                 if cfg.stop_at_step > 0 and step >= cfg.stop_at_step:
                     stopped = "stop_at_step"
@@ -331,4 +376,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: An
         ckpt.close()
     logging.info("training stopped (%s) at step %d (started at %d)", stopped, step, start_step)
     return {"state": state, "step": step, "train": history, "eval": eval_history,
-            "stopped": stopped}
+            "stopped": stopped, "signal": stop_signal}
+
+
+def _saved_config(ckpt: checkpointing.Checkpointer) -> dict:
+    """The config saved with the newest checkpoint whose metadata reads ({} if none does)."""
+    for step in sorted(ckpt.manager.all_steps(), reverse=True):
+        try:
+            return ckpt.read_meta(step).get("config") or {}
+        except checkpointing.CorruptCheckpointError:
+            continue
+    return {}

@@ -13,20 +13,30 @@ class MetricWriter:
 
     Each jsonl line is `{"step": int, "split": "train"|"eval", <name>: float, ...}`. Only the
     writing process (process 0 on several hosts) writes; others get a disabled writer.
+
+    purge_after: the step a resumed run restarts from. Records of later steps (written after
+    that checkpoint by a run that was then killed) are removed from metrics.jsonl, and
+    TensorBoard hides its events past it (its purge_step), so each step is logged once.
     """
 
-    def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True):
+    def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True,
+                 purge_after: int | None = None):
         self.enabled = enabled
         self._jsonl = None
         self._tb = None
         if not enabled:
             return
         os.makedirs(workdir, exist_ok=True)
-        self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+        path = os.path.join(workdir, "metrics.jsonl")
+        if purge_after is not None:
+            _drop_records_after(path, purge_after)
+        self._jsonl = open(path, "a", encoding="utf-8")
         if tensorboard:
             from tensorboardX import SummaryWriter  # no TensorFlow needed
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._tb = SummaryWriter(
+                os.path.join(workdir, "tensorboard"),
+                purge_step=None if purge_after is None else int(purge_after) + 1)
 
     def write_scalars(self, step: int, scalars: Mapping[str, float], split: str = "train"):
         """Writes one record of scalars at `step` under `split` (TensorBoard tag `split/name`)."""
@@ -54,6 +64,31 @@ class MetricWriter:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def _drop_records_after(path: str, step: int) -> None:
+    """Rewrites the jsonl file at `path` without records of steps > `step` (atomically).
+
+    A line cut short by a kill is dropped too; nothing is rewritten when nothing goes.
+    """
+    if not os.path.exists(path):
+        return
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # the partial last line of a killed writer, or a blank one
+        if isinstance(record, dict) and int(record.get("step", 0)) <= step:
+            kept.append(line)
+    if len(kept) == len(lines):
+        return
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in kept)
+    os.replace(tmp, path)
 
 
 def read_metrics(workdir: str, split: str | None = None) -> list[dict]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
+import jax
 import ml_collections
 from absl import logging
 
@@ -25,11 +26,25 @@ def _validation_batches(dataset) -> Iterator[dict]:
         yield {k: v for k, v in batch.items() if k not in _HOST_ONLY}
 
 
+def check_batch_divides(batch_size: int, n_devices: int, platform: str) -> None:
+    """The global batch must split evenly over the devices; said before anything compiles."""
+    if batch_size % n_devices:
+        lower = batch_size - batch_size % n_devices
+        options = f"{lower} or {lower + n_devices}" if lower else f"{n_devices}"
+        raise BadInputError(
+            f"config.data.batch_size={batch_size} does not split over the {n_devices} "
+            f"{platform} devices: use a multiple of {n_devices} (e.g. {options})")
+
+
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains `config.task` on `config.data` into `workdir`; resumes from its checkpoints."""
+    """Trains `config.task` on `config.data` into `workdir`; resumes from its checkpoints.
+
+    Raises loop.TrainingInterrupted when a signal stopped it (its checkpoint is saved).
+    """
     # First: the input pipeline below asks JAX for the process index, which starts the backend,
     # after which jax.distributed refuses to initialise.
     loop.maybe_initialize_distributed(config.distributed)
+    check_batch_divides(config.data.batch_size, jax.device_count(), jax.default_backend())
     builder = datasets.open_dataset(config.data)
     n_train = datasets.split_size(builder, "train")
     if n_train < config.data.batch_size:
@@ -42,8 +57,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     task = make_task(config)
     # One dataset object for every validation, so that `data.cache_decoded` keeps its examples.
     val = input_pipeline.make_eval_dataset(builder, config.data, "val") if has_val else None
-    return loop.train_and_evaluate(
+    out = loop.train_and_evaluate(
         config, workdir, task,
         train_iter_fn=lambda: input_pipeline.create_train_iterator(builder, config.data),
         eval_iter_fn=(lambda: _validation_batches(val)) if has_val else None,
         steps_per_epoch=steps_per_epoch)
+    loop.raise_if_interrupted(out, workdir)
+    return out
