@@ -13,6 +13,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 import synthetic_scene as scene
+from cpu_devices import xla_flags
 import train_toy
 from avs_jax import geometry
 from avs_jax.config_files import load_config_module
@@ -228,7 +229,7 @@ def test_loss_and_gradients_same_on_one_and_four_devices():
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    env = dict(os.environ, XLA_FLAGS=xla_flags(4),
                JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
     out = subprocess.run([sys.executable, "-c", _MULTI_DEVICE_SCRIPT, str(root / "tests")],
                          env=env, capture_output=True, text=True,

@@ -16,6 +16,7 @@ TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 sys.path.insert(0, str(TESTS))
 import train_toy  # noqa: E402
+from cpu_devices import xla_flags  # noqa: E402
 
 from avs_jax.train.loop import train_and_evaluate  # noqa: E402
 
@@ -49,7 +50,7 @@ def loop_process(workdir, devices, multi_host=False, env=None, log=None, data=No
     """The toy loop in a new process; its output is piped, or written to `log`.out/.err.
     `data`: keyword arguments of train_toy.train_iter."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **(env or {}))
+               XLA_FLAGS=xla_flags(devices), **(env or {}))
     code = RUN_LOOP.format(tests=str(TESTS), workdir=str(workdir), train=json.dumps(train),
                            multi_host=multi_host, data=json.dumps(data or {}))
     if log is None:
@@ -236,7 +237,7 @@ def test_put_batch_splits_rows_over_four_devices_and_drops_ids():
     """Rows 0-1 go to device 0, 2-3 to device 1, ...; sample ids stay on the host; a batch that
     does not divide over the devices is refused with the entry named."""
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
-               XLA_FLAGS="--xla_force_host_platform_device_count=4")
+               XLA_FLAGS=xla_flags(4))
     out = subprocess.run([sys.executable, "-c", PUT_BATCH], env=env, capture_output=True,
                          text=True)
     assert "OK" in out.stdout, out.stderr[-3000:]
