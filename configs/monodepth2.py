@@ -8,7 +8,7 @@ Paper Sec. 3.3.2 and Monodepth2's options.py (REFERENCE.md): 192×640, scales 0-
 import ml_collections
 
 from avs_jax.data_config import default_data_config
-from avs_jax.models.depthnet import default_model_config
+from avs_jax.models.relative_model import relative_model_config
 from avs_jax.train.defaults import default_train_config
 
 
@@ -22,7 +22,7 @@ def relative_config(model: str, arg: str) -> ml_collections.ConfigDict:
     c.mode = "train"
     c.task = "relative"
     c.data = default_data_config("bv1_triples")  # 192×640, batch 12, Monodepth2 augment
-    c.model = default_model_config(model, "tiny" if tiny else "full")
+    c.model = relative_model_config(model, "tiny" if tiny else "full")
     c.loss = ml_collections.ConfigDict()
     c.loss.ssim_weight = 0.85  # paper eq. 5: gamma (the L1 weight beta = 0.15)
     c.loss.smoothness_weight = 1e-3  # paper eq. 6: lambda, / 2^scale per scale

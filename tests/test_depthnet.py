@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from avs_jax.models.depthnet import DepthDecoder, DepthNet, build_depth_net, default_model_config
+from avs_jax.models.depthnet import DepthDecoder, DepthNet
+from avs_jax.models.relative_model import build_depth_net, relative_model_config
 from avs_jax.models.posenet import PoseNet
 from avs_jax.train.state import init_compiler_options
 
@@ -61,13 +62,13 @@ def test_posenet_size_and_output_scaling():
 
 
 def test_light_depthnet_has_about_three_million_parameters():
-    n = _count(_abstract_params(build_depth_net(default_model_config("lite", "full"))))
+    n = _count(_abstract_params(build_depth_net(relative_model_config("lite", "full"))))
     assert 2_500_000 <= n <= 3_500_000, n
 
 
 @pytest.mark.parametrize("name", ["monodepth2", "lite"])
 def test_disparities_are_sigmoids_at_each_scale_and_bf16_stays_close(name):
-    config = default_model_config(name, "tiny")
+    config = relative_model_config(name, "tiny")
     model = build_depth_net(config)
     x = jax.random.uniform(jax.random.key(2), (2, 64, 96, 3))
     variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False),

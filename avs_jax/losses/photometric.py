@@ -15,6 +15,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
+from avs_jax.models.layers import reflect_pad
+
 Array = jax.Array
 
 # SSIM stabilisers (Wang et al. 2004 with dynamic range L = 1): C1 = (0.01 L)², C2 = (0.03 L)².
@@ -22,12 +24,6 @@ SSIM_C1 = 0.01 ** 2
 SSIM_C2 = 0.03 ** 2
 # Guards the mean-normalisation of the disparity (Monodepth2: disp / (mean + 1e-7)).
 MEAN_NORM_EPS = 1e-7
-
-
-def _reflect_pad(x: Array, pad: int = 1) -> Array:
-    """Reflection padding of the H and W axes of `[..., H, W, C]`."""
-    widths = [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)]
-    return jnp.pad(x, widths, mode="reflect")
 
 
 def _mean_pool3(x: Array) -> Array:
@@ -45,8 +41,8 @@ def ssim_loss(x: Array, y: Array) -> Array:
     dimensions, so a batch axis sharded over devices stays put.)
     """
     shape = jnp.broadcast_shapes(x.shape, y.shape)
-    x = _reflect_pad(jnp.broadcast_to(x.astype(jnp.float32), shape))
-    y = _reflect_pad(jnp.broadcast_to(y.astype(jnp.float32), shape))
+    x = reflect_pad(jnp.broadcast_to(x.astype(jnp.float32), shape))
+    y = reflect_pad(jnp.broadcast_to(y.astype(jnp.float32), shape))
     mu_x = _mean_pool3(x)
     mu_y = _mean_pool3(y)
     sigma_x = _mean_pool3(x * x) - mu_x ** 2

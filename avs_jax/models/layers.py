@@ -30,6 +30,21 @@ Array = jax.Array
 # Output maps with at most this many pixels use im2col on CPU (bench/conv_lowering.py).
 IM2COL_MAX_PIXELS = 256
 
+# Monodepth2's encoder input normalisation (DepthNet, PoseNet, Lite-Mono): (x − 0.45) / 0.225.
+MONODEPTH2_MEAN = 0.45
+MONODEPTH2_STD = 0.225
+
+# PyTorch's default Conv2d initialisation, which Monodepth2's decoders keep:
+# kaiming_uniform(a=√5) = U(±1/√fan_in), i.e. variance 1/(3·fan_in). (Biases start at zero here.)
+torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def reflect_pad(x: Array, pad: int = 1) -> Array:
+    """Reflection padding of the two axes before the last, `[..., H, W, C]` (PyTorch's
+    ReflectionPad2d)."""
+    widths = [(0, 0)] * (x.ndim - 3) + [(pad, pad), (pad, pad), (0, 0)]
+    return jnp.pad(x, widths, mode="reflect")
+
 
 def _pair(v: int | Sequence[int]) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))

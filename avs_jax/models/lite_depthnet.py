@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
-from avs_jax.models.depthnet import MONODEPTH2_MEAN, MONODEPTH2_STD, DepthDecoder
-from avs_jax.models.layers import Conv
+from avs_jax.models.depthnet import DepthDecoder
+from avs_jax.models.layers import MONODEPTH2_MEAN, MONODEPTH2_STD, Conv
 from avs_jax.models.resnet import batch_norm
 
 Array = jax.Array

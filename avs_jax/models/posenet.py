@@ -18,8 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from avs_jax.models.depthnet import MONODEPTH2_MEAN, MONODEPTH2_STD, torch_default_init
-from avs_jax.models.layers import Conv
+from avs_jax.models.layers import MONODEPTH2_MEAN, MONODEPTH2_STD, Conv, torch_default_init
 from avs_jax.models.resnet import ResNet18
 
 Array = jax.Array

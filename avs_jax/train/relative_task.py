@@ -29,7 +29,7 @@ from flax import linen as nn
 from avs_jax import geometry
 from avs_jax.errors import BadInputError
 from avs_jax.losses import photometric
-from avs_jax.models.depthnet import build_depth_net, build_pose_net
+from avs_jax.models.relative_model import build_depth_net, build_pose_net
 from avs_jax.models.layers import resize_bilinear
 
 Array = jax.Array
@@ -252,8 +252,3 @@ class RelativeDepthTask:
         _, depth = geometry.disp_to_depth(disp[..., 0], self.loss_config.min_depth,
                                           self.loss_config.max_depth)
         return depth
-
-
-def create_task(config: ml_collections.ConfigDict) -> RelativeDepthTask:
-    """The Task for `config` (entry point for the train core / main)."""
-    return RelativeDepthTask(config)
