@@ -21,45 +21,14 @@ Modules (one idea each)
   `load_pretrained` (config.init_from).
 - `metric_writers.py`: TensorBoard events (tensorboardX) and `metrics.jsonl`.
 - `loop.py`: `train_and_evaluate(config, workdir, task, train_iter_fn, eval_iter_fn)`.
+- `tasks.py`: the `Task` protocol and `make_task(config)`; `avsnet_task.py` (stage 1) and
+  `relative_task.py` (the relative stage) implement it; `run.py` wires a stage's data to the
+  loop (`mode="train"`).
 
 The Task protocol
 -----------------
-A Task is any object with these four methods. All arrays are jax arrays; every method except
-`param_labels` runs inside `jax.jit` (trace-safe code only: no Python branching on values, no
-I/O). `batch` is the global batch dict of the input pipeline with only its numeric entries
-(sample ids and other strings never reach the task); the float entries named in
-`config.train.cast_batch_keys` arrive already cast to `config.train.compute_dtype`.
-
-``task.init_variables(rng, batch) -> {"params": ..., <other collections>}``
-    Initial variables (e.g. `model.init(rng, batch["image"], train=False)`). Params are cast to
-    float32 by the core. Every collection other than "params" (e.g. "batch_stats") becomes the
-    state's `model_state` dict, e.g. {"batch_stats": ...} or {} when there is none.
-
-``task.loss_and_metrics(params, model_state, batch, rng, train: bool)
-      -> (loss, (new_model_state, metrics))``
-    The training objective. `loss`: float32 scalar (compute it in float32 even when the model
-    runs in bfloat16). `new_model_state`: same structure as `model_state` (the updated
-    BatchNorm statistics, i.e. the mutable collections of `model.apply(..., mutable=...)`);
-    return `model_state` unchanged if nothing is mutable. `metrics`: dict[str, scalar] logged
-    as means over log windows (the core adds "loss", "grad_norm" and "learning_rate"). `rng`:
-    this step's key, `fold_in(state.rng, step)` (split it for dropout, augmentation, the
-    automasking noise...). BatchNorm means inside are over the global batch on any device count.
-
-``task.param_labels(params) -> pytree of str``
-    A label per parameter leaf, same structure as params (e.g. "encoder" for a pretrained
-    encoder, "default" otherwise). Each label's learning rate is the base schedule times
-    `config.train.lr_multipliers.get(label, 1.0)` (ZoeDepth: {"encoder": 0.1}). Called once
-    on the host.
-
-``task.eval_metrics(params, model_state, batch) -> dict[str, scalar]``
-    Validation metrics of one batch as batch means (inference mode, running BN statistics); the
-    core averages them over the validation set weighted by batch size, or by the count under
-    `"weight/" + name` when a metric covers only some samples of a batch. Must contain
-    `config.checkpoint.best_metric` (e.g. "abs_rel") when validation ranks checkpoints.
-
-Precision: `config.train.compute_dtype` ("float32" | "bfloat16") is for the task to pass to its
-model (`dtype=`) and is what the core casts the `cast_batch_keys` inputs to; params, optimizer
-state, gradients, targets and losses stay float32.
+A stage supplies a `Task` (avs_jax/train/tasks.py: `init_variables`, `loss_and_metrics`,
+`param_labels`, `eval_metrics`, all but the last trace-safe inside `jax.jit`).
 
 Running a stage
 ---------------
@@ -79,13 +48,17 @@ Running a stage
   validation metrics; extra checkpoints every `checkpoint_every` steps and at the end.
 - Checkpoints in `workdir/checkpoints/<step>/{state,data,meta}`; the latest
   `config.checkpoint.keep` and the best by `best_metric`/`best_mode` are kept. A run whose
-  workdir already has checkpoints resumes from the latest exactly: same state, same data
+  workdir already has checkpoints resumes from the newest readable one exactly: same state, same data
   position (when `train_iter_fn` returns a grain `DatasetIterator`, whose position is saved),
   same random stream; losses equal the uninterrupted run's step for step.
 - A NaN/inf loss raises `NonFiniteLossError` naming the step and the last good checkpoint;
   states are only saved after their losses were checked, so that checkpoint is good.
 - SIGTERM or Ctrl-C: the step in flight finishes, a checkpoint is saved, the function returns
-  with `stopped="signal"` (a second Ctrl-C interrupts at once). `config.train.stop_at_step`
+  with `stopped="signal"` (a second Ctrl-C interrupts at once); `run.train` then raises
+  `TrainingInterrupted`, and `python -m avs_jax.main` exits with 128 + the signal number.
+- One run per workdir: `workdir/.lock` (avs_jax/workdir_lock.py). A checkpoint that cannot be
+  read is skipped on resume (moved to `checkpoints_unreadable/`); metrics.jsonl records past
+  the restored step are dropped, so each step is logged once. `config.train.stop_at_step`
   stops the same way at a given step.
 - Pretrained weights: `config.init_from` = orbax checkpoint dir holding {"params": ...,
   ["batch_stats": ...]} (or a bare params tree), merged under `config.init_from_target`

@@ -32,6 +32,7 @@ from avs_jax.train.optimizer import create_learning_rate_fn, create_optimizer
 from avs_jax.train.state import TrainState, create_train_state, data_mesh, init_variables
 from avs_jax.train.step import make_eval_step, make_train_step, put_batch
 from avs_jax.workdir_lock import workdir_lock
+from avs_jax.train.tasks import Task
 
 
 class NonFiniteLossError(InputError, FloatingPointError):
@@ -182,7 +183,7 @@ def pretrained_sources(config: ml_collections.ConfigDict) -> list[tuple[str, str
     return out
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: Any,
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: Task,
                        train_iter_fn: Callable[[], Iterator[dict]],
                        eval_iter_fn: Callable[[], Iterable[dict]] | None = None,
                        steps_per_epoch: int | None = None) -> dict:

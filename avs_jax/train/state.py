@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from avs_jax.train.tasks import Task
+
 
 @flax.struct.dataclass
 class TrainState:
@@ -63,7 +65,7 @@ def init_compiler_options() -> dict[str, Any] | None:
     return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else None
 
 
-def init_variables(task: Any, rng: jax.Array, batch: dict, mesh: Mesh) -> dict:
+def init_variables(task: Task, rng: jax.Array, batch: dict, mesh: Mesh) -> dict:
     """The task's variables ({"params": ..., other collections}), params in float32, replicated.
 
     batch: a (global) example batch; only its shapes matter to `task.init_variables`.

@@ -17,6 +17,7 @@ import optax
 from jax.sharding import Mesh
 
 from avs_jax.train.state import TrainState, data_sharded, replicated
+from avs_jax.train.tasks import Task
 
 Batch = dict[str, Any]
 Metrics = dict[str, jax.Array]
@@ -42,7 +43,7 @@ def step_rng(state: TrainState) -> jax.Array:
     return jax.random.fold_in(state.rng, state.step)
 
 
-def train_step(task: Any, tx: optax.GradientTransformation, state: TrainState, batch: Batch,
+def train_step(task: Task, tx: optax.GradientTransformation, state: TrainState, batch: Batch,
                rng: jax.Array, compute_dtype: Any = jnp.float32,
                cast_keys: Sequence[str] = ()) -> tuple[TrainState, Metrics]:
     """One optimizer step: the task's loss, its gradient, the optax update. Pure.
@@ -68,7 +69,7 @@ def train_step(task: Any, tx: optax.GradientTransformation, state: TrainState, b
     return new_state, metrics
 
 
-def eval_step(task: Any, state: TrainState, batch: Batch, compute_dtype: Any = jnp.float32,
+def eval_step(task: Task, state: TrainState, batch: Batch, compute_dtype: Any = jnp.float32,
               cast_keys: Sequence[str] = ()) -> Metrics:
     """The task's validation metrics on one batch (float32 scalars, means over the batch)."""
     batch = cast_inputs(batch, compute_dtype, cast_keys)
@@ -76,7 +77,7 @@ def eval_step(task: Any, state: TrainState, batch: Batch, compute_dtype: Any = j
     return {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
 
-def make_train_step(task: Any, tx: optax.GradientTransformation, mesh: Mesh,
+def make_train_step(task: Task, tx: optax.GradientTransformation, mesh: Mesh,
                     compute_dtype: Any = jnp.float32, cast_keys: Sequence[str] = (),
                     lr_fn: Callable | None = None,
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
@@ -100,7 +101,7 @@ def make_train_step(task: Any, tx: optax.GradientTransformation, mesh: Mesh,
                    donate_argnums=(0,))
 
 
-def make_eval_step(task: Any, mesh: Mesh, compute_dtype: Any = jnp.float32,
+def make_eval_step(task: Task, mesh: Mesh, compute_dtype: Any = jnp.float32,
                    cast_keys: Sequence[str] = ()) -> Callable[[TrainState, Batch], Metrics]:
     """`eval_step` jitted over `mesh` (nothing donated: the state lives on)."""
     rep = replicated(mesh)
