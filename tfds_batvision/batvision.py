@@ -200,11 +200,6 @@ def _bv1_time(row: dict[str, str], stem: str) -> float | None:
     return None
 
 
-def list_bv2(root: str, split: str) -> list[Row]:
-  """Rows of ``split`` over every BV2 location folder of ``root`` (stray entries skipped)."""
-  return [r for loc in list_bv2_locations(root) for r in list_bv2_location(root, loc, split)]
-
-
 def list_bv2_location(root: str, loc: str, split: str) -> list[Row]:
   """Rows of one BV2 location's split CSV; a file is join(root, '<kind> path', '<kind> file name')."""
   csv_path = os.path.join(root, loc, f"{split}.csv")
