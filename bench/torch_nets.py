@@ -5,8 +5,8 @@ the same machine"; this module is that network, written for the benchmark (no up
 that the comparison is like-for-like: the same layers, widths, FLOPs and loss computations as
 avs_jax/models/{resnet,midas,metric_bins,cross_attention,avsnet,depthnet,posenet}.py and
 avs_jax/losses/{silog,photometric}.py, with the same "tiny" and "paper" presets
-(`AVSNET_SIZES`, `MONODEPTH2_SIZES`, copied from configs/avsnet.py via
-avs_jax/models/avsnet.py:default_model_config and avs_jax/models/depthnet.py:default_model_config).
+(`AVSNET_SIZES`, `MONODEPTH2_SIZES`, read from avs_jax/models/avsnet.py:default_model_config
+and configs/monodepth2.py when this module is imported).
 
 torch is imported here at the top on purpose: only bench/ code imports this module, and the
 library never depends on torch. Tensors are NCHW (PyTorch's layout); batches arrive as the
@@ -27,45 +27,70 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # --------------------------------------------------------------------------------------------
-# Size presets: the same "tiny" and "paper" configurations as the JAX configs.
+# Size presets: read from the JAX model configs, so that the twins cannot drift from them.
 
-# avs_jax/models/avsnet.py:default_model_config("paper" | "tiny") (configs/avsnet.py[:tiny]).
-AVSNET_SIZES = {
-    "paper": dict(
-        image_size=(256, 512), embed_dim=1024, depth=24, num_heads=16, patch_size=16,
-        hooks=(5, 11, 17, 23), reassemble_features=(256, 512, 1024, 1024), features=256,
-        head_features=32, echo_widths=(64, 64, 128, 256, 512), echo_blocks=(2, 2, 2, 2),
-        attention_heads=8, n_bins=64, bin_embedding_dim=128, seed_mlp_dim=256, mlp_dim=128,
-        batch=2),
-    "tiny": dict(
-        image_size=(64, 128), embed_dim=32, depth=4, num_heads=2, patch_size=16,
-        hooks=(0, 1, 2, 3), reassemble_features=(8, 16, 32, 32), features=32,
-        head_features=8, echo_widths=(8, 8, 16, 16, 32), echo_blocks=(1, 1, 1, 1),
-        attention_heads=2, n_bins=16, bin_embedding_dim=16, seed_mlp_dim=32, mlp_dim=16,
-        batch=2),
-}
-# Shared by both sizes (avsnet.py default_model_config; ZoeDepth config_zoedepth.json values).
-AVSNET_COMMON = dict(
-    mlp_ratio=4.0, layer_scale_init=1e-5, n_attractors=(16, 8, 4, 1), attractor_alpha=1000.0,
-    attractor_gamma=2, min_temp=0.0212, max_temp=50.0, min_depth=1e-3, max_depth=30.0)
+BENCH_BATCH = {"avsnet": {"paper": 2, "tiny": 2}, "monodepth2": {"paper": 12, "tiny": 2}}
 
-# avs_jax/models/depthnet.py:default_model_config("monodepth2", "full" | "tiny") and
-# configs/monodepth2.py[:tiny] (image size, batch).
-MONODEPTH2_SIZES = {
-    "paper": dict(
-        image_size=(192, 640), batch=12, encoder_widths=(64, 64, 128, 256, 512),
-        encoder_blocks=(2, 2, 2, 2), decoder_channels=(16, 32, 64, 128, 256),
-        pose_encoder_widths=(64, 64, 128, 256, 512), pose_encoder_blocks=(2, 2, 2, 2),
-        pose_hidden=256),
-    "tiny": dict(
-        image_size=(64, 96), batch=2, encoder_widths=(8, 8, 16, 16, 32),
-        encoder_blocks=(1, 1, 1, 1), decoder_channels=(4, 8, 8, 16, 16),
-        pose_encoder_widths=(8, 8, 16, 16, 32), pose_encoder_blocks=(1, 1, 1, 1),
-        pose_hidden=16),
-}
-MONODEPTH2_COMMON = dict(
-    scales=(0, 1, 2, 3), min_depth=0.1, max_depth=100.0, ssim_weight=0.85,
-    smoothness_weight=1e-3, identity_noise=1e-5, lr=1e-4, step_size=15, gamma=0.1)
+
+def _avsnet_preset(size: str) -> dict:
+    """avs_jax/models/avsnet.py:default_model_config(size) as the twin's keyword arguments."""
+    from avs_jax.models.avsnet import default_model_config  # noqa: PLC0415
+
+    c = default_model_config(size)
+    m, b = c.midas, c.bins
+    return dict(
+        image_size=tuple(m.image_size), embed_dim=m.embed_dim, depth=m.depth,
+        num_heads=m.num_heads, patch_size=m.patch_size, hooks=tuple(m.hooks),
+        reassemble_features=tuple(m.reassemble_features), features=m.features,
+        head_features=m.head_features, echo_widths=tuple(c.echo.widths),
+        echo_blocks=tuple(c.echo.blocks), attention_heads=c.attention.num_heads,
+        n_bins=b.n_bins, bin_embedding_dim=b.bin_embedding_dim, seed_mlp_dim=b.seed_mlp_dim,
+        mlp_dim=b.mlp_dim, batch=BENCH_BATCH["avsnet"][size])
+
+
+def _avsnet_common() -> dict:
+    """The settings both AVS-Net sizes share (ZoeDepth's config values)."""
+    from avs_jax.models.avsnet import default_model_config  # noqa: PLC0415
+
+    c = default_model_config("paper")
+    m, b = c.midas, c.bins
+    return dict(
+        mlp_ratio=m.mlp_ratio, layer_scale_init=m.layer_scale_init,
+        n_attractors=tuple(b.n_attractors), attractor_alpha=b.attractor_alpha,
+        attractor_gamma=b.attractor_gamma, min_temp=b.min_temp, max_temp=b.max_temp,
+        min_depth=c.min_depth, max_depth=c.max_depth)
+
+
+def _monodepth2_preset(size: str) -> dict:
+    """configs/monodepth2.py[:tiny] (model, image size) as the twin's keyword arguments."""
+    from avs_jax.config_files import load_config  # noqa: PLC0415
+
+    c = load_config("monodepth2", "tiny" if size == "tiny" else "")
+    m = c.model
+    return dict(
+        image_size=tuple(c.data.image_size), batch=BENCH_BATCH["monodepth2"][size],
+        encoder_widths=tuple(m.encoder_widths), encoder_blocks=tuple(m.encoder_blocks),
+        decoder_channels=tuple(m.decoder_channels),
+        pose_encoder_widths=tuple(m.pose_encoder_widths),
+        pose_encoder_blocks=tuple(m.pose_encoder_blocks), pose_hidden=m.pose_hidden)
+
+
+def _monodepth2_common() -> dict:
+    from avs_jax.config_files import load_config  # noqa: PLC0415
+
+    c = load_config("monodepth2")
+    loss, t = c.loss, c.train
+    return dict(
+        scales=tuple(c.model.scales), min_depth=loss.min_depth, max_depth=loss.max_depth,
+        ssim_weight=loss.ssim_weight, smoothness_weight=loss.smoothness_weight,
+        identity_noise=loss.identity_noise, lr=t.learning_rate, step_size=t.lr_decay_epochs,
+        gamma=t.lr_decay_factor)
+
+
+AVSNET_SIZES = {size: _avsnet_preset(size) for size in ("paper", "tiny")}
+AVSNET_COMMON = _avsnet_common()
+MONODEPTH2_SIZES = {size: _monodepth2_preset(size) for size in ("paper", "tiny")}
+MONODEPTH2_COMMON = _monodepth2_common()
 
 # ZoeDepth training defaults (REFERENCE.md).
 AVSNET_OPTIM = dict(lr=1.61e-4, weight_decay=0.01, encoder_lr_factor=10.0, clip=0.1,
