@@ -1,0 +1,110 @@
+"""The package's shape: modules import each other without cycles, and no module outgrows a read.
+
+The import graph counts every `import` of a module of the package, at the top of a file or
+inside a function: an import deferred into a function still ties the two modules together, and a
+cycle among them is a knot a reader (and a refactoring) has to untie.
+"""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("avs_jax", "tfds_batvision")
+MAX_LINES = 400  # a module a reader takes in at one sitting
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The package's modules that `name` imports (the deepest known module of each import)."""
+    is_pkg = path.name == "__init__.py"
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = name.split(".") if is_pkg else name.split(".")[:-1]
+                anchor = anchor[:len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [f"{base}.{a.name}" for a in node.names] + [base]
+        for t in targets:
+            while t and t not in known:
+                t = t.rpartition(".")[0]
+            if t and t != name and not name.startswith(t + "."):  # a package's own __init__
+                out.add(t)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(name, path, set(modules)) for name, path in modules.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph as [a, b, ..., a], or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
+def test_cycle_finder_finds_a_cycle_and_accepts_a_dag():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_the_package_has_no_import_cycle():
+    graph = import_graph()
+    # The walk sees the imports that matter (a broken walk would find no edges, and no cycle).
+    assert "avs_jax.models.resnet" in graph["avs_jax.models.depthnet"]
+    assert "avs_jax.models.lite_depthnet" in graph["avs_jax.models.relative_model"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_no_module_of_avs_jax_is_over_400_lines():
+    long = {name: n for name, path in _modules().items() if name.startswith("avs_jax")
+            and (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert not long, long
+
+
+def test_both_stages_and_the_toy_implement_the_task_protocol():
+    import train_toy
+
+    from avs_jax.config_files import load_config
+    from avs_jax.train.tasks import Task, make_task
+
+    for name, arg in (("avsnet", "tiny"), ("monodepth2", "tiny"), ("litemono", "tiny")):
+        assert isinstance(make_task(load_config(name, arg)), Task), name
+    assert isinstance(train_toy.ToyTask(), Task)
+    assert not isinstance(object(), Task)  # the check looks at the methods
