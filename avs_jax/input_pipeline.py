@@ -36,7 +36,7 @@ from avs_jax import audio
 from avs_jax.data_config import default_data_config  # noqa: F401  (re-exported)
 from avs_jax.errors import BadInputError
 # One definition of K under resizing, shared with the builder (which scales a file's K to its images).
-from tfds_batvision.batvision import scale_intrinsics  # noqa: F401  (re-exported)
+from tfds_batvision.intrinsics import resize_intrinsics
 
 # -- array helpers ---------------------------------------------------------------------------------
 
@@ -177,7 +177,7 @@ class DecodeTriple(grain.transforms.Map):
     decoded = [decode_image(b, self.size) for b in ex["images"]]
     frames = np.stack([d[0] for d in decoded])
     out = {"frames": frames, "frames_aug": frames,
-           "intrinsics": scale_intrinsics(ex["intrinsics"], decoded[0][1], self.size),
+           "intrinsics": resize_intrinsics(ex["intrinsics"], decoded[0][1], self.size),
            "poses": np.asarray(ex["poses"], np.float32),
            "has_pose": np.asarray(ex["has_pose"], np.bool_)}
     if self.eval_mode:

@@ -39,7 +39,6 @@ import csv
 import dataclasses
 import io
 import json
-import math
 import os
 import re
 from typing import Iterator
@@ -50,6 +49,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfds_batvision import validate
+from tfds_batvision.intrinsics import nominal_intrinsics, resize_intrinsics
 from tfds_batvision.validate import BadCsvIndexError
 from tfds_batvision.validate import BadFileError
 
@@ -90,23 +90,6 @@ class Row:
   stem: str = ""
   time: float | None = None
   index: int | None = None
-
-
-def nominal_intrinsics(width: int, height: int, hfov_deg: float) -> np.ndarray:
-  """Pinhole K [3, 3] with square pixels, centred principal point and horizontal FOV hfov_deg."""
-  f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
-  return np.array([[f, 0, (width - 1) / 2.0], [0, f, (height - 1) / 2.0], [0, 0, 1]], np.float32)
-
-
-def scale_intrinsics(k: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
-  """K for an image resized from src_hw to dst_hw (pixel centres at integers)."""
-  sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
-  k = np.array(k, np.float32, copy=True)
-  k[0, 0] *= sx
-  k[1, 1] *= sy
-  k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
-  k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
-  return k
 
 
 def read_intrinsics(folder: str) -> tuple[np.ndarray, tuple[int, int]] | None:
@@ -444,7 +427,7 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
     if got is None:
       return nominal_intrinsics(hw[1], hw[0], NOMINAL_HFOV_DEG[layout])
     k, src_hw = got
-    return k if tuple(src_hw) == tuple(hw) else scale_intrinsics(k, src_hw, hw)
+    return k if tuple(src_hw) == tuple(hw) else resize_intrinsics(k, src_hw, hw)
 
   def _sample_example(self, root: str, row: Row) -> dict:
     image, hw = validate.read_image_bytes(row.camera)
