@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from avs_jax import import_weights as iw
+from avs_jax.import_weights.midas import cli_midas_dpt
 from avs_jax.models.resnet import ResNet18
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -223,7 +224,7 @@ def test_cli_checkpoint_load_and_merge(tmp_path):
     _, template = small_resnet()
     variables, _ = iw.import_resnet18(sd, template)
     iw.save_pretrained(tmp_path / "ckpt", variables, {"source": "resnet18"})
-    loaded = iw.load_pretrained(tmp_path / "ckpt")
+    loaded = iw.read_imported(tmp_path / "ckpt")
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(variables)):
         np.testing.assert_array_equal(a, b)
 
@@ -256,7 +257,7 @@ def test_command_line(tmp_path, capsys):
     assert "conv1.weight: (8, 3, 7, 7) converts to (7, 7, 3, 8)" in capsys.readouterr().err
     assert iw.main(["--source=resnet18", f"--in={tmp_path / 'resnet.npz'}", "--in_channels=6",
                     "--widths=8,8,16,32,64", f"--out={tmp_path / 'ok'}"]) == 0
-    loaded = iw.load_pretrained(tmp_path / "ok")
+    loaded = iw.read_imported(tmp_path / "ok")
     np.testing.assert_allclose(loaded["params"]["conv1"]["kernel"],
                                iw.conv_kernel(np.concatenate([sd["conv1.weight"]] * 2, 1) / 2))
 
@@ -365,8 +366,8 @@ def test_command_line_midas_and_zoedepth(tmp_path):
     sd, _, _ = load_fixture("midas_dpt")
     iw.write_safetensors(tmp_path / "midas.safetensors", sd)
     with pytest.raises(iw.WeightImportError, match="MiDaS BEiT with 5 blocks"):
-        iw._cli_midas_dpt([tmp_path / "midas.safetensors"],
-                          type("Args", (), {"image_size": "64,96"}))
+        cli_midas_dpt([tmp_path / "midas.safetensors"],
+                      type("Args", (), {"image_size": "64,96"}))
     # With 12 blocks (a BEiT-B layout: hooks 2, 5, 8, 11) the whole path runs.
     sd12 = {k: v for k, v in sd.items() if ".blocks." not in k}
     for i in range(12):
@@ -376,7 +377,7 @@ def test_command_line_midas_and_zoedepth(tmp_path):
     iw.write_safetensors(tmp_path / "midas12.safetensors", sd12)
     assert iw.main(["--source=midas_dpt", f"--in={tmp_path / 'midas12.safetensors'}",
                     "--image_size=64,64", f"--out={tmp_path / 'm'}"]) == 0
-    loaded = iw.load_pretrained(tmp_path / "m")
+    loaded = iw.read_imported(tmp_path / "m")
     assert sorted(k for k in loaded["params"]["encoder"] if k.startswith("blocks_")) == sorted(
         f"blocks_{i}" for i in range(12))
     np.testing.assert_array_equal(
@@ -392,7 +393,7 @@ def test_command_line_midas_and_zoedepth(tmp_path):
     np.savez(tmp_path / "zoe.npz", **{f"model.{k}": v for k, v in z12.items()})
     assert iw.main(["--source=zoedepth", f"--in={tmp_path / 'zoe.npz'}", "--image_size=64,96",
                     f"--out={tmp_path / 'z'}"]) == 0
-    loaded = iw.load_pretrained(tmp_path / "z")
+    loaded = iw.read_imported(tmp_path / "z")
     np.testing.assert_array_equal(
         loaded["params"]["metric_bins"]["attractors_1"]["conv2"]["kernel"],
         iw.conv_kernel(zsd["attractors.1._net.2.weight"]))

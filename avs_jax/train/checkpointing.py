@@ -337,7 +337,7 @@ def load_pretrained(path: str, variables: dict, target: str = "") -> dict:
     if not os.path.exists(path):
         raise MissingInputError(f"config.init_from: pretrained checkpoint {path} does not exist")
     if os.path.isdir(os.path.join(path, "state")):
-        loaded = iw.load_pretrained(path)
+        loaded = iw.read_imported(path)
     else:
         loaded = ocp.StandardCheckpointer().restore(path)
         if not (isinstance(loaded, dict) and "params" in loaded):
