@@ -108,3 +108,16 @@ def test_both_stages_and_the_toy_implement_the_task_protocol():
         assert isinstance(make_task(load_config(name, arg)), Task), name
     assert isinstance(train_toy.ToyTask(), Task)
     assert not isinstance(object(), Task)  # the check looks at the methods
+
+
+def test_requirements_txt_and_pyproject_list_the_same_dependencies():
+    """requirements.txt (the README's install, CI) and pyproject.toml (pip install -e .) agree."""
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    listed = {r for r in (line.split("#")[0].strip() for line in
+                          (ROOT / "requirements.txt").read_text().splitlines()) if r}
+    declared = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
+    assert listed == declared, (listed ^ declared)
+    assert not any(re.match(r"(tensorflow|torch)([<>=!~;\[ ]|$)", r) for r in listed)
