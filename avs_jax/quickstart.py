@@ -105,7 +105,7 @@ def _finished(workdir: str, num_steps: int | None) -> bool:
 def _train(config: ml_collections.ConfigDict, workdir: str, data_settings: dict) -> None:
     """Trains into `workdir`, or reuses it when finished (resumes it when interrupted) after
     checking it was started with this config and this data."""
-    from avs_jax import datasets
+    from avs_jax.data import datasets
     from avs_jax.train.loop import train_length
     from avs_jax.train.run import train
 

@@ -24,7 +24,8 @@ sys.path.insert(0, str(REPO))
 
 from absl import logging  # pylint: disable=g-import-not-at-top
 
-from avs_jax import input_pipeline as ip
+from avs_jax.data import input_pipeline as ip
+from avs_jax.data.config import default_data_config
 from tests import batvision_fixture as fx
 from tfds_batvision.build import build_dataset
 
@@ -94,7 +95,7 @@ def main():
       build_s = time.perf_counter() - t0
       n_ex = builder.info.splits["train"].num_examples
       for workers in args.workers:
-        cfg = ip.default_data_config(name)
+        cfg = default_data_config(name)
         cfg.num_workers = workers
         cfg.num_threads = 2
         sps, cpu_ms = _throughput(builder, cfg, args.batches)

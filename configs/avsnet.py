@@ -14,7 +14,7 @@ Pretrained weights: `--config.init_from=DIR` (an orbax checkpoint made by
 
 import ml_collections
 
-from avs_jax.data_config import default_data_config
+from avs_jax.data.config import default_data_config
 from avs_jax.models.avsnet import VARIANTS, default_model_config
 from avs_jax.train.defaults import default_train_config
 

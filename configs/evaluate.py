@@ -11,7 +11,7 @@ An outside model's relative predictions join Table 2 with
 
 import ml_collections
 
-from avs_jax.data_config import default_data_config
+from avs_jax.data.config import default_data_config
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -7,7 +7,7 @@ Paper Sec. 3.3.2 and Monodepth2's options.py (REFERENCE.md): 192×640, scales 0-
 
 import ml_collections
 
-from avs_jax.data_config import default_data_config
+from avs_jax.data.config import default_data_config
 from avs_jax.models.relative_model import relative_model_config
 from avs_jax.train.defaults import default_train_config
 

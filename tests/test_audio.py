@@ -6,7 +6,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from avs_jax import audio
+from avs_jax.data import audio
 
 SAMPLE = (Path(__file__).resolve().parents[1].parent / "shared" / "data" /
           "batvision_v2_sample" / "unknown_location" / "audio" / "audio_47.wav")
@@ -63,7 +63,7 @@ def test_echo_features_identity_size():
 
 def test_short_recording_is_zero_padded_to_the_cut():
   """A 3200-sample BV1 echo with BV2's 30 m settings: the same columns mean the same times."""
-  from avs_jax import audio
+  from avs_jax.data import audio
   rng = np.random.default_rng(5)
   short = rng.normal(size=(2, 3200)).astype(np.float32)
   padded = np.concatenate([short, np.zeros((2, 7782 - 3200), np.float32)], axis=1)

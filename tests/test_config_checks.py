@@ -142,7 +142,7 @@ def test_main_reports_a_bad_input_found_later_in_one_line(tmp_path):
 
 def test_input_errors_keep_their_builtin_types():
     """Callers that catch ValueError / FileNotFoundError still catch the avs_jax errors."""
-    from avs_jax.datasets import DatasetNotFoundError
+    from avs_jax.data.datasets import DatasetNotFoundError
     from avs_jax.errors import BadInputError, InputError, MissingInputError
     from avs_jax.train.loop import NonFiniteLossError
 

@@ -7,8 +7,11 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from avs_jax import audio
-from avs_jax import input_pipeline as ip
+from avs_jax.data import audio
+from avs_jax.data import input_pipeline as ip
+from avs_jax.data import transforms
+from avs_jax.errors import BadInputError
+from avs_jax.data.config import default_data_config
 import batvision_fixture as fx  # tests/ is on sys.path (pytest rootdir-less prepend)
 from tfds_batvision.build import build_dataset
 
@@ -16,7 +19,7 @@ SMALL = (16, 32)
 
 
 def _cfg(name, **kw):
-  c = ip.default_data_config(name)
+  c = default_data_config(name)
   c.image_size = SMALL
   c.num_workers = 0
   c.num_threads = 2
@@ -46,7 +49,7 @@ def triples_builder(tmp_path_factory):
 
 def test_cap_depth_hand_values():
   d = np.array([0, 1.5, 30.0, 29.999, np.nan, np.inf, -1.0, 45.0], np.float32)
-  np.testing.assert_array_equal(ip.cap_depth(d, 30.0),
+  np.testing.assert_array_equal(transforms.cap_depth(d, 30.0),
                                 np.array([0, 1.5, 0, 29.999, 0, 0, 0, 0], np.float32))
 
 
@@ -55,9 +58,9 @@ def test_resize_nearest_keeps_only_original_values():
   d = rng.uniform(0.5, 29, (24, 40)).astype(np.float32)
   d[rng.random(d.shape) < 0.3] = 0
   for size in [(7, 13), (16, 32), (48, 80)]:
-    r = ip.resize_nearest(d, size)
+    r = transforms.resize_nearest(d, size)
     assert np.isin(r, d).all()
-  np.testing.assert_array_equal(ip.resize_nearest(np.array([[1., 2.], [3., 0.]]), (4, 4)),
+  np.testing.assert_array_equal(transforms.resize_nearest(np.array([[1., 2.], [3., 0.]]), (4, 4)),
                                 np.kron(np.array([[1., 2.], [3., 0.]]), np.ones((2, 2))))
 
 
@@ -65,7 +68,7 @@ def test_decode_image_native_size_equals_pil(tmp_path):
   img = np.random.default_rng(1).integers(0, 256, (24, 32, 3), np.uint8)
   buf = io.BytesIO()
   PIL.Image.fromarray(img).save(buf, format="JPEG")
-  got, native = ip.decode_image(buf.getvalue(), (24, 32))
+  got, native = transforms.decode_image(buf.getvalue(), (24, 32))
   assert native == (24, 32)
   ref = np.asarray(PIL.Image.open(io.BytesIO(buf.getvalue())).convert("RGB")) / 255.0
   np.testing.assert_allclose(got, ref, atol=1e-6)
@@ -83,22 +86,22 @@ def _decoded_example(left_gain=1.0, right_gain=0.0):
 def test_flip_swaps_ears_and_mirrors_image_and_depth():
   ex = _decoded_example(left_gain=1.0, right_gain=0.0)
   assert ex["echo"][..., 0].max() > 0 and ex["echo"][..., 1].max() == 0
-  aug = dict(ip.default_data_config("bv2").aug.to_dict(), flip_p=1.0, rotation_deg=0.0,
+  aug = dict(default_data_config("bv2").aug.to_dict(), flip_p=1.0, rotation_deg=0.0,
              color_p=0.0)
-  out = ip.ZoeDepthAugment(aug).random_map(ex, np.random.default_rng(0))
+  out = transforms.ZoeDepthAugment(aug).random_map(ex, np.random.default_rng(0))
   np.testing.assert_array_equal(out["echo"][..., 1], ex["echo"][..., 0])
   np.testing.assert_array_equal(out["echo"][..., 0], ex["echo"][..., 1])
   np.testing.assert_array_equal(out["image"], ex["image"][:, ::-1])
   np.testing.assert_array_equal(out["depth"], ex["depth"][:, ::-1])
-  same = ip.ZoeDepthAugment(dict(aug, flip_p=0.0)).random_map(ex, np.random.default_rng(0))
+  same = transforms.ZoeDepthAugment(dict(aug, flip_p=0.0)).random_map(ex, np.random.default_rng(0))
   for k in ex:
     np.testing.assert_array_equal(same[k], ex[k])
 
 
 def test_rotation_keeps_depth_values_and_colour_bounds():
   ex = _decoded_example()
-  aug = dict(ip.default_data_config("bv2").aug.to_dict(), flip_p=0.0, color_p=1.0)
-  out = ip.ZoeDepthAugment(aug).random_map(ex, np.random.default_rng(3))
+  aug = dict(default_data_config("bv2").aug.to_dict(), flip_p=0.0, color_p=1.0)
+  out = transforms.ZoeDepthAugment(aug).random_map(ex, np.random.default_rng(3))
   assert np.isin(out["depth"], np.append(ex["depth"], 0)).all()  # nearest: no blended depths
   assert out["image"].min() >= 0 and out["image"].max() <= 1
 
@@ -111,7 +114,7 @@ def test_train_batches_values(bv2_builder):
   for i in range(2):
     ex = src[i]
     np.testing.assert_array_equal(b["depth"][i],
-                                  ip.resize_nearest(ip.cap_depth(ex["depth"], 30.0), SMALL))
+                                  transforms.resize_nearest(transforms.cap_depth(ex["depth"], 30.0), SMALL))
     np.testing.assert_allclose(b["echo"][i], audio.echo_features(ex["audio"], SMALL, 30.0),
                                rtol=1e-5, atol=1e-6)
   assert set(b) == {"image", "echo", "depth"}
@@ -149,7 +152,7 @@ def test_eval_iterator_pads_and_keeps_everything(bv2_builder):
   src = bv2_builder.as_data_source("test")
   by_id = {src[i]["sample_id"].decode(): src[i] for i in range(len(src))}
   np.testing.assert_array_equal(batches[0]["depth_full"][1],
-                                ip.cap_depth(by_id[batches[0]["sample_id"][1]]["depth"], 30.0))
+                                transforms.cap_depth(by_id[batches[0]["sample_id"][1]]["depth"], 30.0))
   assert batches[0]["depth_full"].shape == (2, 24, 32)
   assert np.all(batches[1]["depth_full"][1] == 0) and batches[1]["sample_id"][1] == ""
 
@@ -167,7 +170,7 @@ def test_eval_shares_of_two_hosts_have_the_same_number_of_batches(bv2_builder):
   assert sorted(ids) == ["L/5", "L/6", "L/7"]
   pad = hosts[1][1]
   assert set(pad) == set(hosts[0][0]) and pad["sample_id"][0] == "" and not pad["depth"].any()
-  with pytest.raises(ip.BadInputError, match="3 examples, fewer than the 4 hosts"):
+  with pytest.raises(BadInputError, match="3 examples, fewer than the 4 hosts"):
     ip.make_eval_dataset(bv2_builder, cfg, "test", batch_size=1, process_index=0,
                          process_count=4)
 
@@ -175,13 +178,13 @@ def test_eval_shares_of_two_hosts_have_the_same_number_of_batches(bv2_builder):
 def test_triples_flip_jitter_intrinsics(triples_builder):
   src = triples_builder.as_data_source("train")
   (ex,) = [src[i] for i in range(len(src))]
-  dec = ip.DecodeTriple((6, 10)).map(ex)
+  dec = transforms.DecodeTriple((6, 10)).map(ex)
   # K from intrinsics.json (at 12x20) scaled by 1/2 with pixel centres at integers.
   np.testing.assert_allclose(dec["intrinsics"], [[5, 0, 4.5], [0, 5.5, 2.5], [0, 0, 1]])
-  aug = dict(ip.default_data_config("bv1_triples").aug.to_dict(), flip_p=1.0, jitter_p=1.0,
+  aug = dict(default_data_config("bv1_triples").aug.to_dict(), flip_p=1.0, jitter_p=1.0,
              jitter_contrast=(1, 1), jitter_saturation=(1, 1), jitter_hue=0.0,
              jitter_brightness=(1.1, 1.1))
-  out = ip.MonodepthAugment(aug).random_map(dec, np.random.default_rng(0))
+  out = transforms.MonodepthAugment(aug).random_map(dec, np.random.default_rng(0))
   np.testing.assert_array_equal(out["frames"], dec["frames"][:, :, ::-1])  # un-jittered
   np.testing.assert_allclose(out["frames_aug"], np.clip(dec["frames"][:, :, ::-1] * 1.1, 0, 1),
                              atol=1e-5)  # same jitter for the 3 frames
@@ -192,11 +195,11 @@ def test_triples_flip_jitter_intrinsics(triples_builder):
 
 def test_color_jitter_identity_and_hue_round_trip():
   x = np.random.default_rng(4).random((2, 5, 7, 3)).astype(np.float32)
-  np.testing.assert_allclose(ip.color_jitter(x, 1, 1, 1, 0, [0, 1, 2, 3]), x, atol=1e-5)
-  once = ip.color_jitter(x, 1, 1, 1, 0.25, [3])
-  back = ip.color_jitter(once, 1, 1, 1, -0.25, [3])
+  np.testing.assert_allclose(transforms.color_jitter(x, 1, 1, 1, 0, [0, 1, 2, 3]), x, atol=1e-5)
+  once = transforms.color_jitter(x, 1, 1, 1, 0.25, [3])
+  back = transforms.color_jitter(once, 1, 1, 1, -0.25, [3])
   np.testing.assert_allclose(back, x, atol=1e-5)
-  gray = ip.color_jitter(x, 1, 1, 0.0, 0, [2])  # saturation 0 -> grey, equal channels
+  gray = transforms.color_jitter(x, 1, 1, 0.0, 0, [2])  # saturation 0 -> grey, equal channels
   np.testing.assert_allclose(gray[..., 0], gray[..., 2], atol=1e-6)
 
 
@@ -204,7 +207,7 @@ def test_hue_shift_hand_cases():
   """Hue turns worked by hand: red -> yellow (1/6) -> green (1/3) -> blue (2/3); half a turn maps
   each channel x to max + min - x; a grey pixel has no hue and stays."""
   def hue(rgb, turns):
-    return ip.color_jitter(np.array([[rgb]], np.float32), 1, 1, 1, turns, [3])[0, 0]
+    return transforms.color_jitter(np.array([[rgb]], np.float32), 1, 1, 1, turns, [3])[0, 0]
   np.testing.assert_allclose(hue([1, 0, 0], 1 / 6), [1, 1, 0], atol=1e-6)
   np.testing.assert_allclose(hue([1, 0, 0], 1 / 3), [0, 1, 0], atol=1e-6)
   np.testing.assert_allclose(hue([1, 0, 0], -1 / 3), [0, 0, 1], atol=1e-6)
@@ -252,7 +255,7 @@ def test_cache_decoded_gives_the_same_batches_and_decodes_each_example_once(bv2_
   plain = ip.create_train_iterator(bv2_builder, _cfg("bv2", num_threads=1), process_index=0,
                                    process_count=1)
   want = [next(plain) for _ in range(6)]
-  calls = _count_decodes(monkeypatch, ip.DecodeSample)
+  calls = _count_decodes(monkeypatch, transforms.DecodeSample)
   cached = ip.create_train_iterator(bv2_builder, _cfg("bv2", num_threads=1, cache_decoded=True),
                                     process_index=0, process_count=1)
   got = [next(cached) for _ in range(6)]
@@ -263,7 +266,7 @@ def test_cache_decoded_gives_the_same_batches_and_decodes_each_example_once(bv2_
 
 
 def test_cached_eval_dataset_decodes_once_over_repeated_passes(bv2_builder, monkeypatch):
-  calls = _count_decodes(monkeypatch, ip.DecodeSample)
+  calls = _count_decodes(monkeypatch, transforms.DecodeSample)
   ds = ip.make_eval_dataset(bv2_builder, _cfg("bv2", num_threads=1, cache_decoded=True), "test",
                             process_index=0, process_count=1)
   first, second = list(ds), list(ds)
@@ -274,7 +277,7 @@ def test_cached_eval_dataset_decodes_once_over_repeated_passes(bv2_builder, monk
 
 
 def test_cached_elements_are_kept_read_only():
-  ds = ip.CachedMapDataset(grain.MapDataset.source([{"x": np.zeros(3)}]).map(lambda e: dict(e)))
+  ds = transforms.CachedMapDataset(grain.MapDataset.source([{"x": np.zeros(3)}]).map(lambda e: dict(e)))
   element = ds[0]
   assert ds[0] is element and ds[1] is element  # index + epoch * len: the same example
   with pytest.raises(ValueError, match="read-only"):

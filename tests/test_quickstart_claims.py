@@ -121,8 +121,8 @@ def test_run_settings_protect_checkpoints_not_failed_starts(tmp_path, monkeypatc
     trained = []
     monkeypatch.setattr(quickstart, "_finished", lambda workdir, n: False)
     monkeypatch.setattr("avs_jax.train.run.train", lambda cfg, wd: trained.append(cfg.train.lr))
-    monkeypatch.setattr("avs_jax.datasets.open_dataset", lambda data: None)
-    monkeypatch.setattr("avs_jax.datasets.split_size", lambda builder, split: 8)
+    monkeypatch.setattr("avs_jax.data.datasets.open_dataset", lambda data: None)
+    monkeypatch.setattr("avs_jax.data.datasets.split_size", lambda builder, split: 8)
     run = str(tmp_path / "run")
 
     def cfg(lr):

@@ -262,7 +262,7 @@ def test_tiny_rgb_echoes_overfits_a_handful_of_simulated_samples(tfds_dir):
     import optax
     import train_toy
 
-    from avs_jax import datasets, input_pipeline
+    from avs_jax.data import datasets, input_pipeline
     from avs_jax.train.avsnet_task import AVSNetTask
     from avs_jax.train.state import data_mesh, init_compiler_options, init_variables
 

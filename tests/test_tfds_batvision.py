@@ -261,10 +261,11 @@ def test_no_tensorflow_or_torch_imported(tmp_path):
   code = f"""
 import sys
 from tfds_batvision.build import build_dataset
-from avs_jax import input_pipeline
+from avs_jax.data import input_pipeline
+from avs_jax.data.config import default_data_config
 b = build_dataset("bv2", {str(SAMPLE)!r}, {str(tmp_path / 'data')!r})
 ex = b.as_data_source("test")[0]
-cfg = input_pipeline.default_data_config("bv2")
+cfg = default_data_config("bv2")
 cfg.image_size = (16, 32)
 batch = next(iter(input_pipeline.create_eval_iterator(b, cfg, "test", batch_size=1)))
 assert float(batch["depth"].max()) > 0

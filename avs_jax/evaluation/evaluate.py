@@ -28,7 +28,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from avs_jax import datasets, input_pipeline
+from avs_jax.data import datasets, input_pipeline, transforms
 from avs_jax.errors import BadInputError, MissingInputError
 from avs_jax.evaluation import external, figures, gradcam, tables
 from avs_jax.evaluation.checkpoints import load_run
@@ -310,7 +310,7 @@ def _gradcam_figures(config, figdir, loaded, stage1) -> list[str]:
         if not batch["valid_example"][i]:
             continue
         stft_img = stft_imgs[i]
-        gt = input_pipeline.resize_nearest(np.asarray(batch["depth_full"][i]), image.shape[1:3])
+        gt = transforms.resize_nearest(np.asarray(batch["depth_full"][i]), image.shape[1:3])
         path = figures.figure_path(figdir, f"gradcam_{ds_name}", str(sid))
         paths.append(figures.gradcam_panel(
             path, f"{ds_name} {sid}", np.asarray(image[i]), gt, d_echo[i], d_rgb[i], stft_img,

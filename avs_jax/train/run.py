@@ -12,7 +12,7 @@ import jax
 import ml_collections
 from absl import logging
 
-from avs_jax import datasets, input_pipeline
+from avs_jax.data import datasets, input_pipeline
 from avs_jax.errors import BadInputError
 from avs_jax.train import loop
 from avs_jax.train.tasks import make_task

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from avs_jax import audio
+from avs_jax.data import audio
 from avs_jax.errors import BadInputError
 
 # Paper / reference defaults per dataset (REFERENCE.md, paper Sec. 4).
