@@ -2,7 +2,7 @@
 
 A pixel of the target frame with depth D is lifted to 3-D with K⁻¹ (`backproject`), moved into
 the source camera with the relative pose T and projected with K (`project`); the source frame is
-then sampled there (`bilinear_sample`). Conventions are Monodepth2's (REFERENCE.md, "Geometry"):
+then sampled there (`bilinear_sample`). Conventions are Monodepth2's (docs/reference.md, "Geometry"):
 
 * pixel (u, v) is column u, row v, at integer pixel centres 0 … W−1, 0 … H−1;
 * projection divides by z + 1e-7 and normalises to [−1, 1] as `(u / (W − 1) − 0.5) · 2`;
@@ -31,7 +31,7 @@ PROJECT_EPS = 1e-7
 def disp_to_depth(disp: Array, min_depth: float, max_depth: float) -> tuple[Array, Array]:
     """Sigmoid disparity in [0, 1] → (scaled disparity, depth) in [min_depth, max_depth].
 
-    Monodepth2: `scaled = 1/max + (1/min − 1/max) · disp; depth = 1/scaled` (REFERENCE.md;
+    Monodepth2: `scaled = 1/max + (1/min − 1/max) · disp; depth = 1/scaled` (docs/reference.md;
     min 0.1, max 100 in the paper configs). Any shape.
     """
     min_disp = 1.0 / max_depth

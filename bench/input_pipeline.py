@@ -30,7 +30,7 @@ from tests import batvision_fixture as fx
 from tfds_batvision.build import build_dataset
 
 SAMPLE = REPO.parent / "shared" / "data" / "batvision_v2_sample" / "unknown_location"
-# REFERENCE.md, measured here: a ResNet-18 train step at 192x640, batch 12 takes 2075 ms in JAX
+# docs/performance.md, measured here: a ResNet-18 train step at 192x640, batch 12 takes 2075 ms in JAX
 # on this CPU, i.e. 5.8 samples/s: the training steps of both stages (bigger networks) are slower.
 TRAIN_STEP_SAMPLES_PER_S = 12 / 2.075
 
@@ -115,7 +115,7 @@ def main():
       f"({time.strftime('%Y-%m-%d')}); data: copies of the real BV2 sample (1280x720 JPEG, "
       "int32 WAV, uint16 depth) in BV2 and BV1 layouts. samples/s counts examples (triples for "
       "bv1_triples) after decode, STFT, resize, augmentation and batching; the step reference "
-      "is the ResNet-18 192x640 train step of REFERENCE.md (2075 ms per 12), a lower bound on "
+      "is the ResNet-18 192x640 train step of docs/performance.md (2075 ms per 12), a lower bound on "
       "the real steps. CPU ms/sample (no worker processes) is the CPU time this process spent per "
       "sample, a figure that does not depend on other load: 1000 / it is the samples/s one free "
       "core gives. Other jobs shared the 2 cores during the run (load average "

@@ -12,7 +12,7 @@ torch is imported here at the top on purpose: only bench/ code imports this modu
 library never depends on torch. Tensors are NCHW (PyTorch's layout); batches arrive as the
 benchmark's own random data.
 
-Conventions (REFERENCE.md): every MiDaS/ZoeDepth resize is bilinear with align_corners=True;
+Conventions (docs/reference.md): every MiDaS/ZoeDepth resize is bilinear with align_corners=True;
 Monodepth2's disparities are upsampled with align_corners=False and sampled with border padding
 (align_corners=True, the JAX config default `config.loss.align_corners`).
 """
@@ -92,12 +92,12 @@ AVSNET_COMMON = _avsnet_common()
 MONODEPTH2_SIZES = {size: _monodepth2_preset(size) for size in ("paper", "tiny")}
 MONODEPTH2_COMMON = _monodepth2_common()
 
-# ZoeDepth training defaults (REFERENCE.md).
+# ZoeDepth training defaults (docs/reference.md).
 AVSNET_OPTIM = dict(lr=1.61e-4, weight_decay=0.01, encoder_lr_factor=10.0, clip=0.1,
                     pct_start=0.7, div_factor=1.0, final_div_factor=1e4,
                     base_momentum=0.85, max_momentum=0.95)
 
-# Normalisations (REFERENCE.md): MiDaS sees [-1, 1]; Monodepth2's encoders (x - 0.45) / 0.225.
+# Normalisations (docs/reference.md): MiDaS sees [-1, 1]; Monodepth2's encoders (x - 0.45) / 0.225.
 MIDAS_MEAN, MIDAS_STD = 0.5, 0.5
 MD2_MEAN, MD2_STD = 0.45, 0.225
 LN_EPS = 1e-6  # timm BEiT LayerNorm
@@ -711,7 +711,7 @@ def build_avsnet(size: str = "tiny", image_size: Sequence[int] | None = None,
 
 
 def avsnet_optimizer(model: AVSNet, total_steps: int = 10_000, lr: float | None = None):
-    """AdamW (wd 0.01), encoder at lr/10, OneCycle (ZoeDepth defaults, REFERENCE.md)."""
+    """AdamW (wd 0.01), encoder at lr/10, OneCycle (ZoeDepth defaults, docs/reference.md)."""
     o = AVSNET_OPTIM
     lr = lr or o["lr"]
     enc = model.midas.encoder_parameters()

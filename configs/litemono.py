@@ -1,7 +1,7 @@
 """Relative depth, the light 3-scale DepthNet (Lite-Mono-like, ~3 M parameters) + PoseNet.
 
 As configs/monodepth2.py, with scales 1, 1/2, 1/4 (paper footnote 4) and Lite-Mono's AdamW with
-weight decay 1e-2 (REFERENCE.md). `:tiny` for a CPU run.
+weight decay 1e-2 (docs/reference.md). `:tiny` for a CPU run.
 """
 
 import ml_collections

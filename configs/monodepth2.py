@@ -1,6 +1,6 @@
 """Relative depth, Monodepth2 DepthNet + PoseNet, self-supervised on BV1 triples (paper 3.2.1).
 
-Paper Sec. 3.3.2 and Monodepth2's options.py (REFERENCE.md): 192×640, scales 0-3, depth
+Paper Sec. 3.3.2 and Monodepth2's options.py (docs/reference.md): 192×640, scales 0-3, depth
 0.1-100, batch 12, Adam 1e-4, 20 epochs, ×0.1 after 15, smoothness 1e-3, automasking.
 `--config=configs/monodepth2.py` for the paper run, `:tiny` for a CPU run at 64×96.
 """

@@ -1,4 +1,4 @@
-"""ZoeDepth metric-bins layers against worked values (REFERENCE.md "ZoeDepth metric-bins head")."""
+"""ZoeDepth metric-bins layers against worked values (docs/reference.md, "ZoeDepth metric-bins head")."""
 
 import jax
 import jax.numpy as jnp

@@ -212,7 +212,7 @@ def run(b):
         v["params"], state, b, jax.random.key(1), True)
     return float(loss), jax.tree.map(np.asarray, (grads, new_state))
 single = run(jax.device_put(batch, jax.devices()[0]))
-# Auto axes: plain jit with shardings, XLA partitions (DESIGN.md "Multi-device").
+# Auto axes: plain jit with shardings, XLA partitions.
 mesh = jax.make_mesh((4,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 sharded = run(jax.device_put(batch, NamedSharding(mesh, P("data"))))
 assert abs(single[0] - sharded[0]) < 1e-5, (single[0], sharded[0])

@@ -1,4 +1,4 @@
-"""SILog (REFERENCE.md, paper eq. 4) against numpy, and what it is (and is not) invariant to."""
+"""SILog (docs/reference.md, paper eq. 4) against numpy, and what it is (and is not) invariant to."""
 
 import jax
 import jax.numpy as jnp

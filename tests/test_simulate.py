@@ -22,7 +22,7 @@ from tfds_batvision.sim import scene as scene_lib
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_BV2 = REPO.parent / "shared" / "data" / "batvision_v2_sample"
-STFT_HOP = 16  # REFERENCE.md: BatVision STFT hop length.
+STFT_HOP = 16  # docs/reference.md: BatVision STFT hop length.
 
 
 def _tree_hash(root: str) -> str:

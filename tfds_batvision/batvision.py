@@ -1,6 +1,6 @@
 """TFDS builder for BatVision: BV1 and BV2 samples (RGB, depth, binaural echo) and BV1 triples.
 
-Reads the real BatVision on-disk layout (REFERENCE.md, BatVision) from the manual dir and writes
+Reads the real BatVision on-disk layout (docs/reference.md, "BatVision V2 layout", "BatVision V1 layout") from the manual dir and writes
 ``array_record`` files with Tensor features only, so that neither building nor reading imports
 TensorFlow (TFDS's Image feature would). Images are kept as the file's encoded bytes (decoded in
 the grain pipeline), depth is stored in metres (mm / 1000, invalid -> 0, not yet capped), audio as
@@ -189,7 +189,7 @@ def list_bv2_location(root: str, loc: str, split: str) -> list[Row]:
   rows = []
   for line, r in _read_csv(csv_path, BV2_COLUMNS):
     paths = {k: os.path.join(root, r[f"{k} path"], r[f"{k} file name"]) for k in BV2_KINDS}
-    # Sample id "<location>/<number>" from depth_<number>.npy (REFERENCE.md: .../depth_3011.npy).
+    # Sample id "<location>/<number>" from depth_<number>.npy (docs/reference.md: .../depth_3011.npy).
     stem = os.path.splitext(r["depth file name"])[0]
     stem = stem[len("depth_"):] if stem.startswith("depth_") else stem
     rows.append((Row(sample_id=f"{loc}/{stem}", csv_path=csv_path, line=line, group=loc,

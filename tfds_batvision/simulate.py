@@ -1,4 +1,4 @@
-r"""Physical room simulator that writes BatVision V1/V2 on-disk layouts (DESIGN.md, REFERENCE.md).
+r"""Physical room simulator that writes BatVision V1/V2 on-disk layouts (docs/reference.md, "Simulator layout").
 
 Usage::
 
@@ -10,7 +10,7 @@ procedural world-space textures, and the binaural echo of the BatVision chirp th
 image-source room response (obstacles add first-order reflections only, see ``sim.acoustics``).
 Splits are assigned per scene, so val/test rooms are never seen in training.
 
-Files written (the real layouts of REFERENCE.md, so a reader cannot tell them apart):
+Files written (the real layouts of docs/reference.md, so a reader cannot tell them apart):
 
 BV2 (``--layout=bv2``; one scene = one location folder ``sim_room_NNNN`` holding
 ``--frames_per_scene`` samples at independent random poses in that room)::
@@ -47,7 +47,7 @@ of SCENE_GAP_S = 600 s, as real sessions hold several scenes)::
                                               0 for isolated speckle
   <root>/<session>/audio/raw_long/<stem>_left.npy, <stem>_right.npy
                                               float32 waveform [3200] (72.5 ms at 44.1 kHz,
-                                              REFERENCE.md), chirp at sample 287 as BV2
+                                              docs/reference.md), chirp at sample 287 as BV2
                                               (unconfirmed for BV1, see LAYOUTS)
   <root>/<session>/poses.json                 {stem: 4x4 camera-to-world (list of 4 lists)};
                                               poses of different scenes of one session are in
@@ -134,7 +134,7 @@ class BadFlagError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class LayoutSpec:
-  """Per-layout defaults and file formats (REFERENCE.md)."""
+  """Per-layout defaults and file formats (docs/reference.md)."""
 
   name: str
   height: int
@@ -303,7 +303,7 @@ def _simulate_bv1_scene(out_dir: str, index: int, cfg: scene_lib.SceneConfig, se
     rgb, _, hits = scene_lib.render_frame(scene, i, cfg.supersample)
     holes = scene_lib.sensor_holes(hits, cfg.sensor_min_range, cfg.sensor_max_range, rng)
     depth_mm = (hits.depth * 1000.0).astype(np.float32)
-    # BV1 depth marks missing returns in several ways (REFERENCE.md): exercise each.
+    # BV1 depth marks missing returns in several ways (docs/reference.md): exercise each.
     depth_mm[holes["speckle"]] = 0.0
     depth_mm[holes["range"]] = np.inf
     depth_mm[holes["edge"] | holes["blob"]] = np.nan

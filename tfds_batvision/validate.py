@@ -1,6 +1,6 @@
 """Checks of the BatVision files at the builder's boundary, one reader/validator per file kind.
 
-Each function reads one file, checks it against the real BatVision formats (REFERENCE.md) and
+Each function reads one file, checks it against the real BatVision formats (docs/reference.md) and
 returns its content, or raises ``BadFileError`` naming the file and what is wrong, so that a build
 stops with a useful message (or, with ``--skip_bad``, skips the sample and reports it).
 ``BadCsvIndexError`` marks split-CSV problems that stop the build even with ``--skip_bad``.
@@ -18,7 +18,7 @@ import numpy as np
 import PIL.Image
 import soundfile as sf
 
-# BV2 audio format (REFERENCE.md): WAV, int32 PCM, 2 channels, 44100 Hz.
+# BV2 audio format (docs/reference.md): WAV, int32 PCM, 2 channels, 44100 Hz.
 BV2_SAMPLE_RATE = 44100
 BV2_CHANNELS = 2
 BV2_SUBTYPE = "PCM_32"

@@ -1,6 +1,6 @@
 """BatVision echo features: the magnitude STFT of the binaural echo and its resize to the RGB size.
 
-Follows the official BatVision preprocessing that AVS-Net says it uses (REFERENCE.md, BatVision;
+Follows the official BatVision preprocessing that AVS-Net says it uses (docs/reference.md, "Audio preprocessing";
 paper Sec. 3.1 "Audio embedding"): BV2 waveforms are cut to the two-way travel time of sound to
 ``max_depth`` (``int(2 * max_depth / 340 * 44100)`` samples, 7782 for 30 m), BV1 waveforms are used
 whole; then an STFT with n_fft 512, window 64 (periodic Hann, zero-padded to n_fft and centred in
@@ -17,7 +17,7 @@ import functools
 
 import numpy as np
 
-# Official BatVision STFT settings (REFERENCE.md, BatVision "Audio preprocessing").
+# Official BatVision STFT settings (docs/reference.md, "Audio preprocessing").
 N_FFT = 512
 WIN_LENGTH = 64
 HOP_LENGTH = 16
@@ -76,7 +76,7 @@ def batvision_echo_stft(audio: np.ndarray, max_depth: float | None,
   """BatVision echo spectrogram [257, T', 2] of a [2, T] waveform.
 
   ``max_depth`` set (BV2): the waveform is first cut to ``echo_cut_length(max_depth)`` samples;
-  ``None`` (BV1): no cut (REFERENCE.md). A recording shorter than the cut (a BV1 recording
+  ``None`` (BV1): no cut (docs/reference.md). A recording shorter than the cut (a BV1 recording
   evaluated with BV2's settings, as the paper does for its zero-shot BV1 test, Sec. 4.1) is
   zero-padded to it, so that an STFT column means the same travel time as in training.
   """

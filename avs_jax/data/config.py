@@ -11,7 +11,7 @@ import ml_collections
 from avs_jax.data import audio
 from avs_jax.errors import BadInputError
 
-# Paper / reference defaults per dataset (REFERENCE.md, paper Sec. 4).
+# Paper / reference defaults per dataset (docs/reference.md, paper Sec. 4).
 _MAX_DEPTH = {"bv2": 30.0, "bv1": 12.0, "bv1_triples": 12.0}  # evaluation caps, paper Sec. 4.2
 _IMAGE_SIZE = {"bv2": (256, 512), "bv1": (256, 512), "bv1_triples": (192, 640)}
 _BATCH = {"bv2": 16, "bv1": 16, "bv1_triples": 12}  # ZoeDepth batch 16; Monodepth2 batch 12

@@ -33,7 +33,7 @@ def resize_nearest(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """Nearest-neighbour resize of [H, W, ...] to ``size``: every output is one of the inputs.
 
   Source index floor((i + 0.5) * in / out), i.e. the input pixel whose area holds the output
-  pixel's centre (no blending of invalid zeros into valid depth, REFERENCE.md).
+  pixel's centre (no blending of invalid zeros into valid depth, docs/reference.md).
   """
   h, w = size
   rows = np.minimum(((np.arange(h) + 0.5) * x.shape[0] / h).astype(np.int64), x.shape[0] - 1)

@@ -1,4 +1,4 @@
-"""Self-supervised photometric losses of Monodepth2 (paper Sec. 3.2.1, 3.3.2; REFERENCE.md).
+"""Self-supervised photometric losses of Monodepth2 (paper Sec. 3.2.1, 3.3.2; docs/reference.md).
 
 The relative-depth model R is trained by view synthesis: a source frame warped into the target
 with the predicted depth and pose should look like the target. Per pixel and per source frame the

@@ -3,7 +3,7 @@
 `g = log(pred + 1e-7) − log(gt + 1e-7)` over the valid pixels of the whole batch jointly (ZoeDepth
 flattens `input[mask]` across the batch), the prediction first resized to the target size
 (bilinear, align_corners=True), and `loss = alpha * sqrt(Var(g) + beta * mean(g)^2)` with the
-unbiased variance (ddof=1), in fp32 (REFERENCE.md). alpha = 10, beta = 1 − lambda = 0.15.
+unbiased variance (ddof=1), in fp32 (docs/reference.md). alpha = 10, beta = 1 − lambda = 0.15.
 
 Paper eq. 4 writes `alpha * sqrt(mean(g^2) − lambda * mean(g)^2)` = `alpha * sqrt(Var_biased(g)
 + (1 − lambda) mean(g)^2)`: the same up to the ddof of the variance. Neither is invariant to

@@ -41,7 +41,7 @@ def default_model_config(size: str = "paper") -> ml_collections.ConfigDict:
     c.dtype = "float32"  # compute dtype ("bfloat16" on accelerators); parameters stay fp32
     c.min_depth = 1e-3  # ZoeDepth's min_depth
     # ZoeDepth uses 10 m (NYU) / 80 m (KITTI); BV2 depth is valid in (0, 30) m (paper Sec. 4,
-    # REFERENCE.md), so the bins (and the "normed" bounds, the echo baseline's range) span 30 m.
+    # docs/reference.md), so the bins (and the "normed" bounds, the echo baseline's range) span 30 m.
     c.max_depth = 30.0
 
     m = c.midas = ml_collections.ConfigDict()

@@ -1,7 +1,7 @@
 """Monodepth2's DepthNet: ResNet-18 encoder + multi-scale sigmoid-disparity decoder.
 
 The relative-depth model R of AVS-Net (paper Sec. 3.2.1, Fig. 4) follows Monodepth2
-(REFERENCE.md, "Monodepth2"): the encoder sees `(x − 0.45) / 0.225`; the decoder climbs the
+(docs/reference.md, "Monodepth2"): the encoder sees `(x − 0.45) / 0.225`; the decoder climbs the
 pyramid with ConvBlocks (reflection pad 1, 3×3 conv, ELU), nearest ×2 upsampling and skip
 concatenation, and at each output scale a reflection-padded 3×3 conv + sigmoid gives a disparity.
 

@@ -4,7 +4,7 @@
 
 * XLA's own convolution (cuDNN on GPUs, the best choice there and for large maps on CPU);
 * im2col + one matmul, on CPU only, for small output maps with many channels, where XLA:CPU's
-  convolution is pathologically slow (REFERENCE.md, "Performance facts": a 3×3 512→512 conv on a
+  convolution is pathologically slow (docs/performance.md, "XLA:CPU": a 3×3 512→512 conv on a
   2×4 map takes 116 ms forward against 3.9 ms as im2col + matmul). The crossover was measured
   with `bench/conv_lowering.py`.
 
@@ -141,7 +141,7 @@ class Conv(nn.Module):
 def resize_bilinear(x: Array, size: tuple[int, int], align_corners: bool = True) -> Array:
     """Bilinear resize of `[B, H, W, C]` to `[B, h, w, C]`.
 
-    `align_corners=True` is the convention of every resize in MiDaS/ZoeDepth (REFERENCE.md);
+    `align_corners=True` is the convention of every resize in MiDaS/ZoeDepth (docs/reference.md);
     `False` is `jax.image.resize`'s half-pixel convention (PyTorch's align_corners=False,
     without antialiasing).
     """

@@ -1,7 +1,7 @@
 """A light 3-scale DepthNet: dilated depthwise-separable encoder + channel-attention blocks.
 
 The paper's Table 2 also trains Lite-Mono (Zhang et al. 2023; 3.1 M parameters, scales 0-2,
-REFERENCE.md). This is our own network in that spirit, not a port of it:
+docs/reference.md). This is our own network in that spirit, not a port of it:
 
 * stem: two 3×3 convs (the first strided) → 1/2;
 * three stages at 1/4, 1/8, 1/16, each a strided 3×3 conv followed by residual

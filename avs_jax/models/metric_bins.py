@@ -1,7 +1,7 @@
 """ZoeDepth's metric-bins head (Bhat et al. 2023), as AVS-Net uses it (paper Sec. 3.1, Fig. 3).
 
 Seed bin regressor -> attractor layers over the decoder features (r4..r1) -> conditional
-log-binomial over the bins -> depth = Σ_k p_k c_k. Conventions are REFERENCE.md's
+log-binomial over the bins -> depth = Σ_k p_k c_k. Conventions are docs/reference.md's
 "ZoeDepth metric-bins head" (config_zoedepth.json values): every resize is bilinear with
 align_corners=True; the next attractor level gets the raw projector output as its previous
 embedding. Bin centres, attractor updates, the log-binomial and its softmax run in fp32

@@ -2,7 +2,7 @@
 
 A ViT/BEiT backbone with hooks after four blocks, DPT's reassemble (readout "project",
 resampling to 1/4, 1/8, 1/16, 1/32), fusion blocks and the relative depth head, as
-REFERENCE.md "MiDaS DPT_BEiT_L_384" states. Returns what ZoeDepth's metric head reads:
+docs/reference.md, "MiDaS DPT_BEiT_L_384" states. Returns what ZoeDepth's metric head reads:
 the bottleneck `l4_rn`, the decoder features r4..r1, the head activation `out_conv` and
 `rel_depth`.
 

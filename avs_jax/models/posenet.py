@@ -1,7 +1,7 @@
 """Monodepth2's PoseNet: a separate ResNet-18 on a pair of frames + a small pose decoder.
 
 Input: two frames concatenated on channels in temporal order, `[B, H, W, 6]`, normalised
-`(x − 0.45) / 0.225` like the depth encoder (REFERENCE.md). The decoder (REFERENCE.md, "Pose
+`(x − 0.45) / 0.225` like the depth encoder (docs/reference.md). The decoder (docs/reference.md, "Pose
 decoder"): 1×1 512→256 "squeeze" + ReLU, two 3×3 256→256 + ReLU, 1×1 → 6 per frame, spatial mean,
 × 0.01, split into axis-angle and translation (`rotation_scale` may set the axis-angle's
 factor apart: configs/quickstart.py's tiny net from scratch needs it). Parameter names mirror

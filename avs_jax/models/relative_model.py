@@ -40,7 +40,7 @@ def relative_model_config(name: str = "monodepth2",
             c.decoder_channels = (4, 8, 8, 16, 16)
     elif name == "lite":
         c.update(default_lite_config(size))
-        c.scales = (0, 1, 2)  # Lite-Mono: 3 scales (REFERENCE.md)
+        c.scales = (0, 1, 2)  # Lite-Mono: 3 scales (docs/reference.md)
     else:
         raise ValueError(f"config.model.name {name!r}: expected 'monodepth2' or 'lite'")
     # Pose network: a separate ResNet-18 on frame pairs (Monodepth2 "separate_resnet").

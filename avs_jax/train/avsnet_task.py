@@ -102,7 +102,7 @@ class AVSNetTask:
         return loss, (new_state, {"silog": loss})
 
     def param_labels(self, params: Any) -> Any:
-        """"encoder" for the MiDaS encoder (lr/10, REFERENCE.md), "default" for everything else."""
+        """"encoder" for the MiDaS encoder (lr/10, docs/reference.md), "default" for everything else."""
         flat = traverse_util.flatten_dict(params)
         labels = {path: "encoder" if path[:len(ENCODER_PATH)] == ENCODER_PATH else "default"
                   for path in flat}

@@ -29,7 +29,7 @@ def default_train_config(stage: str) -> ml_collections.ConfigDict:
     # data pipeline: examples // global batch).
     t.num_steps = -1
     t.steps_per_epoch = -1
-    t.num_epochs = 5  # ZoeDepth default (REFERENCE.md)
+    t.num_epochs = 5  # ZoeDepth default (docs/reference.md)
     # Optimizer (see avs_jax/train/optimizer.py).
     t.optimizer = "adamw_onecycle"
     t.learning_rate = 1.61e-4  # ZoeDepth max_lr
@@ -64,7 +64,7 @@ def default_train_config(stage: str) -> ml_collections.ConfigDict:
 
     k = c.checkpoint = ml_collections.ConfigDict()
     k.keep = 2  # latest checkpoints kept (plus the best one)
-    k.best_metric = "abs_rel"  # validation metric that ranks checkpoints (REFERENCE.md metrics)
+    k.best_metric = "abs_rel"  # validation metric that ranks checkpoints (docs/reference.md, "Evaluation")
     k.best_mode = "min"  # "min" or "max"
     k.async_save = True
 
@@ -93,7 +93,7 @@ def default_train_config(stage: str) -> ml_collections.ConfigDict:
         t.optimizer = "adam_step"
         k.best_metric = "abs_rel"
         if stage == "litemono":
-            # Lite-Mono: AdamW, wd 1e-2 (REFERENCE.md). Its own cosine schedule is not copied;
+            # Lite-Mono: AdamW, wd 1e-2 (docs/reference.md). Its own cosine schedule is not copied;
             # the Monodepth2 step decay keeps the two relative models comparable.
             t.optimizer = "adamw_step"
             t.weight_decay = 1e-2

@@ -4,7 +4,7 @@ Three recipes, picked by `config.train.optimizer`:
 
 * ``adamw_onecycle`` (stage 1, ZoeDepth): AdamW whose learning rate and beta1 follow torch's
   `OneCycleLR` (cosine annealing, two phases, `cycle_momentum=True`), global grad-norm clipping,
-  and a lower learning rate for the pretrained encoder (REFERENCE.md "Training defaults").
+  and a lower learning rate for the pretrained encoder (docs/reference.md, "Training defaults").
 * ``adam_step`` (Monodepth2): Adam with a step decay of the learning rate every
   `lr_decay_epochs` epochs by `lr_decay_factor`.
 * ``adamw_step`` (the light, Lite-Mono-like variant): as ``adam_step`` with decoupled weight decay.

@@ -1,6 +1,6 @@
 """Binaural echoes for the simulator: the BatVision chirp through an image-source room response.
 
-The rig's speaker sits at the camera centre and emits the BatVision chirp (REFERENCE.md: a 20 Hz to
+The rig's speaker sits at the camera centre and emits the BatVision chirp (docs/reference.md: a 20 Hz to
 20 kHz sweep of about 3 ms); two microphones ``MIC_SPACING_M`` apart along the camera's x axis
 (left ear at -x, right ear at +x) record it at 44.1 kHz through the room impulse response of
 pyroomacoustics' image-source method (``ShoeBox`` with uniform wall absorption; the direct path is
@@ -27,10 +27,10 @@ import numpy as np
 import pyroomacoustics as pra
 import scipy.signal
 
-SAMPLE_RATE = 44100  # REFERENCE.md: BatVision audio is 44.1 kHz.
+SAMPLE_RATE = 44100  # docs/reference.md: BatVision audio is 44.1 kHz.
 SPEED_OF_SOUND = 343.0  # m/s, the metric scale every echo carries.
-CHIRP_F0, CHIRP_F1 = 20.0, 20000.0  # REFERENCE.md: 20 Hz to 20 kHz sweep.
-CHIRP_SECONDS = 0.003  # REFERENCE.md: about 3 ms.
+CHIRP_F0, CHIRP_F1 = 20.0, 20000.0  # docs/reference.md: 20 Hz to 20 kHz sweep.
+CHIRP_SECONDS = 0.003  # docs/reference.md: about 3 ms.
 MIC_SPACING_M = 0.2  # ear-to-ear distance of the rig.
 # The ears are metric (MIC_SPACING_M) while a scene's wall margin shrinks with its global scale:
 # in a scaled-down room an ear can poke through the wall (seen: 8 cm margin, seed 1), where the

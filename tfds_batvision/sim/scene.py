@@ -6,7 +6,7 @@ path looking along its tangent (BV1 sessions are sequences) or independent rando
 same room (BV2 locations hold unrelated samples). ``render_frame`` gives the exact RGB and depth,
 ``sensor_holes`` gives the depth-camera artefacts, ``record_echo`` the binaural recording.
 
-Scale ambiguity (DESIGN.md, the room simulator): the room is first drawn in metres with the rig at
+Scale ambiguity (docs/reference.md, "Simulator layout"): the room is first drawn in metres with the rig at
 ``RIG_HEIGHT_M``; with ``global_scale`` the whole scene (room, obstacles, rig path and height,
 texture frequencies) is then multiplied by one random factor chosen so the room stays within the
 room-size range. The rendered image is then identical for every factor; only the echo, which is
