@@ -121,3 +121,45 @@ def test_requirements_txt_and_pyproject_list_the_same_dependencies():
     declared = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
     assert listed == declared, (listed ^ declared)
     assert not any(re.match(r"(tensorflow|torch)([<>=!~;\[ ]|$)", r) for r in listed)
+
+
+# What the repository's own files may refer to; the team's notes outside it never.
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".txt"}
+SKIP_DIRS = {".venv", ".git", "runs", "data", "__pycache__", ".pytest_cache"}
+
+
+def _text_files() -> list[Path]:
+    return [p for p in ROOT.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES
+            and not SKIP_DIRS & set(p.relative_to(ROOT).parts)]
+
+
+def _headings(path: Path) -> set[str]:
+    return {line.lstrip("#").strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.startswith("#")}
+
+
+def test_every_document_a_file_refers_to_exists():
+    """Paths of .md files, markdown links, and `docs/<file>, "Section"` citations resolve inside
+    the repository; nothing sends a reader to the team's DESIGN.md / REFERENCE.md."""
+    import re
+
+    missing = []
+    for path in _text_files():
+        where = path.relative_to(ROOT)
+        text = path.read_text(encoding="utf-8")
+        # A citation may wrap: fold line breaks and comment markers into spaces.
+        flat = re.sub(r"\s*\n\s*(#\s*)?", " ", text)
+        for name in ("DESIGN.md", "REFERENCE.md", "STYLE.md"):
+            if name in text and where != Path("tests/test_package_structure.py"):
+                missing.append(f"{where}: cites the team's {name}")
+        for ref in re.findall(r"\b((?:docs|bench|tests|tools)/[\w./-]+\.md)\b", text):
+            if not (ROOT / ref).exists():
+                missing.append(f"{where}: {ref}")
+        for doc, section in re.findall(r"\b(docs/[\w-]+\.md),? \"([^\"]+)\"", flat):
+            if (ROOT / doc).exists() and section not in _headings(ROOT / doc):
+                missing.append(f"{where}: {doc}, section {section!r}")
+        if path.suffix == ".md":
+            for link in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", text):
+                if not (path.parent / link).exists():
+                    missing.append(f"{where}: link {link}")
+    assert not missing, "\n".join(missing)
