@@ -14,8 +14,18 @@ the paper writes eq. 3 without a mask and evaluates "only valid pixels" (Sec. 4.
 which pixels set the scale. A deployed system has no ground truth; pass it all pixels (or those
 in M_p's range).
 
-`R` may be a depth or a disparity (`kind`); a disparity is inverted first. Medians follow
-numpy's convention (the mean of the two middle values for an even count). Jittable, batched.
+`R` may be a depth or a disparity (`kind`); a disparity is inverted first, and one <= 0 has no
+depth (NaN). Medians follow numpy's convention (the mean of the two middle values for an even
+count). Jittable, batched.
+
+Non-finite values (NaN, inf; a disparity <= 0) are data these functions cannot raise on under
+jit; they leave them out: each statistic is taken over the pixels of `mask` where its map is
+finite, and a non-finite pixel of R stays non-finite in the output (no value is made up for
+it). An image where R or the reference has no such pixel has no scale: it is returned unscaled
+(factor 1). Each map's own pixels rather than those where both are finite: the median of R is
+then the same for every reference, computed once when jitted with several (the export). Inputs
+are checked, with errors naming them, where they enter: external files in
+avs_jax/evaluation/external.py, models' maps in avs_jax/evaluation/scaled_eval.py.
 """
 
 from __future__ import annotations
@@ -26,16 +36,20 @@ import jax.numpy as jnp
 Array = jax.Array
 
 METHODS = ("no", "median", "mean_std", "gt_median")
-# Disparities are clamped to this before inversion so a zero disparity gives a finite depth.
-MIN_DISPARITY = 1e-6
 
 
 def to_depth(rel: Array, kind: str) -> Array:
-    """A relative prediction as depth: `kind` "depth" unchanged, "disparity" inverted."""
+    """A relative prediction as depth: `kind` "depth" unchanged, "disparity" inverted.
+
+    A disparity <= 0 (or NaN) gives NaN. It used to be clamped to 1e-6, a 1e6 m depth that
+    passed for a prediction; the models' own disparities never get here (their relative
+    predictors return depth, `geometry.disp_to_depth`), outside ones are checked on loading.
+    """
     if kind == "depth":
         return rel
     if kind == "disparity":
-        return 1.0 / jnp.maximum(rel, MIN_DISPARITY)
+        pos = rel > 0
+        return jnp.where(pos, 1.0 / jnp.where(pos, rel, 1.0), jnp.nan)
     raise ValueError(f"kind must be 'depth' or 'disparity', got {kind!r}")
 
 
@@ -68,14 +82,19 @@ def _kth_smallest(key: Array, mask: Array, k: Array) -> Array:
 
 
 def masked_median(x: Array, mask: Array) -> Array:
-    """Median of each image's masked values: `[B, H, W]`, `[B, H, W]` bool -> `[B]`.
+    """Median of each image's masked finite values: `[B, H, W]`, `[B, H, W]` bool -> `[B]`.
 
-    numpy's convention (mean of the two middle values); 0 for an image without valid pixels.
+    numpy's convention (mean of the two middle values); NaN and inf are left out (as if
+    masked); 0 for an image without such a value.
     """
     b = x.shape[0]
-    key = _ordered_key(x.reshape(b, -1))
+    finite = jnp.isfinite(x).reshape(b, -1)
+    # Non-finite values get the largest key, above every finite one (at most 0xFF7FFFFF), and
+    # are not counted in n: the k <= n smallest masked keys are finite. No new mask: the
+    # counting passes read the caller's, which is shared between maps (scaled_eval's `valid`).
+    key = jnp.where(finite, _ordered_key(x.reshape(b, -1)), jnp.uint32(0xFFFFFFFF))
     m = mask.reshape(b, -1)
-    n = m.sum(axis=1)
+    n = (m & finite).sum(axis=1)
     lo = _from_key(_kth_smallest(key, m, jnp.maximum((n + 1) // 2, 1)))
     hi = _from_key(_kth_smallest(key, m, jnp.maximum(n // 2 + 1, 1)))
     # n odd: the middle one twice; n even: the two middle ones.
@@ -84,16 +103,32 @@ def masked_median(x: Array, mask: Array) -> Array:
 
 
 def masked_mean_std(x: Array, mask: Array) -> tuple[Array, Array]:
-    """Mean and (population) standard deviation of each image's masked values -> `[B]`, `[B]`."""
-    m = mask.astype(jnp.float32)
-    n = jnp.maximum(m.sum(axis=(1, 2)), 1.0)
-    mean = (x * m).sum(axis=(1, 2)) / n
-    var = (((x - mean[:, None, None]) ** 2) * m).sum(axis=(1, 2)) / n
+    """Mean and (population) standard deviation of each image's masked finite values.
+
+    `[B, H, W]`, `[B, H, W]` bool -> `[B]`, `[B]`; NaN and inf are left out (as if masked);
+    0, 0 for an image without such a value.
+    """
+    mask = mask & jnp.isfinite(x)
+    n = jnp.maximum(mask.sum(axis=(1, 2)), 1).astype(jnp.float32)
+    mean = jnp.where(mask, x, 0.0).sum(axis=(1, 2)) / n
+    var = jnp.where(mask, (x - mean[:, None, None]) ** 2, 0.0).sum(axis=(1, 2)) / n
     return mean, jnp.sqrt(var)
 
 
+def _has_scale(rel_depth: Array, reference: Array, mask: Array) -> Array:
+    """`[B]`: R and the reference each have a finite pixel in `mask`."""
+    def any_finite(x: Array) -> Array:
+        return (mask & jnp.isfinite(x)).any(axis=(1, 2))
+
+    return any_finite(rel_depth) & any_finite(reference)
+
+
 def scale_factor_median(rel_depth: Array, reference: Array, mask: Array) -> Array:
-    """Eq. 3's per-image factor `median(reference) / median(R)` -> `[B]` (1 if undefined)."""
+    """Eq. 3's per-image factor `median(reference) / median(R)` -> `[B]`.
+
+    Each median over the pixels of `mask` where its map is finite; 1 where undefined (no such
+    pixel, or a median <= 0).
+    """
     med_ref = masked_median(reference, mask)
     med_rel = masked_median(rel_depth, mask)
     ok = (med_rel > 0) & (med_ref > 0)
@@ -114,7 +149,9 @@ def apply_scaling(rel: Array, method: str, mask: Array, reference: Array | None 
       kind: "depth" or "disparity".
 
     Returns:
-      `[B, H, W]` metric depth.
+      `[B, H, W]` metric depth. Each statistic leaves out the pixels where its map (R as
+      depth, or the reference) is not finite; those pixels of R stay non-finite. An image
+      where either map has no finite pixel in `mask` is returned unscaled (R as depth).
     """
     if method not in METHODS:
         raise ValueError(f"scaling method must be one of {METHODS}, got {method!r}")
@@ -129,4 +166,5 @@ def apply_scaling(rel: Array, method: str, mask: Array, reference: Array | None 
     mean_r, std_r = masked_mean_std(r, mask)
     mean_m, std_m = masked_mean_std(reference, mask)
     z = (r - mean_r[:, None, None]) / (std_r[:, None, None] + eps)
-    return z * std_m[:, None, None] + mean_m[:, None, None]
+    scaled = z * std_m[:, None, None] + mean_m[:, None, None]
+    return jnp.where(_has_scale(r, reference, mask)[:, None, None], scaled, r)

@@ -1,9 +1,14 @@
 """External predictions: found by sample id, bad files named; figures are written."""
 
+import re
+
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
+from avs_jax.errors import BadInputError
+from avs_jax.evaluation import evaluate as evaluate_mod
 from avs_jax.evaluation import figures
 from avs_jax.evaluation.external import PredictionError, load_prediction
 
@@ -26,8 +31,67 @@ def test_missing_and_malformed_predictions_name_the_file(tmp_path):
     with pytest.raises(PredictionError, match=r"b\.npy: not a readable"):
         load_prediction(str(tmp_path), "b")
     np.save(tmp_path / "c.npy", np.full((3, 3), np.nan))
-    with pytest.raises(PredictionError, match=r"c\.npy: holds no finite"):
+    with pytest.raises(PredictionError, match=r"c\.npy: 9 NaN of its 9 values"):
         load_prediction(str(tmp_path), "c")
+    np.save(tmp_path / "d.npy", np.ones((3, 3), np.complex64))
+    with pytest.raises(PredictionError, match=r"d\.npy: expected real numbers, got dtype compl"):
+        load_prediction(str(tmp_path), "d")
+
+
+def test_nan_inf_and_nonpositive_values_name_the_file_and_count(tmp_path):
+    """A few bad pixels gave `nan` in the table (bold as best) or, for a disparity <= 0, a 1e6 m
+    depth; now the file is named with what is wrong, even with allow_missing."""
+    pred = np.full((4, 5), 0.5)
+    pred[0, :2] = np.nan
+    pred[1, 0] = -np.inf
+    pred[2, :2] = 0.0
+    pred[3, 0] = -0.25
+    pred[3, 1] = 1e39  # beyond float32: inf once cast
+    np.save(tmp_path / "loc__7.npy", pred)
+    path = str(tmp_path / "loc__7.npy")
+    msg = (f"{path}: 2 NaN, 2 inf, 3 <= 0 of its 20 values; a depth or disparity prediction "
+           "must be finite and > 0 at every pixel")
+    with pytest.raises(PredictionError, match=f"^{re.escape(msg)}$"):
+        load_prediction(str(tmp_path), "loc/7")
+    # A bad file is not a missing one: allow_missing does not skip it.
+    missing = []
+    with pytest.raises(PredictionError, match=re.escape(path)):
+        evaluate_mod._external_batch(str(tmp_path), ["loc/7"], [True], (4, 5), True, missing)
+    assert missing == []
+
+
+def test_diverged_checkpoint_is_named_with_run_dir_and_sample(tmp_path, monkeypatch):
+    """evaluate(): a stage-1 model whose M_p is NaN names its run dir and the sample id, where it
+    gave NaN in Table 1 and exit 0. Checkpoint and dataset are stubbed (one batch of two)."""
+    gt = np.full((2, 4, 6), 3.0, np.float32)
+
+    def nan_at_sample_1(batch):
+        out = np.full((2, 4, 6), 2.0, np.float32)
+        out[1, 0, 0] = np.nan
+        return out
+
+    predictor = evaluate_mod.Predictor("rgb_echoes", nan_at_sample_1, (4, 6))
+    monkeypatch.setattr(evaluate_mod, "_stage1_predictor",
+                        lambda variant, run_dir: (predictor, None, None, None))
+    monkeypatch.setattr(evaluate_mod.datasets, "open_dataset", lambda data: None)
+    monkeypatch.setattr(evaluate_mod.datasets, "split_size", lambda builder, split: 2)
+    batch = {"valid_example": np.ones(2, bool), "sample_id": np.array(["loc/1", "loc/2"]),
+             "depth_full": gt, "image": np.zeros((2, 4, 6, 3), np.float32),
+             "echo": np.zeros((2, 4, 6, 2), np.float32)}
+    monkeypatch.setattr(evaluate_mod.input_pipeline, "create_eval_iterator",
+                        lambda builder, cfg, split: iter([batch]))
+    config = ml_collections.ConfigDict({
+        "stage1": {"rgb_echoes": "runs/diverged", "rgb": "", "echoes": ""}, "relative": {},
+        "datasets": {"bv2": {"name": "bv2", "data_dir": "", "max_depth": 30.0}},
+        "data_dir": "data", "table2_datasets": (), "min_depth": 1e-3, "batch_size": 2,
+        "external": {"predictions": "", "kind": "disparity", "name": "external"},
+        "allow_missing": False, "export": False, "figures": {"num_per_dataset": 0},
+        "gradcam": {"num_samples": 0}})
+    with pytest.raises(BadInputError, match=(
+            r"^model 'rgb_echoes' \(runs/diverged\), sample 'loc/2': 1 NaN/inf of its 24 "
+            r"predicted depth values;")):
+        evaluate_mod.evaluate(config, str(tmp_path))
+    assert not (tmp_path / "tables.json").exists()
 
 
 def test_depth_panel_png(tmp_path):

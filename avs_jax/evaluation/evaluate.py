@@ -127,6 +127,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ext = config.external
     if ext.predictions and not os.path.isdir(ext.predictions):
         raise MissingInputError(f"config.external.predictions: no such folder {ext.predictions}")
+    # Where each model came from, for the error a non-finite or non-positive map raises.
+    origins = {**{v: config.stage1[v] for v in stage1},
+               **{n: config.relative[n] for n in relative},
+               **({ext.name: ext.predictions} if ext.predictions else {})}
 
     table1, table2, missing = {}, {}, []
     figdir = os.path.join(workdir, "figures")
@@ -147,7 +151,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                       config.batch_size))
         keys = list(streams)
         iters = [input_pipeline.create_eval_iterator(builder, streams[k], "test") for k in keys]
-        evaluator = ScalingEvaluator(config.min_depth, data.max_depth)
+        evaluator = ScalingEvaluator(config.min_depth, data.max_depth, origins=origins)
         shown = 0
         bar = tqdm.tqdm(total=n_test, desc=f"evaluate {ds_name}", unit="img")
         for batches in zip(*iters):
@@ -172,7 +176,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                                 config.allow_missing, missing)
                 rel[ext.name] = (ext_batch, ext.kind)
                 real2 = real & ok
-            evaluator.update(gt, mp, rel, real, real2)
+            evaluator.update(gt, mp, rel, real, real2, sample_ids=ids)
             if with_table2 and config.export:
                 export_rows += _export(workdir, ds_name, ids, real2, gt, mp, rel, data.max_depth)
             if shown < config.figures.num_per_dataset and rel:

@@ -4,6 +4,12 @@ A folder holds one file per test sample id: `<dir>/<sample_id>.npy`, where a sam
 `/` (e.g. `Salle_Chevalier/3011`) is either a sub-folder path or written with `__` in its place
 (`Salle_Chevalier__3011.npy`). Each file is a 2-D float array `[h, w]` (or `[h, w, 1]`, or
 `[1, h, w]`) at any resolution; `kind` says whether it holds depth or disparity.
+
+Every value must be finite and > 0 (a depth or a disparity of that pixel): a file with a NaN,
+an inf or a value <= 0 is a PredictionError naming the file and how many of each. Nothing is
+masked or clamped: leaving such pixels out would score the model on pixels it chose, and a
+clamped disparity (0 -> 1e-6) is a 1e6 m depth. An affine-invariant disparity (e.g. MiDaS's)
+that reaches 0 or below must be shifted to positive values before it is saved.
 """
 
 from __future__ import annotations
@@ -29,7 +35,8 @@ def prediction_path(folder: str, sample_id: str) -> str | None:
 
 
 def load_prediction(folder: str, sample_id: str) -> np.ndarray:
-    """`[h, w]` float32 prediction of `sample_id`; PredictionError if missing or malformed."""
+    """`[h, w]` float32 prediction of `sample_id`; PredictionError if missing or malformed, or
+    if a value is NaN, inf or <= 0."""
     path = prediction_path(folder, sample_id)
     if path is None:
         raise PredictionError(
@@ -41,15 +48,22 @@ def load_prediction(folder: str, sample_id: str) -> np.ndarray:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
         raise PredictionError(f"{path}: not a readable .npy file ({e})") from e
+    shape = arr.shape
     arr = np.squeeze(arr)
     if arr.ndim != 2 or min(arr.shape) < 2:
         raise PredictionError(f"{path}: expected a 2-D depth/disparity map [h, w], got shape "
-                              f"{np.load(path).shape}")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise PredictionError(f"{path}: expected numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32)
-    if not np.isfinite(arr).any():
-        raise PredictionError(f"{path}: holds no finite value")
+                              f"{shape}")
+    # Real numbers only: a complex map would lose its imaginary part silently in the cast.
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise PredictionError(f"{path}: expected real numbers, got dtype {arr.dtype}")
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range: inf, counted below
+        arr = arr.astype(np.float32)
+    counts = {"NaN": int(np.isnan(arr).sum()), "inf": int(np.isinf(arr).sum()),
+              "<= 0": int((np.isfinite(arr) & (arr <= 0)).sum())}
+    bad = [f"{n} {what}" for what, n in counts.items() if n]
+    if bad:
+        raise PredictionError(f"{path}: {', '.join(bad)} of its {arr.size} values; a depth or "
+                              "disparity prediction must be finite and > 0 at every pixel")
     return arr
 
 

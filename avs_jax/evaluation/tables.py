@@ -10,11 +10,16 @@ SOURCE is the scale source ("no", "rgb", "rgb_echoes", or "gt" for the oracle ro
 is "median" or "mean_std" ("none" for the unscaled row). Under "gt", "median" is the relative
 model scaled by the ground truth's median and "constant" each image's ground-truth median
 everywhere (no depth structure at all): the two references a relative model is judged by.
+
+A metric is a finite number, or null/"–" when no image could be averaged (`n_images` 0); a
+missing value is never ranked nor bold. NaN or inf is refused: `write_tables` raises a
+ValueError naming the row (the evaluation raises on its inputs first, so this is a last guard).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
@@ -29,18 +34,26 @@ METHOD_NAMES = {"none": "–", "constant": "constant depth"}
 DATASET_NAMES = {"bv2": "BV2", "bv1": "BV1"}
 
 
-def clean_metrics(m: dict[str, Any]) -> dict[str, Any]:
-    """Only the JSON keys, as plain floats / ints."""
+def clean_metrics(m: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """Only the JSON keys, as plain floats / ints; ValueError (naming `where`) on NaN or inf."""
     out = {k: (None if m.get(k) is None else float(m[k])) for k in METRIC_NAMES}
+    for k, v in out.items():
+        if v is not None and not math.isfinite(v):
+            raise ValueError(f"tables: {where or 'a row'}: {k} is {v}; a table holds no NaN/inf")
     out["n_images"] = int(m.get("n_images", 0))
     return out
 
 
+def _present(v: Any) -> bool:
+    """A value to show and rank: not missing (None) and finite."""
+    return v is not None and math.isfinite(v)
+
+
 def _best(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Best value of each metric column among rows (ignoring missing values)."""
+    """Best value of each metric column among rows (ignoring missing and non-finite values)."""
     best = {}
     for k in METRIC_NAMES:
-        vals = [r[k] for r in rows if r.get(k) is not None]
+        vals = [r[k] for r in rows if _present(r.get(k))]
         if vals:
             best[k] = min(vals) if LOWER_IS_BETTER[k] else max(vals)
     return best
@@ -50,8 +63,9 @@ def _row(label: list[str], m: dict[str, Any], best: dict[str, float]) -> str:
     cells = []
     for k in METRIC_NAMES:
         v = m.get(k)
-        if v is None:
-            cells.append("–")
+        if not _present(v):
+            # Missing; NaN/inf (which write_tables refuses) shown as what it is, never bold.
+            cells.append("–" if v is None else str(v))
             continue
         s = f"{v:.3f}"
         cells.append(f"**{s}**" if k in best and f"{best[k]:.3f}" == s else s)
@@ -88,9 +102,14 @@ def table2_markdown(table2: dict[str, Any]) -> str:
 
 
 def write_tables(workdir: str, table1: dict, table2: dict) -> tuple[str, str]:
-    """Writes `tables.json` and `tables.md` into `workdir`; returns their paths."""
-    data = {"table1": {d: {v: clean_metrics(m) for v, m in vs.items()} for d, vs in table1.items()},
-            "table2": {d: {mo: {s: {me: clean_metrics(m) for me, m in mes.items()}
+    """Writes `tables.json` and `tables.md` into `workdir`; returns their paths.
+
+    ValueError, before anything is written, if a metric is NaN or inf.
+    """
+    data = {"table1": {d: {v: clean_metrics(m, f"table1 {d} {v}") for v, m in vs.items()}
+                       for d, vs in table1.items()},
+            "table2": {d: {mo: {s: {me: clean_metrics(m, f"table2 {d} {mo} {s} {me}")
+                                    for me, m in mes.items()}
                                 for s, mes in ss.items()}
                            for mo, ss in ms.items()}
                        for d, ms in table2.items()}}
