@@ -45,6 +45,9 @@ def check_common(config: ml_collections.ConfigDict) -> None:
         if "max_depth" in data:
             _require(data.max_depth > 0, f"config.data.max_depth must be > 0, got {data.max_depth}")
         _check_path(config, "data.manual_dir")
+    if "min_depth" in config and config.mode == "evaluate":
+        # Predictions are clipped to it before log(pred): 0 would make RMSE log infinite.
+        _require(config.min_depth > 0, f"config.min_depth must be > 0, got {config.min_depth}")
     if "model" in config and "min_depth" in config.model and "max_depth" in config.model:
         _require(0 < config.model.min_depth < config.model.max_depth,
                  "config.model needs 0 < min_depth < max_depth, got "

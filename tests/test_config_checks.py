@@ -35,6 +35,16 @@ def test_impossible_values_name_the_field(field, value, message):
         validate(_config(**{field: value}))
 
 
+def test_evaluation_min_depth_must_be_positive():
+    from avs_jax.config_files import load_config
+
+    c = load_config("evaluate")
+    validate(c)
+    c.min_depth = 0.0
+    with pytest.raises(ConfigError, match=r"config.min_depth must be > 0, got 0.0"):
+        validate(c)
+
+
 def test_pose_rotation_scale_must_be_positive():
     c = _config()
     c.model = ml_collections.ConfigDict({"pose_rotation_scale": 0.3})
