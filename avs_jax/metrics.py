@@ -110,6 +110,21 @@ def per_image_metrics(pred: Array, gt: Array, min_depth: float, max_depth: float
     return {**out, "n_valid": n, "n_nonfinite": n_nonfinite}
 
 
+def batch_means(pred: Array, gt: Array, min_depth: float, max_depth: float,
+                mask: Array | None = None) -> tuple[dict[str, Array], Array]:
+    """Validation's form of the table metrics: `per_image_metrics` averaged over the batch.
+
+    Returns ({name: mean over the batch's images with a valid pixel}, that image count). The
+    train loop weights each batch by the count (its "weight/" companions), so a validation
+    average is the tables' average over images; padded rows (no valid pixel) drop out. Jittable.
+    """
+    m = per_image_metrics(pred, gt, min_depth, max_depth, mask)
+    has = m["n_valid"] > 0
+    count = has.sum()
+    denom = jnp.maximum(count, 1).astype(jnp.float32)
+    return {k: jnp.where(has, m[k], 0.0).sum() / denom for k in METRIC_NAMES}, count
+
+
 @dataclasses.dataclass
 class MetricAccumulator:
     """Averages per-image metrics over a dataset, leaving out images without valid pixels.

@@ -152,23 +152,30 @@ def test_gradients_reach_echo_encoder_and_labels(rgb_echoes):
 
 
 def test_eval_metrics_perfect_prediction_values(rgb_echoes):
-    from avs_jax.train.avsnet_task import masked_depth_metrics
+    """Validation computes the tables' metrics (avs_jax/metrics.py) per image, then their mean
+    over the batch's images, with the image count for the set's weighted mean."""
+    from avs_jax.metrics import batch_means
     gt = jnp.asarray(_samples(2)["depth"])
     pred = gt * 1.1
-    m = masked_depth_metrics(pred, gt, gt > 0)
-    # Reference in float64 from the float32 inputs the function gets. Each of the N positive
-    # terms carries a few eps of rounding, and a float32 sum of N positive terms is within
-    # (N - 1) eps of the exact sum in any order of summation (XLA's order differs by CPU): so
-    # rtol (N + 4) eps, not a last-bit tolerance against 0.1.
+    m, count = batch_means(pred, gt, 1e-3, 30.0)
+    # Reference in float64 from the float32 inputs the function gets. Each of an image's N
+    # positive terms carries a few eps of rounding, and a float32 sum of N positive terms is
+    # within (N - 1) eps of the exact sum in any order of summation (XLA's order differs by
+    # CPU): so rtol (N + 4) eps, not a last-bit tolerance against 0.1.
     g, p = np.asarray(gt, np.float64), np.asarray(pred, np.float64)
     valid = g > 0
-    n = int(valid.sum())
+    n = int(valid.sum(axis=(1, 2)).max())
     rtol = (n + 4) * np.finfo(np.float32).eps
-    abs_rel = np.mean(np.abs(p - g)[valid] / g[valid])
+    abs_rel = np.mean([np.mean(np.abs(pi - gi)[vi] / gi[vi]) for pi, gi, vi in zip(p, g, valid)])
+    rmse = np.mean([np.sqrt(np.mean((pi - gi)[vi] ** 2)) for pi, gi, vi in zip(p, g, valid)])
     np.testing.assert_allclose(abs_rel, 0.1, rtol=1e-6)  # float32(1.1 gt) is 1.1 gt to 1 ulp
     np.testing.assert_allclose(float(m["abs_rel"]), abs_rel, rtol=rtol)
-    assert float(m["a1"]) == 1.0
-    np.testing.assert_allclose(float(m["rmse"]), np.sqrt(np.mean((p - g)[valid] ** 2)), rtol=rtol)
+    np.testing.assert_allclose(float(m["rmse"]), rmse, rtol=rtol)
+    assert float(m["a1"]) == 1.0 and int(count) == 2
+    # An image without a valid pixel (a padded row) drops out of the mean and the count.
+    m2, count2 = batch_means(pred, gt.at[1].set(0.0), 1e-3, 30.0)
+    assert int(count2) == 1
+    np.testing.assert_allclose(float(m2["abs_rel"]), float(m["abs_rel"]), rtol=2 * rtol)
 
 
 def test_eval_silog_matches_loss_and_bf16_forward(rgb_echoes):

@@ -15,8 +15,10 @@ import ml_collections
 from flax import traverse_util
 
 from avs_jax.losses.silog import silog_loss
+from avs_jax.metrics import batch_means
 from avs_jax.models.avsnet import AVSNet, validate_model_config
 from avs_jax.models.layers import resize_bilinear
+from avs_jax.train.tasks import WEIGHT_PREFIX
 
 Array = jax.Array
 
@@ -25,25 +27,6 @@ Array = jax.Array
 # included (pos_enc_lr_factor 10). Everything else (MiDaS decoder, echo branch, attention,
 # bins head) is "default".
 ENCODER_PATH = ("midas", "encoder")
-# delta_1 threshold of the standard depth metrics.
-DELTA_1 = 1.25
-
-
-def masked_depth_metrics(pred: Array, gt: Array, valid: Array) -> dict[str, Array]:
-    """abs_rel, rmse and a1 (δ < 1.25) over the valid pixels of the batch jointly.
-
-    pred, gt [B, H, W] (same size); valid [B, H, W] bool. Inline stand-ins for validation during
-    training; the official per-image metrics live in avs_jax/metrics.py.
-    """
-    m = valid.astype(jnp.float32)
-    n = jnp.maximum(jnp.sum(m), 1.0)
-    safe_gt = jnp.where(valid, gt, 1.0)
-    safe_pred = jnp.maximum(pred, 1e-7)
-    abs_rel = jnp.sum(m * jnp.abs(pred - gt) / safe_gt) / n
-    rmse = jnp.sqrt(jnp.sum(m * (pred - gt) ** 2) / n)
-    ratio = jnp.maximum(safe_pred / safe_gt, safe_gt / safe_pred)
-    a1 = jnp.sum(m * (ratio < DELTA_1)) / n
-    return {"abs_rel": abs_rel, "rmse": rmse, "a1": a1}
 
 
 class AVSNetTask:
@@ -114,12 +97,17 @@ class AVSNetTask:
                                 train=False)["metric_depth"]
 
     def eval_metrics(self, params: Any, model_state: dict, batch: dict) -> dict[str, Array]:
-        """SILog and abs_rel / rmse / a1 against batch["depth"], prediction resized to it."""
+        """SILog and the tables' metrics (avs_jax/metrics.py) against batch["depth"].
+
+        The prediction is resized to the depth's size and clipped to the model's depth range,
+        as the evaluation does; each metric comes with its image count for the set's mean.
+        """
         depth = batch["depth"].astype(jnp.float32)
         pred = self.predict({"params": params, **model_state}, batch["image"],
                             self._echo(batch)).astype(jnp.float32)
         pred = resize_bilinear(pred, depth.shape[1:3], align_corners=True)[..., 0]
-        valid = depth > 0
-        metrics = masked_depth_metrics(pred, depth, valid)
-        metrics["silog"] = silog_loss(pred, depth, valid, self.silog_alpha, self.silog_beta)
+        means, count = batch_means(pred, depth, self.model_config.min_depth,
+                                   self.model_config.max_depth)
+        metrics = {**means, **{WEIGHT_PREFIX + k: count for k in means}}
+        metrics["silog"] = silog_loss(pred, depth, depth > 0, self.silog_alpha, self.silog_beta)
         return metrics

@@ -32,7 +32,7 @@ from avs_jax.train.optimizer import create_learning_rate_fn, create_optimizer
 from avs_jax.train.state import TrainState, create_train_state, data_mesh, init_variables
 from avs_jax.train.step import make_eval_step, make_train_step, put_batch
 from avs_jax.workdir_lock import workdir_lock
-from avs_jax.train.tasks import Task
+from avs_jax.train.tasks import WEIGHT_PREFIX, Task
 
 
 class NonFiniteLossError(InputError, FloatingPointError):
@@ -139,13 +139,6 @@ class _StopFlag:
         finally:
             for signum, previous in self._previous.items():
                 signal.signal(signum, previous)
-
-
-# A batch metric `k` may come with `WEIGHT_PREFIX + k`: how many samples (or pairs) of the batch
-# it averages over, when that is not the batch size (the pose errors count only samples with
-# camera poses). The set's mean then weights it by that count, so a batch that has none drops
-# out instead of turning the mean into NaN; a set with none at all reports NaN.
-WEIGHT_PREFIX = "weight/"
 
 
 def _weighted_mean(records: list[tuple[int, dict]]) -> dict[str, float]:

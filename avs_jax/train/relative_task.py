@@ -31,6 +31,9 @@ from avs_jax.errors import BadInputError
 from avs_jax.losses import photometric
 from avs_jax.models.relative_model import build_depth_net, build_pose_net
 from avs_jax.models.layers import resize_bilinear
+from avs_jax.metrics import batch_means
+from avs_jax.scaling import scale_factor_median
+from avs_jax.train.tasks import WEIGHT_PREFIX
 
 Array = jax.Array
 PyTree = Any
@@ -153,27 +156,12 @@ def pose_errors(axisangle: Array, translation: Array, poses: Array,
             "weight/pose_rotation_error_deg": n, "weight/pose_translation_angle_deg": n}
 
 
-def median_scaled_errors(pred: Array, gt: Array) -> dict[str, Array]:
-    """Abs Rel and δ < 1.25 of `pred [B, H, W]` scaled per image by median(gt)/median(pred).
-
-    Valid pixels are gt > 0 (the pipeline already invalidated depths beyond the cap). This is the
-    "median scaling" of the paper's Table 2, here only to follow training; the reported
-    metrics are avs_jax/metrics.py's.
-    """
-    valid = gt > 0
-    med_gt = jnp.nanmedian(jnp.where(valid, gt, jnp.nan), axis=(1, 2), keepdims=True)
-    med_pred = jnp.nanmedian(jnp.where(valid, pred, jnp.nan), axis=(1, 2), keepdims=True)
-    scaled = pred * med_gt / med_pred
-    n = jnp.maximum(jnp.sum(valid), 1)
-    safe_gt = jnp.where(valid, gt, 1.0)
-    abs_rel = jnp.sum(jnp.where(valid, jnp.abs(scaled - gt) / safe_gt, 0.0)) / n
-    ratio = jnp.maximum(scaled / safe_gt, safe_gt / scaled)
-    delta1 = jnp.sum(jnp.where(valid, ratio < 1.25, False)) / n
-    return {"abs_rel": abs_rel, "delta1": delta1}
+# Predictions are clipped to [EVAL_MIN_DEPTH, max_depth] before the metrics, as configs/evaluate.py.
+EVAL_MIN_DEPTH = 1e-3
 
 
 class RelativeDepthTask:
-    """Task object of the relative-depth stage for the train core (COMMON.md protocol)."""
+    """The relative-depth stage's Task (avs_jax/train/tasks.py) for the train core."""
 
     def __init__(self, config: ml_collections.ConfigDict):
         model_scales = tuple(config.model.scales)
@@ -186,6 +174,8 @@ class RelativeDepthTask:
             raise BadInputError(f"config.model.scales {model_scales}: expected 0, 1, …, n−1")
         self.config = config
         self.loss_config = config.loss
+        # The evaluation's depth cap (the pipeline already zeroes depth beyond it).
+        self.eval_max_depth = float(config.data.max_depth) if "data" in config else float("inf")
         self.model = RelativeDepthModel(build_depth_net(config.model), build_pose_net(config.model))
 
     # -- protocol ---------------------------------------------------------------------------
@@ -223,15 +213,19 @@ class RelativeDepthTask:
 
     def eval_metrics(self, params: PyTree, model_state: dict[str, PyTree],
                      batch: dict[str, Any]) -> dict[str, Array]:
-        """Validation: the loss terms without the tie-break noise; median-scaled Abs Rel and δ1
-        when the batch has ground-truth `depth` of the centre frame."""
+        """Validation: the loss terms without the tie-break noise; with ground-truth `depth` of
+        the centre frame, the tables' metrics (avs_jax/metrics.py) of the depth median-scaled
+        per image (the paper's eq. 3 with the ground truth as the scale source)."""
         _, (_, metrics) = self.loss_and_metrics(params, model_state, batch, None, train=False)
         if "depth" in batch:
             gt = jnp.asarray(batch["depth"], jnp.float32)
             variables = {"params": params, **model_state}
             pred = self.predict_relative(variables, jnp.asarray(batch["frames"])[:, 1],
                                          out_size=gt.shape[1:3])
-            metrics.update(median_scaled_errors(pred, gt))
+            valid = gt > 0
+            scaled = pred * scale_factor_median(pred, gt, valid)[:, None, None]
+            means, count = batch_means(scaled, gt, EVAL_MIN_DEPTH, self.eval_max_depth)
+            metrics.update({**means, **{WEIGHT_PREFIX + k: count for k in means}})
         return metrics
 
     # -- inference --------------------------------------------------------------------------

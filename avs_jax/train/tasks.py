@@ -20,6 +20,11 @@ from avs_jax.errors import BadInputError
 Batch = dict[str, jax.Array]
 Variables = dict[str, Any]
 
+# An eval metric `k` may come with `WEIGHT_PREFIX + k`: how many samples (or images, or pairs) of
+# the batch it averages over, when that is not the batch size. The set's mean then weights the
+# batch by that count, so a batch that has none drops out instead of turning the mean into NaN.
+WEIGHT_PREFIX = "weight/"
+
 
 @runtime_checkable
 class Task(Protocol):
