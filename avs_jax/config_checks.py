@@ -38,7 +38,9 @@ def check_common(config: ml_collections.ConfigDict) -> None:
     if "data" in config:
         data = config.data
         if "batch_size" in data:
-            _require(data.batch_size > 0, f"config.data.batch_size must be > 0, got {data.batch_size}")
+            _require(
+                data.batch_size > 0, f"config.data.batch_size must be > 0, got {data.batch_size}"
+            )
         if "image_size" in data:
             h, w = data.image_size
             _require(h > 0 and w > 0, f"config.data.image_size must be positive, got {(h, w)}")
@@ -49,22 +51,30 @@ def check_common(config: ml_collections.ConfigDict) -> None:
         # Predictions are clipped to it before log(pred): 0 would make RMSE log infinite.
         _require(config.min_depth > 0, f"config.min_depth must be > 0, got {config.min_depth}")
     if "model" in config and "min_depth" in config.model and "max_depth" in config.model:
-        _require(0 < config.model.min_depth < config.model.max_depth,
-                 "config.model needs 0 < min_depth < max_depth, got "
-                 f"{config.model.min_depth}, {config.model.max_depth}")
+        _require(
+            0 < config.model.min_depth < config.model.max_depth,
+            "config.model needs 0 < min_depth < max_depth, got "
+            f"{config.model.min_depth}, {config.model.max_depth}",
+        )
     if "model" in config and "pose_rotation_scale" in config.model:
         # 0 would freeze the pose net's rotation at none, a sign would mirror it.
-        _require(config.model.pose_rotation_scale > 0,
-                 "config.model.pose_rotation_scale must be > 0, got "
-                 f"{config.model.pose_rotation_scale}")
+        _require(
+            config.model.pose_rotation_scale > 0,
+            f"config.model.pose_rotation_scale must be > 0, got {config.model.pose_rotation_scale}",
+        )
     if "train" in config:
         for key in ("learning_rate", "num_epochs", "log_every"):
             if key in config.train and config.train[key] is not None:
-                _require(config.train[key] > 0, f"config.train.{key} must be > 0, got {config.train[key]}")
+                _require(
+                    config.train[key] > 0,
+                    f"config.train.{key} must be > 0, got {config.train[key]}",
+                )
     for item in str(config.get("init_from") or "").split(","):
         path = item.strip().partition(":")[0]
-        _require(not path or os.path.exists(path),
-                 f"config.init_from: no such pretrained checkpoint: {path}")
+        _require(
+            not path or os.path.exists(path),
+            f"config.init_from: no such pretrained checkpoint: {path}",
+        )
 
 
 # Extra checks a mode registers: mode -> list of functions raising ConfigError.

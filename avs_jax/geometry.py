@@ -46,7 +46,7 @@ def scale_intrinsics(K: Array, scale: int) -> Array:
     fx, fy, cx, cy are divided by 2^scale, as Monodepth2 builds K for each scale from the
     normalised intrinsics times the level's width and height.
     """
-    factor = jnp.asarray([1.0 / 2 ** scale, 1.0 / 2 ** scale, 1.0], K.dtype)
+    factor = jnp.asarray([1.0 / 2**scale, 1.0 / 2**scale, 1.0], K.dtype)
     return K * factor[:, None]
 
 
@@ -56,10 +56,16 @@ def inverse_3x3(M: Array) -> Array:
     Elementwise cofactors instead of `jnp.linalg.inv`, whose batched LU does not accept a batch
     axis sharded over devices under explicit sharding (and is slower for 3×3).
     """
+
     def cross(a: Array, b: Array) -> Array:
-        return jnp.stack([a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
-                          a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
-                          a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
+        return jnp.stack(
+            [
+                a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+                a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+                a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0],
+            ],
+            axis=-1,
+        )
 
     r0, r1, r2 = M[..., 0, :], M[..., 1, :], M[..., 2, :]
     c0, c1, c2 = cross(r1, r2), cross(r2, r0), cross(r0, r1)
@@ -69,8 +75,9 @@ def inverse_3x3(M: Array) -> Array:
 
 def pixel_grid(height: int, width: int) -> Array:
     """Homogeneous pixel coordinates `[H, W, 3]` = (u, v, 1), u the column, v the row."""
-    v, u = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
-                        jnp.arange(width, dtype=jnp.float32), indexing="ij")
+    v, u = jnp.meshgrid(
+        jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij"
+    )
     return jnp.stack([u, v, jnp.ones_like(u)], axis=-1)
 
 
@@ -93,8 +100,7 @@ def project(points: Array, K: Array, T: Array) -> Array:
     """
     h, w = points.shape[-3:-1]
     P = jnp.matmul(K, T[..., :3, :])  # = (K₄ T)[:3] with K₄ = diag(K, 1)
-    cam = (jnp.einsum("...ij,...hwj->...hwi", P[..., :3], points)
-           + P[..., None, None, :, 3])
+    cam = jnp.einsum("...ij,...hwj->...hwi", P[..., :3], points) + P[..., None, None, :, 3]
     xy = cam[..., :2] / (cam[..., 2:3] + PROJECT_EPS)
     size = jnp.asarray([w - 1, h - 1], xy.dtype)
     return (xy / size - 0.5) * 2.0
@@ -154,9 +160,10 @@ def rot_from_axisangle(vec: Array) -> Array:
     b = 0.5 * jnp.sinc(angle / (2 * jnp.pi)) ** 2  # (1 − cos θ) / θ²
     x, y, z = vec[..., 0], vec[..., 1], vec[..., 2]
     zero = jnp.zeros_like(x)
-    cross = jnp.stack([jnp.stack([zero, -z, y], -1),
-                       jnp.stack([z, zero, -x], -1),
-                       jnp.stack([-y, x, zero], -1)], -2)
+    cross = jnp.stack(
+        [jnp.stack([zero, -z, y], -1), jnp.stack([z, zero, -x], -1), jnp.stack([-y, x, zero], -1)],
+        -2,
+    )
     eye = jnp.eye(3, dtype=vec.dtype)
     rot = eye + a[..., None, None] * cross + b[..., None, None] * (cross @ cross)
     return homogeneous(rot, jnp.zeros_like(vec))
@@ -179,8 +186,9 @@ def translation_matrix(t: Array) -> Array:
     return homogeneous(eye, t)
 
 
-def transformation_from_parameters(axisangle: Array, translation: Array,
-                                   invert: bool = False) -> Array:
+def transformation_from_parameters(
+    axisangle: Array, translation: Array, invert: bool = False
+) -> Array:
     """PoseNet output → 4×4 transform `[B, 4, 4]` = Trans(t) · R, or its inverse.
 
     The pose network sees frames in temporal order, so for the previous frame (−1) its output maps
@@ -193,8 +201,9 @@ def transformation_from_parameters(axisangle: Array, translation: Array,
     return jnp.matmul(translation_matrix(translation), R)
 
 
-def warp(source: Array, depth: Array, K: Array, inv_K: Array, T: Array,
-         align_corners: bool = True) -> Array:
+def warp(
+    source: Array, depth: Array, K: Array, inv_K: Array, T: Array, align_corners: bool = True
+) -> Array:
     """Source frame `[B, H, W, C]` resampled into the target view given the target's depth.
 
     depth `[B, H, W]` of the target, K/inv_K `[B, 3, 3]` at this resolution, T `[B, 4, 4]` target →

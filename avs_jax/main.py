@@ -29,8 +29,11 @@ from avs_jax.errors import InputError
 from avs_jax.workdir_lock import workdir_lock
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file, optionally with ':arg' (e.g. configs/avsnet.py:tiny).",
-    lock_config=True)
+    "config",
+    None,
+    "Experiment config file, optionally with ':arg' (e.g. configs/avsnet.py:tiny).",
+    lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.")
 
 # mode -> "module:function(config, workdir)"; imported only when that mode runs.
@@ -73,7 +76,7 @@ def _load_config_file(path: str):
 
 
 def _unknown_field(config, argv: list[str]) -> str | None:
-    """"--config.a.b=1: config.a has no field 'b' ..." for the first override naming no field."""
+    """ "--config.a.b=1: config.a has no field 'b' ..." for the first override naming no field."""
     for arg in argv:
         m = re.match(r"--config\.([^=]+)", arg)
         if not m:
@@ -137,9 +140,8 @@ def exit_on_error(fn: Callable[..., Any], *args: Any) -> Any:
     BadFileError) is one line naming it and exit status 1; a training stopped by a signal exits
     with 128 + its number after its checkpoint."""
     # tfds_batvision stays free of avs_jax, so its BadFileError is not an InputError.
-    from tfds_batvision.validate import BadFileError  # noqa: PLC0415
-
     from avs_jax.train.loop import TrainingInterrupted  # noqa: PLC0415
+    from tfds_batvision.validate import BadFileError  # noqa: PLC0415
 
     try:
         return fn(*args)

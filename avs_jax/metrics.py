@@ -33,8 +33,15 @@ Array = jax.Array
 
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 # Lower is better for these; higher for the threshold accuracies.
-LOWER_IS_BETTER = {"abs_rel": True, "sq_rel": True, "rmse": True, "rmse_log": True,
-                   "a1": False, "a2": False, "a3": False}
+LOWER_IS_BETTER = {
+    "abs_rel": True,
+    "sq_rel": True,
+    "rmse": True,
+    "rmse_log": True,
+    "a1": False,
+    "a2": False,
+    "a3": False,
+}
 
 
 def valid_mask(gt: Array, max_depth: float) -> Array:
@@ -52,8 +59,9 @@ def resize_to(pred: Array, size: tuple[int, int]) -> Array:
     return resize_bilinear(pred[..., None], size, align_corners=True)[..., 0]
 
 
-def per_image_metrics(pred: Array, gt: Array, min_depth: float, max_depth: float,
-                      mask: Array | None = None) -> dict[str, Array]:
+def per_image_metrics(
+    pred: Array, gt: Array, min_depth: float, max_depth: float, mask: Array | None = None
+) -> dict[str, Array]:
     """The seven metrics of each image of a batch.
 
     Args:
@@ -94,24 +102,27 @@ def per_image_metrics(pred: Array, gt: Array, min_depth: float, max_depth: float
     # Counted only when some image has one: a reduction per row would cost ~10% of a batch of
     # scaled_eval (it recomputes the resized, scaled prediction it reads).
     n_nonfinite = jax.lax.cond(
-        jnp.isnan(abs_rel).any(), lambda: (valid & jnp.isnan(pred)).sum(axis=(1, 2)),
-        lambda: jnp.zeros(n.shape, n.dtype))
+        jnp.isnan(abs_rel).any(),
+        lambda: (valid & jnp.isnan(pred)).sum(axis=(1, 2)),
+        lambda: jnp.zeros(n.shape, n.dtype),
+    )
     out = {
         "abs_rel": abs_rel,
         "sq_rel": mean((gt - pred) ** 2 / gt),
         "rmse": jnp.sqrt(mean((gt - pred) ** 2)),
         "rmse_log": jnp.sqrt(mean((jnp.log(gt) - jnp.log(pred)) ** 2)),
         "a1": mean((ratio < 1.25).astype(jnp.float32)),
-        "a2": mean((ratio < 1.25 ** 2).astype(jnp.float32)),
-        "a3": mean((ratio < 1.25 ** 3).astype(jnp.float32)),
+        "a2": mean((ratio < 1.25**2).astype(jnp.float32)),
+        "a3": mean((ratio < 1.25**3).astype(jnp.float32)),
     }
     # The thresholds would count a NaN pixel as a miss: NaN too, so no metric of it looks valid.
     out = {k: jnp.where(n_nonfinite > 0, jnp.nan, v) for k, v in out.items()}
     return {**out, "n_valid": n, "n_nonfinite": n_nonfinite}
 
 
-def batch_means(pred: Array, gt: Array, min_depth: float, max_depth: float,
-                mask: Array | None = None) -> tuple[dict[str, Array], Array]:
+def batch_means(
+    pred: Array, gt: Array, min_depth: float, max_depth: float, mask: Array | None = None
+) -> tuple[dict[str, Array], Array]:
     """Validation's form of the table metrics: `per_image_metrics` averaged over the batch.
 
     Returns ({name: mean over the batch's images with a valid pixel}, that image count). The
@@ -139,22 +150,27 @@ class MetricAccumulator:
     """
 
     sums: dict[str, float] = dataclasses.field(
-        default_factory=lambda: {k: 0.0 for k in METRIC_NAMES})
+        default_factory=lambda: {k: 0.0 for k in METRIC_NAMES}
+    )
     n_images: int = 0
     n_skipped: int = 0
     n_rows: int = 0  # rows seen by `update`, padding included: the index in error messages
 
     def update(self, metrics: dict[str, Array], example_mask: np.ndarray | None = None) -> None:
         host = {k: np.asarray(v, dtype=np.float64) for k, v in metrics.items()}
-        real = np.ones_like(host["n_valid"], bool) if example_mask is None else np.asarray(
-            example_mask, bool)
+        real = (
+            np.ones_like(host["n_valid"], bool)
+            if example_mask is None
+            else np.asarray(example_mask, bool)
+        )
         n_bad = host.get("n_nonfinite", np.zeros_like(host["n_valid"]))
         bad = np.flatnonzero(real & (n_bad > 0))
         if bad.size:
             i = bad[0]
             raise ValueError(
                 f"image {self.n_rows + i}: the prediction is NaN or inf at {int(n_bad[i])} of "
-                f"its {int(host['n_valid'][i])} valid ground-truth pixels")
+                f"its {int(host['n_valid'][i])} valid ground-truth pixels"
+            )
         keep = real & (host["n_valid"] > 0)
         # Cannot happen with per_image_metrics' output (finite, clipped to min_depth > 0); a last
         # guard for hand-made dicts, so that no NaN or inf reaches an average.
@@ -171,14 +187,16 @@ class MetricAccumulator:
     def result(self) -> dict[str, float]:
         """Mean of each metric over the kept images (NaN-free: 0 images give None values)."""
         out: dict[str, float] = {
-            k: (self.sums[k] / self.n_images if self.n_images else None) for k in METRIC_NAMES}
+            k: (self.sums[k] / self.n_images if self.n_images else None) for k in METRIC_NAMES
+        }
         out["n_images"] = self.n_images
         out["n_skipped"] = self.n_skipped
         return out
 
 
-def evaluate_arrays(pred: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: float,
-                    batch_size: int = 8) -> dict[str, float]:
+def evaluate_arrays(
+    pred: np.ndarray, gt: np.ndarray, min_depth: float, max_depth: float, batch_size: int = 8
+) -> dict[str, float]:
     """Convenience: the dataset-average metrics of `pred` `[N, h, w]` against `gt` `[N, H, W]`.
 
     ValueError naming the image (its index in `pred`) when its prediction is NaN or inf at a
@@ -187,6 +205,12 @@ def evaluate_arrays(pred: np.ndarray, gt: np.ndarray, min_depth: float, max_dept
     acc = MetricAccumulator()
     fn = jax.jit(per_image_metrics, static_argnums=(2, 3))
     for i in range(0, len(gt), batch_size):
-        acc.update(fn(jnp.asarray(pred[i:i + batch_size]), jnp.asarray(gt[i:i + batch_size]),
-                      min_depth, max_depth))
+        acc.update(
+            fn(
+                jnp.asarray(pred[i : i + batch_size]),
+                jnp.asarray(gt[i : i + batch_size]),
+                min_depth,
+                max_depth,
+            )
+        )
     return acc.result()

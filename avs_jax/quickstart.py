@@ -27,7 +27,6 @@ from absl import logging
 from avs_jax.config_files import differences
 from avs_jax.errors import BadInputError
 
-
 CLAIMS_FILE = "claims.json"
 SETTINGS_FILE = "quickstart_settings.json"
 
@@ -54,14 +53,16 @@ def _check_settings(path: str, settings: dict) -> None:
     try:
         recorded = json.loads(text)
     except json.JSONDecodeError as e:
-        raise BadInputError(f"{path}: not valid JSON ({e}); delete its folder to redo that "
-                            "stage") from e
+        raise BadInputError(
+            f"{path}: not valid JSON ({e}); delete its folder to redo that stage"
+        ) from e
     diffs = differences(recorded, settings)
     if diffs:
         shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
         raise BadInputError(
             f"{path}: {os.path.dirname(path)} was made with other settings ({shown}). Delete "
-            "that folder to redo it with this config, or use a new --workdir.")
+            "that folder to redo it with this config, or use a new --workdir."
+        )
 
 
 def _sim_settings(config, layout: str, seed: int) -> dict:
@@ -80,13 +81,25 @@ def _simulate(config, root: str, layout: str, seed: int) -> bool:
     s = config.sim[layout]
     # The simulator's default split unless the config names one.
     split = {"split_fractions": tuple(s.split_fractions)} if "split_fractions" in s else {}
-    simulate_dataset(layout, root, s.scenes, seed=seed, height=s.height, width=s.width,
-                     frames_per_scene=s.frames_per_scene, min_room=s.min_room,
-                     max_room=s.max_room, global_scale=s.global_scale,
-                     workers=config.sim.workers, overwrite=True,
-                     supersample=s.get("supersample", 1), step_m=s.get("step_m"),
-                     max_turn_deg=s.get("max_turn_deg"), window_prob=s.get("window_prob"),
-                     **split)
+    simulate_dataset(
+        layout,
+        root,
+        s.scenes,
+        seed=seed,
+        height=s.height,
+        width=s.width,
+        frames_per_scene=s.frames_per_scene,
+        min_room=s.min_room,
+        max_room=s.max_room,
+        global_scale=s.global_scale,
+        workers=config.sim.workers,
+        overwrite=True,
+        supersample=s.get("supersample", 1),
+        step_m=s.get("step_m"),
+        max_turn_deg=s.get("max_turn_deg"),
+        window_prob=s.get("window_prob"),
+        **split,
+    )
     _check_settings(done, _sim_settings(config, layout, seed))
     return True
 
@@ -133,33 +146,50 @@ def claims(tables: dict) -> list[tuple[str, bool]]:
     for ds in ("bv2", "bv1"):
         if ds in t1 and {"rgb", "rgb_echoes"} <= set(t1[ds]):
             e, r = t1[ds]["rgb_echoes"], t1[ds]["rgb"]
-            out.append((f"Table 1, {ds.upper()} test: RGB-Echoes beats Only-RGB on Abs Rel "
-                        f"({e['abs_rel']:.3f} < {r['abs_rel']:.3f}) and δ1 ({e['a1']:.3f} > "
-                        f"{r['a1']:.3f})", e["abs_rel"] < r["abs_rel"] and e["a1"] > r["a1"]))
+            out.append(
+                (
+                    f"Table 1, {ds.upper()} test: RGB-Echoes beats Only-RGB on Abs Rel "
+                    f"({e['abs_rel']:.3f} < {r['abs_rel']:.3f}) and δ1 ({e['a1']:.3f} > "
+                    f"{r['a1']:.3f})",
+                    e["abs_rel"] < r["abs_rel"] and e["a1"] > r["a1"],
+                )
+            )
     for ds, models in tables["table2"].items():
         for model, rows in models.items():
             if not {"no", "rgb", "rgb_echoes"} <= set(rows):
                 continue
             e, r, n = rows["rgb_echoes"]["median"], rows["rgb"]["median"], rows["no"]["none"]
-            out.append((f"Table 2, {ds.upper()} {model}: RGB-Echoes scaling beats RGB scaling beats "
-                        f"no scaling on Abs Rel ({e['abs_rel']:.3f} < {r['abs_rel']:.3f} < "
-                        f"{n['abs_rel']:.3f}) and δ1 ({e['a1']:.3f} > {r['a1']:.3f} > {n['a1']:.3f})",
-                        e["abs_rel"] < r["abs_rel"] < n["abs_rel"] and e["a1"] > r["a1"] > n["a1"]))
+            out.append(
+                (
+                    f"Table 2, {ds.upper()} {model}: RGB-Echoes scaling beats RGB scaling beats "
+                    f"no scaling on Abs Rel ({e['abs_rel']:.3f} < {r['abs_rel']:.3f} < "
+                    f"{n['abs_rel']:.3f}) and δ1 ({e['a1']:.3f} > {r['a1']:.3f} > {n['a1']:.3f})",
+                    e["abs_rel"] < r["abs_rel"] < n["abs_rel"] and e["a1"] > r["a1"] > n["a1"],
+                )
+            )
             if "constant" in rows.get("gt", {}):
                 # Guards the lines above: with a relative depth worse than no structure, Abs Rel
                 # can still favour one scaling for its bias alone (measured: a run whose every
                 # other line held had GT-median 0.375 against the constant's 0.350).
                 g, c = rows["gt"]["median"], rows["gt"]["constant"]
-                out.append((f"Table 2, {ds.upper()} {model}: its depth structure beats a constant "
-                            f"depth, both scaled by the ground-truth median, on Abs Rel "
-                            f"({g['abs_rel']:.3f} < {c['abs_rel']:.3f})",
-                            g["abs_rel"] < c["abs_rel"]))
+                out.append(
+                    (
+                        f"Table 2, {ds.upper()} {model}: its depth structure beats a constant "
+                        f"depth, both scaled by the ground-truth median, on Abs Rel "
+                        f"({g['abs_rel']:.3f} < {c['abs_rel']:.3f})",
+                        g["abs_rel"] < c["abs_rel"],
+                    )
+                )
             for src in ("rgb_echoes", "rgb"):
                 med, ms = rows[src]["median"], rows[src]["mean_std"]
-                out.append((f"Table 2, {ds.upper()} {model}, {src} scale: median scaling at least as "
-                            f"good as mean-std on Abs Rel ({med['abs_rel']:.3f} <= "
-                            f"{ms['abs_rel']:.3f}) and δ1 ({med['a1']:.3f} >= {ms['a1']:.3f})",
-                            med["abs_rel"] <= ms["abs_rel"] and med["a1"] >= ms["a1"]))
+                out.append(
+                    (
+                        f"Table 2, {ds.upper()} {model}, {src} scale: median scaling at least as "
+                        f"good as mean-std on Abs Rel ({med['abs_rel']:.3f} <= "
+                        f"{ms['abs_rel']:.3f}) and δ1 ({med['a1']:.3f} >= {ms['a1']:.3f})",
+                        med["abs_rel"] <= ms["abs_rel"] and med["a1"] >= ms["a1"],
+                    )
+                )
     return out
 
 
@@ -175,14 +205,18 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     tfds_dir = os.path.join(data, "tfds")
     roots = {"bv2": os.path.join(data, "bv2_root"), "bv1": os.path.join(data, "bv1_root")}
     print("[1/5] simulating BatVision-layout rooms", flush=True)
-    fresh = {"bv2": _simulate(config, roots["bv2"], "bv2", config.seed),
-             "bv1": _simulate(config, roots["bv1"], "bv1", config.seed + 1)}
+    fresh = {
+        "bv2": _simulate(config, roots["bv2"], "bv2", config.seed),
+        "bv1": _simulate(config, roots["bv1"], "bv1", config.seed + 1),
+    }
     print("[2/5] building the TFDS datasets", flush=True)
     for name, layout in (("bv2", "bv2"), ("bv1", "bv1"), ("bv1_triples", "bv1")):
         # A root simulated anew replaces what was built from an earlier one.
         build_dataset(name, roots[layout], tfds_dir, overwrite=fresh[layout])
-    sims = {"bv2": _sim_settings(config, "bv2", config.seed),
-            "bv1": _sim_settings(config, "bv1", config.seed + 1)}
+    sims = {
+        "bv2": _sim_settings(config, "bv2", config.seed),
+        "bv1": _sim_settings(config, "bv1", config.seed + 1),
+    }
 
     print("[3/5] training", flush=True)
     runs = {}
@@ -223,7 +257,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         print(f"  [{'holds' if holds else 'FAILS'}] {sentence}")
     seconds = time.time() - t0
     with open(os.path.join(workdir, CLAIMS_FILE), "w") as f:
-        json.dump({"claims": [{"claim": s, "holds": h} for s, h in results],
-                   "seconds": seconds}, f, indent=2)
+        json.dump(
+            {"claims": [{"claim": s, "holds": h} for s, h in results], "seconds": seconds},
+            f,
+            indent=2,
+        )
     print(f"quickstart finished in {seconds / 60:.1f} min; results in {workdir}", flush=True)
     return {"tables": tables, "claims": results, "seconds": seconds}

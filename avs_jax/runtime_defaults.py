@@ -32,7 +32,8 @@ DEFAULT_FLAGS: dict[str, str] = {"xla_gpu_enable_triton_gemm": "false"}
 # experimental, and XLA aborts on a flag it does not know, so it is set only for the jaxlib
 # series it was measured with; other versions keep XLA's choice.
 VERSIONED_FLAGS: dict[str, dict[str, str]] = {
-    "0.10.": {"xla_cpu_experimental_ynn_fusion_type": "individual_dot"}}
+    "0.10.": {"xla_cpu_experimental_ynn_fusion_type": "individual_dot"}
+}
 
 
 def default_flags(jaxlib_version: str | None) -> dict[str, str]:
@@ -64,8 +65,9 @@ def with_defaults(flags: str, defaults: dict[str, str] = DEFAULT_FLAGS) -> str:
 def apply_xla_flags() -> None:
     """Writes `with_defaults` of the current `XLA_FLAGS` (this jaxlib's defaults) back to the
     environment."""
-    os.environ["XLA_FLAGS"] = with_defaults(os.environ.get("XLA_FLAGS", ""),
-                                            default_flags(installed_jaxlib_version()))
+    os.environ["XLA_FLAGS"] = with_defaults(
+        os.environ.get("XLA_FLAGS", ""), default_flags(installed_jaxlib_version())
+    )
 
 
 # Where training keeps compiled executables on accelerators unless a cache is set already.
@@ -76,8 +78,12 @@ DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "avs_jax", "xla")
 DEFAULT_CACHE_MAX_BYTES = 4 * 2**30
 
 
-def compilation_cache_dir(backend: str, configured: str | None = None, enabled: bool = True,
-                          environ: dict[str, str] | None = None) -> str | None:
+def compilation_cache_dir(
+    backend: str,
+    configured: str | None = None,
+    enabled: bool = True,
+    environ: dict[str, str] | None = None,
+) -> str | None:
     """The persistent cache folder training sets for `backend` ("cpu", "gpu", "tpu"), or None.
 
     None on CPU (its compiles take seconds), when a cache folder is configured already
@@ -86,14 +92,14 @@ def compilation_cache_dir(backend: str, configured: str | None = None, enabled: 
     the cache is switched off (`enabled`: jax_enable_compilation_cache).
     """
     environ = os.environ if environ is None else environ
-    if (backend == "cpu" or configured or not enabled
-            or "JAX_COMPILATION_CACHE_DIR" in environ):
+    if backend == "cpu" or configured or not enabled or "JAX_COMPILATION_CACHE_DIR" in environ:
         return None
     return os.path.expanduser(DEFAULT_CACHE_DIR)
 
 
-def compilation_cache_max_bytes(configured: int, environ: dict[str, str] | None = None,
-                                has_filelock: bool = True) -> int | None:
+def compilation_cache_max_bytes(
+    configured: int, environ: dict[str, str] | None = None, has_filelock: bool = True
+) -> int | None:
     """The size bound to set with the folder of `compilation_cache_dir`, or None to leave JAX's.
 
     None when the user chose a bound (`configured`, jax_compilation_cache_max_size, is not JAX's
@@ -113,14 +119,18 @@ def enable_compilation_cache() -> str | None:
 
     import jax  # noqa: PLC0415  (this module is imported by avs_jax/__init__, before any backend)
 
-    path = compilation_cache_dir(jax.default_backend(), jax.config.jax_compilation_cache_dir,
-                                 jax.config.jax_enable_compilation_cache)
+    path = compilation_cache_dir(
+        jax.default_backend(),
+        jax.config.jax_compilation_cache_dir,
+        jax.config.jax_enable_compilation_cache,
+    )
     if path:
         os.makedirs(path, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", path)
-        bound = compilation_cache_max_bytes(jax.config.jax_compilation_cache_max_size,
-                                            has_filelock=importlib.util.find_spec("filelock")
-                                            is not None)
+        bound = compilation_cache_max_bytes(
+            jax.config.jax_compilation_cache_max_size,
+            has_filelock=importlib.util.find_spec("filelock") is not None,
+        )
         if bound is not None:
             jax.config.update("jax_compilation_cache_max_size", bound)
     return path

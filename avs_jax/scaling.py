@@ -70,6 +70,7 @@ def _kth_smallest(key: Array, mask: Array, k: Array) -> Array:
     32 counting passes instead of a sort: exact, and on CPU far faster than sorting the ~1M
     pixels of a 720×1280 map (bench/evaluate.py). key, mask `[B, N]`; k `[B]` -> `[B]` uint32.
     """
+
     def body(_, bounds):
         lo, hi = bounds
         mid = lo + (hi - lo) // 2
@@ -117,6 +118,7 @@ def masked_mean_std(x: Array, mask: Array) -> tuple[Array, Array]:
 
 def _has_scale(rel_depth: Array, reference: Array, mask: Array) -> Array:
     """`[B]`: R and the reference each have a finite pixel in `mask`."""
+
     def any_finite(x: Array) -> Array:
         return (mask & jnp.isfinite(x)).any(axis=(1, 2))
 
@@ -135,8 +137,14 @@ def scale_factor_median(rel_depth: Array, reference: Array, mask: Array) -> Arra
     return jnp.where(ok, med_ref / jnp.where(ok, med_rel, 1.0), 1.0)
 
 
-def apply_scaling(rel: Array, method: str, mask: Array, reference: Array | None = None,
-                  kind: str = "depth", eps: float = 1e-8) -> Array:
+def apply_scaling(
+    rel: Array,
+    method: str,
+    mask: Array,
+    reference: Array | None = None,
+    kind: str = "depth",
+    eps: float = 1e-8,
+) -> Array:
     """Metric depth from a relative prediction, per image.
 
     Args:

@@ -50,8 +50,10 @@ def _read_holder(fd: int) -> dict | None:
 def _describe(holder: dict | None) -> str:
     if not holder or "unreadable" in holder:
         return "a process that left no readable record"
-    return (f"pid {holder.get('pid')} on host {holder.get('host')} since {holder.get('since')} "
-            f"({holder.get('command')})")
+    return (
+        f"pid {holder.get('pid')} on host {holder.get('host')} since {holder.get('since')} "
+        f"({holder.get('command')})"
+    )
 
 
 @contextlib.contextmanager
@@ -73,17 +75,26 @@ def workdir_lock(workdir: str, enabled: bool = True) -> Iterator[None]:
             raise WorkdirLockedError(
                 f"{os.path.abspath(workdir)} is in use by {_describe(_read_holder(fd))} "
                 f"(lock file {path}): wait for that run to end or stop it, or use another "
-                "--workdir") from None
+                "--workdir"
+            ) from None
         stale = _read_holder(fd)
         if stale is not None:
             other_host = stale.get("host") not in (None, socket.gethostname())
             logging.warning(
-                "%s: taking over the lock of %s, which ended without releasing it%s", workdir,
+                "%s: taking over the lock of %s, which ended without releasing it%s",
+                workdir,
                 _describe(stale),
                 " (another host: if it still runs, this filesystem does not share locks between "
-                "hosts; stop one of the two)" if other_host else "")
-        record = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)}
+                "hosts; stop one of the two)"
+                if other_host
+                else "",
+            )
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join(sys.argv),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
         os.fsync(fd)

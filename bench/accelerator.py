@@ -31,9 +31,11 @@ ROOT = os.path.dirname(HERE)
 SECTION = "## Accelerator summary (python -m bench --accelerator)"
 
 # Dense tensor-core peaks in TFLOP/s (vendor datasheets, SXM parts, no sparsity).
-PEAK_TFLOPS = {"H100": {"bf16": 989.4, "tf32": 494.7},
-               "H200": {"bf16": 989.4, "tf32": 494.7},
-               "A100": {"bf16": 312.0, "tf32": 156.0}}
+PEAK_TFLOPS = {
+    "H100": {"bf16": 989.4, "tf32": 494.7},
+    "H200": {"bf16": 989.4, "tf32": 494.7},
+    "A100": {"bf16": 312.0, "tf32": 156.0},
+}
 
 # JAX rows measured before avs_jax turned XLA's Triton GEMM fusion off by default (2026-11-26,
 # avs_jax/runtime_defaults.py) carry this suffix in the rows file: they ran with XLA's default
@@ -60,21 +62,36 @@ def peaks(device: str, given: float = 0.0) -> dict[str, float]:
 
 def _run(cmd: list[str], timeout: float, env: dict | None = None) -> list[dict]:
     try:
-        res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                             env={**os.environ, **(env or {})})
+        res = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
     except subprocess.TimeoutExpired:
         return [{"error": f"timed out after {timeout:.0f} s", "cmd": " ".join(cmd)}]
     out = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     if res.returncode or not out:
         err = res.stderr or res.stdout
-        return [{"error": err if len(err) < 3000 else err[:1500] + "\n...\n" + err[-1500:],
-                 "cmd": " ".join(cmd)}]
+        return [
+            {
+                "error": err if len(err) < 3000 else err[:1500] + "\n...\n" + err[-1500:],
+                "cmd": " ".join(cmd),
+            }
+        ]
     return out
 
 
 def _key(row: dict) -> tuple:
-    return (row.get("stage"), row.get("framework"), row.get("precision"), row.get("bench"),
-            row.get("flops_reference"))
+    return (
+        row.get("stage"),
+        row.get("framework"),
+        row.get("precision"),
+        row.get("bench"),
+        row.get("flops_reference"),
+    )
 
 
 def _measured(row: dict) -> bool:
@@ -98,35 +115,75 @@ def latest(rows: list[dict]) -> list[dict]:
     return header + list(best.values())
 
 
-def plan(py: str, torch_py: str, steps: int, size: str = "paper",
-         device: str = "cuda") -> list[tuple[dict, list[str]]]:
+def plan(
+    py: str, torch_py: str, steps: int, size: str = "paper", device: str = "cuda"
+) -> list[tuple[dict, list[str]]]:
     """(labels, command) of every measurement, most wanted first. size="tiny" (batch 4) is a
     quick check of the runner itself, on any machine."""
     batch = PAPER_BATCH if size == "paper" else {"avsnet": 4, "monodepth2": 4}
     # The FLOP count of each step, from XLA:CPU's lowering (see train_step.count_flops).
-    runs = [({"flops_reference": stage},
-             [py, "bench/train_step.py", f"--stage={stage}", f"--size={size}",
-              f"--batch={batch[stage]}", "--flops_only"]) for stage in ("avsnet", "monodepth2")]
+    runs = [
+        (
+            {"flops_reference": stage},
+            [
+                py,
+                "bench/train_step.py",
+                f"--stage={stage}",
+                f"--size={size}",
+                f"--batch={batch[stage]}",
+                "--flops_only",
+            ],
+        )
+        for stage in ("avsnet", "monodepth2")
+    ]
+
     def torch_run(stage: str, mode: str) -> tuple[dict, list[str]]:
-        return ({"stage": stage, "framework": "pytorch", "precision": mode},
-                [torch_py, "bench/torch_steps.py", f"--stage={stage}", f"--size={size}",
-                 f"--batch={batch[stage]}", f"--steps={steps}", "--warmup=3",
-                 f"--device={device}", *TORCH_MODES[mode]])
+        return (
+            {"stage": stage, "framework": "pytorch", "precision": mode},
+            [
+                torch_py,
+                "bench/torch_steps.py",
+                f"--stage={stage}",
+                f"--size={size}",
+                f"--batch={batch[stage]}",
+                f"--steps={steps}",
+                "--warmup=3",
+                f"--device={device}",
+                *TORCH_MODES[mode],
+            ],
+        )
 
     for stage in ("avsnet", "monodepth2"):
         for dtype, mode in (("float32", "fp32+tf32"), ("bfloat16", "amp-bf16")):
-            runs.append(({"stage": stage, "framework": "jax", "precision": dtype},
-                         [py, "bench/train_step.py", f"--stage={stage}", f"--size={size}",
-                          f"--batch={batch[stage]}", f"--steps={steps}", f"--dtype={dtype}",
-                          "--no_torch"]))
+            runs.append(
+                (
+                    {"stage": stage, "framework": "jax", "precision": dtype},
+                    [
+                        py,
+                        "bench/train_step.py",
+                        f"--stage={stage}",
+                        f"--size={size}",
+                        f"--batch={batch[stage]}",
+                        f"--steps={steps}",
+                        f"--dtype={dtype}",
+                        "--no_torch",
+                    ],
+                )
+            )
             runs.append(torch_run(stage, mode))
     runs += [torch_run(stage, "fp32 (default)") for stage in ("avsnet", "monodepth2")]
     runs.append(({"bench": "evaluate"}, [py, "bench/evaluate.py"]))
     return runs
 
 
-def measure(rows_path: str, steps: int, torch_py: str, timeout: float,
-            size: str = "paper", skip_done: bool = False) -> None:
+def measure(
+    rows_path: str,
+    steps: int,
+    torch_py: str,
+    timeout: float,
+    size: str = "paper",
+    skip_done: bool = False,
+) -> None:
     """Runs `plan` and appends each result, with its labels, to `rows_path` as it finishes;
     `skip_done`: not what `rows_path` already holds a successful row of."""
     done = set()
@@ -135,12 +192,20 @@ def measure(rows_path: str, steps: int, torch_py: str, timeout: float,
             done = {_key(r) for r in map(json.loads, filter(str.strip, f)) if _measured(r)}
     # Asked in a child: a JAX client in this process would hold (preallocate) device memory
     # while the measured processes run.
-    probe = ("import jax, json; d = jax.devices()[0]; print(json.dumps({'device': d.device_kind, "
-             "'platform': d.platform, 'jax': jax.__version__, 'devices': jax.device_count()}))")
+    probe = (
+        "import jax, json; d = jax.devices()[0]; print(json.dumps({'device': d.device_kind, "
+        "'platform': d.platform, 'jax': jax.__version__, 'devices': jax.device_count()}))"
+    )
     info = _run([sys.executable, "-c", probe], timeout)[0]
     platform = info.get("platform", "?")
-    header = {"accelerator_run": {**info, "cpus": os.cpu_count(), "size": size,
-                                  "date": str(datetime.date.today())}}
+    header = {
+        "accelerator_run": {
+            **info,
+            "cpus": os.cpu_count(),
+            "size": size,
+            "date": str(datetime.date.today()),
+        }
+    }
     with open(rows_path, "a") as f:
         f.write(json.dumps(header) + "\n")
     device = "cuda" if platform == "gpu" else "cpu"
@@ -160,25 +225,37 @@ def render(rows: list[dict], peak_given: float = 0.0) -> str:
     machine = next((r["accelerator_run"] for r in rows if "accelerator_run" in r), {})
     device = machine.get("device", "?")
     peak = peaks(device, peak_given)
-    lines = [SECTION, "",
-             f"Device: {device} ({machine.get('platform', '?')}), host {machine.get('cpus', '?')} "
-             f"CPU cores, jax {machine.get('jax', '?')}, {machine.get('date', '?')}. "
-             + (f"Dense peaks used: bf16 {peak['bf16']} TFLOP/s, TF32 {peak['tf32']} TFLOP/s."
-                if peak else "Peak unknown for this device (pass --peak_tflops)."), "",
-             "| stage | H×W | batch | framework | precision | compile / first step s | step ms | "
-             "samples/s | GFLOP/step (XLA) | TFLOP/s | MFU % (bf16 peak) | % of precision's peak "
-             "| peak device GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    flops = {r["flops_reference"]: r["gflop_per_step"] for r in rows
-             if "flops_reference" in r and "error" not in r}
+    lines = [
+        SECTION,
+        "",
+        f"Device: {device} ({machine.get('platform', '?')}), host {machine.get('cpus', '?')} "
+        f"CPU cores, jax {machine.get('jax', '?')}, {machine.get('date', '?')}. "
+        + (
+            f"Dense peaks used: bf16 {peak['bf16']} TFLOP/s, TF32 {peak['tf32']} TFLOP/s."
+            if peak
+            else "Peak unknown for this device (pass --peak_tflops)."
+        ),
+        "",
+        "| stage | H×W | batch | framework | precision | compile / first step s | step ms | "
+        "samples/s | GFLOP/step (XLA) | TFLOP/s | MFU % (bf16 peak) | % of precision's peak "
+        "| peak device GiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    flops = {
+        r["flops_reference"]: r["gflop_per_step"]
+        for r in rows
+        if "flops_reference" in r and "error" not in r
+    }
     sps = {}
     for r in rows:
         if "stage" not in r or "flops_reference" in r:
             continue
         if "error" in r or "skipped" in r:
             msg = (r.get("skipped") or r["error"]).strip().splitlines()
-            lines.append(f"| {r['stage']} | | | {r['framework']} | {r['precision']} | "
-                         f"{(msg[-1] if msg else '')[:100]} | | | | | | | |")
+            lines.append(
+                f"| {r['stage']} | | | {r['framework']} | {r['precision']} | "
+                f"{(msg[-1] if msg else '')[:100]} | | | | | | | |"
+            )
             continue
         jax_row = r["framework"] == "jax"
         step_ms = r["step_ms"] if jax_row else r["step_ms_median"]
@@ -188,26 +265,38 @@ def render(rows: list[dict], peak_given: float = 0.0) -> str:
         tflops = gflop / step_ms if step_ms else 0.0  # GFLOP per ms = TFLOP/s
         half = r["precision"].startswith("bfloat16") or r["precision"] == "amp-bf16"
         strict = r["precision"] == "fp32 (default)"
-        own_peak = (peak.get("bf16") if half else None if strict else peak.get("tf32"))
+        own_peak = peak.get("bf16") if half else None if strict else peak.get("tf32")
         mem = r.get("peak_device_mb")
         samples = r["batch"] * 1000.0 / step_ms
         sps[(r["stage"], r["framework"], r["precision"])] = samples
         lines.append(
             f"| {r['stage']} | {hw} | {r['batch']} | {r['framework']} | {r['precision']} | "
             f"{first:.1f} | {step_ms:.1f} | {samples:.1f} | {gflop:.1f} | {tflops:.2f} | "
-            + (f"{100 * tflops / peak['bf16']:.1f}" if peak else "–") + " | "
-            + (f"{100 * tflops / own_peak:.1f}" if own_peak else "–") + " | "
-            + (f"{mem / 1024:.1f}" if mem else "–") + " |")
+            + (f"{100 * tflops / peak['bf16']:.1f}" if peak else "–")
+            + " | "
+            + (f"{100 * tflops / own_peak:.1f}" if own_peak else "–")
+            + " | "
+            + (f"{mem / 1024:.1f}" if mem else "–")
+            + " |"
+        )
     ratios = []
     for stage in ("avsnet", "monodepth2"):
-        for ours, theirs in (("float32", "fp32+tf32"), ("float32", "fp32 (default)"),
-                             ("bfloat16", "amp-bf16"), ("float32" + TRITON_ON, "fp32+tf32"),
-                             ("bfloat16" + TRITON_ON, "amp-bf16")):
+        for ours, theirs in (
+            ("float32", "fp32+tf32"),
+            ("float32", "fp32 (default)"),
+            ("bfloat16", "amp-bf16"),
+            ("float32" + TRITON_ON, "fp32+tf32"),
+            ("bfloat16" + TRITON_ON, "amp-bf16"),
+        ):
             a, b = sps.get((stage, "jax", ours)), sps.get((stage, "pytorch", theirs))
             if a and b:
                 ratios.append(f"{stage} JAX {ours} / PyTorch {theirs}: {a / b:.2f}×")
-        best = {fw: max(((v, p) for (s, f, p), v in sps.items() if s == stage and f == fw),
-                        default=None) for fw in ("jax", "pytorch")}
+        best = {
+            fw: max(
+                ((v, p) for (s, f, p), v in sps.items() if s == stage and f == fw), default=None
+            )
+            for fw in ("jax", "pytorch")
+        }
         if best["jax"] and best["pytorch"]:
             (vj, pj), (vt, pt) = best["jax"], best["pytorch"]
             ratios.append(f"{stage} fastest JAX ({pj}) / fastest PyTorch ({pt}): {vj / vt:.2f}×")
@@ -216,14 +305,20 @@ def render(rows: list[dict], peak_given: float = 0.0) -> str:
         lines += [f"- {r}" for r in ratios]
     for r in rows:
         if r.get("bench") == "evaluate" and "error" in r:
-            lines += ["", "Evaluation benchmark (bench/evaluate.py): failed on this device "
-                          "(its error output is in the rows file)."]
+            lines += [
+                "",
+                "Evaluation benchmark (bench/evaluate.py): failed on this device "
+                "(its error output is in the rows file).",
+            ]
         if r.get("bench") == "evaluate" and "error" not in r:
-            lines += ["", f"Evaluation at 720×1280 ground truth ({r.get('device', '?')}): "
-                          f"{r['metrics_images_per_s']} images/s for every Table 1 and Table 2 "
-                          f"row of an image ({r['rows_per_image']} rows), tiny AVS-Net forward "
-                          f"{r['tiny_avsnet_forward_images_per_s']} images/s (batch {r['batch']})"
-                          + (f"; XLA_FLAGS {r['xla_flags']}." if r.get("xla_flags") else ".")]
+            lines += [
+                "",
+                f"Evaluation at 720×1280 ground truth ({r.get('device', '?')}): "
+                f"{r['metrics_images_per_s']} images/s for every Table 1 and Table 2 "
+                f"row of an image ({r['rows_per_image']} rows), tiny AVS-Net forward "
+                f"{r['tiny_avsnet_forward_images_per_s']} images/s (batch {r['batch']})"
+                + (f"; XLA_FLAGS {r['xla_flags']}." if r.get("xla_flags") else "."),
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -240,9 +335,16 @@ def write_section(text: str, path: str = os.path.join(HERE, "RESULTS.md")) -> No
         f.write(head.rstrip() + "\n\n" + text + tail)
 
 
-def main(rows_path: str, steps: int, peak_given: float, render_only: bool,
-         torch_py: str, size: str = "paper", timeout: float = 900,
-         skip_done: bool = False) -> int:
+def main(
+    rows_path: str,
+    steps: int,
+    peak_given: float,
+    render_only: bool,
+    torch_py: str,
+    size: str = "paper",
+    timeout: float = 900,
+    skip_done: bool = False,
+) -> int:
     if not render_only:
         measure(rows_path, steps, torch_py or sys.executable, timeout, size, skip_done)
     with open(rows_path) as f:

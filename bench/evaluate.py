@@ -34,8 +34,10 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     b = a.batch
     gt = jnp.asarray(rng.uniform(0, 12, (b, 720, 1280)).astype(np.float32))
-    mp = {v: jnp.asarray(rng.uniform(1, 12, (b, 256, 512)).astype(np.float32))
-          for v in ("rgb", "rgb_echoes")}
+    mp = {
+        v: jnp.asarray(rng.uniform(1, 12, (b, 256, 512)).astype(np.float32))
+        for v in ("rgb", "rgb_echoes")
+    }
     rel = {"monodepth2": jnp.asarray(rng.uniform(0.1, 1, (b, 192, 640)).astype(np.float32))}
     kw = dict(min_depth=1e-3, max_depth=12.0, kinds=(("monodepth2", "disparity"),))
     t0 = time.perf_counter()
@@ -58,13 +60,23 @@ def main(argv=None) -> int:
     for _ in range(a.batches):
         jax.block_until_ready(fwd(variables, image, echo))
     fwd_s = (time.perf_counter() - t) / a.batches
-    print(json.dumps({
-        "bench": "evaluate", "device": jax.devices()[0].device_kind, "batch": b,
-        "gt_hw": [720, 1280], "rows_per_image": 1 * 2 + 1 * (1 + 2 * 2 + 2),  # T1: 2; T2: no, 2x2 scaled, 2 oracle
-        "metrics_compile_s": round(compile_s, 2),
-        "metrics_images_per_s": round(b / metrics_s, 2),
-        "tiny_avsnet_forward_images_per_s": round(b / fwd_s, 2),
-        "load_avg": os.getloadavg()[0], "xla_flags": os.environ.get("XLA_FLAGS", "")}))
+    print(
+        json.dumps(
+            {
+                "bench": "evaluate",
+                "device": jax.devices()[0].device_kind,
+                "batch": b,
+                "gt_hw": [720, 1280],
+                "rows_per_image": 1 * 2
+                + 1 * (1 + 2 * 2 + 2),  # T1: 2; T2: no, 2x2 scaled, 2 oracle
+                "metrics_compile_s": round(compile_s, 2),
+                "metrics_images_per_s": round(b / metrics_s, 2),
+                "tiny_avsnet_forward_images_per_s": round(b / fwd_s, 2),
+                "load_avg": os.getloadavg()[0],
+                "xla_flags": os.environ.get("XLA_FLAGS", ""),
+            }
+        )
+    )
     return 0
 
 

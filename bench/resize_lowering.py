@@ -23,9 +23,21 @@ ROOT = os.path.dirname(HERE)
 
 def measure(lowering: str, steps: int, size: str) -> dict:
     env = {**os.environ, "AVS_JAX_RESIZE": lowering}
-    out = subprocess.run([sys.executable, os.path.join(HERE, "train_step.py"), "--stage=avsnet",
-                          f"--size={size}", f"--steps={steps}", "--no_torch"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(HERE, "train_step.py"),
+            "--stage=avsnet",
+            f"--size={size}",
+            f"--steps={steps}",
+            "--no_torch",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -35,14 +47,19 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--size", default="tiny", choices=("tiny", "paper"))
     a = p.parse_args(argv)
-    print("| run | resize | device | compile s | step ms | samples/s | loss after warm-up + steps "
-          "| load |")
+    print(
+        "| run | resize | device | compile s | step ms | samples/s | loss after warm-up + steps "
+        "| load |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for run in range(1, a.repeats + 1):
         for lowering in ("gather", "matmul"):
             r = measure(lowering, a.steps, a.size)
-            print(f"| {run} | {lowering} | {r['device']} | {r['compile_s']} | {r['step_ms']} | "
-                  f"{r['samples_per_s']} | {r['loss']:.6f} | {r['load_avg']:.2f} |", flush=True)
+            print(
+                f"| {run} | {lowering} | {r['device']} | {r['compile_s']} | {r['step_ms']} | "
+                f"{r['samples_per_s']} | {r['loss']:.6f} | {r['load_avg']:.2f} |",
+                flush=True,
+            )
     return 0
 
 

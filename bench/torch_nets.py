@@ -39,13 +39,24 @@ def _avsnet_preset(size: str) -> dict:
     c = default_model_config(size)
     m, b = c.midas, c.bins
     return dict(
-        image_size=tuple(m.image_size), embed_dim=m.embed_dim, depth=m.depth,
-        num_heads=m.num_heads, patch_size=m.patch_size, hooks=tuple(m.hooks),
-        reassemble_features=tuple(m.reassemble_features), features=m.features,
-        head_features=m.head_features, echo_widths=tuple(c.echo.widths),
-        echo_blocks=tuple(c.echo.blocks), attention_heads=c.attention.num_heads,
-        n_bins=b.n_bins, bin_embedding_dim=b.bin_embedding_dim, seed_mlp_dim=b.seed_mlp_dim,
-        mlp_dim=b.mlp_dim, batch=BENCH_BATCH["avsnet"][size])
+        image_size=tuple(m.image_size),
+        embed_dim=m.embed_dim,
+        depth=m.depth,
+        num_heads=m.num_heads,
+        patch_size=m.patch_size,
+        hooks=tuple(m.hooks),
+        reassemble_features=tuple(m.reassemble_features),
+        features=m.features,
+        head_features=m.head_features,
+        echo_widths=tuple(c.echo.widths),
+        echo_blocks=tuple(c.echo.blocks),
+        attention_heads=c.attention.num_heads,
+        n_bins=b.n_bins,
+        bin_embedding_dim=b.bin_embedding_dim,
+        seed_mlp_dim=b.seed_mlp_dim,
+        mlp_dim=b.mlp_dim,
+        batch=BENCH_BATCH["avsnet"][size],
+    )
 
 
 def _avsnet_common() -> dict:
@@ -55,10 +66,16 @@ def _avsnet_common() -> dict:
     c = default_model_config("paper")
     m, b = c.midas, c.bins
     return dict(
-        mlp_ratio=m.mlp_ratio, layer_scale_init=m.layer_scale_init,
-        n_attractors=tuple(b.n_attractors), attractor_alpha=b.attractor_alpha,
-        attractor_gamma=b.attractor_gamma, min_temp=b.min_temp, max_temp=b.max_temp,
-        min_depth=c.min_depth, max_depth=c.max_depth)
+        mlp_ratio=m.mlp_ratio,
+        layer_scale_init=m.layer_scale_init,
+        n_attractors=tuple(b.n_attractors),
+        attractor_alpha=b.attractor_alpha,
+        attractor_gamma=b.attractor_gamma,
+        min_temp=b.min_temp,
+        max_temp=b.max_temp,
+        min_depth=c.min_depth,
+        max_depth=c.max_depth,
+    )
 
 
 def _monodepth2_preset(size: str) -> dict:
@@ -68,11 +85,15 @@ def _monodepth2_preset(size: str) -> dict:
     c = load_config("monodepth2", "tiny" if size == "tiny" else "")
     m = c.model
     return dict(
-        image_size=tuple(c.data.image_size), batch=BENCH_BATCH["monodepth2"][size],
-        encoder_widths=tuple(m.encoder_widths), encoder_blocks=tuple(m.encoder_blocks),
+        image_size=tuple(c.data.image_size),
+        batch=BENCH_BATCH["monodepth2"][size],
+        encoder_widths=tuple(m.encoder_widths),
+        encoder_blocks=tuple(m.encoder_blocks),
         decoder_channels=tuple(m.decoder_channels),
         pose_encoder_widths=tuple(m.pose_encoder_widths),
-        pose_encoder_blocks=tuple(m.pose_encoder_blocks), pose_hidden=m.pose_hidden)
+        pose_encoder_blocks=tuple(m.pose_encoder_blocks),
+        pose_hidden=m.pose_hidden,
+    )
 
 
 def _monodepth2_common() -> dict:
@@ -81,10 +102,16 @@ def _monodepth2_common() -> dict:
     c = load_config("monodepth2")
     loss, t = c.loss, c.train
     return dict(
-        scales=tuple(c.model.scales), min_depth=loss.min_depth, max_depth=loss.max_depth,
-        ssim_weight=loss.ssim_weight, smoothness_weight=loss.smoothness_weight,
-        identity_noise=loss.identity_noise, lr=t.learning_rate, step_size=t.lr_decay_epochs,
-        gamma=t.lr_decay_factor)
+        scales=tuple(c.model.scales),
+        min_depth=loss.min_depth,
+        max_depth=loss.max_depth,
+        ssim_weight=loss.ssim_weight,
+        smoothness_weight=loss.smoothness_weight,
+        identity_noise=loss.identity_noise,
+        lr=t.learning_rate,
+        step_size=t.lr_decay_epochs,
+        gamma=t.lr_decay_factor,
+    )
 
 
 AVSNET_SIZES = {size: _avsnet_preset(size) for size in ("paper", "tiny")}
@@ -93,9 +120,17 @@ MONODEPTH2_SIZES = {size: _monodepth2_preset(size) for size in ("paper", "tiny")
 MONODEPTH2_COMMON = _monodepth2_common()
 
 # ZoeDepth training defaults (docs/reference.md).
-AVSNET_OPTIM = dict(lr=1.61e-4, weight_decay=0.01, encoder_lr_factor=10.0, clip=0.1,
-                    pct_start=0.7, div_factor=1.0, final_div_factor=1e4,
-                    base_momentum=0.85, max_momentum=0.95)
+AVSNET_OPTIM = dict(
+    lr=1.61e-4,
+    weight_decay=0.01,
+    encoder_lr_factor=10.0,
+    clip=0.1,
+    pct_start=0.7,
+    div_factor=1.0,
+    final_div_factor=1e4,
+    base_momentum=0.85,
+    max_momentum=0.95,
+)
 
 # Normalisations (docs/reference.md): MiDaS sees [-1, 1]; Monodepth2's encoders (x - 0.45) / 0.225.
 MIDAS_MEAN, MIDAS_STD = 0.5, 0.5
@@ -113,6 +148,7 @@ def resize_ac(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 # ResNet-18 (torchvision structure, configurable widths, blocks and input channels).
 
+
 class BasicBlock(nn.Module):
     """Two 3x3 convs + BN with a residual; 1x1 strided projection when the shape changes."""
 
@@ -124,8 +160,9 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(cout)
         self.downsample = None
         if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            nn.BatchNorm2d(cout))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = F.relu(self.bn1(self.conv1(x)))
@@ -138,9 +175,14 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """[B, C_in, H, W] -> features at 1/2, 1/4, 1/8, 1/16, 1/32 with `widths` channels."""
 
-    def __init__(self, in_channels: int = 3, widths: Sequence[int] = (64, 64, 128, 256, 512),
-                 blocks: Sequence[int] = (2, 2, 2, 2), mean: float | None = None,
-                 std: float | None = None):
+    def __init__(
+        self,
+        in_channels: int = 3,
+        widths: Sequence[int] = (64, 64, 128, 256, 512),
+        blocks: Sequence[int] = (2, 2, 2, 2),
+        mean: float | None = None,
+        std: float | None = None,
+    ):
         super().__init__()
         self.mean, self.std = mean, std
         self.conv1 = nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=False)
@@ -171,6 +213,7 @@ class ResNet18(nn.Module):
 # --------------------------------------------------------------------------------------------
 # Monodepth2: DepthNet, PoseNet, geometry and the self-supervised loss.
 
+
 class ConvBlock(nn.Module):
     """Reflection pad 1 + 3x3 conv + ELU."""
 
@@ -185,8 +228,12 @@ class ConvBlock(nn.Module):
 class DepthDecoder(nn.Module):
     """Monodepth2 decoder: ConvBlock, nearest x2, skip concat, ConvBlock; sigmoid disp per scale."""
 
-    def __init__(self, enc_channels: Sequence[int], num_ch_dec: Sequence[int],
-                 scales: Sequence[int] = (0, 1, 2, 3)):
+    def __init__(
+        self,
+        enc_channels: Sequence[int],
+        num_ch_dec: Sequence[int],
+        scales: Sequence[int] = (0, 1, 2, 3),
+    ):
         super().__init__()
         self.scales = tuple(scales)
         self.num_ch_dec = tuple(num_ch_dec)
@@ -287,12 +334,12 @@ def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     x = F.pad(x, (1, 1, 1, 1), mode="reflect")
     y = F.pad(y, (1, 1, 1, 1), mode="reflect")
     mu_x, mu_y = F.avg_pool2d(x, 3, 1), F.avg_pool2d(y, 3, 1)
-    sx = F.avg_pool2d(x * x, 3, 1) - mu_x ** 2
-    sy = F.avg_pool2d(y * y, 3, 1) - mu_y ** 2
+    sx = F.avg_pool2d(x * x, 3, 1) - mu_x**2
+    sy = F.avg_pool2d(y * y, 3, 1) - mu_y**2
     sxy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    c1, c2 = 0.01**2, 0.03**2
     n = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
-    d = (mu_x ** 2 + mu_y ** 2 + c1) * (sx + sy + c2)
+    d = (mu_x**2 + mu_y**2 + c1) * (sx + sy + c2)
     return torch.clamp((1 - n / d) / 2, 0, 1)
 
 
@@ -324,19 +371,25 @@ def monodepth2_loss(disps, axisangle, translation, frames, K, cfg) -> torch.Tens
     target = frames[:, 1]
     sources = torch.stack([frames[:, 0], frames[:, 2]])  # [2, B, 3, H, W]
     inv_k = torch.linalg.inv(K)
-    poses = torch.stack([
-        transformation_from_parameters(axisangle[0], translation[0], invert=True),
-        transformation_from_parameters(axisangle[1], translation[1], invert=False)])  # [2,B,4,4]
-    disp_full = torch.stack([F.interpolate(d, (h, w), mode="bilinear", align_corners=False)
-                             for d in disps])[:, :, 0]  # [S, B, H, W]
+    poses = torch.stack(
+        [
+            transformation_from_parameters(axisangle[0], translation[0], invert=True),
+            transformation_from_parameters(axisangle[1], translation[1], invert=False),
+        ]
+    )  # [2,B,4,4]
+    disp_full = torch.stack(
+        [F.interpolate(d, (h, w), mode="bilinear", align_corners=False) for d in disps]
+    )[:, :, 0]  # [S, B, H, W]
     min_disp, max_disp = 1 / cfg["max_depth"], 1 / cfg["min_depth"]
     depth = 1 / (min_disp + (max_disp - min_disp) * disp_full)
     # Backproject: depth * K^-1 [u, v, 1].
     # fp32 pixel coordinates on the data's device (under autocast depth may be bf16, which
     # cannot hold pixel indices above 256 exactly).
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=depth.device),
-                            torch.arange(w, dtype=torch.float32, device=depth.device),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32, device=depth.device),
+        torch.arange(w, dtype=torch.float32, device=depth.device),
+        indexing="ij",
+    )
     pix = torch.stack([xs, ys, torch.ones_like(xs)]).view(1, 3, h * w)  # [1, 3, HW]
     cam = (inv_k @ pix) * depth.reshape(n_scales, b, 1, h * w)  # [S, B, 3, HW]
     cam = torch.cat([cam, torch.ones_like(cam[:, :, :1])], 2)  # [S, B, 4, HW]
@@ -353,26 +406,32 @@ def monodepth2_loss(disps, axisangle, translation, frames, K, cfg) -> torch.Tens
     warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=True)
     tgt_rep = target[None].expand(n_scales * 2, -1, -1, -1, -1).reshape(-1, 3, h, w)
     reproj = reprojection_loss(warped, tgt_rep, cfg["ssim_weight"]).view(n_scales, 2, b, h, w)
-    ident = reprojection_loss(sources.reshape(2 * b, 3, h, w),
-                              target.repeat(2, 1, 1, 1), cfg["ssim_weight"]).view(1, 2, b, h, w)
+    ident = reprojection_loss(
+        sources.reshape(2 * b, 3, h, w), target.repeat(2, 1, 1, 1), cfg["ssim_weight"]
+    ).view(1, 2, b, h, w)
     ident = ident.expand(n_scales, -1, -1, -1, -1)
     ident = ident + cfg["identity_noise"] * torch.randn_like(ident)
     combined = torch.cat([ident, reproj], 1)  # [S, 4, B, H, W]
     photo = combined.min(1)[0].mean((1, 2, 3))  # [S]
     total = 0.0
     for s, d in enumerate(disps):
-        img = target if s == 0 else F.interpolate(target, (h // 2 ** s, w // 2 ** s),
-                                                  mode="bilinear", align_corners=False,
-                                                  antialias=True)
-        total = total + photo[s] + cfg["smoothness_weight"] / 2 ** s * smoothness_loss(d, img)
+        img = (
+            target
+            if s == 0
+            else F.interpolate(
+                target, (h // 2**s, w // 2**s), mode="bilinear", align_corners=False, antialias=True
+            )
+        )
+        total = total + photo[s] + cfg["smoothness_weight"] / 2**s * smoothness_loss(d, img)
     return total / n_scales
 
 
 def build_monodepth2(size: str = "tiny") -> tuple[dict, dict]:
     """(models {"depth", "pose"}, config) for the preset `size` ("tiny" or "paper")."""
     cfg = {**MONODEPTH2_SIZES[size], **MONODEPTH2_COMMON}
-    depth = DepthNet(cfg["encoder_widths"], cfg["encoder_blocks"], cfg["decoder_channels"],
-                     cfg["scales"])
+    depth = DepthNet(
+        cfg["encoder_widths"], cfg["encoder_blocks"], cfg["decoder_channels"], cfg["scales"]
+    )
     pose = PoseNet(cfg["pose_encoder_widths"], cfg["pose_encoder_blocks"], cfg["pose_hidden"])
     return {"depth": depth, "pose": pose}, cfg
 
@@ -387,12 +446,19 @@ def monodepth2_optimizer(models: dict, cfg: dict):
 
 def _autocast(like: torch.Tensor, dtype: torch.dtype | None):
     """torch.autocast on `like`'s device in `dtype`, or a no-op context for dtype None."""
-    return torch.autocast(like.device.type, dtype=dtype or torch.bfloat16,
-                          enabled=dtype is not None)
+    return torch.autocast(
+        like.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None
+    )
 
 
-def monodepth2_train_step(models: dict, optimizer, batch: dict, cfg: dict | None = None,
-                          scheduler=None, amp_dtype: torch.dtype | None = None) -> float:
+def monodepth2_train_step(
+    models: dict,
+    optimizer,
+    batch: dict,
+    cfg: dict | None = None,
+    scheduler=None,
+    amp_dtype: torch.dtype | None = None,
+) -> float:
     """One forward + backward + Adam step on a triple batch; returns the loss.
 
     batch: `frames` [B, 3, 3, H, W] in [0, 1] (t-20, t, t+20), `intrinsics` [B, 3, 3].
@@ -408,11 +474,17 @@ def monodepth2_train_step(models: dict, optimizer, batch: dict, cfg: dict | None
     optimizer.zero_grad(set_to_none=True)
     with _autocast(frames, amp_dtype):
         disps = models["depth"](frames[:, 1])
-        pairs = torch.cat([torch.cat([frames[:, 0], frames[:, 1]], 1),
-                           torch.cat([frames[:, 1], frames[:, 2]], 1)], 0)
+        pairs = torch.cat(
+            [
+                torch.cat([frames[:, 0], frames[:, 1]], 1),
+                torch.cat([frames[:, 1], frames[:, 2]], 1),
+            ],
+            0,
+        )
         axisangle, translation = models["pose"](pairs)
-        loss = monodepth2_loss(disps, axisangle.view(2, b, 3), translation.view(2, b, 3),
-                               frames, K, cfg)
+        loss = monodepth2_loss(
+            disps, axisangle.view(2, b, 3), translation.view(2, b, 3), frames, K, cfg
+        )
     loss.backward()
     optimizer.step()
     if scheduler is not None:
@@ -422,6 +494,7 @@ def monodepth2_train_step(models: dict, optimizer, batch: dict, cfg: dict | None
 
 # --------------------------------------------------------------------------------------------
 # AVS-Net stage 1: BEiT DPT (MiDaS), echo ResNet-18, cross-attention, ZoeDepth metric bins.
+
 
 def relative_position_index(gh: int, gw: int) -> torch.Tensor:
     """BEiT's [N+1, N+1] index into the [(2gh-1)(2gw-1)+3, heads] relative position table."""
@@ -535,22 +608,39 @@ class FusionBlock(nn.Module):
 class MiDaS(nn.Module):
     """BEiT DPT: image [B, 3, H, W] in [0, 1] -> dict l4_rn, r4..r1, out_conv, rel_depth."""
 
-    def __init__(self, image_size, embed_dim, depth, num_heads, patch_size, hooks,
-                 reassemble_features, features, head_features, mlp_ratio=4.0,
-                 layer_scale_init=1e-5, **_):
+    def __init__(
+        self,
+        image_size,
+        embed_dim,
+        depth,
+        num_heads,
+        patch_size,
+        hooks,
+        reassemble_features,
+        features,
+        head_features,
+        mlp_ratio=4.0,
+        layer_scale_init=1e-5,
+        **_,
+    ):
         super().__init__()
         self.grid = (image_size[0] // patch_size, image_size[1] // patch_size)
         self.hooks = tuple(hooks)
         self.patch_embed = nn.Conv2d(3, embed_dim, patch_size, patch_size)
         self.cls_token = nn.Parameter(0.02 * torch.randn(1, 1, embed_dim))
         # Blocks after the last hook never reach the output (as in MiDaS and our JAX model).
-        self.blocks = nn.ModuleList([BeitBlock(embed_dim, num_heads, self.grid, mlp_ratio,
-                                               layer_scale_init)
-                                     for _ in range(max(hooks) + 1)])
-        self.reassemble = nn.ModuleList([Reassemble(embed_dim, c, s) for c, s in
-                                         zip(reassemble_features, (4, 2, 1, 0.5))])
-        self.layer_rn = nn.ModuleList([nn.Conv2d(c, features, 3, 1, 1, bias=False)
-                                       for c in reassemble_features])
+        self.blocks = nn.ModuleList(
+            [
+                BeitBlock(embed_dim, num_heads, self.grid, mlp_ratio, layer_scale_init)
+                for _ in range(max(hooks) + 1)
+            ]
+        )
+        self.reassemble = nn.ModuleList(
+            [Reassemble(embed_dim, c, s) for c, s in zip(reassemble_features, (4, 2, 1, 0.5))]
+        )
+        self.layer_rn = nn.ModuleList(
+            [nn.Conv2d(c, features, 3, 1, 1, bias=False) for c in reassemble_features]
+        )
         self.refinenet = nn.ModuleList([FusionBlock(features, i < 3) for i in range(4)])
         self.head_conv1 = nn.Conv2d(features, features // 2, 3, 1, 1)
         self.head_conv2 = nn.Conv2d(features // 2, head_features, 3, 1, 1)
@@ -572,7 +662,7 @@ class MiDaS(nn.Module):
             if i in self.hooks:
                 hooked.append(x)
         layers = [r(t, self.grid) for r, t in zip(self.reassemble, hooked)]
-        rn = [conv(l) for conv, l in zip(self.layer_rn, layers)]
+        rn = [conv(x) for conv, x in zip(self.layer_rn, layers)]
         r4 = self.refinenet[3](rn[3], size=rn[2].shape[2:])
         r3 = self.refinenet[2](r4, rn[2], size=rn[1].shape[2:])
         r2 = self.refinenet[1](r3, rn[1], size=rn[0].shape[2:])
@@ -581,8 +671,15 @@ class MiDaS(nn.Module):
         y = resize_ac(y, (2 * y.shape[2], 2 * y.shape[3]))
         out_conv = F.relu(self.head_conv2(y))
         rel = F.relu(self.head_conv3(out_conv))
-        return {"l4_rn": rn[3], "r4": r4, "r3": r3, "r2": r2, "r1": r1, "out_conv": out_conv,
-                "rel_depth": rel}
+        return {
+            "l4_rn": rn[3],
+            "r4": r4,
+            "r3": r3,
+            "r2": r2,
+            "r1": r1,
+            "out_conv": out_conv,
+            "rel_depth": rel,
+        }
 
 
 class CrossModalAttention(nn.Module):
@@ -614,27 +711,44 @@ def _mlp1x1(cin, hidden, cout):
 class MetricBinsHead(nn.Module):
     """ZoeDepth's head (softplus centres, unnormed inv attractors, conditional log-binomial)."""
 
-    def __init__(self, c_bottleneck, features, head_features, n_bins, bin_embedding_dim,
-                 seed_mlp_dim, mlp_dim, n_attractors, attractor_alpha, attractor_gamma,
-                 min_temp, max_temp, **_):
+    def __init__(
+        self,
+        c_bottleneck,
+        features,
+        head_features,
+        n_bins,
+        bin_embedding_dim,
+        seed_mlp_dim,
+        mlp_dim,
+        n_attractors,
+        attractor_alpha,
+        attractor_gamma,
+        min_temp,
+        max_temp,
+        **_,
+    ):
         super().__init__()
         self.n_bins, self.alpha, self.gamma = n_bins, attractor_alpha, int(attractor_gamma)
         self.min_temp, self.max_temp = min_temp, max_temp
         e = bin_embedding_dim
-        self.seed_regressor = nn.Sequential(_mlp1x1(c_bottleneck, seed_mlp_dim, n_bins),
-                                            nn.Softplus())
+        self.seed_regressor = nn.Sequential(
+            _mlp1x1(c_bottleneck, seed_mlp_dim, n_bins), nn.Softplus()
+        )
         self.seed_projector = _mlp1x1(c_bottleneck, mlp_dim, e)
         self.projectors = nn.ModuleList([_mlp1x1(features, mlp_dim, e) for _ in n_attractors])
-        self.attractors = nn.ModuleList([nn.Sequential(_mlp1x1(e, mlp_dim, n), nn.Softplus())
-                                         for n in n_attractors])
+        self.attractors = nn.ModuleList(
+            [nn.Sequential(_mlp1x1(e, mlp_dim, n), nn.Softplus()) for n in n_attractors]
+        )
         cin = head_features + 1 + e
-        self.clb = nn.Sequential(nn.Conv2d(cin, cin // 2, 1), nn.GELU(),
-                                 nn.Conv2d(cin // 2, 4, 1), nn.Softplus())
+        self.clb = nn.Sequential(
+            nn.Conv2d(cin, cin // 2, 1), nn.GELU(), nn.Conv2d(cin // 2, 4, 1), nn.Softplus()
+        )
         k = torch.arange(n_bins, dtype=torch.float32)
         nn_, kk = torch.tensor(n_bins - 1.0) + 1e-7, k + 1e-7
         tail = torch.nan_to_num((nn_ - kk) * torch.log(nn_ - kk + 1e-7))
-        self.register_buffer("log_c", nn_ * torch.log(nn_) - kk * torch.log(kk) - tail,
-                             persistent=False)
+        self.register_buffer(
+            "log_c", nn_ * torch.log(nn_) - kk * torch.log(kk) - tail, persistent=False
+        )
         self.register_buffer("k", k, persistent=False)
 
     def forward(self, f_v, blocks, out_conv, rel_depth):
@@ -647,7 +761,7 @@ class MetricBinsHead(nn.Module):
             a = attr(x)  # [B, n_a, h, w]
             c = resize_ac(b, size)
             dx = a[:, :, None] - c[:, None]  # [B, n_a, n_bins, h, w]
-            b = c + (dx / (1 + self.alpha * dx ** self.gamma)).mean(1)
+            b = c + (dx / (1 + self.alpha * dx**self.gamma)).mean(1)
             prev = emb
         size = out_conv.shape[2:]
         z = torch.cat([out_conv, resize_ac(rel_depth, size), resize_ac(prev, size)], 1)
@@ -658,8 +772,11 @@ class MetricBinsHead(nn.Module):
         p, t = p[:, None], t[:, None]
         km1 = self.n_bins - 1.0
         k = self.k.view(1, -1, 1, 1)
-        y = (self.log_c.view(1, -1, 1, 1) + k * torch.log(torch.clamp(p, 1e-4, 1))
-             + (km1 - k) * torch.log(torch.clamp(1 - p, 1e-4, 1)))
+        y = (
+            self.log_c.view(1, -1, 1, 1)
+            + k * torch.log(torch.clamp(p, 1e-4, 1))
+            + (km1 - k) * torch.log(torch.clamp(1 - p, 1e-4, 1))
+        )
         probs = (y / t).softmax(1)
         centres = resize_ac(b, size)
         depth = (probs * centres).sum(1, keepdim=True)
@@ -677,8 +794,9 @@ class AVSNet(nn.Module):
         self.use_echo = use_echo
         if use_echo:
             self.echo_encoder = ResNet18(2, cfg["echo_widths"], cfg["echo_blocks"])
-            self.cross_attention = CrossModalAttention(f, cfg["echo_widths"][-1],
-                                                       cfg["attention_heads"])
+            self.cross_attention = CrossModalAttention(
+                f, cfg["echo_widths"][-1], cfg["attention_heads"]
+            )
         self.metric_bins = MetricBinsHead(f, **cfg)
 
     def forward(self, image, echo=None):
@@ -686,8 +804,12 @@ class AVSNet(nn.Module):
         f_v = self.conv2(feats["l4_rn"])
         if self.use_echo:
             f_v = self.cross_attention(f_v, self.echo_encoder(echo)[-1])
-        out = self.metric_bins(f_v, [feats["r4"], feats["r3"], feats["r2"], feats["r1"]],
-                               feats["out_conv"], feats["rel_depth"])
+        out = self.metric_bins(
+            f_v,
+            [feats["r4"], feats["r3"], feats["r2"], feats["r1"]],
+            feats["out_conv"],
+            feats["rel_depth"],
+        )
         out["rel_depth"] = feats["rel_depth"]
         return out
 
@@ -701,8 +823,9 @@ def silog_loss(pred, target, alpha=10.0, beta=0.15):
     return alpha * torch.sqrt(g.var(unbiased=True) + beta * g.mean() ** 2)
 
 
-def build_avsnet(size: str = "tiny", image_size: Sequence[int] | None = None,
-                 use_echo: bool = True) -> tuple[AVSNet, dict]:
+def build_avsnet(
+    size: str = "tiny", image_size: Sequence[int] | None = None, use_echo: bool = True
+) -> tuple[AVSNet, dict]:
     """(model, config) for the preset; `image_size` overrides the grid the position tables use."""
     cfg = {**AVSNET_SIZES[size], **AVSNET_COMMON}
     if image_size is not None:
@@ -720,15 +843,22 @@ def avsnet_optimizer(model: AVSNet, total_steps: int = 10_000, lr: float | None 
     groups = [{"params": enc, "lr": lr / o["encoder_lr_factor"]}, {"params": rest, "lr": lr}]
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=o["weight_decay"])
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=[lr / o["encoder_lr_factor"], lr], total_steps=total_steps,
-        pct_start=o["pct_start"], div_factor=o["div_factor"],
-        final_div_factor=o["final_div_factor"], cycle_momentum=True,
-        base_momentum=o["base_momentum"], max_momentum=o["max_momentum"])
+        opt,
+        max_lr=[lr / o["encoder_lr_factor"], lr],
+        total_steps=total_steps,
+        pct_start=o["pct_start"],
+        div_factor=o["div_factor"],
+        final_div_factor=o["final_div_factor"],
+        cycle_momentum=True,
+        base_momentum=o["base_momentum"],
+        max_momentum=o["max_momentum"],
+    )
     return opt, sched
 
 
-def avsnet_train_step(model: AVSNet, optimizer, batch: dict, scheduler=None,
-                      amp_dtype: torch.dtype | None = None) -> float:
+def avsnet_train_step(
+    model: AVSNet, optimizer, batch: dict, scheduler=None, amp_dtype: torch.dtype | None = None
+) -> float:
     """One forward + SILog + backward + grad-norm clip 0.1 + AdamW step; returns the loss.
 
     batch: `image` [B, 3, H, W] in [0, 1], `echo` [B, 2, H, W], `depth` [B, H, W] (0 = invalid).

@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 
 # ------------------------------------------------------------------------------- JAX side
 
+
 def jax_avsnet(path: str) -> None:
     import jax
     import jax.numpy as jnp
@@ -56,14 +57,30 @@ def jax_avsnet(path: str) -> None:
     keys = jax.random.split(jax.random.PRNGKey(1), len(flat))
     # Perturb every parameter, so zero-initialised ones (biases, position tables) are tested.
     flat = {k: x + 0.05 * jax.random.normal(kk, x.shape) for (k, x), kk in zip(flat.items(), keys)}
-    out = model.apply({"params": traverse_util.unflatten_dict(flat),
-                       "batch_stats": v["batch_stats"]}, img, echo, train=False)
+    out = model.apply(
+        {"params": traverse_util.unflatten_dict(flat), "batch_stats": v["batch_stats"]},
+        img,
+        echo,
+        train=False,
+    )
     loss = silog_loss(out["metric_depth"], jnp.asarray(depth))
     save = {"P/" + "/".join(k): np.asarray(x) for k, x in flat.items()}
-    save.update({"S/" + "/".join(k): np.asarray(x)
-                 for k, x in traverse_util.flatten_dict(v["batch_stats"]).items()})
-    np.savez(path, img=img, echo=echo, depth=depth, out=np.asarray(out["metric_depth"]),
-             rel=np.asarray(out["rel_depth"]), loss=np.float32(loss), **save)
+    save.update(
+        {
+            "S/" + "/".join(k): np.asarray(x)
+            for k, x in traverse_util.flatten_dict(v["batch_stats"]).items()
+        }
+    )
+    np.savez(
+        path,
+        img=img,
+        echo=echo,
+        depth=depth,
+        out=np.asarray(out["metric_depth"]),
+        rel=np.asarray(out["rel_depth"]),
+        loss=np.float32(loss),
+        **save,
+    )
 
 
 def jax_monodepth2(path: str) -> None:
@@ -75,25 +92,42 @@ def jax_monodepth2(path: str) -> None:
     rng = np.random.default_rng(0)
     b, h, w = 2, 64, 96
     frames = rng.random((b, 3, h, w, 3)).astype(np.float32)
-    disps = [rng.uniform(0.05, 0.9, (b, h // 2 ** s, w // 2 ** s, 1)).astype(np.float32)
-             for s in range(4)]
+    disps = [
+        rng.uniform(0.05, 0.9, (b, h // 2**s, w // 2**s, 1)).astype(np.float32) for s in range(4)
+    ]
     aa = (0.02 * rng.standard_normal((2, b, 3))).astype(np.float32)
     tr = (0.05 * rng.standard_normal((2, b, 3))).astype(np.float32)
     k = np.array([[0.58 * w, 0, 0.5 * w], [0, 1.92 * h, 0.5 * h], [0, 0, 1]], np.float32)
     k = np.repeat(k[None], b, 0)
     cfg = md2_config.get_config("tiny")
     cfg.loss.identity_noise = 0.0
-    loss, _ = relative_losses([jnp.asarray(d) for d in disps], jnp.asarray(aa), jnp.asarray(tr),
-                              jnp.asarray(frames), jnp.asarray(k), None, cfg.loss)
-    np.savez(path, frames=frames, aa=aa, tr=tr, K=k, loss=np.float32(loss),
-             **{f"d{s}": d for s, d in enumerate(disps)})
+    loss, _ = relative_losses(
+        [jnp.asarray(d) for d in disps],
+        jnp.asarray(aa),
+        jnp.asarray(tr),
+        jnp.asarray(frames),
+        jnp.asarray(k),
+        None,
+        cfg.loss,
+    )
+    np.savez(
+        path,
+        frames=frames,
+        aa=aa,
+        tr=tr,
+        K=k,
+        loss=np.float32(loss),
+        **{f"d{s}": d for s, d in enumerate(disps)},
+    )
 
 
 # ----------------------------------------------------------------------------- torch side
 
+
 def _load_avsnet_weights(tn, model, z) -> None:
     """Copies every JAX parameter (HWIO / [in, out] layouts) into the PyTorch model."""
     import torch
+
     sd = model.state_dict()
     new = {}
     used = set()
@@ -180,15 +214,18 @@ def _load_avsnet_weights(tn, model, z) -> None:
     missing = [k for k in sd if k not in new and not k.endswith("num_batches_tracked")]
     unused = [k for k in z.files if k.startswith("P/") and k not in used]
     if missing or unused:
-        raise ValueError(f"parity: PyTorch parameters not filled {missing}, "
-                         f"JAX parameters not used {unused}")
+        raise ValueError(
+            f"parity: PyTorch parameters not filled {missing}, JAX parameters not used {unused}"
+        )
     model.load_state_dict(new, strict=False)
 
 
 def torch_side(stage: str, path: str) -> dict:
     import torch
+
     sys.path.insert(0, str(HERE))
     import torch_nets as tn
+
     z = np.load(path)
 
     def t(key, perm):
@@ -206,14 +243,27 @@ def torch_side(stage: str, path: str) -> dict:
         return {
             "rel_depth_rel_err": float(np.abs(rel - z["rel"]).max() / np.abs(z["rel"]).max()),
             "metric_depth_rel_err": float(np.abs(dep - z["out"]).max() / np.abs(z["out"]).max()),
-            "silog_torch": loss, "silog_jax": float(z["loss"]),
-            "silog_rel_err": abs(loss - float(z["loss"])) / abs(float(z["loss"]))}
+            "silog_torch": loss,
+            "silog_jax": float(z["loss"]),
+            "silog_rel_err": abs(loss - float(z["loss"])) / abs(float(z["loss"])),
+        }
     cfg = {**tn.MONODEPTH2_SIZES["tiny"], **tn.MONODEPTH2_COMMON, "identity_noise": 0.0}
     disps = [t(f"d{s}", (0, 3, 1, 2)) for s in range(4)]
-    loss = float(tn.monodepth2_loss(disps, t("aa", (0, 1, 2)), t("tr", (0, 1, 2)),
-                                    t("frames", (0, 1, 4, 2, 3)), t("K", (0, 1, 2)), cfg))
-    return {"loss_torch": loss, "loss_jax": float(z["loss"]),
-            "loss_rel_err": abs(loss - float(z["loss"])) / abs(float(z["loss"]))}
+    loss = float(
+        tn.monodepth2_loss(
+            disps,
+            t("aa", (0, 1, 2)),
+            t("tr", (0, 1, 2)),
+            t("frames", (0, 1, 4, 2, 3)),
+            t("K", (0, 1, 2)),
+            cfg,
+        )
+    )
+    return {
+        "loss_torch": loss,
+        "loss_jax": float(z["loss"]),
+        "loss_rel_err": abs(loss - float(z["loss"])) / abs(float(z["loss"])),
+    }
 
 
 def main(argv=None) -> int:
@@ -221,8 +271,11 @@ def main(argv=None) -> int:
     p.add_argument("--stage", choices=("avsnet", "monodepth2"), default="avsnet")
     p.add_argument("--side", choices=("jax", "torch"), default="jax")
     p.add_argument("--npz", default="")
-    p.add_argument("--torch-python", default=os.environ.get("TORCH_PYTHON", ""),
-                   help="a Python with torch (default $TORCH_PYTHON)")
+    p.add_argument(
+        "--torch-python",
+        default=os.environ.get("TORCH_PYTHON", ""),
+        help="a Python with torch (default $TORCH_PYTHON)",
+    )
     p.add_argument("--rtol", type=float, default=1e-3)
     args = p.parse_args(argv)
     if args.side == "torch":
@@ -234,15 +287,20 @@ def main(argv=None) -> int:
         print(json.dumps(torch_side(args.stage, args.npz)))
         return 0
     if not args.torch_python:
-        print("parity: pass --torch-python (a Python with torch) or set $TORCH_PYTHON",
-              file=sys.stderr)
+        print(
+            "parity: pass --torch-python (a Python with torch) or set $TORCH_PYTHON",
+            file=sys.stderr,
+        )
         return 2
     sys.path.append(str(ROOT))  # after $PYTHONPATH, so a checkout named there wins
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "parity.npz")
         (jax_avsnet if args.stage == "avsnet" else jax_monodepth2)(path)
-        res = subprocess.run([args.torch_python, __file__, "--stage", args.stage, "--side",
-                              "torch", "--npz", path], capture_output=True, text=True)
+        res = subprocess.run(
+            [args.torch_python, __file__, "--stage", args.stage, "--side", "torch", "--npz", path],
+            capture_output=True,
+            text=True,
+        )
     if res.returncode:
         print(res.stderr, file=sys.stderr)
         return res.returncode

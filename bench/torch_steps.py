@@ -64,6 +64,7 @@ def _import_nets():
         return None
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import torch_nets
+
     return torch_nets
 
 
@@ -71,15 +72,19 @@ def make_batch(tn, stage: str, batch: int, height: int, width: int, seed: int = 
     """Random inputs of the benchmark, NCHW: a smooth shifted texture for the triples, so the
     photometric loss has something to learn; random depth with ~20% invalid pixels."""
     import torch
+
     g = torch.Generator().manual_seed(seed)
     if stage == "monodepth2":
         base = torch.rand(batch, 3, height // 4, width // 4 + 4, generator=g)
-        base = torch.nn.functional.interpolate(base, (height, width + 16), mode="bilinear",
-                                               align_corners=False)
+        base = torch.nn.functional.interpolate(
+            base, (height, width + 16), mode="bilinear", align_corners=False
+        )
         # Frames t-20, t, t+20: the same texture shifted horizontally (a sideways camera motion).
-        frames = torch.stack([base[..., 8 + s: 8 + s + width] for s in (-4, 0, 4)], 1)
-        k = torch.tensor([[0.58 * width, 0, 0.5 * width], [0, 1.92 * height, 0.5 * height],
-                          [0, 0, 1]], dtype=torch.float32)
+        frames = torch.stack([base[..., 8 + s : 8 + s + width] for s in (-4, 0, 4)], 1)
+        k = torch.tensor(
+            [[0.58 * width, 0, 0.5 * width], [0, 1.92 * height, 0.5 * height], [0, 0, 1]],
+            dtype=torch.float32,
+        )
         return {"frames": frames.contiguous(), "intrinsics": k.expand(batch, 3, 3).contiguous()}
     image = torch.rand(batch, 3, height, width, generator=g)
     echo = torch.rand(batch, 2, height, width, generator=g)
@@ -89,8 +94,17 @@ def make_batch(tn, stage: str, batch: int, height: int, width: int, seed: int = 
     return {"image": image, "echo": echo, "depth": depth}
 
 
-def build(tn, stage: str, size: str, height: int, width: int, total_steps: int,
-          lr: float | None = None, device: str = "cpu", amp_dtype=None):
+def build(
+    tn,
+    stage: str,
+    size: str,
+    height: int,
+    width: int,
+    total_steps: int,
+    lr: float | None = None,
+    device: str = "cpu",
+    amp_dtype=None,
+):
     """(step function taking a batch, number of parameters), the networks on `device`."""
     if stage == "monodepth2":
         models, cfg = tn.build_monodepth2(size)
@@ -111,6 +125,7 @@ def build(tn, stage: str, size: str, height: int, width: int, total_steps: int,
 
 def run(tn, args) -> dict:
     import torch
+
     presets = tn.MONODEPTH2_SIZES if args.stage == "monodepth2" else tn.AVSNET_SIZES
     preset = presets[args.size]
     h = args.height or preset["image_size"][0]
@@ -124,8 +139,16 @@ def run(tn, args) -> dict:
         torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.amp]
-    step, n_params = build(tn, args.stage, args.size, h, w, args.warmup + args.steps + 1,
-                           device=args.device, amp_dtype=amp_dtype)
+    step, n_params = build(
+        tn,
+        args.stage,
+        args.size,
+        h,
+        w,
+        args.warmup + args.steps + 1,
+        device=args.device,
+        amp_dtype=amp_dtype,
+    )
     batch = {k: v.to(args.device) for k, v in make_batch(tn, args.stage, bsz, h, w).items()}
     cuda = args.device.startswith("cuda")
     if cuda:
@@ -146,22 +169,37 @@ def run(tn, args) -> dict:
     mean = statistics.fmean(times)
     flops = count_flops(step, batch) if args.flops else None
     return {
-        "framework": "pytorch", "torch": torch.__version__, "stage": args.stage,
-        "size": args.size, "batch": bsz, "height": h, "width": w, "params": n_params,
-        "threads": threads, "cpu_count": os.cpu_count(), "machine": platform.machine(),
-        "warmup_steps": args.warmup, "steps": args.steps, "first_step_s": round(first, 4),
+        "framework": "pytorch",
+        "torch": torch.__version__,
+        "stage": args.stage,
+        "size": args.size,
+        "batch": bsz,
+        "height": h,
+        "width": w,
+        "params": n_params,
+        "threads": threads,
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "warmup_steps": args.warmup,
+        "steps": args.steps,
+        "first_step_s": round(first, 4),
         "step_ms_mean": round(1e3 * mean, 2),
         "step_ms_median": round(1e3 * statistics.median(times), 2),
         "step_ms_min": round(1e3 * min(times), 2),
-        "steps_per_s": round(1.0 / mean, 4), "samples_per_s": round(bsz / mean, 4),
+        "steps_per_s": round(1.0 / mean, 4),
+        "samples_per_s": round(bsz / mean, 4),
         "cpu_ms_per_step": round(1e3 * cpu, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "device": torch.cuda.get_device_name() if cuda else "cpu", "amp": args.amp,
-        "tf32": args.tf32, "cudnn_benchmark": args.cudnn_benchmark,
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "amp": args.amp,
+        "tf32": args.tf32,
+        "cudnn_benchmark": args.cudnn_benchmark,
         "peak_device_mb": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None,
         "gflop_per_step": None if flops is None else round(flops / 1e9, 3),
-        "loss_first": losses[0], "loss_last": losses[-1],
-        "loadavg_before": load_before, "loadavg_after": _loadavg(),
+        "loss_first": losses[0],
+        "loss_last": losses[-1],
+        "loadavg_before": load_before,
+        "loadavg_after": _loadavg(),
     }
 
 
@@ -172,6 +210,7 @@ def count_flops(step, batch) -> float:
     it is a lower bound to compare with XLA's cost analysis. Runs one extra, untimed step.
     """
     from torch.utils.flop_counter import FlopCounterMode
+
     counter = FlopCounterMode(display=False)
     with counter:
         step(batch)
@@ -181,6 +220,7 @@ def count_flops(step, batch) -> float:
 def selfcheck(tn, steps: int = 12) -> bool:
     """The tiny nets of both stages lower their loss on a fixed random batch over a few steps."""
     import torch
+
     torch.set_num_threads(os.cpu_count() or 1)
     ok = True
     for stage in ("avsnet", "monodepth2"):
@@ -194,13 +234,24 @@ def selfcheck(tn, steps: int = 12) -> bool:
         first, last = losses[0], sum(losses[-3:]) / 3
         good = all(map(lambda v: v == v, losses)) and last < first
         ok &= good
-        print(json.dumps({"selfcheck": stage, "params": n, "loss_first": round(first, 5),
-                          "loss_last3_mean": round(last, 5), "ok": good}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "selfcheck": stage,
+                    "params": n,
+                    "loss_first": round(first, 5),
+                    "loss_last3_mean": round(last, 5),
+                    "ok": good,
+                }
+            ),
+            flush=True,
+        )
     return ok
 
 
-def torch_column(stage: str, size: str, python: str | None = None, timeout: float | None = None,
-                 **options) -> dict:
+def torch_column(
+    stage: str, size: str, python: str | None = None, timeout: float | None = None, **options
+) -> dict:
     """Runs this script in a subprocess with `python` (default $TORCH_PYTHON) and returns its JSON.
 
     For the JAX bench (which must not import torch): `options` are the command-line flags, e.g.
@@ -208,17 +259,26 @@ def torch_column(stage: str, size: str, python: str | None = None, timeout: floa
     (no `python`, no $TORCH_PYTHON, or one without torch) returns `{"skipped": ...}`.
     """
     import subprocess
+
     python = python or os.environ.get("TORCH_PYTHON")
     if not python:
-        return {"framework": "pytorch", "stage": stage, "size": size,
-                "skipped": "torch not installed (no $TORCH_PYTHON)"}
+        return {
+            "framework": "pytorch",
+            "stage": stage,
+            "size": size,
+            "skipped": "torch not installed (no $TORCH_PYTHON)",
+        }
     cmd = [python, os.path.abspath(__file__), f"--stage={stage}", f"--size={size}"]
     cmd += [f"--{k}={v}" for k, v in options.items()]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     lines = res.stdout.strip().splitlines()
     if res.returncode or not lines:
-        return {"framework": "pytorch", "stage": stage, "size": size,
-                "error": (res.stderr or res.stdout).strip()[-500:]}
+        return {
+            "framework": "pytorch",
+            "stage": stage,
+            "size": size,
+            "error": (res.stderr or res.stdout).strip()[-500:],
+        }
     return json.loads(lines[-1])
 
 
@@ -233,23 +293,47 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (>= 1)")
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"),
-                   help="mixed precision: the forward pass (and Monodepth2's loss) under torch.autocast")
-    p.add_argument("--tf32", action="store_true",
-                   help="allow TF32 in fp32 matmuls and convolutions (JAX's GPU default)")
-    p.add_argument("--cudnn_benchmark", action="store_true",
-                   help="torch.backends.cudnn.benchmark: autotune the convolutions")
-    p.add_argument("--flops", action="store_true",
-                   help="also count the step's matmul/conv FLOPs (one extra untimed step)")
-    p.add_argument("--selfcheck", action="store_true",
-                   help="check that the loss falls on a fixed batch for both tiny stages")
+    p.add_argument(
+        "--amp",
+        default="none",
+        choices=("none", "bf16", "fp16"),
+        help="mixed precision: the forward pass (and Monodepth2's loss) under torch.autocast",
+    )
+    p.add_argument(
+        "--tf32",
+        action="store_true",
+        help="allow TF32 in fp32 matmuls and convolutions (JAX's GPU default)",
+    )
+    p.add_argument(
+        "--cudnn_benchmark",
+        action="store_true",
+        help="torch.backends.cudnn.benchmark: autotune the convolutions",
+    )
+    p.add_argument(
+        "--flops",
+        action="store_true",
+        help="also count the step's matmul/conv FLOPs (one extra untimed step)",
+    )
+    p.add_argument(
+        "--selfcheck",
+        action="store_true",
+        help="check that the loss falls on a fixed batch for both tiny stages",
+    )
     args = p.parse_args(argv)
     args.warmup = max(args.warmup, 1)
     tn = _import_nets()
     if tn is None:
         print("torch not installed", file=sys.stderr)
-        print(json.dumps({"framework": "pytorch", "stage": args.stage, "size": args.size,
-                          "skipped": "torch not installed"}))
+        print(
+            json.dumps(
+                {
+                    "framework": "pytorch",
+                    "stage": args.stage,
+                    "size": args.size,
+                    "skipped": "torch not installed",
+                }
+            )
+        )
         return 0
     if args.selfcheck:
         return 0 if selfcheck(tn) else 1

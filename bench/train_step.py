@@ -27,7 +27,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from avs_jax import config_files  # noqa: E402
-from avs_jax.train import optimizer, state as state_lib, step as step_lib  # noqa: E402
+from avs_jax.train import optimizer  # noqa: E402
+from avs_jax.train import state as state_lib
+from avs_jax.train import step as step_lib
 from avs_jax.train.tasks import make_task  # noqa: E402
 
 PRESETS = {  # (config file, arg, default batch)
@@ -48,11 +50,16 @@ def random_batch(config, batch: int, rng: np.random.Generator) -> dict:
     if config.task == "relative":
         k = np.array([[0.58 * w, 0, w / 2], [0, 1.92 * h, h / 2], [0, 0, 1]], np.float32)
         frames = rng.uniform(size=(batch, 3, h, w, 3)).astype(np.float32)
-        return {"frames": frames, "frames_aug": frames,
-                "intrinsics": np.broadcast_to(k, (batch, 3, 3)).copy()}
-    return {"image": rng.uniform(size=(batch, h, w, 3)).astype(np.float32),
-            "echo": rng.uniform(size=(batch, h, w, 2)).astype(np.float32),
-            "depth": rng.uniform(1, 20, size=(batch, h, w)).astype(np.float32)}
+        return {
+            "frames": frames,
+            "frames_aug": frames,
+            "intrinsics": np.broadcast_to(k, (batch, 3, 3)).copy(),
+        }
+    return {
+        "image": rng.uniform(size=(batch, h, w, 3)).astype(np.float32),
+        "echo": rng.uniform(size=(batch, h, w, 2)).astype(np.float32),
+        "depth": rng.uniform(1, 20, size=(batch, h, w)).astype(np.float32),
+    }
 
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -87,7 +94,9 @@ def _setup(stage: str, size: str, batch: int | None, dtype: str, abstract: bool 
     tx = optimizer.create_optimizer(config.train, 1000, task.param_labels(variables["params"]), 100)
     make_state = lambda: state_lib.create_train_state(variables, tx, rng, mesh)  # noqa: E731
     st = jax.eval_shape(make_state) if abstract else make_state()
-    fn = step_lib.make_train_step(task, tx, mesh, jnp.dtype(dtype), tuple(config.train.cast_batch_keys))
+    fn = step_lib.make_train_step(
+        task, tx, mesh, jnp.dtype(dtype), tuple(config.train.cast_batch_keys)
+    )
     return config, batch, dev, st, fn, n_params
 
 
@@ -97,9 +106,15 @@ def count_flops(stage: str, size: str, batch: int | None, dtype: str) -> dict:
     cuBLAS/cuDNN custom calls, which the GPU's own count leaves out). Nothing is run."""
     _, batch, dev, st, fn, n_params = _setup(stage, size, batch, dtype, abstract=True)
     flops = _flops(fn.lower(st, dev))
-    return {"flops_reference": stage, "size": size, "batch": batch, "dtype": dtype,
-            "params": n_params, "device": jax.devices()[0].platform,
-            "gflop_per_step": round(flops / 1e9, 2)}
+    return {
+        "flops_reference": stage,
+        "size": size,
+        "batch": batch,
+        "dtype": dtype,
+        "params": n_params,
+        "device": jax.devices()[0].platform,
+        "gflop_per_step": round(flops / 1e9, 2),
+    }
 
 
 def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -> dict:
@@ -123,19 +138,31 @@ def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -
         times.append(time.perf_counter() - t)
     step_s = float(np.median(times))
     stats = jax.devices()[0].memory_stats() or {}  # None on CPU; allocator peak on GPU/TPU
-    return {"framework": "jax", "stage": stage, "size": size, "batch": batch,
-            "hw": list(config.data.image_size), "dtype": dtype, "params": n_params,
-            "devices": jax.device_count(), "device": jax.devices()[0].device_kind,
-            "compile_s": round(compile_s, 2), "step_ms": round(1000 * step_s, 1),
-            "steps_per_s": round(1 / step_s, 3), "samples_per_s": round(batch / step_s, 3),
-            "gflop_per_step": round(flops / 1e9, 2),
-            "gflop_per_s": round(flops / 1e9 / step_s, 2),
-            "gflop_per_step_hlo": round(flops_hlo / 1e9, 2),
-            "peak_device_mb": (round(stats["peak_bytes_in_use"] / 2**20)
-                               if "peak_bytes_in_use" in stats else None),
-            "peak_rss_mb": round(peak_rss_mb()),
-            "loss": float(m["loss"]), "load_avg": os.getloadavg()[0],
-            "xla_flags": os.environ.get("XLA_FLAGS", "")}  # as avs_jax left them
+    return {
+        "framework": "jax",
+        "stage": stage,
+        "size": size,
+        "batch": batch,
+        "hw": list(config.data.image_size),
+        "dtype": dtype,
+        "params": n_params,
+        "devices": jax.device_count(),
+        "device": jax.devices()[0].device_kind,
+        "compile_s": round(compile_s, 2),
+        "step_ms": round(1000 * step_s, 1),
+        "steps_per_s": round(1 / step_s, 3),
+        "samples_per_s": round(batch / step_s, 3),
+        "gflop_per_step": round(flops / 1e9, 2),
+        "gflop_per_s": round(flops / 1e9 / step_s, 2),
+        "gflop_per_step_hlo": round(flops_hlo / 1e9, 2),
+        "peak_device_mb": (
+            round(stats["peak_bytes_in_use"] / 2**20) if "peak_bytes_in_use" in stats else None
+        ),
+        "peak_rss_mb": round(peak_rss_mb()),
+        "loss": float(m["loss"]),
+        "load_avg": os.getloadavg()[0],
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+    }  # as avs_jax left them
 
 
 def time_torch(stage: str, size: str, batch: int, steps: int, python: str | None) -> dict:
@@ -154,8 +181,11 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--torch_python", default=os.environ.get("TORCH_PYTHON", ""))
     p.add_argument("--no_torch", action="store_true")
-    p.add_argument("--flops_only", action="store_true",
-                   help="only XLA's FLOP count of the lowered step (run it with JAX_PLATFORMS=cpu)")
+    p.add_argument(
+        "--flops_only",
+        action="store_true",
+        help="only XLA's FLOP count of the lowered step (run it with JAX_PLATFORMS=cpu)",
+    )
     a = p.parse_args(argv)
     if a.flops_only:
         print(json.dumps(count_flops(a.stage, a.size, a.batch or None, a.dtype)))
@@ -163,8 +193,10 @@ def main(argv=None) -> int:
     res = time_jax(a.stage, a.size, a.batch or None, a.steps, a.dtype)
     print(json.dumps(res), flush=True)
     if not a.no_torch:
-        print(json.dumps(time_torch(a.stage, a.size, res["batch"], a.steps,
-                                    a.torch_python or None)), flush=True)
+        print(
+            json.dumps(time_torch(a.stage, a.size, res["batch"], a.steps, a.torch_python or None)),
+            flush=True,
+        )
     return 0
 
 

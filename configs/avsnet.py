@@ -25,8 +25,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
     unknown = [t for t in tokens if t not in ARGS]
     if unknown:
-        raise ValueError(f"configs/avsnet.py: unknown argument(s) {unknown}; use a comma-separated "
-                         f"list of {ARGS}")
+        raise ValueError(
+            f"configs/avsnet.py: unknown argument(s) {unknown}; use a comma-separated "
+            f"list of {ARGS}"
+        )
     variants = [t for t in tokens if t in VARIANTS]
     if len(variants) > 1:
         raise ValueError(f"configs/avsnet.py: more than one variant in {arg!r}")

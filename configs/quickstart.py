@@ -25,16 +25,35 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.sim.workers = 2  # the 2 cores of the target machine
     # BV2-like: 160 rooms of 3-30 m; global_scale makes a small and a large room look alike,
     # so only the echo can tell the scale (the paper's point).
-    c.sim.bv2 = ml_collections.ConfigDict(dict(
-        scenes=160, frames_per_scene=4, height=64, width=128, min_room=3.0, max_room=30.0,
-        global_scale=True, supersample=1))
+    c.sim.bv2 = ml_collections.ConfigDict(
+        dict(
+            scenes=160,
+            frames_per_scene=4,
+            height=64,
+            width=128,
+            min_room=3.0,
+            max_room=30.0,
+            global_scale=True,
+            supersample=1,
+        )
+    )
     # BV1-like: 26 offices up to 12 m, 100-frame sequences; 10 / 2 / 14 rooms so that BV1 test
     # is not three room-level scale errors.
-    c.sim.bv1 = ml_collections.ConfigDict(dict(
-        scenes=26, frames_per_scene=100, height=64, width=128, min_room=3.0, max_room=12.0,
-        global_scale=True, supersample=1, split_fractions=(10, 2, 14),
-        step_m=scene_lib.STEP_M,  # the simulator's rig motion per frame
-        max_turn_deg=float(np.degrees(scene_lib.MAX_TURN_RAD))))
+    c.sim.bv1 = ml_collections.ConfigDict(
+        dict(
+            scenes=26,
+            frames_per_scene=100,
+            height=64,
+            width=128,
+            min_room=3.0,
+            max_room=12.0,
+            global_scale=True,
+            supersample=1,
+            split_fractions=(10, 2, 14),
+            step_m=scene_lib.STEP_M,  # the simulator's rig motion per frame
+            max_turn_deg=float(np.degrees(scene_lib.MAX_TURN_RAD)),
+        )
+    )
 
     c.stage1 = _load("avsnet", "tiny")
     c.stage1.train.num_epochs = 6  # 6 epochs of 384 samples fit the 10-minute budget

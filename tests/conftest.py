@@ -52,5 +52,7 @@ def local_coordinator() -> dict[str, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return {"JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-            "JAX_COORDINATOR_BIND_ADDRESS": f"127.0.0.1:{port}"}
+    return {
+        "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+        "JAX_COORDINATOR_BIND_ADDRESS": f"127.0.0.1:{port}",
+    }

@@ -9,6 +9,9 @@ import os
 
 def xla_flags(devices: int) -> str:
     """The current XLA_FLAGS with `devices` host-platform (CPU) devices."""
-    own = [f for f in os.environ.get("XLA_FLAGS", "").split()
-           if not f.startswith("--xla_force_host_platform_device_count")]
+    own = [
+        f
+        for f in os.environ.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
     return " ".join(own + [f"--xla_force_host_platform_device_count={devices}"])

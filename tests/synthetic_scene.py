@@ -45,8 +45,9 @@ def texture(points: np.ndarray) -> np.ndarray:
 
 def render(c2w: np.ndarray, K: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     """Image `[h, w, 3]` (float32, [0, 1]) and z-depth `[h, w]` seen from camera pose `c2w`."""
-    v, u = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64),
-                       indexing="ij")
+    v, u = np.meshgrid(
+        np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij"
+    )
     rays_cam = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T  # z = 1
     rays = rays_cam @ c2w[:3, :3].T
     origin = c2w[:3, 3]

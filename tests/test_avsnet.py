@@ -36,8 +36,10 @@ def _samples(n: int = 4, h: int = 32, w: int = 64) -> dict:
         scale = 1.5 + 1.5 * i
         depth = scale * (1.0 + 0.5 * yy + 0.3 * np.sin(6 * xx + i))
         depth[rs.rand(h, w) < 0.1] = 0.0  # sensor holes
-        image = np.stack([0.5 + 0.4 * np.sin(10 * xx / (1 + 0.5 * i)), 0.5 + 0.4 * yy,
-                          np.full_like(xx, i / n)], -1)
+        image = np.stack(
+            [0.5 + 0.4 * np.sin(10 * xx / (1 + 0.5 * i)), 0.5 + 0.4 * yy, np.full_like(xx, i / n)],
+            -1,
+        )
         peak = np.exp(-((xx - scale / 8.0) ** 2) / 0.01)
         echo = np.stack([peak, 0.8 * peak], -1) * (1 + 0.1 * yy[..., None])
         images.append(image)
@@ -81,13 +83,15 @@ def test_initialisation_compiled_for_speed_gives_the_same_variables(rgb_echoes):
     # Inside another trace (JAX takes compiler options at the top level only) it still works.
     shapes = jax.eval_shape(lambda: init_variables(task, jax.random.key(0), batch, data_mesh()))
     assert jax.tree.map(lambda x: (x.shape, x.dtype), shapes) == jax.tree.map(
-        lambda x: (x.shape, x.dtype), variables)
+        lambda x: (x.shape, x.dtype), variables
+    )
 
 
 def test_rgb_echoes_forward_inside_bin_range(rgb_echoes):
     task, batch, variables = rgb_echoes
     out = jax.jit(lambda v, i, e: task.model.apply(v, i, e, train=False))(
-        variables, batch["image"], batch["echo"])
+        variables, batch["image"], batch["echo"]
+    )
     depth, centres, probs = (np.asarray(out[k]) for k in ("metric_depth", "bin_centers", "probs"))
     assert depth.shape == (2, 32, 64, 1)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
@@ -138,14 +142,17 @@ def test_gradients_reach_echo_encoder_and_labels(rgb_echoes):
     params = variables["params"]
     state = {"batch_stats": variables["batch_stats"]}
     grads = jax.jit(jax.grad(lambda p: task.loss_and_metrics(p, state, batch, None, True)[0]))(
-        params)
-    echo_norm = sum(float(jnp.sum(g ** 2)) for g in jax.tree.leaves(grads["echo_encoder"]))
-    attn_norm = sum(float(jnp.sum(g ** 2)) for g in jax.tree.leaves(grads["cross_attention"]))
+        params
+    )
+    echo_norm = sum(float(jnp.sum(g**2)) for g in jax.tree.leaves(grads["echo_encoder"]))
+    attn_norm = sum(float(jnp.sum(g**2)) for g in jax.tree.leaves(grads["cross_attention"]))
     assert float(echo_norm) > 0 and float(attn_norm) > 0
     labels = traverse_util.flatten_dict(task.param_labels(params))
     assert labels[("midas", "encoder", "patch_embed", "kernel")] == "encoder"
-    assert labels[("midas", "encoder", "blocks_0", "attn",
-                   "relative_position_bias_table")] == "encoder"
+    assert (
+        labels[("midas", "encoder", "blocks_0", "attn", "relative_position_bias_table")]
+        == "encoder"
+    )
     assert labels[("midas", "layer1_rn", "kernel")] == "default"
     assert labels[("echo_encoder", "conv1", "kernel")] == "default"
     assert set(labels.values()) == {"encoder", "default"}
@@ -155,6 +162,7 @@ def test_eval_metrics_perfect_prediction_values(rgb_echoes):
     """Validation computes the tables' metrics (avs_jax/metrics.py) per image, then their mean
     over the batch's images, with the image count for the set's weighted mean."""
     from avs_jax.metrics import batch_means
+
     gt = jnp.asarray(_samples(2)["depth"])
     pred = gt * 1.1
     m, count = batch_means(pred, gt, 1e-3, 30.0)
@@ -199,7 +207,8 @@ def test_eval_silog_matches_loss_and_bf16_forward(rgb_echoes):
     bf16 = AVSNet(ml_collections.FrozenConfigDict(config.model))
     out16 = jax.jit(lambda v: bf16.apply(v, batch["image"], batch["echo"], train=False))(variables)
     out32 = jax.jit(lambda v: task.model.apply(v, batch["image"], batch["echo"], train=False))(
-        variables)
+        variables
+    )
     d16 = np.asarray(out16["metric_depth"], np.float32)
     d32 = np.asarray(out32["metric_depth"])
     assert out16["probs"].dtype == jnp.float32 and np.all(np.isfinite(d16))
@@ -210,21 +219,36 @@ def test_eval_silog_matches_loss_and_bf16_forward(rgb_echoes):
 def test_paper_config_parameter_counts():
     """BEiT-L/16 DPT + ResNet-18 at 256×512, by shape only (no compute), against hand counts."""
     task = AVSNetTask(_get_config(""))
-    batch = {"image": jax.ShapeDtypeStruct((1, 256, 512, 3), jnp.float32),
-             "echo": jax.ShapeDtypeStruct((1, 256, 512, 2), jnp.float32)}
+    batch = {
+        "image": jax.ShapeDtypeStruct((1, 256, 512, 3), jnp.float32),
+        "echo": jax.ShapeDtypeStruct((1, 256, 512, 2), jnp.float32),
+    }
     params = jax.eval_shape(task.init_variables, jax.random.key(0), batch)["params"]
 
     def count(tree):
         return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
 
     d, heads, table = 1024, 16, (2 * 16 - 1) * (2 * 32 - 1) + 3  # 16×32 patch grid
-    block = (2 * d + 3 * d * d + 2 * d + table * heads + d * d + d + 2 * d + 2 * d
-             + 4 * d * d + 4 * d + 4 * d * d + d)
+    block = (
+        2 * d
+        + 3 * d * d
+        + 2 * d
+        + table * heads
+        + d * d
+        + d
+        + 2 * d
+        + 2 * d
+        + 4 * d * d
+        + 4 * d
+        + 4 * d * d
+        + d
+    )
     patch_embed = 16 * 16 * 3 * d + d
     readout = 4 * (2 * d * d + d)
     convs = sum(d * c + c for c in (256, 512, 1024, 1024))
     resample = (4 * 4 * 256 * 256 + 256) + (2 * 2 * 512 * 512 + 512) + (9 * 1024 * 1024 + 1024)
-    assert count(params["midas"]["encoder"]) == (24 * block + patch_embed + d + readout + convs
-                                                 + resample)
+    assert count(params["midas"]["encoder"]) == (
+        24 * block + patch_embed + d + readout + convs + resample
+    )
     # torchvision ResNet-18 without fc is 11,176,512; conv1 takes 2 channels, not 3.
     assert count(params["echo_encoder"]) == 11_176_512 - 64 * 7 * 7

@@ -15,8 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def _config(**data):
     c = ml_collections.ConfigDict()
     c.mode = "train"
-    c.data = ml_collections.ConfigDict({"batch_size": 4, "image_size": (64, 128),
-                                        "max_depth": 30.0, **data})
+    c.data = ml_collections.ConfigDict(
+        {"batch_size": 4, "image_size": (64, 128), "max_depth": 30.0, **data}
+    )
     c.init_from = ""
     return c
 
@@ -25,11 +26,18 @@ def test_valid_config_passes():
     validate(_config())
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("batch_size", 0, "config.data.batch_size must be > 0"),
-    ("max_depth", -1.0, "config.data.max_depth must be > 0"),
-    ("manual_dir", "/no/such/dir", "config.data.manual_dir: no such file or directory: /no/such/dir"),
-])
+@pytest.mark.parametrize(
+    "field,value,message",
+    [
+        ("batch_size", 0, "config.data.batch_size must be > 0"),
+        ("max_depth", -1.0, "config.data.max_depth must be > 0"),
+        (
+            "manual_dir",
+            "/no/such/dir",
+            "config.data.manual_dir: no such file or directory: /no/such/dir",
+        ),
+    ],
+)
 def test_impossible_values_name_the_field(field, value, message):
     with pytest.raises(ConfigError, match=message):
         validate(_config(**{field: value}))
@@ -67,37 +75,55 @@ def test_unknown_mode_and_missing_init_file():
 
 def test_main_rejects_bad_override_before_running(tmp_path):
     cfg = tmp_path / "cfg.py"
-    cfg.write_text("import ml_collections\n"
-                   "def get_config(arg=None):\n"
-                   "    c = ml_collections.ConfigDict()\n"
-                   "    c.mode = 'evaluate'\n"
-                   "    c.data = ml_collections.ConfigDict({'batch_size': 2})\n"
-                   "    return c\n")
+    cfg.write_text(
+        "import ml_collections\n"
+        "def get_config(arg=None):\n"
+        "    c = ml_collections.ConfigDict()\n"
+        "    c.mode = 'evaluate'\n"
+        "    c.data = ml_collections.ConfigDict({'batch_size': 2})\n"
+        "    return c\n"
+    )
     base = [sys.executable, "-m", "avs_jax.main", f"--config={cfg}", f"--workdir={tmp_path}/w"]
-    bad_value = subprocess.run(base + ["--config.data.batch_size=0"], cwd=ROOT,
-                               capture_output=True, text=True)
+    bad_value = subprocess.run(
+        base + ["--config.data.batch_size=0"], cwd=ROOT, capture_output=True, text=True
+    )
     assert bad_value.returncode != 0
     assert "config.data.batch_size must be > 0" in bad_value.stderr
-    typo = subprocess.run(base + ["--config.data.batch_sise=3"], cwd=ROOT, capture_output=True,
-                          text=True)
+    typo = subprocess.run(
+        base + ["--config.data.batch_sise=3"], cwd=ROOT, capture_output=True, text=True
+    )
     assert typo.returncode == 1
     # One line naming the override, the section and what it has (no chained tracebacks).
     assert typo.stderr.strip() == (
         "avs_jax: --config.data.batch_sise=3: config.data has no field 'batch_sise' (its "
-        f"fields: batch_size) in {cfg}"), typo.stderr
+        f"fields: batch_size) in {cfg}"
+    ), typo.stderr
     assert not (tmp_path / "w").exists()  # nothing ran
 
 
-@pytest.mark.parametrize("config,message", [
-    ("configs/no_such.py", "avs_jax: --config=configs/no_such.py: no such config file "
-                           f"{ROOT / 'configs' / 'no_such.py'}"),
-    ("configs/evaluate.py:bogus", "avs_jax: flag --config=configs/evaluate.py: ValueError: "
-                                  "configs/evaluate.py: unknown argument 'bogus'; use '' or "
-                                  "'export'"),
-])
+@pytest.mark.parametrize(
+    "config,message",
+    [
+        (
+            "configs/no_such.py",
+            "avs_jax: --config=configs/no_such.py: no such config file "
+            f"{ROOT / 'configs' / 'no_such.py'}",
+        ),
+        (
+            "configs/evaluate.py:bogus",
+            "avs_jax: flag --config=configs/evaluate.py: ValueError: "
+            "configs/evaluate.py: unknown argument 'bogus'; use '' or "
+            "'export'",
+        ),
+    ],
+)
 def test_main_names_a_config_file_that_does_not_load_in_one_line(tmp_path, config, message):
-    r = subprocess.run([sys.executable, "-m", "avs_jax.main", f"--config={config}",
-                        f"--workdir={tmp_path}/w"], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "avs_jax.main", f"--config={config}", f"--workdir={tmp_path}/w"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 1 and r.stderr.strip() == message, r.stderr
 
 
@@ -119,7 +145,8 @@ def test_evaluate_config_datasets_move_one_at_a_time():
 
 
 def test_a_batch_that_does_not_split_over_the_devices_is_refused_before_reading_data(
-        monkeypatch, tmp_path):
+    monkeypatch, tmp_path
+):
     import jax
 
     from avs_jax.config_files import load_config
@@ -130,8 +157,11 @@ def test_a_batch_that_does_not_split_over_the_devices_is_refused_before_reading_
     config = load_config("avsnet", "tiny")
     config.data.batch_size = 6
     config.data.data_dir = str(tmp_path / "not_built")  # reading it would be another error
-    with pytest.raises(BadInputError, match=r"config.data.batch_size=6 does not split over the 4 "
-                                            r"cpu devices: use a multiple of 4 \(e.g. 4 or 8\)"):
+    with pytest.raises(
+        BadInputError,
+        match=r"config.data.batch_size=6 does not split over the 4 "
+        r"cpu devices: use a multiple of 4 \(e.g. 4 or 8\)",
+    ):
         run.train(config, str(tmp_path / "w"))
 
 
@@ -140,13 +170,20 @@ def test_main_reports_a_bad_input_found_later_in_one_line(tmp_path):
     line naming the problem and the folder, exit status 1, not a traceback."""
     empty = tmp_path / "tfds"
     empty.mkdir()
-    cmd = [sys.executable, "-m", "avs_jax.main", "--config=configs/avsnet.py:tiny",
-           f"--workdir={tmp_path}/w", f"--config.data.data_dir={empty}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "avs_jax.main",
+        "--config=configs/avsnet.py:tiny",
+        f"--workdir={tmp_path}/w",
+        f"--config.data.data_dir={empty}",
+    ]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 1
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("avs_jax: DatasetNotFoundError: dataset batvision/bv2 is not built in "
-                           f"{empty}"), last
+    assert last.startswith(
+        f"avs_jax: DatasetNotFoundError: dataset batvision/bv2 is not built in {empty}"
+    ), last
     assert "Traceback" not in r.stderr
 
 

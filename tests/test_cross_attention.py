@@ -30,9 +30,16 @@ def test_attention_weights_follow_query_key_similarity():
     # Two keys; identity-like projections: each query takes the value of the key it matches.
     c = 4
     eye = np.eye(c, dtype=np.float32)
-    params = {name: {"kernel": eye * s, "bias": np.zeros(c, np.float32)}
-              for name, s in (("audio_proj", 1.0), ("query", 10.0), ("key", 10.0),
-                              ("value", 1.0), ("out", 1.0))}
+    params = {
+        name: {"kernel": eye * s, "bias": np.zeros(c, np.float32)}
+        for name, s in (
+            ("audio_proj", 1.0),
+            ("query", 10.0),
+            ("key", 10.0),
+            ("value", 1.0),
+            ("out", 1.0),
+        )
+    }
     keys = np.array([[1, 0, 0, 0], [0, 1, 0, 0]], np.float32).reshape(1, 1, 2, c)
     queries = np.array([[1, 0, 0, 0], [0, 1, 0, 0]], np.float32).reshape(1, 1, 2, c)
     out = np.asarray(CrossModalAttention(num_heads=1).apply({"params": params}, queries, keys))

@@ -49,8 +49,10 @@ def test_nan_inf_and_nonpositive_values_name_the_file_and_count(tmp_path):
     pred[3, 1] = 1e39  # beyond float32: inf once cast
     np.save(tmp_path / "loc__7.npy", pred)
     path = str(tmp_path / "loc__7.npy")
-    msg = (f"{path}: 2 NaN, 2 inf, 3 <= 0 of its 20 values; a depth or disparity prediction "
-           "must be finite and > 0 at every pixel")
+    msg = (
+        f"{path}: 2 NaN, 2 inf, 3 <= 0 of its 20 values; a depth or disparity prediction "
+        "must be finite and > 0 at every pixel"
+    )
     with pytest.raises(PredictionError, match=f"^{re.escape(msg)}$"):
         load_prediction(str(tmp_path), "loc/7")
     # A bad file is not a missing one: allow_missing does not skip it.
@@ -71,25 +73,46 @@ def test_diverged_checkpoint_is_named_with_run_dir_and_sample(tmp_path, monkeypa
         return out
 
     predictor = evaluate_mod.Predictor("rgb_echoes", nan_at_sample_1, (4, 6))
-    monkeypatch.setattr(evaluate_mod, "_stage1_predictor",
-                        lambda variant, run_dir: (predictor, None, None, None))
+    monkeypatch.setattr(
+        evaluate_mod, "_stage1_predictor", lambda variant, run_dir: (predictor, None, None, None)
+    )
     monkeypatch.setattr(evaluate_mod.datasets, "open_dataset", lambda data: None)
     monkeypatch.setattr(evaluate_mod.datasets, "split_size", lambda builder, split: 2)
-    batch = {"valid_example": np.ones(2, bool), "sample_id": np.array(["loc/1", "loc/2"]),
-             "depth_full": gt, "image": np.zeros((2, 4, 6, 3), np.float32),
-             "echo": np.zeros((2, 4, 6, 2), np.float32)}
-    monkeypatch.setattr(evaluate_mod.input_pipeline, "create_eval_iterator",
-                        lambda builder, cfg, split: iter([batch]))
-    config = ml_collections.ConfigDict({
-        "stage1": {"rgb_echoes": "runs/diverged", "rgb": "", "echoes": ""}, "relative": {},
-        "datasets": {"bv2": {"name": "bv2", "data_dir": "", "max_depth": 30.0}},
-        "data_dir": "data", "table2_datasets": (), "min_depth": 1e-3, "batch_size": 2,
-        "external": {"predictions": "", "kind": "disparity", "name": "external"},
-        "allow_missing": False, "export": False, "figures": {"num_per_dataset": 0},
-        "gradcam": {"num_samples": 0}})
-    with pytest.raises(BadInputError, match=(
+    batch = {
+        "valid_example": np.ones(2, bool),
+        "sample_id": np.array(["loc/1", "loc/2"]),
+        "depth_full": gt,
+        "image": np.zeros((2, 4, 6, 3), np.float32),
+        "echo": np.zeros((2, 4, 6, 2), np.float32),
+    }
+    monkeypatch.setattr(
+        evaluate_mod.input_pipeline,
+        "create_eval_iterator",
+        lambda builder, cfg, split: iter([batch]),
+    )
+    config = ml_collections.ConfigDict(
+        {
+            "stage1": {"rgb_echoes": "runs/diverged", "rgb": "", "echoes": ""},
+            "relative": {},
+            "datasets": {"bv2": {"name": "bv2", "data_dir": "", "max_depth": 30.0}},
+            "data_dir": "data",
+            "table2_datasets": (),
+            "min_depth": 1e-3,
+            "batch_size": 2,
+            "external": {"predictions": "", "kind": "disparity", "name": "external"},
+            "allow_missing": False,
+            "export": False,
+            "figures": {"num_per_dataset": 0},
+            "gradcam": {"num_samples": 0},
+        }
+    )
+    with pytest.raises(
+        BadInputError,
+        match=(
             r"^model 'rgb_echoes' \(runs/diverged\), sample 'loc/2': 1 NaN/inf of its 24 "
-            r"predicted depth values;")):
+            r"predicted depth values;"
+        ),
+    ):
         evaluate_mod.evaluate(config, str(tmp_path))
     assert not (tmp_path / "tables.json").exists()
 
@@ -98,9 +121,15 @@ def test_depth_panel_png(tmp_path):
     rng = np.random.default_rng(0)
     gt = rng.uniform(1, 10, (24, 32)).astype(np.float32)
     gt[:4] = 0
-    path = figures.depth_panel(str(tmp_path / "p.png"), "loc/1", rng.uniform(size=(24, 32, 3)),
-                               gt, {"No": gt / 3, "RGB": gt * 1.2, "RGB-Echoes": gt},
-                               max_depth=30.0, error_of=("RGB", "RGB-Echoes"))
+    path = figures.depth_panel(
+        str(tmp_path / "p.png"),
+        "loc/1",
+        rng.uniform(size=(24, 32, 3)),
+        gt,
+        {"No": gt / 3, "RGB": gt * 1.2, "RGB-Echoes": gt},
+        max_depth=30.0,
+        error_of=("RGB", "RGB-Echoes"),
+    )
     img = np.asarray(Image.open(path))
     assert img.shape[1] > img.shape[0] > 100
     # Not a blank canvas: many distinct colours (depth maps and colour bars).

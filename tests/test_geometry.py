@@ -3,9 +3,9 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import synthetic_scene as scene
 from scipy.spatial.transform import Rotation
 
-import synthetic_scene as scene
 from avs_jax import geometry
 from avs_jax.losses.photometric import reprojection_loss
 
@@ -35,8 +35,9 @@ def test_project_backproject_round_trip_returns_pixel_grid():
     np.testing.assert_allclose(pix[..., 1], np.broadcast_to(v, (2, h, w)), atol=1e-4)
     # Sampling at the identity grid returns the image itself.
     image = rng.uniform(size=(2, h, w, 3)).astype(np.float32)
-    np.testing.assert_allclose(np.asarray(geometry.bilinear_sample(jnp.asarray(image), grid)),
-                               image, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(geometry.bilinear_sample(jnp.asarray(image), grid)), image, atol=1e-5
+    )
 
 
 def test_bilinear_sample_hand_cases_and_border_padding():
@@ -54,8 +55,10 @@ def test_bilinear_sample_hand_cases_and_border_padding():
 
 def test_scale_intrinsics_halves_focal_and_centre_per_level():
     K = jnp.array([[[100.0, 0.0, 64.0], [0.0, 90.0, 32.0], [0.0, 0.0, 1.0]]])
-    np.testing.assert_allclose(np.asarray(geometry.scale_intrinsics(K, 2))[0],
-                               [[25.0, 0.0, 16.0], [0.0, 22.5, 8.0], [0.0, 0.0, 1.0]])
+    np.testing.assert_allclose(
+        np.asarray(geometry.scale_intrinsics(K, 2))[0],
+        [[25.0, 0.0, 16.0], [0.0, 22.5, 8.0], [0.0, 0.0, 1.0]],
+    )
 
 
 def test_rot_from_axisangle_quarter_turn_about_z():
@@ -67,8 +70,9 @@ def test_rot_from_axisangle_quarter_turn_about_z():
     R = np.asarray(geometry.rot_from_axisangle(jnp.asarray(vec[None], jnp.float32)))[0, :3, :3]
     np.testing.assert_allclose(R, Rotation.from_rotvec(vec).as_matrix(), atol=1e-6)
     # A zero rotation vector is the identity, not NaN.
-    np.testing.assert_allclose(np.asarray(geometry.rot_from_axisangle(jnp.zeros((1, 3))))[0],
-                               np.eye(4), atol=1e-7)
+    np.testing.assert_allclose(
+        np.asarray(geometry.rot_from_axisangle(jnp.zeros((1, 3))))[0], np.eye(4), atol=1e-7
+    )
     # ... and has a finite gradient there (d R / d v at 0 is the cross-product matrix).
     grad = jax.jacobian(lambda v: geometry.rot_from_axisangle(v)[0, 1, 0])(jnp.zeros((1, 3)))
     np.testing.assert_allclose(np.asarray(grad), [[0.0, 0.0, 1.0]], atol=1e-6)
@@ -92,12 +96,20 @@ def _warp_error(frames, depths, K, poses, T):
     pixels whose true 3-D point is inside the source image, and that visibility mask."""
     h, w = depths.shape[1:]
     Kj = jnp.asarray(K)[None]
-    warped = geometry.warp(jnp.asarray(frames[2:3]), jnp.asarray(depths[1:2]), Kj,
-                           jnp.linalg.inv(Kj), jnp.asarray(T, jnp.float32)[None])
+    warped = geometry.warp(
+        jnp.asarray(frames[2:3]),
+        jnp.asarray(depths[1:2]),
+        Kj,
+        jnp.linalg.inv(Kj),
+        jnp.asarray(T, jnp.float32)[None],
+    )
     # Visibility from the TRUE geometry, so both poses are scored on the same pixels.
     T_true = scene.relative_pose(poses[1], poses[2])
-    grid = geometry.project(geometry.backproject(jnp.asarray(depths[1:2]), jnp.linalg.inv(Kj)),
-                            Kj, jnp.asarray(T_true, jnp.float32)[None])
+    grid = geometry.project(
+        geometry.backproject(jnp.asarray(depths[1:2]), jnp.linalg.inv(Kj)),
+        Kj,
+        jnp.asarray(T_true, jnp.float32)[None],
+    )
     visible = np.all(np.abs(np.asarray(grid)) < 0.98, axis=-1)[0]
     err = np.asarray(reprojection_loss(warped, jnp.asarray(frames[1:2]), 0.85))[0]
     return float(err[visible].mean()), visible
@@ -114,8 +126,9 @@ def test_warping_with_true_depth_and_pose_reproduces_the_target():
     T_true = scene.relative_pose(poses[1], poses[2])
     err_true, visible = _warp_error(frames, depths, K, poses, T_true)
     assert visible.mean() > 0.5
-    identity_err = float(np.asarray(reprojection_loss(jnp.asarray(frames[2]),
-                                                      jnp.asarray(frames[1]), 0.85)).mean())
+    identity_err = float(
+        np.asarray(reprojection_loss(jnp.asarray(frames[2]), jnp.asarray(frames[1]), 0.85)).mean()
+    )
     assert err_true < 0.01, err_true
     # A wrong pose (20 cm off sideways, or 3° more yaw) does not reproduce it.
     for wrong in (scene.pose(np.array([0.2, 0.0, 0.0])), scene.pose(np.zeros(3), yaw=0.05)):
@@ -140,15 +153,25 @@ def test_warping_simulator_frames_with_recorded_depth_and_poses(tmp_path):
     from tfds_batvision import simulate
 
     h, w = 192, 320
-    root = simulate.simulate_dataset("bv1", str(tmp_path / "bv1"), 1, seed=7, height=h, width=w,
-                                     frames_per_scene=21, split_fractions=(1, 0, 0),
-                                     progress=False)
+    root = simulate.simulate_dataset(
+        "bv1",
+        str(tmp_path / "bv1"),
+        1,
+        seed=7,
+        height=h,
+        width=w,
+        frames_per_scene=21,
+        split_fractions=(1, 0, 0),
+        progress=False,
+    )
     with open(os.path.join(root, "train.csv")) as f:
         rows = list(csv.DictReader(f))
     K, poses = simulate.load_bv1_geometry(root, rows[0]["session"])
     target, source = rows[0], rows[20]
-    frames = [np.asarray(Image.open(os.path.join(root, r["camera path left"])), np.float32) / 255
-              for r in (target, source)]
+    frames = [
+        np.asarray(Image.open(os.path.join(root, r["camera path left"])), np.float32) / 255
+        for r in (target, source)
+    ]
     depth_mm = np.load(os.path.join(root, target["depth path"]))
     valid = np.isfinite(depth_mm) & (depth_mm > 0)
     depth = np.where(valid, depth_mm, 1000.0) / 1000.0  # holes get any depth; masked below
@@ -164,15 +187,22 @@ def test_warping_simulator_frames_with_recorded_depth_and_poses(tmp_path):
     assert visible.mean() > 0.5
 
     def error(T):
-        warped = geometry.warp(jnp.asarray(frames[1])[None], jnp.asarray(depth, jnp.float32)[None],
-                               Kj, inv_K, jnp.asarray(T, jnp.float32)[None])
+        warped = geometry.warp(
+            jnp.asarray(frames[1])[None],
+            jnp.asarray(depth, jnp.float32)[None],
+            Kj,
+            inv_K,
+            jnp.asarray(T, jnp.float32)[None],
+        )
         err = np.asarray(reprojection_loss(warped, jnp.asarray(frames[0])[None], 0.85))[0]
         return float(np.median(err[visible])), float(err[visible].mean())
 
     med_true, mean_true = error(T_true)
-    identity = float(np.asarray(reprojection_loss(jnp.asarray(frames[1])[None],
-                                                  jnp.asarray(frames[0])[None], 0.85))[0][
-        visible].mean())
+    identity = float(
+        np.asarray(
+            reprojection_loss(jnp.asarray(frames[1])[None], jnp.asarray(frames[0])[None], 0.85)
+        )[0][visible].mean()
+    )
     assert med_true < 0.005 and mean_true < 0.03, (med_true, mean_true)
     assert identity > 3 * mean_true, (identity, mean_true)
     for wrong in (scene.pose(np.array([0.15, 0.0, 0.0])), scene.pose(np.zeros(3), yaw=0.035)):

@@ -26,14 +26,24 @@ def test_gradcam_highlights_the_only_column_that_matters():
     model = ColumnModel()
     stft = jax.random.uniform(jax.random.key(0), (2, 16, 12, 2))
     variables = model.init(jax.random.key(1), stft)
-    cam = np.asarray(grad_cam(model.apply, variables, "echo_features", lambda y: y, stft,
-                              method="hirescam"))
+    cam = np.asarray(
+        grad_cam(model.apply, variables, "echo_features", lambda y: y, stft, method="hirescam")
+    )
     # Exactly the column lights up: every other column has zero gradient.
     assert cam[:, :, COLUMN].max() == 1.0 and (cam[:, :, COLUMN] > 0).mean() > 0.5
     np.testing.assert_array_equal(np.delete(cam, COLUMN, axis=2), 0.0)
     # Resized to the STFT size it still peaks in that column.
-    big = np.asarray(grad_cam(model.apply, variables, "echo_features", lambda y: y, stft,
-                              method="hirescam", out_size=(16, 24)))
+    big = np.asarray(
+        grad_cam(
+            model.apply,
+            variables,
+            "echo_features",
+            lambda y: y,
+            stft,
+            method="hirescam",
+            out_size=(16, 24),
+        )
+    )
     assert np.argmax(big.sum(axis=(0, 1))) in (2 * COLUMN, 2 * COLUMN + 1)
 
 

@@ -46,6 +46,7 @@ def small_resnet(in_channels: int = 3) -> tuple[ResNet18, dict]:
 
 # ----------------------------------------------------------------------------------- parity
 
+
 def test_resnet18_matches_torchvision():
     sd, x, outs = load_fixture("resnet18")
     model, template = small_resnet()
@@ -59,6 +60,7 @@ def test_resnet18_matches_torchvision():
 
 
 # ------------------------------------------------------------------------- strict accounting
+
 
 def test_missing_extra_and_misshaped_keys_are_named():
     sd, _, _ = load_fixture("resnet18")
@@ -75,8 +77,10 @@ def test_missing_extra_and_misshaped_keys_are_named():
 
     wrong = dict(sd)
     wrong["layer3.0.downsample.0.weight"] = np.zeros((32, 8, 1, 1), np.float32)
-    with pytest.raises(iw.WeightImportError,
-                       match=r"wrong shapes: layer3\.0\.downsample\.0\.weight: \(32, 8, 1, 1\)"):
+    with pytest.raises(
+        iw.WeightImportError,
+        match=r"wrong shapes: layer3\.0\.downsample\.0\.weight: \(32, 8, 1, 1\)",
+    ):
         iw.import_resnet18(wrong, template)
 
 
@@ -89,17 +93,19 @@ def test_unmapped_flax_leaf_is_named():
 
 # ------------------------------------------------------------------------------- layouts
 
+
 def test_conv_kernel_matches_direct_correlation():
     rng = np.random.default_rng(0)
     w = rng.normal(size=(4, 3, 3, 2)).astype(np.float32)  # OIHW, kh=3, kw=2
     x = rng.normal(size=(1, 5, 6, 3)).astype(np.float32)  # NHWC
-    y = jax.lax.conv_general_dilated(x, iw.conv_kernel(w), (1, 1), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.lax.conv_general_dilated(
+        x, iw.conv_kernel(w), (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     # PyTorch Conv2d: out[o, i, j] = sum_c,a,b x[c, i + a, j + b] w[o, c, a, b].
     ref = np.zeros((1, 3, 5, 4))
     for i in range(3):
         for j in range(5):
-            ref[0, i, j] = np.einsum("abc,ocab->o", x[0, i:i + 3, j:j + 2], w)
+            ref[0, i, j] = np.einsum("abc,ocab->o", x[0, i : i + 3, j : j + 2], w)
     np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)
 
 
@@ -107,22 +113,26 @@ def torch_conv_transpose_reference(x, w, b, stride, padding, output_padding):
     """PyTorch ConvTranspose2d by definition (scatter-add), NHWC in/out, w [I, O, kh, kw]."""
     n, h, wd, _ = x.shape
     _, o, kh, kw = w.shape
-    full = np.zeros((n, (h - 1) * stride + kh + output_padding,
-                     (wd - 1) * stride + kw + output_padding, o))
+    full = np.zeros(
+        (n, (h - 1) * stride + kh + output_padding, (wd - 1) * stride + kw + output_padding, o)
+    )
     for i in range(h):
         for j in range(wd):
-            full[:, i * stride:i * stride + kh, j * stride:j * stride + kw] += np.einsum(
-                "nc,coab->nabo", x[:, i, j], w)
+            full[:, i * stride : i * stride + kh, j * stride : j * stride + kw] += np.einsum(
+                "nc,coab->nabo", x[:, i, j], w
+            )
     ho = (h - 1) * stride - 2 * padding + kh + output_padding
     wo = (wd - 1) * stride - 2 * padding + kw + output_padding
-    return full[:, padding:padding + ho, padding:padding + wo] + b
+    return full[:, padding : padding + ho, padding : padding + wo] + b
 
 
 @pytest.mark.parametrize("transpose_kernel", [False, True])
-@pytest.mark.parametrize("k,stride,padding,output_padding", [(4, 4, 0, 0), (2, 2, 0, 0),
-                                                             (3, 2, 1, 1)])
-def test_conv_transpose_matches_pytorch_definition(transpose_kernel, k, stride, padding,
-                                                   output_padding):
+@pytest.mark.parametrize(
+    "k,stride,padding,output_padding", [(4, 4, 0, 0), (2, 2, 0, 0), (3, 2, 1, 1)]
+)
+def test_conv_transpose_matches_pytorch_definition(
+    transpose_kernel, k, stride, padding, output_padding
+):
     import flax.linen as nn
 
     rng = np.random.default_rng(1)
@@ -130,8 +140,9 @@ def test_conv_transpose_matches_pytorch_definition(transpose_kernel, k, stride, 
     w = rng.normal(size=(5, 6, k, k)).astype(np.float32)  # PyTorch [I, O, kh, kw]
     b = rng.normal(size=(6,)).astype(np.float32)
     lo, hi = k - 1 - padding, k - 1 - padding + output_padding
-    layer = nn.ConvTranspose(6, (k, k), (stride, stride), padding=((lo, hi), (lo, hi)),
-                             transpose_kernel=transpose_kernel)
+    layer = nn.ConvTranspose(
+        6, (k, k), (stride, stride), padding=((lo, hi), (lo, hi)), transpose_kernel=transpose_kernel
+    )
     params = {"params": {"kernel": iw.conv_transpose_kernel(w, transpose_kernel), "bias": b}}
     y = layer.apply(params, x)
     ref = torch_conv_transpose_reference(x, w, b, stride, padding, output_padding)
@@ -145,8 +156,9 @@ def test_linear_and_qkv():
     np.testing.assert_allclose(x @ iw.linear_kernel(w), x @ w.T, rtol=1e-6)
     q, k, v = iw.split_qkv(iw.linear_kernel(w), axis=1)
     np.testing.assert_array_equal(np.concatenate([x @ q, x @ k, x @ v], 1), x @ w.T)
-    np.testing.assert_array_equal(iw.qkv_bias(np.ones(3), 2 * np.ones(3)),
-                                  [1, 1, 1, 0, 0, 0, 2, 2, 2])
+    np.testing.assert_array_equal(
+        iw.qkv_bias(np.ones(3), 2 * np.ones(3)), [1, 1, 1, 0, 0, 0, 2, 2, 2]
+    )
 
 
 def test_pose_stem_is_duplicated_and_halved():
@@ -156,14 +168,17 @@ def test_pose_stem_is_duplicated_and_halved():
     np.testing.assert_array_equal(w6, np.concatenate([w, w], 1) / 2)
     img = rng.normal(size=(1, 16, 16, 3)).astype(np.float32)
     conv = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
-        x, iw.conv_kernel(k), (2, 2), ((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(conv(np.concatenate([img, img], -1), w6), conv(img, w),
-                               rtol=1e-5, atol=1e-5)
+        x, iw.conv_kernel(k), (2, 2), ((3, 3), (3, 3)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    np.testing.assert_allclose(
+        conv(np.concatenate([img, img], -1), w6), conv(img, w), rtol=1e-5, atol=1e-5
+    )
     # The 2-channel echo stem: an input equal on both channels responds like that grey image.
     w2 = iw.adapt_input_channels(w, 2)
     grey = rng.normal(size=(1, 16, 16, 1)).astype(np.float32)
-    np.testing.assert_allclose(conv(np.repeat(grey, 2, -1), w2), conv(np.repeat(grey, 3, -1), w),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        conv(np.repeat(grey, 2, -1), w2), conv(np.repeat(grey, 3, -1), w), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_rel_pos_table_interpolation():
@@ -187,9 +202,13 @@ def test_rel_pos_table_interpolation():
 
 # --------------------------------------------------------------------------------- readers
 
+
 def test_safetensors_round_trip_and_handcrafted_header(tmp_path):
-    tensors = {"a.weight": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
-               "b": np.array([1, -2], np.int64), "c": np.float16([0.5, 1.5])}
+    tensors = {
+        "a.weight": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+        "b": np.array([1, -2], np.int64),
+        "c": np.float16([0.5, 1.5]),
+    }
     path = tmp_path / "w.safetensors"
     iw.write_safetensors(path, tensors)
     back = iw.read_safetensors(path)
@@ -198,13 +217,13 @@ def test_safetensors_round_trip_and_handcrafted_header(tmp_path):
         assert back[k].dtype == v.dtype
         np.testing.assert_array_equal(back[k], v)
     # A file written by hand from the format description, with bfloat16 and metadata.
-    header = (b'{"__metadata__":{"format":"pt"},'
-              b'"x":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}')
+    header = (
+        b'{"__metadata__":{"format":"pt"},"x":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}'
+    )
     bf16 = np.float32([1.0, -2.5]).view(np.uint32) >> 16
     blob = len(header).to_bytes(8, "little") + header + bf16.astype("<u2").tobytes()
     (tmp_path / "h.safetensors").write_bytes(blob)
-    np.testing.assert_array_equal(iw.read_state_dict(tmp_path / "h.safetensors")["x"],
-                                  [1.0, -2.5])
+    np.testing.assert_array_equal(iw.read_state_dict(tmp_path / "h.safetensors")["x"], [1.0, -2.5])
 
 
 def test_readers_name_the_file(tmp_path):
@@ -219,6 +238,7 @@ def test_readers_name_the_file(tmp_path):
 
 # ----------------------------------------------------------------------- checkpoint + CLI
 
+
 def test_cli_checkpoint_load_and_merge(tmp_path):
     sd, _, _ = load_fixture("resnet18")
     _, template = small_resnet()
@@ -230,16 +250,20 @@ def test_cli_checkpoint_load_and_merge(tmp_path):
 
     # Merge into a bigger model's variables at a prefix: values land there, the rest is kept.
     fresh = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), template)
-    outer = {"params": {"encoder": fresh["params"], "head": {"w": np.ones(3)}},
-             "batch_stats": {"encoder": fresh["batch_stats"]}}
+    outer = {
+        "params": {"encoder": fresh["params"], "head": {"w": np.ones(3)}},
+        "batch_stats": {"encoder": fresh["batch_stats"]},
+    }
     merged = iw.merge_pretrained(outer, loaded, "encoder")
     np.testing.assert_array_equal(merged["params"]["head"]["w"], np.ones(3))
     inner = {"params": merged["params"]["encoder"], "batch_stats": merged["batch_stats"]["encoder"]}
     for a, b in zip(jax.tree.leaves(inner), jax.tree.leaves(variables)):
         np.testing.assert_array_equal(a, b)
     # The caller's variables are not modified.
-    assert not np.array_equal(outer["params"]["encoder"]["conv1"]["kernel"],
-                              merged["params"]["encoder"]["conv1"]["kernel"])
+    assert not np.array_equal(
+        outer["params"]["encoder"]["conv1"]["kernel"],
+        merged["params"]["encoder"]["conv1"]["kernel"],
+    )
 
     # Shape mismatches at merge time are named.
     small = {"params": {"encoder": jax.tree.map(lambda a: a, fresh["params"])}}
@@ -252,14 +276,30 @@ def test_command_line(tmp_path, capsys):
     sd, _, _ = load_fixture("resnet18")
     np.savez(tmp_path / "resnet.npz", **sd)
     # The full-width ResNet-18 does not fit the small fixture: exit status 1, the key is named.
-    assert iw.main(["--source=resnet18", f"--in={tmp_path / 'resnet.npz'}",
-                    f"--out={tmp_path / 'bad'}"]) == 1
+    assert (
+        iw.main(
+            ["--source=resnet18", f"--in={tmp_path / 'resnet.npz'}", f"--out={tmp_path / 'bad'}"]
+        )
+        == 1
+    )
     assert "conv1.weight: (8, 3, 7, 7) converts to (7, 7, 3, 8)" in capsys.readouterr().err
-    assert iw.main(["--source=resnet18", f"--in={tmp_path / 'resnet.npz'}", "--in_channels=6",
-                    "--widths=8,8,16,32,64", f"--out={tmp_path / 'ok'}"]) == 0
+    assert (
+        iw.main(
+            [
+                "--source=resnet18",
+                f"--in={tmp_path / 'resnet.npz'}",
+                "--in_channels=6",
+                "--widths=8,8,16,32,64",
+                f"--out={tmp_path / 'ok'}",
+            ]
+        )
+        == 0
+    )
     loaded = iw.read_imported(tmp_path / "ok")
-    np.testing.assert_allclose(loaded["params"]["conv1"]["kernel"],
-                               iw.conv_kernel(np.concatenate([sd["conv1.weight"]] * 2, 1) / 2))
+    np.testing.assert_allclose(
+        loaded["params"]["conv1"]["kernel"],
+        iw.conv_kernel(np.concatenate([sd["conv1.weight"]] * 2, 1) / 2),
+    )
 
 
 def test_monodepth2_depth_matches_upstream():
@@ -290,9 +330,15 @@ def test_monodepth2_pose_matches_upstream():
     net = {k: v for k, v in sd.items() if k.startswith("net.")}
     variables, _ = iw.import_monodepth2_pose(enc, net, template)
     # One compiled call; the decoder's own output (both frames) comes out as an intermediate.
-    apply = jax.jit(lambda v, p: model.apply(
-        v, p, train=False, capture_intermediates=lambda m, _: m.name == "decoder",
-        mutable=["intermediates"]))
+    apply = jax.jit(
+        lambda v, p: model.apply(
+            v,
+            p,
+            train=False,
+            capture_intermediates=lambda m, _: m.name == "decoder",
+            mutable=["intermediates"],
+        )
+    )
     (axisangle, translation), state = apply(variables, jnp.asarray(x))
     # PoseNet returns the first frame's motion, as Monodepth2 uses it.
     assert_close_to_scale(axisangle, outs["axisangle"][:, 0], what="axisangle")
@@ -307,9 +353,17 @@ def midas_fixture_model():
     sd, x, outs = load_fixture("midas_dpt")
     # The fixture's BEiT (tools/make_parity_fixtures.py): hooks 0-3 of 5 blocks, embed 64,
     # 4 heads, reassemble 16/32/64/64, features 16, head 2; table for 64×64, run at 64×96.
-    model = midas.MiDaS(image_size=(64, 96), embed_dim=64, depth=5, num_heads=4, patch_size=16,
-                        hooks=(0, 1, 2, 3), reassemble_features=(16, 32, 64, 64), features=16,
-                        head_features=2)
+    model = midas.MiDaS(
+        image_size=(64, 96),
+        embed_dim=64,
+        depth=5,
+        num_heads=4,
+        patch_size=16,
+        hooks=(0, 1, 2, 3),
+        reassemble_features=(16, 32, 64, 64),
+        features=16,
+        head_features=2,
+    )
     return model, sd, x, outs
 
 
@@ -317,8 +371,10 @@ def test_midas_dpt_matches_upstream():
     model, sd, x, outs = midas_fixture_model()
     template = iw.model_template(model, jnp.zeros((1, 64, 96, 3)))
     # Released MiDaS checkpoints also hold the (persistent, then) index buffers: skipped.
-    sd = dict(sd, **{"pretrained.model.blocks.0.attn.relative_position_index":
-                     np.zeros((17, 17), np.int64)})
+    sd = dict(
+        sd,
+        **{"pretrained.model.blocks.0.attn.relative_position_index": np.zeros((17, 17), np.int64)},
+    )
     variables, skipped = iw.import_midas_dpt(sd, template, grid=(4, 6))
     assert any(k.startswith("pretrained.model.blocks.4.") for k in skipped)  # after last hook
     assert "pretrained.model.head.weight" in skipped
@@ -335,13 +391,27 @@ def test_zoedepth_matches_upstream():
     c.variant = "rgb"
     c.max_depth = 10.0
     # The fixture's tiny MiDaS (as in midas_dpt, but ZoeDepth's fixed 32-channel out_conv).
-    c.midas.update(image_size=(64, 96), embed_dim=64, depth=5, num_heads=4, hooks=(0, 1, 2, 3),
-                   reassemble_features=(16, 32, 64, 64), features=16, head_features=32)
+    c.midas.update(
+        image_size=(64, 96),
+        embed_dim=64,
+        depth=5,
+        num_heads=4,
+        hooks=(0, 1, 2, 3),
+        reassemble_features=(16, 32, 64, 64),
+        features=16,
+        head_features=32,
+    )
     # ZoeDepth's attractors call `inv_attractor(dx)` without passing alpha/gamma, so the
     # released code attracts with the function defaults alpha = 300, gamma = 2 whatever
     # config_zoedepth.json says (attractor_alpha = 1000 is stored but unused).
-    c.bins.update(n_bins=16, bin_embedding_dim=16, seed_mlp_dim=256, mlp_dim=128,
-                  attractor_alpha=300.0, attractor_gamma=2)
+    c.bins.update(
+        n_bins=16,
+        bin_embedding_dim=16,
+        seed_mlp_dim=256,
+        mlp_dim=128,
+        attractor_alpha=300.0,
+        attractor_gamma=2,
+    )
     model = avsnet.AVSNet(c)
     template = iw.model_template(model, jnp.zeros((1, 64, 96, 3)), None, train=False)
     variables, skipped = iw.import_zoedepth(sd, template, grid=(4, 6))
@@ -351,13 +421,15 @@ def test_zoedepth_matches_upstream():
         assert_close_to_scale(got[name], outs[name], what=name)
     # The imported pieces merge into an AVS-Net (with echoes) by name.
     c.variant = "rgb_echoes"
-    full = iw.model_template(avsnet.AVSNet(c), jnp.zeros((1, 64, 96, 3)),
-                             jnp.zeros((1, 64, 96, 2)), train=False)
+    full = iw.model_template(
+        avsnet.AVSNet(c), jnp.zeros((1, 64, 96, 3)), jnp.zeros((1, 64, 96, 2)), train=False
+    )
     merged = full
     for name in ("midas", "conv2", "metric_bins"):
         merged = iw.merge_pretrained(merged, iw.subtree(variables, name), name)
-    np.testing.assert_array_equal(merged["params"]["conv2"]["kernel"],
-                                  variables["params"]["conv2"]["kernel"])
+    np.testing.assert_array_equal(
+        merged["params"]["conv2"]["kernel"], variables["params"]["conv2"]["kernel"]
+    )
 
 
 def test_command_line_midas_and_zoedepth(tmp_path):
@@ -366,8 +438,7 @@ def test_command_line_midas_and_zoedepth(tmp_path):
     sd, _, _ = load_fixture("midas_dpt")
     iw.write_safetensors(tmp_path / "midas.safetensors", sd)
     with pytest.raises(iw.WeightImportError, match="MiDaS BEiT with 5 blocks"):
-        cli_midas_dpt([tmp_path / "midas.safetensors"],
-                      type("Args", (), {"image_size": "64,96"}))
+        cli_midas_dpt([tmp_path / "midas.safetensors"], type("Args", (), {"image_size": "64,96"}))
     # With 12 blocks (a BEiT-B layout: hooks 2, 5, 8, 11) the whole path runs.
     sd12 = {k: v for k, v in sd.items() if ".blocks." not in k}
     for i in range(12):
@@ -375,14 +446,25 @@ def test_command_line_midas_and_zoedepth(tmp_path):
             if k.startswith("pretrained.model.blocks.0."):
                 sd12[k.replace(".blocks.0.", f".blocks.{i}.")] = v
     iw.write_safetensors(tmp_path / "midas12.safetensors", sd12)
-    assert iw.main(["--source=midas_dpt", f"--in={tmp_path / 'midas12.safetensors'}",
-                    "--image_size=64,64", f"--out={tmp_path / 'm'}"]) == 0
+    assert (
+        iw.main(
+            [
+                "--source=midas_dpt",
+                f"--in={tmp_path / 'midas12.safetensors'}",
+                "--image_size=64,64",
+                f"--out={tmp_path / 'm'}",
+            ]
+        )
+        == 0
+    )
     loaded = iw.read_imported(tmp_path / "m")
     assert sorted(k for k in loaded["params"]["encoder"] if k.startswith("blocks_")) == sorted(
-        f"blocks_{i}" for i in range(12))
+        f"blocks_{i}" for i in range(12)
+    )
     np.testing.assert_array_equal(
         loaded["params"]["encoder"]["blocks_11"]["attn"]["relative_position_bias_table"],
-        sd["pretrained.model.blocks.0.attn.relative_position_bias_table"])  # same 4×4 grid
+        sd["pretrained.model.blocks.0.attn.relative_position_bias_table"],
+    )  # same 4×4 grid
 
     zsd, _, _ = load_fixture("zoedepth")
     z12 = {k: v for k, v in zsd.items() if ".blocks." not in k}
@@ -391,15 +473,26 @@ def test_command_line_midas_and_zoedepth(tmp_path):
             if k.startswith("core.core.pretrained.model.blocks.0."):
                 z12[k.replace(".blocks.0.", f".blocks.{i}.")] = v
     np.savez(tmp_path / "zoe.npz", **{f"model.{k}": v for k, v in z12.items()})
-    assert iw.main(["--source=zoedepth", f"--in={tmp_path / 'zoe.npz'}", "--image_size=64,96",
-                    f"--out={tmp_path / 'z'}"]) == 0
+    assert (
+        iw.main(
+            [
+                "--source=zoedepth",
+                f"--in={tmp_path / 'zoe.npz'}",
+                "--image_size=64,96",
+                f"--out={tmp_path / 'z'}",
+            ]
+        )
+        == 0
+    )
     loaded = iw.read_imported(tmp_path / "z")
     np.testing.assert_array_equal(
         loaded["params"]["metric_bins"]["attractors_1"]["conv2"]["kernel"],
-        iw.conv_kernel(zsd["attractors.1._net.2.weight"]))
+        iw.conv_kernel(zsd["attractors.1._net.2.weight"]),
+    )
     # The 4×4 table of the file, resized to the 4×6 grid of 64×96.
     assert loaded["params"]["midas"]["encoder"]["blocks_3"]["attn"][
-        "relative_position_bias_table"].shape == (7 * 11 + 3, 4)
+        "relative_position_bias_table"
+    ].shape == (7 * 11 + 3, 4)
 
 
 def test_pth_without_torch_says_what_to_do(tmp_path, monkeypatch):
@@ -415,15 +508,21 @@ def test_imagenet_resnet_starts_the_pose_encoder():
     """The paper's start: ImageNet ResNet-18 weights into PoseNet's 6-channel encoder."""
     PoseNet = pytest.importorskip("avs_jax.models.posenet").PoseNet
     sd, _, _ = load_fixture("resnet18")
-    pose = iw.model_template(PoseNet(encoder_widths=(8, 8, 16, 32, 64), hidden=32),
-                             jnp.zeros((1, 64, 64, 6)), train=False)
+    pose = iw.model_template(
+        PoseNet(encoder_widths=(8, 8, 16, 32, 64), hidden=32),
+        jnp.zeros((1, 64, 64, 6)),
+        train=False,
+    )
     encoder = {c: pose[c]["encoder"] for c in ("params", "batch_stats")}
     imported, _ = iw.import_resnet18(sd, encoder)
     merged = iw.merge_pretrained(pose, imported, "encoder")
-    np.testing.assert_array_equal(merged["params"]["encoder"]["conv1"]["kernel"],
-                                  iw.conv_kernel(np.concatenate([sd["conv1.weight"]] * 2, 1) / 2))
-    np.testing.assert_array_equal(merged["batch_stats"]["encoder"]["layer4_1"]["bn2"]["var"],
-                                  sd["layer4.1.bn2.running_var"])
+    np.testing.assert_array_equal(
+        merged["params"]["encoder"]["conv1"]["kernel"],
+        iw.conv_kernel(np.concatenate([sd["conv1.weight"]] * 2, 1) / 2),
+    )
+    np.testing.assert_array_equal(
+        merged["batch_stats"]["encoder"]["layer4_1"]["bn2"]["var"], sd["layer4.1.bn2.running_var"]
+    )
 
 
 def test_init_from_puts_an_imported_resnet_into_the_echo_encoder(tmp_path):
@@ -433,25 +532,44 @@ def test_init_from_puts_an_imported_resnet_into_the_echo_encoder(tmp_path):
     from avs_jax.train import checkpointing
 
     cfg = default_model_config("tiny")
-    shapes = jax.eval_shape(lambda: AVSNet(cfg).init(
-        jax.random.key(0), jnp.zeros((1, 64, 128, 3)), jnp.zeros((1, 64, 128, 2)), train=False))
+    shapes = jax.eval_shape(
+        lambda: AVSNet(cfg).init(
+            jax.random.key(0), jnp.zeros((1, 64, 128, 3)), jnp.zeros((1, 64, 128, 2)), train=False
+        )
+    )
     rs = np.random.RandomState(0)
-    variables = {c: jax.tree.map(lambda x: rs.randn(*x.shape).astype(np.float32), shapes[c])
-                 for c in ("params", "batch_stats")}
-    resnet = jax.eval_shape(lambda: ResNet18(tuple(cfg.echo.widths), tuple(cfg.echo.blocks)).init(
-        jax.random.key(1), jnp.zeros((1, 64, 128, 2)), train=False))
-    pretrained = {c: jax.tree.map(lambda x: np.full(x.shape, 0.5, np.float32), resnet[c])
-                  for c in ("params", "batch_stats")}
+    variables = {
+        c: jax.tree.map(lambda x: rs.randn(*x.shape).astype(np.float32), shapes[c])
+        for c in ("params", "batch_stats")
+    }
+    resnet = jax.eval_shape(
+        lambda: ResNet18(tuple(cfg.echo.widths), tuple(cfg.echo.blocks)).init(
+            jax.random.key(1), jnp.zeros((1, 64, 128, 2)), train=False
+        )
+    )
+    pretrained = {
+        c: jax.tree.map(lambda x: np.full(x.shape, 0.5, np.float32), resnet[c])
+        for c in ("params", "batch_stats")
+    }
     iw.save_pretrained(tmp_path / "echo", pretrained)
     loaded = checkpointing.load_pretrained(str(tmp_path / "echo"), variables, "echo_encoder")
     for leaf in jax.tree.leaves(loaded["params"]["echo_encoder"]):
         np.testing.assert_array_equal(leaf, 0.5)
-    np.testing.assert_array_equal(loaded["params"]["conv2"]["kernel"],
-                                  variables["params"]["conv2"]["kernel"])
+    np.testing.assert_array_equal(
+        loaded["params"]["conv2"]["kernel"], variables["params"]["conv2"]["kernel"]
+    )
     # A ResNet of another width does not fit: the error names the parameter.
-    wide = jax.eval_shape(lambda: ResNet18((16, 8, 16, 16, 32), tuple(cfg.echo.blocks)).init(
-        jax.random.key(1), jnp.zeros((1, 64, 128, 2)), train=False))
-    iw.save_pretrained(tmp_path / "wide", {c: jax.tree.map(
-        lambda x: np.zeros(x.shape, np.float32), wide[c]) for c in ("params", "batch_stats")})
+    wide = jax.eval_shape(
+        lambda: ResNet18((16, 8, 16, 16, 32), tuple(cfg.echo.blocks)).init(
+            jax.random.key(1), jnp.zeros((1, 64, 128, 2)), train=False
+        )
+    )
+    iw.save_pretrained(
+        tmp_path / "wide",
+        {
+            c: jax.tree.map(lambda x: np.zeros(x.shape, np.float32), wide[c])
+            for c in ("params", "batch_stats")
+        },
+    )
     with pytest.raises(iw.WeightImportError, match="conv1"):
         checkpointing.load_pretrained(str(tmp_path / "wide"), variables, "echo_encoder")

@@ -18,7 +18,7 @@ def _numpy_conv(x, k, stride, pad):
     out = np.zeros((b, oh, ow, cout))
     for i in range(oh):
         for j in range(ow):
-            patch = x[:, i * stride:i * stride + kh, j * stride:j * stride + kw, :]
+            patch = x[:, i * stride : i * stride + kh, j * stride : j * stride + kw, :]
             out[:, i, j, :] = np.einsum("bhwc,hwco->bo", patch, k)
     return out
 
@@ -42,8 +42,9 @@ def test_resize_bilinear_align_corners_hand_case():
     # align_corners: output samples at 0, 0.5, 1, 1.5, 2 in input coordinates.
     np.testing.assert_allclose(np.asarray(y).ravel(), [0, 0.5, 1, 1.5, 2], atol=1e-6)
     up = upsample_nearest(jnp.arange(4.0).reshape(1, 2, 2, 1))
-    np.testing.assert_array_equal(np.asarray(up)[0, :, :, 0],
-                                  [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]])
+    np.testing.assert_array_equal(
+        np.asarray(up)[0, :, :, 0], [[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 3, 3], [2, 2, 3, 3]]
+    )
 
 
 def test_interp_matrix_rows_are_linear_interpolation_weights():
@@ -57,8 +58,15 @@ def test_interp_matrix_rows_are_linear_interpolation_weights():
         np.testing.assert_allclose(m @ ramp, pos, atol=1e-4)
 
 
-@pytest.mark.parametrize("shape,size", [((2, 8, 16, 3), (64, 128)), ((1, 64, 128, 1), (96, 200)),
-                                        ((1, 5, 7, 4), (3, 2)), ((1, 4, 4, 2), (1, 9))])
+@pytest.mark.parametrize(
+    "shape,size",
+    [
+        ((2, 8, 16, 3), (64, 128)),
+        ((1, 64, 128, 1), (96, 200)),
+        ((1, 5, 7, 4), (3, 2)),
+        ((1, 4, 4, 2), (1, 9)),
+    ],
+)
 def test_resize_bilinear_matmul_and_gather_agree_with_gradients(monkeypatch, shape, size):
     """The CPU's matmul form and the accelerators' gather form: same values and gradients."""
     rng = np.random.default_rng(0)
@@ -75,8 +83,12 @@ def test_resize_bilinear_matmul_and_gather_agree_with_gradients(monkeypatch, sha
 
 def test_resize_lowering_follows_the_environment(monkeypatch):
     x = jnp.zeros((1, 4, 6, 2))
-    prims = lambda: {e.primitive.name for e in jax.make_jaxpr(  # noqa: E731
-        lambda x: resize_bilinear(x, (8, 12)))(x).jaxpr.eqns}
+    prims = lambda: {
+        e.primitive.name
+        for e in jax.make_jaxpr(  # noqa: E731
+            lambda x: resize_bilinear(x, (8, 12))
+        )(x).jaxpr.eqns
+    }
     monkeypatch.setenv(layers.RESIZE_ENV, "gather")
     assert "gather" in prims() and "dot_general" not in prims()
     monkeypatch.setenv(layers.RESIZE_ENV, "matmul")
@@ -91,8 +103,16 @@ def test_resize_lowering_follows_the_environment(monkeypatch):
 def test_grouped_dilated_conv_matches_numpy(lowering, groups, dilation):
     """Depthwise / grouped and dilated convs (the light DepthNet's blocks) on both lowerings."""
     x = np.random.default_rng(1).normal(size=(2, 9, 10, 4)).astype(np.float32)
-    conv = Conv(4, 3, 1, dilation, use_bias=False, feature_group_count=groups,
-                kernel_dilation=dilation, lowering=lowering)
+    conv = Conv(
+        4,
+        3,
+        1,
+        dilation,
+        use_bias=False,
+        feature_group_count=groups,
+        kernel_dilation=dilation,
+        lowering=lowering,
+    )
     variables = conv.init(jax.random.key(0), x)
     y = np.asarray(conv.apply(variables, x))
     k = np.asarray(variables["params"]["kernel"])  # [3, 3, 4 / groups, 4]
@@ -100,7 +120,9 @@ def test_grouped_dilated_conv_matches_numpy(lowering, groups, dilation):
     cg = 4 // groups
     dense = np.zeros((3, 3, 4, 4), np.float32)
     for g in range(groups):
-        dense[:, :, g * cg:(g + 1) * cg, g * cg:(g + 1) * cg] = k[:, :, :, g * cg:(g + 1) * cg]
+        dense[:, :, g * cg : (g + 1) * cg, g * cg : (g + 1) * cg] = k[
+            :, :, :, g * cg : (g + 1) * cg
+        ]
     kd = (3 - 1) * dilation + 1
     dilated = np.zeros((kd, kd, 4, 4), np.float32)
     dilated[::dilation, ::dilation] = dense

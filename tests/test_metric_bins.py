@@ -5,8 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from avs_jax.models.metric_bins import (AttractorLayer, SeedBinRegressor, attract,
-                                        inv_attractor, log_binomial_probs)
+from avs_jax.models.metric_bins import (
+    AttractorLayer,
+    SeedBinRegressor,
+    attract,
+    inv_attractor,
+    log_binomial_probs,
+)
 
 
 @pytest.mark.parametrize("t", [0.0212, 1.0, 50.0])
@@ -35,7 +40,7 @@ def test_inverse_attractor_hand_values():
     centres = jnp.array([1.99, 2.05, 5.0, 0.5])
     new = np.asarray(attract(centres, jnp.array([2.0]), alpha=1000.0, gamma=2))
     dx = 2.0 - np.array([1.99, 2.05, 5.0, 0.5])
-    expected_delta = dx / (1 + 1000 * dx ** 2)
+    expected_delta = dx / (1 + 1000 * dx**2)
     np.testing.assert_allclose(new - np.asarray(centres), expected_delta, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(expected_delta[:2], [0.01 / 1.1, -0.05 / 3.5], rtol=1e-6)
     # Every centre moves towards the attractor, never past it.
@@ -114,7 +119,9 @@ def test_log_binomial_finite_under_jit():
 
 def test_stirling_log_binomial_is_symmetric_and_close_to_exact():
     from math import lgamma
+
     from avs_jax.models.metric_bins import log_binomial_coefficient
+
     k = np.arange(64)
     lc = log_binomial_coefficient(63, k)
     np.testing.assert_allclose(lc, lc[::-1], atol=1e-4)

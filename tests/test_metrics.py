@@ -29,9 +29,9 @@ def test_hand_computed_image():
     m = {k: float(v[0]) for k, v in per_image_metrics(pred, gt, 1e-3, 30.0).items()}
     assert m["n_valid"] == 2 and m["n_nonfinite"] == 0
     rtol = _rtol(2)
-    assert m["abs_rel"] == pytest.approx(0.25, rel=rtol)            # (1/2 + 0) / 2
-    assert m["sq_rel"] == pytest.approx(0.25, rel=rtol)             # (1/2 + 0) / 2
-    assert m["rmse"] == pytest.approx(math.sqrt(0.5), rel=rtol)     # sqrt((1 + 0) / 2)
+    assert m["abs_rel"] == pytest.approx(0.25, rel=rtol)  # (1/2 + 0) / 2
+    assert m["sq_rel"] == pytest.approx(0.25, rel=rtol)  # (1/2 + 0) / 2
+    assert m["rmse"] == pytest.approx(math.sqrt(0.5), rel=rtol)  # sqrt((1 + 0) / 2)
     assert m["rmse_log"] == pytest.approx(math.log(2) / math.sqrt(2), rel=rtol)
     # max ratio 2 fails 1.25, 1.5625 and 1.953125; ratio 1 passes all three.
     assert (m["a1"], m["a2"], m["a3"]) == (0.5, 0.5, 0.5)
@@ -39,7 +39,7 @@ def test_hand_computed_image():
 
 def test_thresholds_are_strict_and_symmetric():
     gt = jnp.array([[[1.0, 1.0, 1.0, 1.0]]])
-    pred = jnp.array([[[1.2, 1 / 1.2, 1.3, 1.25 ** 2 * 0.99]]])
+    pred = jnp.array([[[1.2, 1 / 1.2, 1.3, 1.25**2 * 0.99]]])
     m = per_image_metrics(pred, gt, 1e-3, 10.0)
     # 1.2 and 1/1.2 pass delta<1.25 (the ratio is symmetric); 1.3 and 1.547 do not. Counts of 4
     # pixels: exact.
@@ -57,9 +57,13 @@ def test_prediction_clipped_to_depth_range():
 
 
 def test_nan_inf_and_empty_images_are_left_out_and_counted():
-    gt = np.array([[[np.nan, np.inf], [-1.0, 3.0]],   # only 3.0 is valid
-                   [[0.0, np.nan], [30.0, 31.0]]],     # nothing valid (30 is not < 30)
-                  dtype=np.float32)
+    gt = np.array(
+        [
+            [[np.nan, np.inf], [-1.0, 3.0]],  # only 3.0 is valid
+            [[0.0, np.nan], [30.0, 31.0]],
+        ],  # nothing valid (30 is not < 30)
+        dtype=np.float32,
+    )
     pred = np.full((2, 2, 2), 6.0, np.float32)
     out = evaluate_arrays(pred, gt, 1e-3, 30.0)
     assert out["n_images"] == 1 and out["n_skipped"] == 1
@@ -111,8 +115,11 @@ def test_evaluate_arrays_names_the_image_with_a_nan_pixel():
     gt[6, 0, 0] = 0.0  # an invalid pixel: 3 valid ones left
     pred = np.full((10, 2, 2), 3.0, np.float32)
     pred[6, 1, 1] = np.nan
-    with pytest.raises(ValueError, match=r"^image 6: the prediction is NaN or inf at 1 of its 3 "
-                                         r"valid ground-truth pixels$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^image 6: the prediction is NaN or inf at 1 of its 3 "
+        r"valid ground-truth pixels$",
+    ):
         evaluate_arrays(pred, gt, 1e-3, 10.0, batch_size=4)
     # The same NaN at an invalid ground-truth pixel affects no number: no error.
     gt[6, 1, 1] = 0.0
@@ -122,8 +129,9 @@ def test_evaluate_arrays_names_the_image_with_a_nan_pixel():
 
 def test_accumulator_ignores_nan_in_padding_and_refuses_a_nan_metric():
     acc = MetricAccumulator()
-    m = per_image_metrics(jnp.array([[[1.0]], [[jnp.nan]]]), jnp.array([[[2.0]], [[4.0]]]),
-                          1e-3, 10.0)
+    m = per_image_metrics(
+        jnp.array([[[1.0]], [[jnp.nan]]]), jnp.array([[[2.0]], [[4.0]]]), 1e-3, 10.0
+    )
     acc.update(m, example_mask=np.array([True, False]))  # the NaN row is padding
     assert acc.result()["n_images"] == 1
     # A hand-made row with a NaN metric (image 1 + 1 of the batch) is refused, not averaged.

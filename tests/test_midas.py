@@ -15,9 +15,7 @@ def test_relative_position_index_hand_case():
     # 1×2 grid: tokens (0,0), (0,1); table (2*1-1)*(2*2-1)+3 = 6 entries.
     idx = relative_position_index((1, 2))
     # pair (q, k): (dy + 0) * 3 + (dx + 1); dx = xq - xk.
-    expected = np.array([[5, 3, 3],
-                         [4, 1, 0],
-                         [4, 2, 1]])
+    expected = np.array([[5, 3, 3], [4, 1, 0], [4, 2, 1]])
     np.testing.assert_array_equal(idx, expected)
 
 
@@ -52,8 +50,9 @@ def test_attention_relative_bias_is_added_to_logits():
     np.testing.assert_allclose(out[0, 0], expected, rtol=1e-4, atol=1e-5)
     # The other queries see a zero bias to the patch tokens and a zero one to cls: uniform.
     mean_v = (np.asarray(x)[0] @ qkv[:, 16:] + np.asarray(params["v_bias"])).mean(0)
-    np.testing.assert_allclose(out[0, 1], mean_v @ params["proj"]["kernel"]
-                               + params["proj"]["bias"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        out[0, 1], mean_v @ params["proj"]["kernel"] + params["proj"]["bias"], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_attention_rejects_other_grid():
@@ -78,16 +77,30 @@ def test_conv_transpose_non_overlap_matches_numpy():
 
 
 def test_tiny_midas_outputs_and_conventions():
-    model = MiDaS(image_size=(32, 64), embed_dim=16, depth=2, num_heads=2, patch_size=16,
-                  hooks=(0, 1, 0, 1), reassemble_features=(4, 8, 8, 8), features=8,
-                  head_features=4)
+    model = MiDaS(
+        image_size=(32, 64),
+        embed_dim=16,
+        depth=2,
+        num_heads=2,
+        patch_size=16,
+        hooks=(0, 1, 0, 1),
+        reassemble_features=(4, 8, 8, 8),
+        features=8,
+        head_features=4,
+    )
     image = jax.random.uniform(jax.random.key(0), (1, 32, 64, 3))
     init = jax.jit(model.init, compiler_options=init_compiler_options())
     variables = init(jax.random.key(1), image)
     out = jax.jit(model.apply)(variables, image)
     assert {k: v.shape[1:3] for k, v in out.items()} == {
-        "l4_rn": (1, 2), "r4": (2, 4), "r3": (4, 8), "r2": (8, 16), "r1": (16, 32),
-        "out_conv": (32, 64), "rel_depth": (32, 64)}
+        "l4_rn": (1, 2),
+        "r4": (2, 4),
+        "r3": (4, 8),
+        "r2": (8, 16),
+        "r1": (16, 32),
+        "out_conv": (32, 64),
+        "rel_depth": (32, 64),
+    }
     # out_conv is a ReLU output and rel_depth a ReLU'd 1×1 conv of it.
     oc, rel = np.asarray(out["out_conv"]), np.asarray(out["rel_depth"])
     assert oc.min() >= 0 and rel.min() >= 0
@@ -97,4 +110,6 @@ def test_tiny_midas_outputs_and_conventions():
     enc = variables["params"]["encoder"]
     assert "relative_position_bias_table" in enc["blocks_0"]["attn"]
     assert enc["blocks_0"]["attn"]["relative_position_bias_table"].shape == (
-        (2 * 2 - 1) * (2 * 4 - 1) + 3, 2)
+        (2 * 2 - 1) * (2 * 4 - 1) + 3,
+        2,
+    )

@@ -24,8 +24,13 @@ def test_package_imports_leave_tensorflow_and_torch_out():
         print("LEAKED", leaked)
         assert not leaked, leaked
     """)
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "LEAKED []" in out.stdout
 
@@ -47,12 +52,20 @@ def test_configs_and_train_step_need_no_data_stack():
             print(name, count_flops(name, "tiny", 2, "float32")["gflop_per_step"])
         print("LOADED", sorted(m for m in BLOCKED if m in sys.modules))
     """)
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "LOADED []" in out.stdout
-    gflops = {line.split()[0]: float(line.split()[1]) for line in out.stdout.splitlines()
-              if line.split()[:1] in (["avsnet"], ["monodepth2"])}
+    gflops = {
+        line.split()[0]: float(line.split()[1])
+        for line in out.stdout.splitlines()
+        if line.split()[:1] in (["avsnet"], ["monodepth2"])
+    }
     # The lowered steps are whole: forward, backward and update of the tiny nets (XLA's count
     # at batch 4 is 1.61 and 0.56 GFLOP; at batch 2 about half of that).
     assert 0.5 < gflops["avsnet"] < 1.2 and 0.2 < gflops["monodepth2"] < 0.5, gflops

@@ -36,7 +36,7 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
             base = node.module or ""
             if node.level:
                 anchor = name.split(".") if is_pkg else name.split(".")[:-1]
-                anchor = anchor[:len(anchor) - (node.level - 1)]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join(anchor + ([base] if base else []))
             targets = [f"{base}.{a.name}" for a in node.names] + [base]
         for t in targets:
@@ -62,7 +62,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state:
                 found = visit(nxt)
                 if found:
@@ -93,8 +93,12 @@ def test_the_package_has_no_import_cycle():
 
 
 def test_no_module_of_avs_jax_is_over_400_lines():
-    long = {name: n for name, path in _modules().items() if name.startswith("avs_jax")
-            and (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    long = {
+        name: n
+        for name, path in _modules().items()
+        if name.startswith("avs_jax")
+        and (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
     assert not long, long
 
 
@@ -116,10 +120,16 @@ def test_requirements_txt_and_pyproject_list_the_same_dependencies():
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    listed = {r for r in (line.split("#")[0].strip() for line in
-                          (ROOT / "requirements.txt").read_text().splitlines()) if r}
+    listed = {
+        r
+        for r in (
+            line.split("#")[0].strip()
+            for line in (ROOT / "requirements.txt").read_text().splitlines()
+        )
+        if r
+    }
     declared = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
-    assert listed == declared, (listed ^ declared)
+    assert listed == declared, listed ^ declared
     assert not any(re.match(r"(tensorflow|torch)([<>=!~;\[ ]|$)", r) for r in listed)
 
 
@@ -129,13 +139,21 @@ SKIP_DIRS = {".venv", ".git", "runs", "data", "__pycache__", ".pytest_cache"}
 
 
 def _text_files() -> list[Path]:
-    return [p for p in ROOT.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES
-            and not SKIP_DIRS & set(p.relative_to(ROOT).parts)]
+    return [
+        p
+        for p in ROOT.rglob("*")
+        if p.is_file()
+        and p.suffix in TEXT_SUFFIXES
+        and not SKIP_DIRS & set(p.relative_to(ROOT).parts)
+    ]
 
 
 def _headings(path: Path) -> set[str]:
-    return {line.lstrip("#").strip() for line in path.read_text(encoding="utf-8").splitlines()
-            if line.startswith("#")}
+    return {
+        line.lstrip("#").strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.startswith("#")
+    }
 
 
 def test_every_document_a_file_refers_to_exists():

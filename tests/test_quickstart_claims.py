@@ -7,10 +7,9 @@ import os
 import pytest
 
 from avs_jax import quickstart
+from avs_jax.config_files import load_config
 from avs_jax.quickstart import claims
 from tfds_batvision.simulate import assign_splits
-
-from avs_jax.config_files import load_config
 
 
 def _m(abs_rel, a1):
@@ -18,13 +17,19 @@ def _m(abs_rel, a1):
 
 
 def _tables(gt_median=0.20, constant=0.35, echo_median=(0.30, 0.45)):
-    rows = {"no": {"none": _m(0.99, 0.0)},
-            "rgb_echoes": {"median": _m(*echo_median), "mean_std": _m(0.32, 0.40)},
-            "rgb": {"median": _m(0.40, 0.30), "mean_std": _m(0.38, 0.31)},
-            "gt": {"median": _m(gt_median, 0.6), "constant": _m(constant, 0.3)}}
-    return {"table1": {"bv2": {"rgb_echoes": _m(0.4, 0.5), "rgb": _m(0.6, 0.3)},
-                       "bv1": {"rgb_echoes": _m(0.3, 0.4), "rgb": _m(0.25, 0.45)}},
-            "table2": {"bv1": {"monodepth2": rows}}}
+    rows = {
+        "no": {"none": _m(0.99, 0.0)},
+        "rgb_echoes": {"median": _m(*echo_median), "mean_std": _m(0.32, 0.40)},
+        "rgb": {"median": _m(0.40, 0.30), "mean_std": _m(0.38, 0.31)},
+        "gt": {"median": _m(gt_median, 0.6), "constant": _m(constant, 0.3)},
+    }
+    return {
+        "table1": {
+            "bv2": {"rgb_echoes": _m(0.4, 0.5), "rgb": _m(0.6, 0.3)},
+            "bv1": {"rgb_echoes": _m(0.3, 0.4), "rgb": _m(0.25, 0.45)},
+        },
+        "table2": {"bv1": {"monodepth2": rows}},
+    }
 
 
 def test_each_claim_line_says_whether_it_holds():
@@ -53,13 +58,15 @@ def test_quickstart_bv1_split_reaches_the_simulator(tmp_path):
     quickstart; here 1 / 0 / 2 of 3 tiny rooms, read back from the written CSVs)."""
     config = load_config("quickstart")
     s = config.sim.bv1
-    counts = {n: assign_splits(s.scenes, s.split_fractions, 1).count(n)
-              for n in ("train", "val", "test")}
+    counts = {
+        n: assign_splits(s.scenes, s.split_fractions, 1).count(n) for n in ("train", "val", "test")
+    }
     assert counts == {"train": 10, "val": 2, "test": 14}
 
     config.sim.workers = 1
-    config.sim.bv1.update(scenes=3, frames_per_scene=2, height=8, width=16,
-                          split_fractions=(1, 0, 2))
+    config.sim.bv1.update(
+        scenes=3, frames_per_scene=2, height=8, width=16, split_fractions=(1, 0, 2)
+    )
     root = str(tmp_path / "bv1")
     quickstart._simulate(config, root, "bv1", seed=1)
     rooms = {}
@@ -72,8 +79,9 @@ def test_quickstart_bv1_split_reaches_the_simulator(tmp_path):
 def _tiny_quickstart_config():
     config = load_config("quickstart")
     config.sim.workers = 1
-    config.sim.bv1.update(scenes=2, frames_per_scene=2, height=8, width=16,
-                          split_fractions=(1, 0, 1))
+    config.sim.bv1.update(
+        scenes=2, frames_per_scene=2, height=8, width=16, split_fractions=(1, 0, 1)
+    )
     return config
 
 
@@ -100,11 +108,14 @@ def test_settings_check_names_every_difference_and_accepts_old_empty_markers(tmp
     path = str(tmp_path / quickstart.SETTINGS_FILE)
     settings = {"config": {"model": {"width": 8}, "sizes": (1, 2)}, "data": {"seed": 0}}
     quickstart._check_settings(path, settings)  # written
-    quickstart._check_settings(path, {"config": {"model": {"width": 8}, "sizes": [1, 2]},
-                                      "data": {"seed": 0}})  # a tuple reads back as a list
+    quickstart._check_settings(
+        path, {"config": {"model": {"width": 8}, "sizes": [1, 2]}, "data": {"seed": 0}}
+    )  # a tuple reads back as a list
     with pytest.raises(ValueError) as e:
-        quickstart._check_settings(path, {"config": {"model": {"width": 16}, "sizes": (1, 2),
-                                                     "new": 1}, "data": {"seed": 0}})
+        quickstart._check_settings(
+            path,
+            {"config": {"model": {"width": 16}, "sizes": (1, 2), "new": 1}, "data": {"seed": 0}},
+        )
     msg = str(e.value)
     assert path in msg and "config.model.width: 8 -> 16" in msg
     assert "config.new: '<unset>' -> 1" in msg and "sizes" not in msg
@@ -118,6 +129,7 @@ def test_run_settings_protect_checkpoints_not_failed_starts(tmp_path, monkeypatc
     """A run folder with a checkpoint refuses another config; one whose start failed before
     any checkpoint takes the new config (nothing there to mix in)."""
     import ml_collections
+
     trained = []
     monkeypatch.setattr(quickstart, "_finished", lambda workdir, n: False)
     monkeypatch.setattr("avs_jax.train.run.train", lambda cfg, wd: trained.append(cfg.train.lr))
@@ -126,9 +138,13 @@ def test_run_settings_protect_checkpoints_not_failed_starts(tmp_path, monkeypatc
     run = str(tmp_path / "run")
 
     def cfg(lr):
-        return ml_collections.ConfigDict({"data": {"data_dir": "/x", "batch_size": 2},
-                                          "train": {"lr": lr, "num_steps": 4,
-                                                    "num_epochs": 1, "steps_per_epoch": 4}})
+        return ml_collections.ConfigDict(
+            {
+                "data": {"data_dir": "/x", "batch_size": 2},
+                "train": {"lr": lr, "num_steps": 4, "num_epochs": 1, "steps_per_epoch": 4},
+            }
+        )
+
     quickstart._train(cfg(1.0), run, {"seed": 0})
     quickstart._train(cfg(2.0), run, {"seed": 0})  # no checkpoint yet: redone with lr 2
     assert trained == [1.0, 2.0]

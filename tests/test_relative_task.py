@@ -5,16 +5,16 @@ import sys
 from pathlib import Path
 
 import jax
-import ml_collections
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
+import synthetic_scene as scene
+import train_toy
+from cpu_devices import xla_flags
 from scipy.spatial.transform import Rotation
 
-import synthetic_scene as scene
-from cpu_devices import xla_flags
-import train_toy
 from avs_jax import geometry
 from avs_jax.config_files import load_config_module
 from avs_jax.train.relative_task import RelativeDepthTask, pose_errors, relative_losses
@@ -63,15 +63,21 @@ def test_loss_matches_upstream_monodepth2_trainer():
     loss_cfg = monodepth2.get_config("").loss  # the paper's: 0.1-100, SSIM 0.85, 1e-3, automask
     scales = range(4)
     total, metrics = relative_losses(
-        [jnp.asarray(fx[f"disp_{s}"]) for s in scales], jnp.asarray(fx["axisangle"]),
-        jnp.asarray(fx["translation"]), jnp.asarray(fx["frames"]),
-        jnp.asarray(fx["intrinsics"]), None, loss_cfg,
-        target_pyramid=[jnp.asarray(fx[f"pyramid_{s}"]) for s in scales])
+        [jnp.asarray(fx[f"disp_{s}"]) for s in scales],
+        jnp.asarray(fx["axisangle"]),
+        jnp.asarray(fx["translation"]),
+        jnp.asarray(fx["frames"]),
+        jnp.asarray(fx["intrinsics"]),
+        None,
+        loss_cfg,
+        target_pyramid=[jnp.asarray(fx[f"pyramid_{s}"]) for s in scales],
+    )
     np.testing.assert_allclose(float(total), fx["loss"], rtol=1e-4)
     np.testing.assert_allclose(float(metrics["photometric"]), fx["photometric"], rtol=1e-4)
     np.testing.assert_allclose(float(metrics["smoothness"]), fx["smoothness"], rtol=1e-4)
-    np.testing.assert_allclose(float(metrics["automask_fraction"]), fx["automask_fraction"],
-                               atol=2e-3)
+    np.testing.assert_allclose(
+        float(metrics["automask_fraction"]), fx["automask_fraction"], atol=2e-3
+    )
 
 
 def _random_c2w(rng, n):
@@ -89,10 +95,10 @@ def test_pose_errors_against_known_rotations_and_directions():
     rng = np.random.default_rng(0)
     b = 3
     poses = np.stack([_random_c2w(rng, 3) for _ in range(b)])  # [B, 3, 4, 4]
-    motions = np.stack([[scene.relative_pose(p[0], p[1]), scene.relative_pose(p[1], p[2])]
-                        for p in poses], axis=1)  # [2, B, 4, 4]: first camera -> second
-    aa = np.stack([[Rotation.from_matrix(m[:3, :3]).as_rotvec() for m in pair]
-                   for pair in motions])
+    motions = np.stack(
+        [[scene.relative_pose(p[0], p[1]), scene.relative_pose(p[1], p[2])] for p in poses], axis=1
+    )  # [2, B, 4, 4]: first camera -> second
+    aa = np.stack([[Rotation.from_matrix(m[:3, :3]).as_rotvec() for m in pair] for pair in motions])
     t = motions[..., :3, 3]
     has = jnp.ones(b, bool)
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
@@ -104,12 +110,17 @@ def test_pose_errors_against_known_rotations_and_directions():
     assert float(swapped["pose_translation_angle_deg"]) > 10
     # R_pred = R_true · R_x(5°): the error is 5°; t turned by 30° about an axis ⟂ t: 30°.
     extra = Rotation.from_euler("x", 5, degrees=True)
-    aa_off = np.stack([[(Rotation.from_rotvec(v) * extra).as_rotvec() for v in pair]
-                       for pair in aa])
+    aa_off = np.stack(
+        [[(Rotation.from_rotvec(v) * extra).as_rotvec() for v in pair] for pair in aa]
+    )
     axis = np.cross(t, rng.normal(size=t.shape))
     axis /= np.linalg.norm(axis, axis=-1, keepdims=True)
-    t_off = np.stack([[Rotation.from_rotvec(np.radians(30) * a).apply(v)
-                       for a, v in zip(ax, tt)] for ax, tt in zip(axis, t)])
+    t_off = np.stack(
+        [
+            [Rotation.from_rotvec(np.radians(30) * a).apply(v) for a, v in zip(ax, tt)]
+            for ax, tt in zip(axis, t)
+        ]
+    )
     off = pose_errors(f32(aa_off), f32(t_off), f32(poses), has)
     np.testing.assert_allclose(float(off["pose_rotation_error_deg"]), 5.0, atol=0.05)
     np.testing.assert_allclose(float(off["pose_translation_angle_deg"]), 30.0, atol=0.05)
@@ -132,9 +143,13 @@ def _init(task, batch):
 
 def _scene_batch(n, h, w, seed):
     triples = [scene.forward_triple(np.random.default_rng(seed + i), h, w) for i in range(n)]
-    return ({"frames": np.stack([t[0] for t in triples]),
-             "intrinsics": np.stack([t[2] for t in triples])},
-            np.stack([t[1][1] for t in triples]))
+    return (
+        {
+            "frames": np.stack([t[0] for t in triples]),
+            "intrinsics": np.stack([t[2] for t in triples]),
+        },
+        np.stack([t[1][1] for t in triples]),
+    )
 
 
 def test_predict_relative_at_any_resolution():
@@ -157,11 +172,14 @@ def test_predict_relative_at_any_resolution():
     from avs_jax.evaluation.evaluate import relative_predict_fn
     from avs_jax.metrics import resize_to
     from avs_jax.models.layers import resize_bilinear
-    evaluated = np.asarray(relative_predict_fn(task, variables)({"image": image,
-                                                                "out_size": (72, 90)}))
+
+    evaluated = np.asarray(
+        relative_predict_fn(task, variables)({"image": image, "out_size": (72, 90)})
+    )
     disp_big = resize_bilinear(disp0, (72, 90), align_corners=False)[..., 0]
-    np.testing.assert_allclose(evaluated, 1.0 / (0.01 + (10.0 - 0.01) * np.asarray(disp_big)),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        evaluated, 1.0 / (0.01 + (10.0 - 0.01) * np.asarray(disp_big)), rtol=1e-5
+    )
     depth_resized = np.asarray(resize_to(jnp.asarray(native), (72, 90)))
     assert np.abs(evaluated - depth_resized).max() > 1e-3 * native.max()
 
@@ -182,8 +200,11 @@ def test_configs_and_scale_validation():
         RelativeDepthTask(config)
     with pytest.raises(ValueError, match="unknown argument"):
         monodepth2.get_config("huge")
-    labels = jax.tree.leaves(RelativeDepthTask(litemono.get_config("tiny")).param_labels(
-        {"a": jnp.zeros(2), "b": {"c": jnp.zeros(3)}}))
+    labels = jax.tree.leaves(
+        RelativeDepthTask(litemono.get_config("tiny")).param_labels(
+            {"a": jnp.zeros(2), "b": {"c": jnp.zeros(3)}}
+        )
+    )
     assert labels == ["default", "default"]
 
 
@@ -229,11 +250,14 @@ def test_loss_and_gradients_same_on_one_and_four_devices():
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, XLA_FLAGS=xla_flags(4),
-               JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
-    out = subprocess.run([sys.executable, "-c", _MULTI_DEVICE_SCRIPT, str(root / "tests")],
-                         env=env, capture_output=True, text=True,
-                         timeout=600)
+    env = dict(os.environ, XLA_FLAGS=xla_flags(4), JAX_PLATFORMS="cpu", PYTHONPATH=str(root))
+    out = subprocess.run(
+        [sys.executable, "-c", _MULTI_DEVICE_SCRIPT, str(root / "tests")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
 
 
@@ -251,9 +275,18 @@ def test_tiny_model_on_simulated_bv1_beats_constant_depth_on_held_out_room(tmp_p
     from tfds_batvision import simulate
 
     h, w = 64, 96
-    root = simulate.simulate_dataset("bv1", str(tmp_path / "bv1"), 4, seed=0, height=h, width=w,
-                                     frames_per_scene=50, split_fractions=(1, 0, 0),
-                                     max_room=12.0, progress=False)
+    root = simulate.simulate_dataset(
+        "bv1",
+        str(tmp_path / "bv1"),
+        4,
+        seed=0,
+        height=h,
+        width=w,
+        frames_per_scene=50,
+        split_fractions=(1, 0, 0),
+        max_room=12.0,
+        progress=False,
+    )
     with open(os.path.join(root, "train.csv")) as f:
         rows = list(csv.DictReader(f))
     K, _ = simulate.load_bv1_geometry(root, rows[0]["session"])
@@ -267,10 +300,13 @@ def test_tiny_model_on_simulated_bv1_beats_constant_depth_on_held_out_room(tmp_p
     targets = [(s, t) for s in train_rooms for t in range(20, 30)]
 
     def batch_of(picks):
-        frames = np.stack([np.stack([sessions[s][t + o][0] for o in (-20, 0, 20)])
-                           for s, t in picks])
-        return {"frames": frames,
-                "intrinsics": np.broadcast_to(K.astype(np.float32), (len(picks), 3, 3)).copy()}
+        frames = np.stack(
+            [np.stack([sessions[s][t + o][0] for o in (-20, 0, 20)]) for s, t in picks]
+        )
+        return {
+            "frames": frames,
+            "intrinsics": np.broadcast_to(K.astype(np.float32), (len(picks), 3, 3)).copy(),
+        }
 
     config = monodepth2.get_config("tiny")
     config.loss.min_depth, config.loss.max_depth = 0.01, 10.0  # as configs/quickstart.py
@@ -285,8 +321,9 @@ def test_tiny_model_on_simulated_bv1_beats_constant_depth_on_held_out_room(tmp_p
     losses = []
     for i in range(150):
         picks = [targets[j] for j in rng.choice(len(targets), 4, replace=False)]
-        params, state, opt_state, _, metrics = step(params, state, opt_state, batch_of(picks),
-                                                    jax.random.key(i))
+        params, state, opt_state, _, metrics = step(
+            params, state, opt_state, batch_of(picks), jax.random.key(i)
+        )
         losses.append(float(metrics["photometric"]))
     # Measured 0.54-0.68 of the start over seeds 0-2 with XLA's AVX-512 and AVX2 code: 0.8 keeps
     # a margin that a last-bit change of the chaotic 150 steps does not eat.

@@ -22,10 +22,26 @@ def _as_str(x):
 @pytest.fixture(scope="module")
 def roots(tmp_path_factory):
     base = tmp_path_factory.mktemp("rt")
-    bv2 = simulate.simulate_dataset("bv2", str(base / "bv2"), num_scenes=3, seed=3, height=H,
-                                    width=W, frames_per_scene=2, progress=False)
-    bv1 = simulate.simulate_dataset("bv1", str(base / "bv1"), num_scenes=3, seed=4, height=H,
-                                    width=W, frames_per_scene=42, progress=False)
+    bv2 = simulate.simulate_dataset(
+        "bv2",
+        str(base / "bv2"),
+        num_scenes=3,
+        seed=3,
+        height=H,
+        width=W,
+        frames_per_scene=2,
+        progress=False,
+    )
+    bv1 = simulate.simulate_dataset(
+        "bv1",
+        str(base / "bv1"),
+        num_scenes=3,
+        seed=4,
+        height=H,
+        width=W,
+        frames_per_scene=42,
+        progress=False,
+    )
     return base, bv2, bv1
 
 
@@ -40,10 +56,11 @@ def test_bv2_round_trip(roots):
             loc, i = _as_str(ex["sample_id"]).split("/")
             depth_mm = np.load(os.path.join(root, loc, "depth", f"depth_{i}.npy"))
             np.testing.assert_array_equal(ex["depth"], depth_mm.astype(np.float32) / 1000.0)
-            pcm, sr = soundfile.read(os.path.join(root, loc, "audio", f"audio_{i}.wav"),
-                                     dtype="int32")
+            pcm, sr = soundfile.read(
+                os.path.join(root, loc, "audio", f"audio_{i}.wav"), dtype="int32"
+            )
             assert sr == 44100
-            np.testing.assert_array_equal(ex["audio"], (pcm.T / 2.0 ** 31).astype(np.float32))
+            np.testing.assert_array_equal(ex["audio"], (pcm.T / 2.0**31).astype(np.float32))
             # RGB equals the simulator's exact rendering within JPEG error.
             scene_index = int(loc.rsplit("_", 1)[1])
             scene = scene_lib.sample_scene(np.random.default_rng([3, scene_index]), cfg)
@@ -67,8 +84,9 @@ def test_bv1_and_triples_round_trip(roots):
     right = np.load(os.path.join(root, session, "audio", "raw_long", f"{stem}_right.npy"))
     np.testing.assert_array_equal(ex["audio"], np.stack([left, right]))
     png = PIL.Image.open(os.path.join(root, session, "camera", "left", f"{stem}.png"))
-    np.testing.assert_array_equal(np.asarray(PIL.Image.open(io.BytesIO(ex["image"]))),
-                                  np.asarray(png))
+    np.testing.assert_array_equal(
+        np.asarray(PIL.Image.open(io.BytesIO(ex["image"]))), np.asarray(png)
+    )
 
     triples = build_dataset("bv1_triples", root, base / "tfds")
     k_true, poses = simulate.load_bv1_geometry(root, session)
@@ -84,8 +102,11 @@ def test_bv1_and_triples_round_trip(roots):
             for j, offset in enumerate((-20, 0, 20)):
                 np.testing.assert_allclose(t["poses"][j], poses[stems[c + offset]], atol=1e-6)
                 img = np.asarray(PIL.Image.open(io.BytesIO(t["images"][j])))
-                ref = np.asarray(PIL.Image.open(
-                    os.path.join(root, sess, "camera", "left", f"{stems[c + offset]}.png")))
+                ref = np.asarray(
+                    PIL.Image.open(
+                        os.path.join(root, sess, "camera", "left", f"{stems[c + offset]}.png")
+                    )
+                )
                 np.testing.assert_array_equal(img, ref)
             np.testing.assert_allclose(t["intrinsics"], k_true, rtol=1e-6)
     # 42 frames per session give centres 20 and 21: two triples for each of the 3 sessions.

@@ -5,9 +5,14 @@ import os
 import subprocess
 import sys
 
-from avs_jax.runtime_defaults import (DEFAULT_CACHE_MAX_BYTES, compilation_cache_dir,
-                                      compilation_cache_max_bytes, default_flags,
-                                      installed_jaxlib_version, with_defaults)
+from avs_jax.runtime_defaults import (
+    DEFAULT_CACHE_MAX_BYTES,
+    compilation_cache_dir,
+    compilation_cache_max_bytes,
+    default_flags,
+    installed_jaxlib_version,
+    with_defaults,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -40,8 +45,14 @@ print(json.dumps({'flags': os.environ['XLA_FLAGS'], 'devices': jax.device_count(
 
 def _in_child(xla_flags: str) -> dict:
     env = {**os.environ, "XLA_FLAGS": xla_flags, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
-    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True,
-                         check=True, timeout=300).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -59,8 +70,10 @@ def test_import_sets_the_defaults_and_keeps_the_users_flags_in_force():
     # requirements.txt pins jaxlib 0.10, whose defaults include the YNNPACK flag.
     assert installed_jaxlib_version().startswith("0.10.")
     r = _in_child("--xla_force_host_platform_device_count=3")
-    assert r["flags"] == ("--xla_force_host_platform_device_count=3 "
-                          f"--xla_gpu_enable_triton_gemm=false {YNN}=individual_dot")
+    assert r["flags"] == (
+        "--xla_force_host_platform_device_count=3 "
+        f"--xla_gpu_enable_triton_gemm=false {YNN}=individual_dot"
+    )
     assert r["devices"] == 3  # the user's flag still reached XLA, and XLA accepted ours
     assert r["sum"] == 6.0
     assert r["ynn_ops"] == 1  # ours reached XLA too: the dot only, the reduction is XLA's
@@ -125,9 +138,13 @@ for n in range(1, 9):  # eight programs of different shapes: eight cache entries
 
 def test_a_bounded_cache_evicts_with_the_installed_packages(tmp_path):
     """The bound is honoured by JAX's cache with what requirements.txt installs (filelock)."""
+
     def run(folder, bound):
-        subprocess.run([sys.executable, "-c", CACHE_EVICTION_CHILD, str(folder), str(bound)],
-                       check=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+        subprocess.run(
+            [sys.executable, "-c", CACHE_EVICTION_CHILD, str(folder), str(bound)],
+            check=True,
+            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        )
         files = [p for p in folder.rglob("*") if p.is_file() and "lock" not in p.name]
         return sum(p.stat().st_size for p in files)
 

@@ -21,7 +21,7 @@ EPS = float(np.finfo(np.float32).eps)
 def _gt():
     rng = np.random.default_rng(0)
     gt = rng.uniform(1.0, 10.0, (3, 12, 16)).astype(np.float32)
-    gt[:, :2] = 0.0     # sensor holes
+    gt[:, :2] = 0.0  # sensor holes
     gt[0, 5, 5] = 40.0  # beyond max depth
     return gt
 
@@ -44,8 +44,9 @@ def test_hand_case_rgb_echoes_median_is_exact_and_no_scaling_is_worked_out():
     # M_p equals the ground truth; R = gt / 7 given at half resolution would blur edges, so give
     # it at full resolution; M_p for "rgb" is off by a factor 2.
     rel = _model_map(gt) / np.float32(7.0)
-    ev.update(gt, {"rgb_echoes": _model_map(gt), "rgb": _model_map(gt, 2.0)},
-              {"depthnet": (rel, "depth")})
+    ev.update(
+        gt, {"rgb_echoes": _model_map(gt), "rgb": _model_map(gt, 2.0)}, {"depthnet": (rel, "depth")}
+    )
     t1, t2 = ev.table1(), ev.table2()
     assert t1["rgb_echoes"]["abs_rel"] == 0.0 and t1["rgb_echoes"]["a1"] == 1.0  # pred == gt
     assert t1["rgb"]["abs_rel"] == pytest.approx(1.0, rel=rtol)  # |gt - 2gt| / gt
@@ -55,8 +56,7 @@ def test_hand_case_rgb_echoes_median_is_exact_and_no_scaling_is_worked_out():
     assert ours["abs_rel"] == pytest.approx(0.0, abs=3 * EPS) and ours["a1"] == 1.0
     # Mean-std (exact in float64) carries the float32 sums of N terms (N + 4) eps times
     # (|mean| + 2 |z| std) / gt <= (5.5 + 2 * 1.8 * 2.6) / 1 = 15: 15 (N + 4) eps <= 3e-4.
-    assert t2["depthnet"]["rgb_echoes"]["mean_std"]["abs_rel"] == pytest.approx(
-        0.0, abs=15 * rtol)
+    assert t2["depthnet"]["rgb_echoes"]["mean_std"]["abs_rel"] == pytest.approx(0.0, abs=15 * rtol)
     # Median scaling with M_p = 2 gt gives 2 gt: abs_rel 1, every ratio 2 -> delta1 = delta2 = 0.
     assert t2["depthnet"]["rgb"]["median"]["abs_rel"] == pytest.approx(1.0, rel=rtol + 3 * EPS)
     # "No": pred = gt / 7 everywhere. abs_rel = 6/7, sq_rel = mean((6/7 gt)^2 / gt)
@@ -75,11 +75,13 @@ def test_hand_case_rgb_echoes_median_is_exact_and_no_scaling_is_worked_out():
     expected_sq = per_image(lambda g, p: (g - p) ** 2 / g)
     np.testing.assert_allclose(expected_sq, per_image(lambda g, p: 36 / 49 * g), rtol=2 * EPS)
     assert no["sq_rel"] == pytest.approx(expected_sq, rel=rtol)
-    expected_rmse = np.mean([np.sqrt(np.mean((g[v] - p[v]) ** 2))
-                             for g, p, v in zip(g64, p64, valid)])
+    expected_rmse = np.mean(
+        [np.sqrt(np.mean((g[v] - p[v]) ** 2)) for g, p, v in zip(g64, p64, valid)]
+    )
     assert no["rmse"] == pytest.approx(expected_rmse, rel=rtol)
-    expected_log = np.mean([np.sqrt(np.mean((np.log(g[v]) - np.log(p[v])) ** 2))
-                            for g, p, v in zip(g64, p64, valid)])
+    expected_log = np.mean(
+        [np.sqrt(np.mean((np.log(g[v]) - np.log(p[v])) ** 2)) for g, p, v in zip(g64, p64, valid)]
+    )
     np.testing.assert_allclose(expected_log, math.log(7), rtol=EPS)
     assert no["rmse_log"] == pytest.approx(expected_log, rel=rtol)
     assert (no["a1"], no["a2"], no["a3"]) == (0.0, 0.0, 0.0)
@@ -96,8 +98,12 @@ def test_disparity_predictions_and_tables_written(tmp_path):
     gt = _gt()
     ev = ScalingEvaluator(min_depth=1e-3, max_depth=30.0)
     disp = np.float32(7.0) / _model_map(gt)  # disparity of gt / 7
-    ev.update(gt, {"rgb_echoes": _model_map(gt)}, {"outside": (disp, "disparity")},
-              example_mask=np.array([True, True, False]))
+    ev.update(
+        gt,
+        {"rgb_echoes": _model_map(gt)},
+        {"outside": (disp, "disparity")},
+        example_mask=np.array([True, True, False]),
+    )
     t2 = ev.table2()
     # As the depth case, with R inverted twice (1 eps more): 4 eps.
     assert t2["outside"]["rgb_echoes"]["median"]["abs_rel"] == pytest.approx(0.0, abs=4 * EPS)
@@ -120,8 +126,13 @@ def test_table2_mask_leaves_table1_alone():
     # M_p wrong by 2x on image 2 only: Table 1 sees it, Table 2 (images 0, 1) does not.
     mp = _model_map(gt)
     mp[2] *= 2.0
-    ev.update(gt, {"rgb_echoes": mp}, {"outside": (_model_map(gt) / np.float32(7.0), "depth")},
-              example_mask=np.ones(3, bool), table2_mask=np.array([True, True, False]))
+    ev.update(
+        gt,
+        {"rgb_echoes": mp},
+        {"outside": (_model_map(gt) / np.float32(7.0), "depth")},
+        example_mask=np.ones(3, bool),
+        table2_mask=np.array([True, True, False]),
+    )
     t1, t2 = ev.table1(), ev.table2()
     assert t1["rgb_echoes"]["n_images"] == 3
     # (0 + 0 + 1) / 3, each term exact (gt - 2 gt = -gt) up to the mean of N ones.
@@ -139,9 +150,13 @@ def test_nan_in_a_models_map_names_the_model_and_sample_and_adds_nothing():
     mp[1, 3, 4:7] = np.nan
     ids = ["loc/1", "loc/2", "loc/3"]
     ev = ScalingEvaluator(1e-3, 30.0, origins={"rgb_echoes": "runs/avsnet"})
-    with pytest.raises(BadInputError, match=(
+    with pytest.raises(
+        BadInputError,
+        match=(
             r"^model 'rgb_echoes' \(runs/avsnet\), sample 'loc/2': 3 NaN/inf of its 192 "
-            r"predicted depth values; they must be finite and > 0 \(a diverged checkpoint\?\)$")):
+            r"predicted depth values; they must be finite and > 0 \(a diverged checkpoint\?\)$"
+        ),
+    ):
         ev.update(gt, {"rgb_echoes": mp}, {}, sample_ids=ids)
     assert ev.table1() == {}
     ev.update(gt, {"rgb_echoes": mp}, {}, example_mask=np.array([True, False, True]))
@@ -155,13 +170,21 @@ def test_nonpositive_disparity_or_inf_depth_of_a_relative_model_is_named():
     disp[0, 1, 0] = -1.0
     disp[0, 1, 1] = np.inf
     ev = ScalingEvaluator(1e-3, 30.0, origins={"outside": "preds/"})
-    with pytest.raises(BadInputError, match=(
+    with pytest.raises(
+        BadInputError,
+        match=(
             r"^model 'outside' \(preds/\), sample #0 of the batch: 1 NaN/inf and 3 <= 0 of its "
-            r"192 predicted disparity values;")):
+            r"192 predicted disparity values;"
+        ),
+    ):
         ev.update(gt, {"rgb_echoes": _model_map(gt)}, {"outside": (disp, "disparity")})
     # A row Table 2 does not count (no prediction for it) is not checked.
-    ev.update(gt, {"rgb_echoes": _model_map(gt)}, {"outside": (disp, "disparity")},
-              table2_mask=np.array([False, True, True]))
+    ev.update(
+        gt,
+        {"rgb_echoes": _model_map(gt)},
+        {"outside": (disp, "disparity")},
+        table2_mask=np.array([False, True, True]),
+    )
     assert ev.table2()["outside"]["no"]["none"]["n_images"] == 2
 
 
@@ -173,17 +196,26 @@ def _row(**values):
 
 def test_missing_or_nan_values_are_never_ranked_nor_bold(tmp_path):
     """NaN compared as the "best" Abs Rel and was printed bold; None shows as "–" unranked."""
-    md = table1_markdown({"bv2": {"rgb": _row(abs_rel=float("nan")), "echoes": _row(abs_rel=0.7),
-                                  "rgb_echoes": _row(abs_rel=None)}})
+    md = table1_markdown(
+        {
+            "bv2": {
+                "rgb": _row(abs_rel=float("nan")),
+                "echoes": _row(abs_rel=0.7),
+                "rgb_echoes": _row(abs_rel=None),
+            }
+        }
+    )
     lines = {line.split(" | ")[1]: line for line in md.splitlines() if line.startswith("| BV2")}
-    assert "**" not in lines["AVS-Net (Only-RGB)"].split(" | ")[2]       # nan, not bold
+    assert "**" not in lines["AVS-Net (Only-RGB)"].split(" | ")[2]  # nan, not bold
     assert lines["Echoes only"].split(" | ")[2] == "**0.700**"
     assert lines["AVS-Net (RGB-Echoes)"].split(" | ")[2] == "–"
-    md2 = table2_markdown({"bv1": {"m": {"no": {"none": _row(abs_rel=None)},
-                                         "rgb": {"median": _row(abs_rel=0.9)}}}})
+    md2 = table2_markdown(
+        {"bv1": {"m": {"no": {"none": _row(abs_rel=None)}, "rgb": {"median": _row(abs_rel=0.9)}}}}
+    )
     assert "**0.900**" in md2 and "| – |" in md2
     # write_tables refuses a NaN, naming the row, and writes nothing.
     with pytest.raises(ValueError, match=r"^tables: table2 bv1 m rgb median: abs_rel is nan;"):
-        write_tables(str(tmp_path), {}, {"bv1": {"m": {"rgb": {"median": _row(
-            abs_rel=float("nan"))}}}})
+        write_tables(
+            str(tmp_path), {}, {"bv1": {"m": {"rgb": {"median": _row(abs_rel=float("nan"))}}}}
+        )
     assert not list(tmp_path.iterdir())

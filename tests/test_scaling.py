@@ -79,8 +79,11 @@ def test_disparity_is_inverted_first_and_gt_oracle():
     # disp: 2 roundings and its inverse 1 (R within 1.5 eps); R_i / median(R) within 3 eps, and
     # the factor's division and the product: 4 eps.
     np.testing.assert_allclose(np.asarray(out), np.asarray(gt), rtol=4 * EPS)
-    np.testing.assert_allclose(np.asarray(apply_scaling(disp, "no", mask, kind="disparity")),
-                               np.asarray(gt, np.float64) / 5.0, rtol=2 * EPS)
+    np.testing.assert_allclose(
+        np.asarray(apply_scaling(disp, "no", mask, kind="disparity")),
+        np.asarray(gt, np.float64) / 5.0,
+        rtol=2 * EPS,
+    )
 
 
 def test_no_valid_pixel_gives_unit_factor_not_nan():
@@ -92,8 +95,9 @@ def test_no_valid_pixel_gives_unit_factor_not_nan():
 def test_nonpositive_disparity_has_no_depth():
     """A disparity <= 0 was clamped to 1e-6: a 1e6 m depth that passed for a prediction."""
     disp = jnp.array([[[0.0, -1.0, 2.0, 4.0, 8.0]]])
-    np.testing.assert_array_equal(np.asarray(to_depth(disp, "disparity")),
-                                  [[[np.nan, np.nan, 0.5, 0.25, 0.125]]])
+    np.testing.assert_array_equal(
+        np.asarray(to_depth(disp, "disparity")), [[[np.nan, np.nan, 0.5, 0.25, 0.125]]]
+    )
     # Scaled, the other pixels are scaled as if those two were not there: median(R) = 0.25 over
     # the three with depth, median(M_p) = 1 -> factor 4 (exact: powers of two).
     mask = jnp.ones(disp.shape, bool)
@@ -115,8 +119,7 @@ def test_nan_in_r_or_mp_is_left_out_of_the_statistics():
     # everywhere). Sums of 3 terms and a few roundings: 8 eps; plus the 1e-8 added to
     # std(R) = 0.8 (1.2e-8 of z).
     ms = apply_scaling(rel, "mean_std", mask, mp)
-    np.testing.assert_allclose(np.asarray(ms), [[[10.0, 20.0, 30.0, np.nan]]],
-                               rtol=8 * EPS + 2e-8)
+    np.testing.assert_allclose(np.asarray(ms), [[[10.0, 20.0, 30.0, np.nan]]], rtol=8 * EPS + 2e-8)
     # A NaN in M_p alone: its median over its 3 finite pixels, 20, and R's over all 4, 2.5
     # (the NaN counted as the largest value gave 25 / 2.5).
     mp = jnp.array([[[10.0, 20.0, 30.0, jnp.nan]]])

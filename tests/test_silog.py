@@ -36,8 +36,9 @@ def test_silog_upsamples_prediction_to_target():
     pred_small = np.broadcast_to(x_small, (1, 3, 5))[..., None]
     x_full = np.linspace(1.0, 3.0, 9, dtype=np.float32)
     pred_full = np.broadcast_to(x_full, (1, 5, 9))
-    np.testing.assert_allclose(float(silog_loss(pred_small, gt)), _numpy_silog(pred_full, gt),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        float(silog_loss(pred_small, gt)), _numpy_silog(pred_full, gt), rtol=1e-5
+    )
 
 
 def test_variance_term_is_scale_invariant_but_the_loss_is_not():
@@ -54,20 +55,21 @@ def test_variance_term_is_scale_invariant_but_the_loss_is_not():
     var2, mean2 = silog_terms(c * pred, gt)
     np.testing.assert_allclose(float(var2), float(var1), rtol=1e-4)
     np.testing.assert_allclose(float(mean2), float(mean1) + np.log(c), rtol=1e-5)
-    np.testing.assert_allclose(float(silog_loss(c * pred, gt, beta=0.0)),
-                               float(silog_loss(pred, gt, beta=0.0)), rtol=1e-4)
+    np.testing.assert_allclose(
+        float(silog_loss(c * pred, gt, beta=0.0)), float(silog_loss(pred, gt, beta=0.0)), rtol=1e-4
+    )
     l1, l2 = float(silog_loss(pred, gt)), float(silog_loss(c * pred, gt))
     assert abs(l2 - l1) > 1.0
-    np.testing.assert_allclose(l2 ** 2 / 100 - l1 ** 2 / 100,
-                               0.15 * (float(mean2) ** 2 - float(mean1) ** 2), rtol=1e-3)
+    np.testing.assert_allclose(
+        l2**2 / 100 - l1**2 / 100, 0.15 * (float(mean2) ** 2 - float(mean1) ** 2), rtol=1e-3
+    )
 
 
 def test_masked_pixels_do_not_count_and_gradients_are_finite():
     pred, gt = _case(2)
     pred2 = pred.copy()
     pred2[gt == 0] = 1e6  # garbage where invalid
-    np.testing.assert_allclose(float(silog_loss(pred2, gt)), float(silog_loss(pred, gt)),
-                               rtol=1e-6)
+    np.testing.assert_allclose(float(silog_loss(pred2, gt)), float(silog_loss(pred, gt)), rtol=1e-6)
     grad = np.asarray(jax.grad(lambda p: silog_loss(p, gt))(jnp.asarray(pred)))
     assert np.all(np.isfinite(grad))
     assert np.all(grad[gt == 0] == 0)

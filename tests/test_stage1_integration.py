@@ -10,9 +10,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from cpu_devices import xla_flags
 
 from avs_jax.config_files import load_config
-from cpu_devices import xla_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
@@ -21,10 +21,15 @@ STEPS = 4
 # 1-device run after one step: at 1e-8 Adam divides the float rounding of a near-zero gradient
 # (different summation orders on 1 and 4 devices) by its own size and turns it into an lr-sized
 # step; at 1e-3 updates follow the gradients, which is what data parallelism must preserve.
-OVERRIDES = [f"--config.train.num_steps={STEPS}", "--config.train.log_every=1",
-             "--config.train.eval_every=1", f"--config.checkpoint.keep={STEPS}",
-             "--config.train.progress_bar=False", "--config.checkpoint.async_save=False",
-             "--config.train.eps=1e-3"]
+OVERRIDES = [
+    f"--config.train.num_steps={STEPS}",
+    "--config.train.log_every=1",
+    "--config.train.eval_every=1",
+    f"--config.checkpoint.keep={STEPS}",
+    "--config.train.progress_bar=False",
+    "--config.checkpoint.async_save=False",
+    "--config.train.eps=1e-3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,23 +38,38 @@ def tfds_dir(tmp_path_factory):
     from tfds_batvision.simulate import simulate_dataset
 
     base = tmp_path_factory.mktemp("stage1")
-    root = simulate_dataset("bv2", str(base / "bv2"), num_scenes=5, seed=11, height=64,
-                            width=128, frames_per_scene=4, progress=False)
+    root = simulate_dataset(
+        "bv2",
+        str(base / "bv2"),
+        num_scenes=5,
+        seed=11,
+        height=64,
+        width=128,
+        frames_per_scene=4,
+        progress=False,
+    )
     build_dataset("bv2", root, base / "tfds")
     return str(base / "tfds")
 
 
 def _main(workdir, tfds_dir, *extra, devices=1):
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=xla_flags(devices))
-    cmd = [sys.executable, "-m", "avs_jax.main", "--config=configs/avsnet.py:tiny",
-           f"--workdir={workdir}", f"--config.data.data_dir={tfds_dir}", *OVERRIDES, *extra]
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(devices))
+    cmd = [
+        sys.executable,
+        "-m",
+        "avs_jax.main",
+        "--config=configs/avsnet.py:tiny",
+        f"--workdir={workdir}",
+        f"--config.data.data_dir={tfds_dir}",
+        *OVERRIDES,
+        *extra,
+    ]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
 
 
 def _losses(workdir):
-    rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
 
 
@@ -72,9 +92,9 @@ def whole_run(tmp_path_factory, tfds_dir):
 
 def test_interrupted_run_resumes_exactly(tmp_path, tfds_dir, whole_run):
     whole, cut = whole_run, tmp_path / "cut"
-    _main(cut, tfds_dir, "--config.train.stop_at_step=2")   # interrupted after step 2
+    _main(cut, tfds_dir, "--config.train.stop_at_step=2")  # interrupted after step 2
     assert max(_losses(cut)) == 2
-    _main(cut, tfds_dir)                                    # started again: resumes
+    _main(cut, tfds_dir)  # started again: resumes
     ref = _losses(whole)
     assert sorted(ref) == list(range(1, STEPS + 1))
     # The resumed run continues the same data order and random stream, step for step.
@@ -130,15 +150,27 @@ run.train(config, sys.argv[2])
 """
 
 
-def test_training_initialises_the_distributed_runtime_before_reading_data(tmp_path, tfds_dir,
-                                                                          local_coordinator):
+def test_training_initialises_the_distributed_runtime_before_reading_data(
+    tmp_path, tfds_dir, local_coordinator
+):
     """jax.distributed refuses to start once anything has asked JAX for devices, which the input
     pipeline does (the process index): the stage must initialise it first (README, "Several
     hosts"; a two-process run of main trained once this held)."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_PROCESSES="1", JAX_PROCESS_ID="0",
-               **local_coordinator)
-    out = subprocess.run([sys.executable, "-c", MULTI_HOST_SETUP, tfds_dir, str(tmp_path)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        JAX_NUM_PROCESSES="1",
+        JAX_PROCESS_ID="0",
+        **local_coordinator,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", MULTI_HOST_SETUP, tfds_dir, str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "initialised True 1" in out.stdout
 
@@ -154,8 +186,9 @@ def test_evaluation_loads_the_checkpoint_and_rejects_another_variant(whole_run):
     assert np.isfinite(depth).all() and (depth > 0).all() and (depth <= cfg.model.max_depth).all()
     with pytest.raises(CheckpointMismatchError, match="'rgb_echoes' variant, configured as 'rgb'"):
         load_run(str(run), "avsnet", "rgb")
-    with pytest.raises(CheckpointMismatchError, match="'avsnet' checkpoint given where a "
-                                                      "'relative'"):
+    with pytest.raises(
+        CheckpointMismatchError, match="'avsnet' checkpoint given where a 'relative'"
+    ):
         load_run(str(run), "relative")
 
 
@@ -269,8 +302,11 @@ def test_tiny_rgb_echoes_overfits_a_handful_of_simulated_samples(tfds_dir):
     config = load_config("avsnet", "tiny")
     config.data.data_dir = tfds_dir
     config.data.augment = False
-    batch = next(input_pipeline.create_eval_iterator(datasets.open_dataset(config.data),
-                                                     config.data, "train", batch_size=4))
+    batch = next(
+        input_pipeline.create_eval_iterator(
+            datasets.open_dataset(config.data), config.data, "train", batch_size=4
+        )
+    )
     assert np.asarray(batch["valid_example"]).all()
     assert len(set(map(str, batch["sample_id"]))) == 4
     batch = {k: np.asarray(batch[k]) for k in ("image", "echo", "depth")}

@@ -29,8 +29,13 @@ from avs_jax.train.metric_writers import read_metrics  # noqa: E402
 
 
 def run(workdir, task=None, train_iter=train_toy.train_iter, **train):
-    return train_and_evaluate(train_toy.config(**train), str(workdir), task or train_toy.ToyTask(),
-                              train_iter, train_toy.eval_iter)
+    return train_and_evaluate(
+        train_toy.config(**train),
+        str(workdir),
+        task or train_toy.ToyTask(),
+        train_iter,
+        train_toy.eval_iter,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -88,32 +93,40 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, full_run, caplog):
         second = run(tmp_path / "cut")  # a fresh loop restores step 6 and the data position
     # Resuming with another config is allowed and said, naming exactly what changed (here the
     # stop step the first run was given; nothing else, e.g. no tuple-vs-list noise).
-    said = [r.getMessage() for r in caplog.records if "differs from its checkpoint" in r.getMessage()]
+    said = [
+        r.getMessage() for r in caplog.records if "differs from its checkpoint" in r.getMessage()
+    ]
     assert len(said) == 1 and said[0].endswith("train.stop_at_step: 6 -> -1"), said
     assert second["train"][0]["step"] == 7
     resumed = first["train"] + second["train"]
     assert [r["step"] for r in resumed] == list(range(1, 13))
-    np.testing.assert_allclose([r["loss"] for r in resumed], [r["loss"] for r in full["train"]],
-                               rtol=1e-6, atol=0)
+    np.testing.assert_allclose(
+        [r["loss"] for r in resumed], [r["loss"] for r in full["train"]], rtol=1e-6, atol=0
+    )
     for a, b in zip(jax.tree.leaves(full["state"]), jax.tree.leaves(second["state"])):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
     logged = read_metrics(str(tmp_path / "cut"), "train")
-    np.testing.assert_allclose([r["loss"] for r in logged], [r["loss"] for r in full["train"]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        [r["loss"] for r in logged], [r["loss"] for r in full["train"]], rtol=1e-6
+    )
     # Resuming from a checkpoint saved mid-run (asynchronously, at the validation of step 4,
     # while training went on) also continues exactly: the data position is the one of step 4.
     shutil.rmtree(tmp_path / "mid" / "checkpoints" / "6")
     mid = run(tmp_path / "mid")
     assert [r["step"] for r in mid["train"]] == list(range(5, 13))
-    np.testing.assert_allclose([r["loss"] for r in mid["train"]],
-                               [r["loss"] for r in full["train"]][4:], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(
+        [r["loss"] for r in mid["train"]], [r["loss"] for r in full["train"]][4:], rtol=1e-6, atol=0
+    )
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     # Example 40 is in the 6th batch of 8 (no shuffling): step 6; validation saved step 4.
     poisoned = functools.partial(train_toy.train_iter, n=64, poison=40)
-    with pytest.raises(NonFiniteLossError, match=r"at train step 6 .*Last good checkpoint: "
-                                                 r"step 4 in"):
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"at train step 6 .*Last good checkpoint: "
+        r"step 4 in",
+    ):
         run(tmp_path, train_iter=poisoned)
     ckpt = checkpointing.Checkpointer(str(tmp_path / "checkpoints"), train_toy.config().checkpoint)
     assert ckpt.latest_step() == 4
@@ -134,8 +147,9 @@ def test_bfloat16_compute_keeps_float32_params(tmp_path):
 def test_init_from_loads_matching_subtree_and_names_missing_file(tmp_path):
     task = train_toy.ToyTask()
     batch = next(train_toy.train_iter())
-    shapes = jax.eval_shape(task.init_variables, jax.random.PRNGKey(0),
-                            {"image": jnp.asarray(batch["image"])})
+    shapes = jax.eval_shape(
+        task.init_variables, jax.random.PRNGKey(0), {"image": jnp.asarray(batch["image"])}
+    )
     rs = np.random.RandomState(0)
     variables = jax.tree.map(lambda x: rs.randn(*x.shape).astype(x.dtype), shapes)
     kernel = np.full(variables["params"]["encoder"]["kernel"].shape, 0.25, np.float32)
@@ -144,13 +158,20 @@ def test_init_from_loads_matching_subtree_and_names_missing_file(tmp_path):
         saver.save(path, {"params": {"kernel": kernel}})
     loaded = checkpointing.load_pretrained(str(path), variables, "encoder")
     np.testing.assert_array_equal(np.asarray(loaded["params"]["encoder"]["kernel"]), kernel)
-    np.testing.assert_array_equal(np.asarray(loaded["params"]["head"]["kernel"]),
-                                  np.asarray(variables["params"]["head"]["kernel"]))
+    np.testing.assert_array_equal(
+        np.asarray(loaded["params"]["head"]["kernel"]),
+        np.asarray(variables["params"]["head"]["kernel"]),
+    )
     with pytest.raises(FileNotFoundError, match="does_not_exist"):
         checkpointing.load_pretrained(str(tmp_path / "does_not_exist"), variables)
     with pytest.raises(FileNotFoundError, match="no_weights"):
-        train_and_evaluate(_with(train_toy.config(), init_from=str(tmp_path / "no_weights")),
-                           str(tmp_path / "r"), task, train_toy.train_iter, None)
+        train_and_evaluate(
+            _with(train_toy.config(), init_from=str(tmp_path / "no_weights")),
+            str(tmp_path / "r"),
+            task,
+            train_toy.train_iter,
+            None,
+        )
 
 
 def _with(config, **kw):
@@ -175,7 +196,6 @@ def test_checkpoints_keep_the_latest_and_the_best(tmp_path):
     with pytest.raises(KeyError, match="best_metric='abs_rel'"):
         ckpt.save(6, state, metrics={"rmse": 1.0})
     ckpt.close()
-
 
 
 def test_ctrl_c_sets_the_stop_flag_instead_of_raising():
@@ -217,13 +237,17 @@ def _copy_run(full_run, dest):
 
 
 # (file of checkpoint 12, how it is broken): the ways a full disk or a copy cut short leave it.
-BROKEN = [("state/manifest.ocdbt", "truncated"), ("state/_METADATA", "truncated"),
-          ("meta/metadata", "emptied")]
+BROKEN = [
+    ("state/manifest.ocdbt", "truncated"),
+    ("state/_METADATA", "truncated"),
+    ("meta/metadata", "emptied"),
+]
 
 
 @pytest.mark.parametrize("name,how", BROKEN)
-def test_resume_falls_back_to_the_newest_checkpoint_that_reads(tmp_path, full_run, caplog, name,
-                                                               how):
+def test_resume_falls_back_to_the_newest_checkpoint_that_reads(
+    tmp_path, full_run, caplog, name, how
+):
     workdir = _copy_run(full_run, tmp_path / "run")
     path = workdir / "checkpoints" / "12" / name
     with open(path, "r+b") as f:
@@ -238,8 +262,9 @@ def test_resume_falls_back_to_the_newest_checkpoint_that_reads(tmp_path, full_ru
     # Steps 9-12 again, exactly as the uninterrupted run; metrics.jsonl holds each step once.
     full = full_run[1]["train"]
     assert [r["step"] for r in out["train"]] == [9, 10, 11, 12]
-    np.testing.assert_allclose([r["loss"] for r in out["train"]],
-                               [r["loss"] for r in full[8:]], rtol=1e-6, atol=0)
+    np.testing.assert_allclose(
+        [r["loss"] for r in out["train"]], [r["loss"] for r in full[8:]], rtol=1e-6, atol=0
+    )
     assert [r["step"] for r in read_metrics(str(workdir), "train")] == list(range(1, 13))
     assert [r["step"] for r in read_metrics(str(workdir), "eval")] == [4, 8, 12]
     # The new checkpoint 12 is whole.
@@ -252,13 +277,17 @@ def test_resume_with_no_readable_checkpoint_names_them_all(tmp_path, full_run):
     (workdir / "checkpoints" / "12" / "meta" / "metadata").write_text("")
     with open(workdir / "checkpoints" / "8" / "state" / "manifest.ocdbt", "r+b") as f:
         f.truncate(10)
-    with pytest.raises(checkpointing.CorruptCheckpointError,
-                       match=r"no checkpoint under .*checkpoints can be read: step 12: "
-                             r"JSONDecodeError: .*; step 8: ValueError: "):
+    with pytest.raises(
+        checkpointing.CorruptCheckpointError,
+        match=r"no checkpoint under .*checkpoints can be read: step 12: "
+        r"JSONDecodeError: .*; step 8: ValueError: ",
+    ):
         run(workdir)
     # Nothing was moved: the user decides what to do with them.
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == [
-        "12", "8"]
+        "12",
+        "8",
+    ]
 
 
 def test_resume_of_another_model_names_the_parameters_and_config(tmp_path, full_run):
@@ -283,8 +312,9 @@ def test_metrics_past_the_restored_step_are_dropped_on_resume(tmp_path, full_run
     logged = read_metrics(str(workdir), "train")
     assert [r["step"] for r in logged] == list(range(1, 13))
     assert [r["step"] for r in read_metrics(str(workdir), "eval")] == [4, 8, 12]
-    np.testing.assert_allclose([r["loss"] for r in logged[8:]], [r["loss"] for r in out["train"]],
-                               rtol=1e-7)
+    np.testing.assert_allclose(
+        [r["loss"] for r in logged[8:]], [r["loss"] for r in out["train"]], rtol=1e-7
+    )
 
 
 HOLD_LOCK = """
@@ -296,8 +326,7 @@ with workdir_lock(sys.argv[1]):
 """
 
 
-def test_a_second_run_in_a_workdir_is_refused_and_a_dead_holders_lock_taken_over(tmp_path,
-                                                                                  caplog):
+def test_a_second_run_in_a_workdir_is_refused_and_a_dead_holders_lock_taken_over(tmp_path, caplog):
     import os
     import socket
     import subprocess
@@ -305,14 +334,20 @@ def test_a_second_run_in_a_workdir_is_refused_and_a_dead_holders_lock_taken_over
     from avs_jax.workdir_lock import WorkdirLockedError
 
     root = Path(__file__).resolve().parents[1]
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path)], cwd=root,
-                              env=dict(os.environ, PYTHONPATH=str(root)), stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path)],
+        cwd=root,
+        env=dict(os.environ, PYTHONPATH=str(root)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(WorkdirLockedError,
-                           match=rf"is in use by pid {holder.pid} on host "
-                                 rf"{socket.gethostname()} since .*lock file .*\.lock"):
+        with pytest.raises(
+            WorkdirLockedError,
+            match=rf"is in use by pid {holder.pid} on host "
+            rf"{socket.gethostname()} since .*lock file .*\.lock",
+        ):
             run(tmp_path)
         assert not (tmp_path / "checkpoints").exists()  # refused before touching anything
     finally:
@@ -321,8 +356,9 @@ def test_a_second_run_in_a_workdir_is_refused_and_a_dead_holders_lock_taken_over
     with caplog.at_level(logging.WARNING):
         out = run(tmp_path, num_epochs=1)
     assert out["step"] == 4
-    assert any(f"taking over the lock of pid {holder.pid}" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        f"taking over the lock of pid {holder.pid}" in r.getMessage() for r in caplog.records
+    )
     assert (tmp_path / ".lock").read_text() == ""  # released on a clean exit
 
 
@@ -333,13 +369,17 @@ def test_evaluation_names_an_unreadable_best_checkpoint(tmp_path, full_run):
     best = min(full_run[1]["eval"], key=lambda r: r["abs_rel"])["step"]
     with open(workdir / "checkpoints" / str(best) / "state" / "manifest.ocdbt", "r+b") as f:
         f.truncate(10)
-    with pytest.raises(checkpointing.CorruptCheckpointError,
-                       match=rf"checkpoint .*run/checkpoints/{best} cannot be read: "):
+    with pytest.raises(
+        checkpointing.CorruptCheckpointError,
+        match=rf"checkpoint .*run/checkpoints/{best} cannot be read: ",
+    ):
         load_variables(str(workdir), "best")
     # Metadata that does not read, of any checkpoint (the best is chosen among all of them).
     other = 12 if best != 12 else 8
     (workdir / "checkpoints" / str(other) / "meta" / "metadata").write_text("{")
-    with pytest.raises(checkpointing.CorruptCheckpointError,
-                       match=rf"checkpoint .*run/checkpoints/{other} cannot be read: its "
-                             "metadata: JSONDecodeError"):
+    with pytest.raises(
+        checkpointing.CorruptCheckpointError,
+        match=rf"checkpoint .*run/checkpoints/{other} cannot be read: its "
+        "metadata: JSONDecodeError",
+    ):
         load_variables(str(workdir), "best")

@@ -10,16 +10,22 @@ import optax
 import pytest
 
 from avs_jax.train.defaults import default_train_config
-from avs_jax.train.optimizer import (create_learning_rate_fn, create_optimizer,
-                                     onecycle_b1_schedule, onecycle_lr_schedule)
+from avs_jax.train.optimizer import (
+    create_learning_rate_fn,
+    create_optimizer,
+    onecycle_b1_schedule,
+    onecycle_lr_schedule,
+)
 
 
 def torch_onecycle(step, total, max_lr, pct_start, div, final_div, base_m, max_m):
     """torch.optim.lr_scheduler.OneCycleLR.get_lr (anneal 'cos', three_phase False), by hand."""
     initial = max_lr / div
     minimum = initial / final_div
-    phases = [(float(pct_start * total) - 1, initial, max_lr, max_m, base_m),
-              (total - 1, max_lr, minimum, base_m, max_m)]
+    phases = [
+        (float(pct_start * total) - 1, initial, max_lr, max_m, base_m),
+        (total - 1, max_lr, minimum, base_m, max_m),
+    ]
     cos = lambda a, b, pct: b + (a - b) / 2.0 * (math.cos(math.pi * pct) + 1)  # noqa: E731
     start = 0
     for i, (end, lr0, lr1, m0, m1) in enumerate(phases):

@@ -49,16 +49,33 @@ exit_on_error(stage)
 def loop_process(workdir, devices, multi_host=False, env=None, log=None, data=None, **train):
     """The toy loop in a new process; its output is piped, or written to `log`.out/.err.
     `data`: keyword arguments of train_toy.train_iter."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
-               XLA_FLAGS=xla_flags(devices), **(env or {}))
-    code = RUN_LOOP.format(tests=str(TESTS), workdir=str(workdir), train=json.dumps(train),
-                           multi_host=multi_host, data=json.dumps(data or {}))
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        PYTHONPATH=str(ROOT),
+        XLA_FLAGS=xla_flags(devices),
+        **(env or {}),
+    )
+    code = RUN_LOOP.format(
+        tests=str(TESTS),
+        workdir=str(workdir),
+        train=json.dumps(train),
+        multi_host=multi_host,
+        data=json.dumps(data or {}),
+    )
     if log is None:
-        return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(ROOT),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-c", code],
+            env=env,
+            cwd=str(ROOT),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
     with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err:
-        return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(ROOT),
-                                stdout=out, stderr=err, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-c", code], env=env, cwd=str(ROOT), stdout=out, stderr=err, text=True
+        )
 
 
 def wait_together(procs, logs, timeout):
@@ -77,9 +94,12 @@ def wait_together(procs, logs, timeout):
                 p.kill()
             p.wait()
     if any(p.returncode != 0 for p in procs):
-        raise AssertionError("\n".join(
-            f"process {i} exit {p.returncode}: ...{Path(f'{log}.err').read_text()[-2000:]}"
-            for i, (p, log) in enumerate(zip(procs, logs))))
+        raise AssertionError(
+            "\n".join(
+                f"process {i} exit {p.returncode}: ...{Path(f'{log}.err').read_text()[-2000:]}"
+                for i, (p, log) in enumerate(zip(procs, logs))
+            )
+        )
     return [Path(f"{log}.out").read_text().strip().splitlines()[-1] for log in logs]
 
 
@@ -90,8 +110,13 @@ TRAIN = dict(num_steps=4, steps_per_epoch=4)
 def one_device(tmp_path_factory):
     """The toy's TRAIN run in this process, on one device (with "workdir" added)."""
     workdir = tmp_path_factory.mktemp("one")
-    out = train_and_evaluate(train_toy.config(**TRAIN), str(workdir), train_toy.ToyTask(),
-                             train_toy.train_iter, train_toy.eval_iter)
+    out = train_and_evaluate(
+        train_toy.config(**TRAIN),
+        str(workdir),
+        train_toy.ToyTask(),
+        train_toy.train_iter,
+        train_toy.eval_iter,
+    )
     return dict(out, workdir=workdir)
 
 
@@ -124,17 +149,26 @@ def test_one_and_four_devices_give_the_same_losses_and_parameters(tmp_path, one_
     _assert_same_run(four, tmp_path / "four", one_device)
 
 
-def test_two_hosts_configured_by_environment_variables_train_as_one(tmp_path, one_device,
-                                                                    local_coordinator):
+def test_two_hosts_configured_by_environment_variables_train_as_one(
+    tmp_path, one_device, local_coordinator
+):
     """README "Several hosts": two processes of 2 CPU devices each, `distributed.multi_host` and
     only the coordinator, JAX_NUM_PROCESSES and JAX_PROCESS_ID set, train on their halves of each
     global batch of 8 as one process does on all of it (the gradient and the BatchNorm
     statistics are reduced across processes) and write one run: one set of checkpoints, one
     metrics file."""
     logs = [tmp_path / f"process{i}" for i in range(2)]
-    procs = [loop_process(tmp_path / "run", 2, multi_host=True, log=log, **TRAIN,
-                          env=dict(local_coordinator, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)))
-             for i, log in enumerate(logs)]
+    procs = [
+        loop_process(
+            tmp_path / "run",
+            2,
+            multi_host=True,
+            log=log,
+            **TRAIN,
+            env=dict(local_coordinator, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
+        )
+        for i, log in enumerate(logs)
+    ]
     summaries = [json.loads(line) for line in wait_together(procs, logs, timeout=300)]
     for s in summaries:
         assert s["devices"] == 4 and s["processes"] == 2
@@ -163,7 +197,8 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     assert summary["stopped"] == "signal" and summary["step"] >= 3
     assert stderr.strip().splitlines()[-1] == (
         f"avs_jax: stopped by SIGTERM at step {summary['step']}, with a checkpoint in "
-        f"{tmp_path}: run the same command again to continue")
+        f"{tmp_path}: run the same command again to continue"
+    )
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert steps == [summary["step"]]
     # The checkpoint holds that step's state: restoring resumes at the step after it.
@@ -177,8 +212,13 @@ def test_kill_9_then_resume_is_exact_and_logs_each_step_once(tmp_path):
     """kill -9 between two checkpoints (validation saves steps 4, 8, 12), then the same command
     again: it takes over the dead run's workdir lock, resumes from step 4, and ends as the
     uninterrupted run, with each step once in metrics.jsonl."""
-    full = train_and_evaluate(train_toy.config(), str(tmp_path / "full"), train_toy.ToyTask(),
-                              train_toy.train_iter, train_toy.eval_iter)
+    full = train_and_evaluate(
+        train_toy.config(),
+        str(tmp_path / "full"),
+        train_toy.ToyTask(),
+        train_toy.train_iter,
+        train_toy.eval_iter,
+    )
     workdir = tmp_path / "killed"
     metrics = workdir / "metrics.jsonl"
     # 0.4 s a batch: a window of 1.2 s between seeing step 5 logged and step 8's checkpoint.
@@ -187,8 +227,11 @@ def test_kill_9_then_resume_is_exact_and_logs_each_step_once(tmp_path):
     logged = []
     while time.time() < deadline and proc.poll() is None:
         if metrics.exists():
-            logged = [json.loads(line)["step"] for line in metrics.read_text().splitlines()
-                      if line.endswith("}")]
+            logged = [
+                json.loads(line)["step"]
+                for line in metrics.read_text().splitlines()
+                if line.endswith("}")
+            ]
             if logged and max(logged) >= 5:
                 break
         time.sleep(0.05)
@@ -206,8 +249,9 @@ def test_kill_9_then_resume_is_exact_and_logs_each_step_once(tmp_path):
     train = [r for r in records if r["split"] == "train"]
     assert [r["step"] for r in train] == list(range(1, 13))
     assert [r["step"] for r in records if r["split"] == "eval"] == [4, 8, 12]
-    np.testing.assert_allclose([r["loss"] for r in train], [r["loss"] for r in full["train"]],
-                               rtol=1e-6, atol=0)
+    np.testing.assert_allclose(
+        [r["loss"] for r in train], [r["loss"] for r in full["train"]], rtol=1e-6, atol=0
+    )
     saved = np.load(workdir / "state.npz")
     for i, leaf in enumerate(jax.tree.leaves(full["state"])):
         np.testing.assert_allclose(saved[f"arr_{i}"], np.asarray(leaf), rtol=1e-6, atol=1e-7)
@@ -236,10 +280,8 @@ print("OK")
 def test_put_batch_splits_rows_over_four_devices_and_drops_ids():
     """Rows 0-1 go to device 0, 2-3 to device 1, ...; sample ids stay on the host; a batch that
     does not divide over the devices is refused with the entry named."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
-               XLA_FLAGS=xla_flags(4))
-    out = subprocess.run([sys.executable, "-c", PUT_BATCH], env=env, capture_output=True,
-                         text=True)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), XLA_FLAGS=xla_flags(4))
+    out = subprocess.run([sys.executable, "-c", PUT_BATCH], env=env, capture_output=True, text=True)
     assert "OK" in out.stdout, out.stderr[-3000:]
 
 

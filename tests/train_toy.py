@@ -47,21 +47,26 @@ class ToyTask:
     def loss_and_metrics(self, params, model_state, batch, rng, train):
         x = batch["image"]
         x = x + self.noise * jax.random.normal(rng, x.shape, x.dtype)
-        pred, new_vars = self.model.apply({"params": params, **model_state}, x, train=train,
-                                          mutable=list(model_state))
+        pred, new_vars = self.model.apply(
+            {"params": params, **model_state}, x, train=train, mutable=list(model_state)
+        )
         err = pred.astype(jnp.float32) - batch["target"]
-        loss = jnp.mean(err ** 2)
+        loss = jnp.mean(err**2)
         return loss, (new_vars, {"mae": jnp.mean(jnp.abs(err))})
 
     def param_labels(self, params):
-        return {k: jax.tree.map(lambda _: "encoder" if k == "encoder" else "default", v)
-                for k, v in params.items()}
+        return {
+            k: jax.tree.map(lambda _: "encoder" if k == "encoder" else "default", v)
+            for k, v in params.items()
+        }
 
     def eval_metrics(self, params, model_state, batch):
         pred = self.model.apply({"params": params, **model_state}, batch["image"], train=False)
         err = pred.astype(jnp.float32) - batch["target"]
-        return {"mse": jnp.mean(err ** 2),
-                "abs_rel": jnp.mean(jnp.abs(err) / jnp.abs(batch["target"]))}
+        return {
+            "mse": jnp.mean(err**2),
+            "abs_rel": jnp.mean(jnp.abs(err) / jnp.abs(batch["target"])),
+        }
 
 
 def examples(n: int, seed: int = 0) -> list[dict]:
@@ -75,8 +80,9 @@ def examples(n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def train_iter(n: int = 32, batch_size: int = 8, seed: int = 0, poison: int | None = None,
-               delay_s: float = 0.0):
+def train_iter(
+    n: int = 32, batch_size: int = 8, seed: int = 0, poison: int | None = None, delay_s: float = 0.0
+):
     """Endless shuffled grain iterator of batches (checkpointable).
 
     poison: index of an example whose target is NaN; the data is then not shuffled, so the
@@ -102,8 +108,11 @@ def _slowly(delay_s: float, batch: dict) -> dict:
 
 
 def eval_iter(n: int = 16, batch_size: int = 8):
-    return iter(_local_rows(grain.MapDataset.source(examples(n, seed=1)).batch(batch_size))
-                .to_iter_dataset())
+    return iter(
+        _local_rows(
+            grain.MapDataset.source(examples(n, seed=1)).batch(batch_size)
+        ).to_iter_dataset()
+    )
 
 
 def _local_rows(batches: grain.MapDataset) -> grain.MapDataset:
@@ -116,7 +125,7 @@ def _local_rows(batches: grain.MapDataset) -> grain.MapDataset:
 
     def rows(batch):
         per = len(batch["target"]) // count
-        return {k: v[index * per:(index + 1) * per] for k, v in batch.items()}
+        return {k: v[index * per : (index + 1) * per] for k, v in batch.items()}
 
     return batches.map(rows)
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
 import tensorflow_datasets as tfds
+from absl import app, flags, logging
 
 from tfds_batvision.batvision import Batvision
 from tfds_batvision.validate import BadFileError
@@ -26,66 +24,90 @@ from tfds_batvision.validate import BadFileError
 CONFIGS = ("bv1", "bv2", "bv1_triples")
 
 
-def build_dataset(config_name: str, manual_dir: str | os.PathLike, data_dir: str | os.PathLike,
-                  skip_bad: bool = False, overwrite: bool = False) -> Batvision:
-  """Builds (or reuses) the ``config_name`` dataset from the BatVision root ``manual_dir``.
+def build_dataset(
+    config_name: str,
+    manual_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+) -> Batvision:
+    """Builds (or reuses) the ``config_name`` dataset from the BatVision root ``manual_dir``.
 
-  Returns the prepared builder: read with ``builder.as_data_source(split)``. ``builder.skipped``
-  lists (file, problem) of samples skipped with ``skip_bad``. ``overwrite`` rebuilds even when a
-  complete dataset already exists in ``data_dir``.
-  """
-  if config_name not in CONFIGS:
-    raise ValueError(f"unknown BatVision config {config_name!r}; choose one of {CONFIGS}")
-  builder = Batvision(config=config_name, data_dir=os.fspath(data_dir), skip_bad=skip_bad,
-                      file_format="array_record")
-  mode = (tfds.download.GenerateMode.FORCE_REDOWNLOAD if overwrite
-          else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
-  try:
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=os.fspath(manual_dir), download_mode=mode))
-  except AssertionError as e:
-    if "Manual directory" in str(e):  # TFDS's check, met only when there is something to build
-      raise BadFileError(manual_dir, "does not exist or is empty: pass the BatVision root (BV2: "
-                         "the folder of the location folders; BV1: the folder of train.csv)") from e
-    # TFDS cannot write a split without examples: here every sample of a split was skipped.
-    if "No examples were yielded" not in str(e):
-      raise
-    raise BadFileError(
-        manual_dir, "a split has no valid samples left after --skip_bad; skipped: "
-        + "; ".join(f"{p}: {why}" for p, why in builder.skipped)) from e
-  if builder.skipped:
-    logging.warning("Skipped %d bad sample(s):\n%s", len(builder.skipped),
-                    "\n".join(f"  {p}: {why}" for p, why in builder.skipped))
-  return builder
+    Returns the prepared builder: read with ``builder.as_data_source(split)``. ``builder.skipped``
+    lists (file, problem) of samples skipped with ``skip_bad``. ``overwrite`` rebuilds even when a
+    complete dataset already exists in ``data_dir``.
+    """
+    if config_name not in CONFIGS:
+        raise ValueError(f"unknown BatVision config {config_name!r}; choose one of {CONFIGS}")
+    builder = Batvision(
+        config=config_name,
+        data_dir=os.fspath(data_dir),
+        skip_bad=skip_bad,
+        file_format="array_record",
+    )
+    mode = (
+        tfds.download.GenerateMode.FORCE_REDOWNLOAD
+        if overwrite
+        else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+    )
+    try:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=os.fspath(manual_dir), download_mode=mode
+            )
+        )
+    except AssertionError as e:
+        if "Manual directory" in str(e):  # TFDS's check, met only when there is something to build
+            raise BadFileError(
+                manual_dir,
+                "does not exist or is empty: pass the BatVision root (BV2: "
+                "the folder of the location folders; BV1: the folder of train.csv)",
+            ) from e
+        # TFDS cannot write a split without examples: here every sample of a split was skipped.
+        if "No examples were yielded" not in str(e):
+            raise
+        raise BadFileError(
+            manual_dir,
+            "a split has no valid samples left after --skip_bad; skipped: "
+            + "; ".join(f"{p}: {why}" for p, why in builder.skipped),
+        ) from e
+    if builder.skipped:
+        logging.warning(
+            "Skipped %d bad sample(s):\n%s",
+            len(builder.skipped),
+            "\n".join(f"  {p}: {why}" for p, why in builder.skipped),
+        )
+    return builder
 
 
 def _define_flags() -> None:
-  """Command-line flags, defined only when run as a program (the module is also a library)."""
-  flags.DEFINE_enum("config", "bv2", CONFIGS, "Which BatVision dataset to build.")
-  flags.DEFINE_string("manual_dir", None, "BatVision root folder.", required=True)
-  flags.DEFINE_string("data_dir", None, "TFDS data dir to write into.", required=True)
-  flags.DEFINE_bool("skip_bad", False, "Skip samples with bad files and report them.")
-  flags.DEFINE_bool("overwrite", False, "Rebuild even if the dataset exists.")
+    """Command-line flags, defined only when run as a program (the module is also a library)."""
+    flags.DEFINE_enum("config", "bv2", CONFIGS, "Which BatVision dataset to build.")
+    flags.DEFINE_string("manual_dir", None, "BatVision root folder.", required=True)
+    flags.DEFINE_string("data_dir", None, "TFDS data dir to write into.", required=True)
+    flags.DEFINE_bool("skip_bad", False, "Skip samples with bad files and report them.")
+    flags.DEFINE_bool("overwrite", False, "Rebuild even if the dataset exists.")
 
 
 def main(argv):
-  del argv
-  f = flags.FLAGS
-  try:
-    builder = build_dataset(f.config, f.manual_dir, f.data_dir, skip_bad=f.skip_bad,
-                            overwrite=f.overwrite)
-  except BadFileError as e:
-    logging.debug("traceback of the error below", exc_info=True)
-    sys.exit(f"tfds_batvision.build: bad BatVision input: {e}")
-  sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
-  print(f"Built batvision/{f.config} in {builder.data_dir}: {sizes}")
-  if builder.skipped:
-    print(f"Skipped {len(builder.skipped)} bad sample(s):")
-    for path, why in builder.skipped:
-      print(f"  {path}: {why}")
-  return 0
+    del argv
+    f = flags.FLAGS
+    try:
+        builder = build_dataset(
+            f.config, f.manual_dir, f.data_dir, skip_bad=f.skip_bad, overwrite=f.overwrite
+        )
+    except BadFileError as e:
+        logging.debug("traceback of the error below", exc_info=True)
+        sys.exit(f"tfds_batvision.build: bad BatVision input: {e}")
+    sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
+    print(f"Built batvision/{f.config} in {builder.data_dir}: {sizes}")
+    if builder.skipped:
+        print(f"Skipped {len(builder.skipped)} bad sample(s):")
+        for path, why in builder.skipped:
+            print(f"  {path}: {why}")
+    return 0
 
 
 if __name__ == "__main__":
-  _define_flags()
-  sys.exit(app.run(main))
+    _define_flags()
+    sys.exit(app.run(main))

@@ -12,17 +12,19 @@ import numpy as np
 
 
 def nominal_intrinsics(width: int, height: int, hfov_deg: float) -> np.ndarray:
-  """Pinhole K [3, 3] with square pixels, centred principal point and horizontal FOV hfov_deg."""
-  f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
-  return np.array([[f, 0, (width - 1) / 2.0], [0, f, (height - 1) / 2.0], [0, 0, 1]], np.float32)
+    """Pinhole K [3, 3] with square pixels, centred principal point and horizontal FOV hfov_deg."""
+    f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
+    return np.array([[f, 0, (width - 1) / 2.0], [0, f, (height - 1) / 2.0], [0, 0, 1]], np.float32)
 
 
-def resize_intrinsics(k: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> np.ndarray:
-  """K for an image resized from src_hw to dst_hw (pixel centres at integers)."""
-  sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
-  k = np.array(k, np.float32, copy=True)
-  k[0, 0] *= sx
-  k[1, 1] *= sy
-  k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
-  k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
-  return k
+def resize_intrinsics(
+    k: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]
+) -> np.ndarray:
+    """K for an image resized from src_hw to dst_hw (pixel centres at integers)."""
+    sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
+    k = np.array(k, np.float32, copy=True)
+    k[0, 0] *= sx
+    k[1, 1] *= sy
+    k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
+    k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
+    return k

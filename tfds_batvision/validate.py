@@ -28,175 +28,193 @@ MM_PER_M = 1000.0
 
 
 class BadFileError(ValueError):
-  """A BatVision file that is missing, truncated or in the wrong format."""
+    """A BatVision file that is missing, truncated or in the wrong format."""
 
-  def __init__(self, path: str | os.PathLike, problem: str):
-    self.path = str(path)
-    self.problem = problem
-    super().__init__(f"{self.path}: {problem}")
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
 
 
 class BadCsvIndexError(BadFileError):
-  """A split CSV whose list of samples cannot be trusted (not UTF-8, conflicting rows).
+    """A split CSV whose list of samples cannot be trusted (not UTF-8, conflicting rows).
 
-  Fatal even with ``--skip_bad``: the CSV is the split's index, not one sample, and which of its
-  samples are meant is not for the builder to guess.
-  """
+    Fatal even with ``--skip_bad``: the CSV is the split's index, not one sample, and which of its
+    samples are meant is not for the builder to guess.
+    """
 
 
 NOT_SKIPPED = "a split CSV is the index of its samples, so --skip_bad does not skip it"
 
 
 def _read_nonempty(path: str | os.PathLike) -> bytes:
-  if not os.path.exists(path):
-    raise BadFileError(path, "file does not exist (referenced by the CSV)")
-  if not os.path.isfile(path):
-    raise BadFileError(path, "is not a regular file")
-  with open(path, "rb") as f:
-    data = f.read()
-  if not data:
-    raise BadFileError(path, "file is empty (0 bytes)")
-  return data
+    if not os.path.exists(path):
+        raise BadFileError(path, "file does not exist (referenced by the CSV)")
+    if not os.path.isfile(path):
+        raise BadFileError(path, "is not a regular file")
+    with open(path, "rb") as f:
+        data = f.read()
+    if not data:
+        raise BadFileError(path, "file is empty (0 bytes)")
+    return data
 
 
 def _check_riff(path, data: bytes) -> None:
-  """Raises if the WAV's RIFF chunks promise more bytes than the file holds (truncation)."""
-  if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-    raise BadFileError(path, "not a RIFF/WAVE file")
-  pos = 12
-  seen_data = False
-  while pos + 8 <= len(data):
-    cid = data[pos:pos + 4]
-    (size,) = struct.unpack("<I", data[pos + 4:pos + 8])
-    if cid == b"data":
-      seen_data = True
-      if pos + 8 + size > len(data):
-        raise BadFileError(path, f"truncated WAV: data chunk declares {size} bytes but only "
-                                 f"{len(data) - pos - 8} are present")
-      if size == 0:
-        raise BadFileError(path, "WAV has no audio frames (empty data chunk)")
-    pos += 8 + size + (size & 1)
-  if not seen_data:
-    raise BadFileError(path, "truncated WAV: no data chunk")
+    """Raises if the WAV's RIFF chunks promise more bytes than the file holds (truncation)."""
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise BadFileError(path, "not a RIFF/WAVE file")
+    pos = 12
+    seen_data = False
+    while pos + 8 <= len(data):
+        cid = data[pos : pos + 4]
+        (size,) = struct.unpack("<I", data[pos + 4 : pos + 8])
+        if cid == b"data":
+            seen_data = True
+            if pos + 8 + size > len(data):
+                raise BadFileError(
+                    path,
+                    f"truncated WAV: data chunk declares {size} bytes but only "
+                    f"{len(data) - pos - 8} are present",
+                )
+            if size == 0:
+                raise BadFileError(path, "WAV has no audio frames (empty data chunk)")
+        pos += 8 + size + (size & 1)
+    if not seen_data:
+        raise BadFileError(path, "truncated WAV: no data chunk")
 
 
 def read_bv2_wav(path: str | os.PathLike) -> np.ndarray:
-  """Reads a BV2 echo WAV: int32 PCM, 2 channels, 44.1 kHz -> float32 [2, T] = int32 / 2**31."""
-  data = _read_nonempty(path)
-  _check_riff(path, data)
-  try:
-    info = sf.info(io.BytesIO(data))
-  except Exception as e:  # libsndfile's own error text is the useful part
-    raise BadFileError(path, f"unreadable WAV ({e})") from e
-  if info.samplerate != BV2_SAMPLE_RATE:
-    raise BadFileError(path, f"sample rate {info.samplerate} Hz, expected {BV2_SAMPLE_RATE}")
-  if info.channels != BV2_CHANNELS:
-    raise BadFileError(path, f"{info.channels} channel(s), expected {BV2_CHANNELS} [left, right]")
-  if info.subtype != BV2_SUBTYPE:
-    raise BadFileError(path, f"sample format {info.subtype}, expected int32 PCM ({BV2_SUBTYPE})")
-  pcm, _ = sf.read(io.BytesIO(data), dtype="int32", always_2d=True)
-  if pcm.shape[0] == 0:
-    raise BadFileError(path, "WAV has no audio frames")
-  # Exact: int32 -> float64 is exact, and / 2**31 only changes the exponent.
-  return (pcm.T.astype(np.float64) / INT32_SCALE).astype(np.float32)
+    """Reads a BV2 echo WAV: int32 PCM, 2 channels, 44.1 kHz -> float32 [2, T] = int32 / 2**31."""
+    data = _read_nonempty(path)
+    _check_riff(path, data)
+    try:
+        info = sf.info(io.BytesIO(data))
+    except Exception as e:  # libsndfile's own error text is the useful part
+        raise BadFileError(path, f"unreadable WAV ({e})") from e
+    if info.samplerate != BV2_SAMPLE_RATE:
+        raise BadFileError(path, f"sample rate {info.samplerate} Hz, expected {BV2_SAMPLE_RATE}")
+    if info.channels != BV2_CHANNELS:
+        raise BadFileError(
+            path, f"{info.channels} channel(s), expected {BV2_CHANNELS} [left, right]"
+        )
+    if info.subtype != BV2_SUBTYPE:
+        raise BadFileError(
+            path, f"sample format {info.subtype}, expected int32 PCM ({BV2_SUBTYPE})"
+        )
+    pcm, _ = sf.read(io.BytesIO(data), dtype="int32", always_2d=True)
+    if pcm.shape[0] == 0:
+        raise BadFileError(path, "WAV has no audio frames")
+    # Exact: int32 -> float64 is exact, and / 2**31 only changes the exponent.
+    return (pcm.T.astype(np.float64) / INT32_SCALE).astype(np.float32)
 
 
 def _load_npy(path) -> np.ndarray:
-  data = _read_nonempty(path)
-  try:
-    arr = np.load(io.BytesIO(data), allow_pickle=False)
-  except Exception as e:
-    raise BadFileError(path, f"truncated or corrupt .npy ({type(e).__name__}: {e})") from e
-  if not isinstance(arr, np.ndarray):
-    raise BadFileError(path, "not a single .npy array")
-  if arr.size == 0:
-    raise BadFileError(path, f"empty array of shape {arr.shape}")
-  return arr
+    data = _read_nonempty(path)
+    try:
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as e:
+        raise BadFileError(path, f"truncated or corrupt .npy ({type(e).__name__}: {e})") from e
+    if not isinstance(arr, np.ndarray):
+        raise BadFileError(path, "not a single .npy array")
+    if arr.size == 0:
+        raise BadFileError(path, f"empty array of shape {arr.shape}")
+    return arr
 
 
-def read_depth_mm(path: str | os.PathLike, expected_hw: tuple[int, int] | None,
-                  require_uint16: bool) -> np.ndarray:
-  """Reads a depth ``.npy`` in millimetres -> float32 [H, W] metres, invalid (0, NaN, inf, <0) = 0.
+def read_depth_mm(
+    path: str | os.PathLike, expected_hw: tuple[int, int] | None, require_uint16: bool
+) -> np.ndarray:
+    """Reads a depth ``.npy`` in millimetres -> float32 [H, W] metres, invalid (0, NaN, inf, <0) = 0.
 
-  ``require_uint16``: BV2 stores uint16 mm; BV1 stores floats that may hold NaN/inf/negatives.
-  ``expected_hw``: the camera image's (H, W); depth must be registered to it.
-  """
-  arr = _load_npy(path)
-  if require_uint16 and arr.dtype != np.uint16:
-    raise BadFileError(path, f"depth dtype {arr.dtype}, expected uint16 millimetres")
-  if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-    raise BadFileError(path, f"depth dtype {arr.dtype} is not numeric")
-  if arr.ndim != 2:
-    raise BadFileError(path, f"depth has shape {arr.shape}, expected 2-D [H, W]")
-  if expected_hw is not None and tuple(arr.shape) != tuple(expected_hw):
-    raise BadFileError(path, f"depth has shape {arr.shape}, expected {tuple(expected_hw)} "
-                             "(the camera image's H, W)")
-  m = arr.astype(np.float64) / MM_PER_M
-  m[~np.isfinite(m) | (m < 0)] = 0.0
-  return m.astype(np.float32)
+    ``require_uint16``: BV2 stores uint16 mm; BV1 stores floats that may hold NaN/inf/negatives.
+    ``expected_hw``: the camera image's (H, W); depth must be registered to it.
+    """
+    arr = _load_npy(path)
+    if require_uint16 and arr.dtype != np.uint16:
+        raise BadFileError(path, f"depth dtype {arr.dtype}, expected uint16 millimetres")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise BadFileError(path, f"depth dtype {arr.dtype} is not numeric")
+    if arr.ndim != 2:
+        raise BadFileError(path, f"depth has shape {arr.shape}, expected 2-D [H, W]")
+    if expected_hw is not None and tuple(arr.shape) != tuple(expected_hw):
+        raise BadFileError(
+            path,
+            f"depth has shape {arr.shape}, expected {tuple(expected_hw)} (the camera image's H, W)",
+        )
+    m = arr.astype(np.float64) / MM_PER_M
+    m[~np.isfinite(m) | (m < 0)] = 0.0
+    return m.astype(np.float32)
 
 
 def read_ear_npy(path: str | os.PathLike) -> np.ndarray:
-  """Reads one BV1 ear waveform ``.npy``: 1-D float -> float32 [T]."""
-  arr = _load_npy(path)
-  if not np.issubdtype(arr.dtype, np.floating):
-    raise BadFileError(path, f"audio dtype {arr.dtype}, expected a float waveform")
-  if arr.ndim != 1:
-    raise BadFileError(path, f"audio has shape {arr.shape}, expected one channel [T] per ear file")
-  return arr.astype(np.float32)
+    """Reads one BV1 ear waveform ``.npy``: 1-D float -> float32 [T]."""
+    arr = _load_npy(path)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise BadFileError(path, f"audio dtype {arr.dtype}, expected a float waveform")
+    if arr.ndim != 1:
+        raise BadFileError(
+            path, f"audio has shape {arr.shape}, expected one channel [T] per ear file"
+        )
+    return arr.astype(np.float32)
 
 
 def read_image_bytes(path: str | os.PathLike) -> tuple[bytes, tuple[int, int]]:
-  """Reads an encoded camera image (JPEG/PNG), decodes it fully to check it; -> (bytes, (H, W))."""
-  data = _read_nonempty(path)
-  try:
-    with PIL.Image.open(io.BytesIO(data)) as im:
-      fmt, mode = im.format, im.mode
-      im.load()  # raises on truncated data (PIL.ImageFile.LOAD_TRUNCATED_IMAGES is False)
-      w, h = im.size
-  except Exception as e:
-    raise BadFileError(path, f"truncated or corrupt image ({type(e).__name__}: {e})") from e
-  if fmt not in ("JPEG", "PNG"):
-    raise BadFileError(path, f"image format {fmt}, expected JPEG or PNG")
-  if mode != "RGB":
-    raise BadFileError(path, f"image mode {mode}, expected RGB (3 channels)")
-  return data, (h, w)
+    """Reads an encoded camera image (JPEG/PNG), decodes it fully to check it; -> (bytes, (H, W))."""
+    data = _read_nonempty(path)
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as im:
+            fmt, mode = im.format, im.mode
+            im.load()  # raises on truncated data (PIL.ImageFile.LOAD_TRUNCATED_IMAGES is False)
+            w, h = im.size
+    except Exception as e:
+        raise BadFileError(path, f"truncated or corrupt image ({type(e).__name__}: {e})") from e
+    if fmt not in ("JPEG", "PNG"):
+        raise BadFileError(path, f"image format {fmt}, expected JPEG or PNG")
+    if mode != "RGB":
+        raise BadFileError(path, f"image mode {mode}, expected RGB (3 channels)")
+    return data, (h, w)
 
 
 def read_csv_text(path: str | os.PathLike) -> str:
-  """A split CSV's text: UTF-8, with or without a byte-order mark; else BadCsvIndexError."""
-  with open(path, "rb") as f:
-    data = f.read()
-  skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-  try:
-    return data[skip:].decode("utf-8")
-  except UnicodeDecodeError as e:
-    pos = skip + e.start  # offset in the file
-    line = data.count(b"\n", 0, pos) + 1
-    col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
-    hint = (" (it starts with a UTF-16 byte-order mark)"
-            if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "")
-    raise BadCsvIndexError(
-        path, f"not UTF-8 text{hint}: byte 0x{data[pos]:02x} at line {line}, byte {col} of the "
-        f"line (file offset {pos}), {e.reason}; save the CSV as UTF-8 ({NOT_SKIPPED})") from e
+    """A split CSV's text: UTF-8, with or without a byte-order mark; else BadCsvIndexError."""
+    with open(path, "rb") as f:
+        data = f.read()
+    skip = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return data[skip:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        pos = skip + e.start  # offset in the file
+        line = data.count(b"\n", 0, pos) + 1
+        col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
+        hint = (
+            " (it starts with a UTF-16 byte-order mark)"
+            if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+            else ""
+        )
+        raise BadCsvIndexError(
+            path,
+            f"not UTF-8 text{hint}: byte 0x{data[pos]:02x} at line {line}, byte {col} of the "
+            f"line (file offset {pos}), {e.reason}; save the CSV as UTF-8 ({NOT_SKIPPED})",
+        ) from e
 
 
-def require_columns(csv_path: str | os.PathLike, header: list[str] | None,
-                    required: tuple[str, ...]) -> None:
-  """Raises if the CSV header lacks a required column."""
-  if header is None:
-    raise BadFileError(csv_path, "CSV is empty (no header line)")
-  missing = [c for c in required if c not in header]
-  if missing:
-    raise BadFileError(csv_path, f"CSV lacks column(s) {missing}; header is {header}")
+def require_columns(
+    csv_path: str | os.PathLike, header: list[str] | None, required: tuple[str, ...]
+) -> None:
+    """Raises if the CSV header lacks a required column."""
+    if header is None:
+        raise BadFileError(csv_path, "CSV is empty (no header line)")
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise BadFileError(csv_path, f"CSV lacks column(s) {missing}; header is {header}")
 
 
 def parse_json_matrix(path, value: Any, shape: tuple[int, ...]) -> np.ndarray:
-  """A nested-list matrix from a JSON file as float32 of ``shape``, or BadFileError."""
-  try:
-    arr = np.asarray(value, dtype=np.float32)
-  except Exception as e:
-    raise BadFileError(path, f"not a numeric matrix ({e})") from e
-  if arr.shape != shape or not np.all(np.isfinite(arr)):
-    raise BadFileError(path, f"expected a finite {shape} matrix, got shape {arr.shape}")
-  return arr
+    """A nested-list matrix from a JSON file as float32 of ``shape``, or BadFileError."""
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except Exception as e:
+        raise BadFileError(path, f"not a numeric matrix ({e})") from e
+    if arr.shape != shape or not np.all(np.isfinite(arr)):
+        raise BadFileError(path, f"expected a finite {shape} matrix, got shape {arr.shape}")
+    return arr

@@ -46,8 +46,15 @@ SMOOTHNESS = 1e-3
 
 def load_trainer(root: Path) -> types.ModuleType:
     """upstream trainer.py with its unused imports stubbed, `layers` imported from `root`."""
-    for name in ("tensorboardX", "IPython", "kitti_utils", "datasets", "networks", "six",
-                 "six.moves"):
+    for name in (
+        "tensorboardX",
+        "IPython",
+        "kitti_utils",
+        "datasets",
+        "networks",
+        "six",
+        "six.moves",
+    ):
         stub = types.ModuleType(name)
         stub.SummaryWriter = object
         stub.embed = lambda *a, **k: None
@@ -92,21 +99,37 @@ def main() -> None:
     pyramid = [frames[1]]
     for _ in SCALES[1:]:
         pyramid.append(pool2(pyramid[-1]))
-    disps = [0.05 + 0.5 * smooth_field(rng, (B, 1, H // 2 ** s, W // 2 ** s)) for s in SCALES]
+    disps = [0.05 + 0.5 * smooth_field(rng, (B, 1, H // 2**s, W // 2**s)) for s in SCALES]
     axisangle = rng.normal(scale=0.02, size=(2, B, 3)).astype(np.float32)  # pairs (-1,0), (0,1)
     translation = rng.normal(scale=0.03, size=(2, B, 3)).astype(np.float32)
-    K = np.array([[0.58 * W, 0, 0.5 * W, 0], [0, 1.92 * H, 0.5 * H, 0], [0, 0, 1, 0],
-                  [0, 0, 0, 1]], np.float32)
+    K = np.array(
+        [[0.58 * W, 0, 0.5 * W, 0], [0, 1.92 * H, 0.5 * H, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+        np.float32,
+    )
 
     opt = types.SimpleNamespace(
-        scales=list(SCALES), v1_multiscale=False, height=H, width=W, min_depth=MIN_DEPTH,
-        max_depth=MAX_DEPTH, frame_ids=[0, -1, 1], pose_model_type="separate_resnet",
-        disable_automasking=False, no_ssim=False, avg_reprojection=False, predictive_mask=False,
-        disparity_smoothness=SMOOTHNESS)
+        scales=list(SCALES),
+        v1_multiscale=False,
+        height=H,
+        width=W,
+        min_depth=MIN_DEPTH,
+        max_depth=MAX_DEPTH,
+        frame_ids=[0, -1, 1],
+        pose_model_type="separate_resnet",
+        disable_automasking=False,
+        no_ssim=False,
+        avg_reprojection=False,
+        predictive_mask=False,
+        disparity_smoothness=SMOOTHNESS,
+    )
     me = types.SimpleNamespace(
-        opt=opt, num_scales=len(SCALES), device="cpu", ssim=layers.SSIM(),
+        opt=opt,
+        num_scales=len(SCALES),
+        device="cpu",
+        ssim=layers.SSIM(),
         backproject_depth={0: layers.BackprojectDepth(B, H, W)},
-        project_3d={0: layers.Project3D(B, H, W)})
+        project_3d={0: layers.Project3D(B, H, W)},
+    )
     me.compute_reprojection_loss = functools.partial(trainer.Trainer.compute_reprojection_loss, me)
 
     t = torch.from_numpy
@@ -119,7 +142,8 @@ def main() -> None:
     outputs = {("disp", s): t(d) for s, d in zip(SCALES, disps)}
     for pair, f in enumerate((-1, 1)):  # Trainer.predict_poses: invert when f < 0
         outputs[("cam_T_cam", 0, f)] = layers.transformation_from_parameters(
-            t(axisangle[pair])[:, None], t(translation[pair])[:, None], invert=f < 0)
+            t(axisangle[pair])[:, None], t(translation[pair])[:, None], invert=f < 0
+        )
 
     grid_sample, randn = F.grid_sample, torch.randn
     trainer.F.grid_sample = functools.partial(grid_sample, align_corners=True)
@@ -134,8 +158,11 @@ def main() -> None:
     smooth = []
     for s in SCALES:
         d = outputs[("disp", s)]
-        smooth.append(float(layers.get_smooth_loss(d / (d.mean((2, 3), True) + 1e-7),
-                                                   inputs[("color", 0, s)])))
+        smooth.append(
+            float(
+                layers.get_smooth_loss(d / (d.mean((2, 3), True) + 1e-7), inputs[("color", 0, s)])
+            )
+        )
     per_scale = np.array([float(losses[f"loss/{s}"]) for s in SCALES])
     photometric = per_scale - SMOOTHNESS * np.array(smooth) / 2.0 ** np.arange(len(SCALES))
     automask = np.mean([float(outputs[f"identity_selection/{s}"].mean()) for s in SCALES])
@@ -144,17 +171,28 @@ def main() -> None:
     arrays = {
         "frames": np.moveaxis(nhwc(frames), 0, 1),  # [B, 3, H, W, 3]
         "intrinsics": np.broadcast_to(K[:3, :3], (B, 3, 3)).copy(),
-        "axisangle": axisangle, "translation": translation,
-        "loss": np.float32(losses["loss"]), "photometric": np.float32(photometric.mean()),
-        "smoothness": np.float32(np.mean(smooth)), "automask_fraction": np.float32(automask),
+        "axisangle": axisangle,
+        "translation": translation,
+        "loss": np.float32(losses["loss"]),
+        "photometric": np.float32(photometric.mean()),
+        "smoothness": np.float32(np.mean(smooth)),
+        "automask_fraction": np.float32(automask),
     }
     for s in SCALES:
         arrays[f"disp_{s}"] = nhwc(disps[s])
         arrays[f"pyramid_{s}"] = nhwc(pyramid[s])
     args.out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out / "monodepth2_loss.npz", **arrays)
-    print("loss", arrays["loss"], "photometric", arrays["photometric"], "smoothness",
-          arrays["smoothness"], "automask", arrays["automask_fraction"])
+    print(
+        "loss",
+        arrays["loss"],
+        "photometric",
+        arrays["photometric"],
+        "smoothness",
+        arrays["smoothness"],
+        "automask",
+        arrays["automask_fraction"],
+    )
 
 
 if __name__ == "__main__":

@@ -54,8 +54,9 @@ import numpy as np
 import torch
 
 # torchvision's compiled ops do not match the CPU torch build; the models never use them.
-sys.modules.setdefault("torchvision._meta_registrations",
-                       types.ModuleType("torchvision._meta_registrations"))
+sys.modules.setdefault(
+    "torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations")
+)
 import torchvision  # noqa: E402  pylint: disable=wrong-import-position
 import torchvision.models.resnet as tv_resnet  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -84,8 +85,9 @@ def make_shim(shrink: int, keep: tuple[int, ...] = ()) -> types.SimpleNamespace:
         def __init__(self, in_features, out_features, *args, **kwargs):
             super().__init__(s(in_features), s(out_features), *args, **kwargs)
 
-    shim = types.SimpleNamespace(**{k: getattr(torch.nn, k) for k in dir(torch.nn)
-                                    if not k.startswith("_")})
+    shim = types.SimpleNamespace(
+        **{k: getattr(torch.nn, k) for k in dir(torch.nn) if not k.startswith("_")}
+    )
     shim.quantized = torch.nn.quantized
     shim.Conv2d, shim.BatchNorm2d, shim.Linear = Conv2d, BatchNorm2d, Linear
     shim.ConvTranspose2d = ConvTranspose2d
@@ -151,8 +153,15 @@ def load_from_path(name: str, path: Path) -> types.ModuleType:
 _ORIGINAL_MAKE_BEIT_BACKBONE = []
 
 
-def tiny_midas_dpt(root: Path, shrink: int, embed_dim: int, depth: int, heads: int,
-                   train_size: int, keep: tuple[int, ...] = ()) -> torch.nn.Module:
+def tiny_midas_dpt(
+    root: Path,
+    shrink: int,
+    embed_dim: int,
+    depth: int,
+    heads: int,
+    train_size: int,
+    keep: tuple[int, ...] = (),
+) -> torch.nn.Module:
     """MiDaS v3.1 `DPTDepthModel(backbone="beitl16_384")` from the checkout, made tiny.
 
     Changes, all from outside the upstream code: (1) the channel shim in MiDaS's own modules
@@ -177,8 +186,15 @@ def tiny_midas_dpt(root: Path, shrink: int, embed_dim: int, depth: int, heads: i
     assert embed_dim == 1024 // shrink, "the reassemble convs see vit_features=1024 / shrink"
 
     def create_model(name, pretrained=False):
-        return timm.create_model(name, pretrained=False, embed_dim=embed_dim, depth=depth,
-                                 num_heads=heads, img_size=train_size, num_classes=10)
+        return timm.create_model(
+            name,
+            pretrained=False,
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=heads,
+            img_size=train_size,
+            num_classes=10,
+        )
 
     m_beit.timm = types.SimpleNamespace(create_model=create_model)
     if not _ORIGINAL_MAKE_BEIT_BACKBONE:
@@ -198,13 +214,20 @@ def tiny_midas_dpt(root: Path, shrink: int, embed_dim: int, depth: int, heads: i
 def midas_outputs(model: torch.nn.Module, x_norm: torch.Tensor) -> dict[str, np.ndarray]:
     """Relative depth and the intermediate maps ZoeDepth reads (hooks), NHWC."""
     got = {}
-    hooks = [model.scratch.layer4_rn.register_forward_hook(
-        lambda m, i, o: got.__setitem__("l4_rn", o))]
+    hooks = [
+        model.scratch.layer4_rn.register_forward_hook(lambda m, i, o: got.__setitem__("l4_rn", o))
+    ]
     for k in range(1, 5):
-        hooks.append(getattr(model.scratch, f"refinenet{k}").register_forward_hook(
-            lambda m, i, o, k=k: got.__setitem__(f"r{k}", o)))
-    hooks.append(model.scratch.output_conv[3].register_forward_hook(
-        lambda m, i, o: got.__setitem__("out_conv", o.clone())))
+        hooks.append(
+            getattr(model.scratch, f"refinenet{k}").register_forward_hook(
+                lambda m, i, o, k=k: got.__setitem__(f"r{k}", o)
+            )
+        )
+    hooks.append(
+        model.scratch.output_conv[3].register_forward_hook(
+            lambda m, i, o: got.__setitem__("out_conv", o.clone())
+        )
+    )
     with torch.no_grad():
         rel = model(x_norm)
     for h in hooks:
@@ -235,19 +258,38 @@ def zoedepth_fixture(midas_root: Path, zoe_root: Path, out: Path) -> None:
     the tiny DPT's width. ZoeDepth hard-codes MiDaS's 32-channel `out_conv`
     (N_MIDAS_OUT), so that head width is kept. n_bins and bin_embedding_dim are small
     constructor arguments; the MLP widths are ZoeDepth's defaults (256 seed, 128 others)."""
-    model = tiny_midas_dpt(midas_root, shrink=16, embed_dim=64, depth=5, heads=4, train_size=64,
-                           keep=(32,))
+    model = tiny_midas_dpt(
+        midas_root, shrink=16, embed_dim=64, depth=5, heads=4, train_size=64, keep=(32,)
+    )
     sys.path.insert(0, str(zoe_root))
     from zoedepth.models.base_models.midas import MidasCore  # pylint: disable=C0415
     from zoedepth.models.zoedepth.zoedepth_v1 import ZoeDepth  # pylint: disable=C0415
 
-    core = MidasCore(model, trainable=False, fetch_features=True, freeze_bn=True,
-                     keep_aspect_ratio=False, img_size=[64, 96], do_resize=False)
+    core = MidasCore(
+        model,
+        trainable=False,
+        fetch_features=True,
+        freeze_bn=True,
+        keep_aspect_ratio=False,
+        img_size=[64, 96],
+        do_resize=False,
+    )
     core.output_channels = [model.scratch.layer1_rn.out_channels] * 5
-    zoe = ZoeDepth(core, n_bins=16, bin_centers_type="softplus", bin_embedding_dim=16,
-                   min_depth=1e-3, max_depth=10.0, n_attractors=[16, 8, 4, 1],
-                   attractor_alpha=1000, attractor_gamma=2, attractor_kind="mean",
-                   attractor_type="inv", min_temp=0.0212, max_temp=50)
+    zoe = ZoeDepth(
+        core,
+        n_bins=16,
+        bin_centers_type="softplus",
+        bin_embedding_dim=16,
+        min_depth=1e-3,
+        max_depth=10.0,
+        n_attractors=[16, 8, 4, 1],
+        attractor_alpha=1000,
+        attractor_gamma=2,
+        attractor_kind="mean",
+        attractor_type="inv",
+        min_temp=0.0212,
+        max_temp=50,
+    )
     randomize(zoe, 12)
     img = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(13))
     got = {}
@@ -317,8 +359,13 @@ def monodepth2_fixture(root: Path, shrink: int, out: Path) -> None:
     arrays = state_dict_arrays(encoder)
     arrays.update(state_dict_arrays(decoder))
     # Released encoder.pth files also carry the training resolution; they must be skipped.
-    arrays.update({"sd/height": np.asarray(192), "sd/width": np.asarray(640),
-                   "sd/use_stereo": np.asarray(False)})
+    arrays.update(
+        {
+            "sd/height": np.asarray(192),
+            "sd/width": np.asarray(640),
+            "sd/use_stereo": np.asarray(False),
+        }
+    )
     arrays["input"] = x.permute(0, 2, 3, 1).numpy()
     for s in range(4):
         arrays[f"out/disp{s}"] = disps[("disp", s)].permute(0, 2, 3, 1).numpy()
@@ -327,8 +374,9 @@ def monodepth2_fixture(root: Path, shrink: int, out: Path) -> None:
 
     pose_encoder = networks.ResnetEncoder(18, False, num_input_images=2)
     pose_encoder.encoder.fc = torch.nn.Linear(pose_encoder.encoder.fc.in_features, 10)
-    pose = networks.PoseDecoder(pose_encoder.num_ch_enc, num_input_features=1,
-                                num_frames_to_predict_for=2)
+    pose = networks.PoseDecoder(
+        pose_encoder.num_ch_enc, num_input_features=1, num_frames_to_predict_for=2
+    )
     randomize(pose_encoder, 8)
     randomize(pose, 9)
     pair = torch.rand(2, 6, 64, 96, generator=g)

@@ -26,8 +26,12 @@ def load_variables(run_dir: str, step: int | str | None = "best") -> tuple[dict,
         return checkpointing.restore_variables(ckpt_dir, None)
 
 
-def load_run(run_dir: str, expected_task: str, expected_variant: str | None = None,
-             step: int | str | None = "best"):
+def load_run(
+    run_dir: str,
+    expected_task: str,
+    expected_variant: str | None = None,
+    step: int | str | None = "best",
+):
     """(task, variables, config) of a training run, checked against what the caller expects.
 
     Args:
@@ -46,19 +50,21 @@ def load_run(run_dir: str, expected_task: str, expected_variant: str | None = No
     if config.get("task") != expected_task:
         raise CheckpointMismatchError(
             f"{run_dir}: a {config.get('task')!r} checkpoint given where a {expected_task!r} "
-            "model is expected")
+            "model is expected"
+        )
     if expected_variant is not None and config.model.variant != expected_variant:
         raise CheckpointMismatchError(
             f"{run_dir}: holds the {config.model.variant!r} variant, configured as "
-            f"{expected_variant!r}")
+            f"{expected_variant!r}"
+        )
     task = make_task(config)
-    abstract = jax.eval_shape(lambda: task.init_variables(jax.random.key(0),
-                                                          dummy_batch(config)))
+    abstract = jax.eval_shape(lambda: task.init_variables(jax.random.key(0), dummy_batch(config)))
     diffs = tree_differences(abstract, variables)
     if diffs:
         raise CheckpointMismatchError(
             f"{run_dir}: the checkpoint does not fit the model of its configuration:\n  "
-            + "\n  ".join(diffs))
+            + "\n  ".join(diffs)
+        )
     variables = jax.tree.map(jnp.asarray, variables)
     return task, variables, config
 
@@ -68,5 +74,8 @@ def dummy_batch(config: ml_collections.ConfigDict, batch: int = 1) -> dict:
     h, w = config.data.image_size
     if config.task == "relative":
         return {"frames": jnp.zeros((batch, 3, h, w, 3)), "intrinsics": jnp.eye(3)[None]}
-    return {"image": jnp.zeros((batch, h, w, 3)), "echo": jnp.zeros((batch, h, w, 2)),
-            "depth": jnp.zeros((batch, h, w))}
+    return {
+        "image": jnp.zeros((batch, h, w, 3)),
+        "echo": jnp.zeros((batch, h, w, 2)),
+        "depth": jnp.zeros((batch, h, w)),
+    }

@@ -44,8 +44,14 @@ ECHO_VARIANTS = ("rgb_echoes", "echoes")
 class Predictor:
     """A loaded model as a jitted function of an evaluation batch -> `[B, h, w]`."""
 
-    def __init__(self, name: str, fn: Callable[[dict], jax.Array], image_size: tuple[int, int],
-                 kind: str = "depth", stft: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[dict], jax.Array],
+        image_size: tuple[int, int],
+        kind: str = "depth",
+        stft: dict | None = None,
+    ):
         self.name, self.fn, self.kind = name, fn, kind
         self.image_size = tuple(int(s) for s in image_size)
         self.stft = stft
@@ -62,8 +68,7 @@ def _stage1_predictor(variant: str, run_dir: str) -> tuple[Predictor, Any, dict,
     # The echo settings of training (BV2's cut to its max depth) are used on every test set.
     stft["cut_to_max_depth"] = True
     stft["max_depth"] = float(stft.get("max_depth") or cfg.data.max_depth)
-    pred = Predictor(variant, lambda b: fn(b["image"], b["echo"]), cfg.data.image_size,
-                     stft=stft)
+    pred = Predictor(variant, lambda b: fn(b["image"], b["echo"]), cfg.data.image_size, stft=stft)
     return pred, task, variables, cfg
 
 
@@ -83,8 +88,9 @@ def _relative_predictor(name: str, run_dir: str, checkpoint: str = "best") -> Pr
     return Predictor(name, relative_predict_fn(task, variables), cfg.data.image_size)
 
 
-def _eval_data_config(base: ml_collections.ConfigDict, image_size, stft: dict | None,
-                      batch_size: int) -> ml_collections.ConfigDict:
+def _eval_data_config(
+    base: ml_collections.ConfigDict, image_size, stft: dict | None, batch_size: int
+) -> ml_collections.ConfigDict:
     cfg = ml_collections.ConfigDict(base.to_dict())
     cfg.image_size = tuple(image_size)
     cfg.batch_size = batch_size
@@ -107,7 +113,8 @@ def _check_datasets(config, stage1: dict[str, Predictor]) -> None:
             raise BadInputError(
                 f"config.datasets.{name}: batvision/bv1_triples holds frames without echoes; the "
                 f"echo models {[v for v in stage1 if v in ECHO_VARIANTS]} need a dataset with "
-                "audio (bv1 or bv2)")
+                "audio (bv1 or bv2)"
+            )
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -119,8 +126,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             stage1[variant], *loaded[variant] = _stage1_predictor(variant, run_dir)
     for name, run_dir in config.relative.items():
         if run_dir:
-            relative[name] = _relative_predictor(name, run_dir,
-                                                 config.get("relative_checkpoint", "best"))
+            relative[name] = _relative_predictor(
+                name, run_dir, config.get("relative_checkpoint", "best")
+            )
     if not stage1 and not relative:
         raise BadInputError("config.stage1 and config.relative name no checkpoint to evaluate")
     _check_datasets(config, stage1)
@@ -128,9 +136,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if ext.predictions and not os.path.isdir(ext.predictions):
         raise MissingInputError(f"config.external.predictions: no such folder {ext.predictions}")
     # Where each model came from, for the error a non-finite or non-positive map raises.
-    origins = {**{v: config.stage1[v] for v in stage1},
-               **{n: config.relative[n] for n in relative},
-               **({ext.name: ext.predictions} if ext.predictions else {})}
+    origins = {
+        **{v: config.stage1[v] for v in stage1},
+        **{n: config.relative[n] for n in relative},
+        **({ext.name: ext.predictions} if ext.predictions else {}),
+    }
 
     table1, table2, missing = {}, {}, []
     figdir = os.path.join(workdir, "figures")
@@ -147,8 +157,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         streams = {}
         for p in models:
             key = (p.image_size, tuple(sorted((p.stft or {}).items())))
-            streams.setdefault(key, _eval_data_config(data, p.image_size, p.stft,
-                                                      config.batch_size))
+            streams.setdefault(
+                key, _eval_data_config(data, p.image_size, p.stft, config.batch_size)
+            )
         keys = list(streams)
         iters = [input_pipeline.create_eval_iterator(builder, streams[k], "test") for k in keys]
         evaluator = ScalingEvaluator(config.min_depth, data.max_depth, origins=origins)
@@ -163,8 +174,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
             def inputs(p):
                 b = by_key[(p.image_size, tuple(sorted((p.stft or {}).items())))]
-                return {"image": jnp.asarray(b["image"]), "echo": jnp.asarray(b["echo"]),
-                        "out_size": gt.shape[1:]}
+                return {
+                    "image": jnp.asarray(b["image"]),
+                    "echo": jnp.asarray(b["echo"]),
+                    "out_size": gt.shape[1:],
+                }
 
             mp = {v: p.fn(inputs(p)) for v, p in stage1.items()}
             rel = {m: (p.fn(inputs(p)), p.kind) for m, p in relative.items()} if with_table2 else {}
@@ -172,16 +186,27 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             # prediction (allow_missing) leaves all of them, but stays in Table 1.
             real2 = real
             if with_table2 and ext.predictions:
-                ext_batch, ok = _external_batch(ext.predictions, ids, real, gt.shape[1:],
-                                                config.allow_missing, missing)
+                ext_batch, ok = _external_batch(
+                    ext.predictions, ids, real, gt.shape[1:], config.allow_missing, missing
+                )
                 rel[ext.name] = (ext_batch, ext.kind)
                 real2 = real & ok
             evaluator.update(gt, mp, rel, real, real2, sample_ids=ids)
             if with_table2 and config.export:
                 export_rows += _export(workdir, ds_name, ids, real2, gt, mp, rel, data.max_depth)
             if shown < config.figures.num_per_dataset and rel:
-                shown += _depth_figures(figdir, ds_name, ids, real2, base, gt, mp, rel,
-                                        data.max_depth, config.figures.num_per_dataset - shown)
+                shown += _depth_figures(
+                    figdir,
+                    ds_name,
+                    ids,
+                    real2,
+                    base,
+                    gt,
+                    mp,
+                    rel,
+                    data.max_depth,
+                    config.figures.num_per_dataset - shown,
+                )
             bar.update(int(np.asarray(base["valid_example"]).sum()))
         bar.close()
         table1[ds_name] = evaluator.table1()
@@ -191,8 +216,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.export and export_rows:
         _write_scales(workdir, export_rows)
     if missing:
-        logging.warning("%d sample(s) had no external prediction and were left out: %s",
-                        len(missing), ", ".join(missing[:20]))
+        logging.warning(
+            "%d sample(s) had no external prediction and were left out: %s",
+            len(missing),
+            ", ".join(missing[:20]),
+        )
     cams = []
     if config.gradcam.num_samples and {"rgb_echoes", "rgb"} <= set(stage1):
         cams = _gradcam_figures(config, figdir, loaded, stage1)
@@ -245,8 +273,16 @@ def _export(workdir, ds_name, ids, real, gt, mp, rel, max_depth) -> list[list[st
                 if real[i]:
                     np.save(os.path.join(out, sid.replace("/", "__") + ".npy"), depth[i])
                     if source in factors:
-                        rows.append([ds_name, sid, model, source, "median",
-                                     f"{float(factors[source][i]):.6g}"])
+                        rows.append(
+                            [
+                                ds_name,
+                                sid,
+                                model,
+                                source,
+                                "median",
+                                f"{float(factors[source][i]):.6g}",
+                            ]
+                        )
     return rows
 
 
@@ -272,8 +308,15 @@ def _depth_figures(figdir, ds_name, ids, real, base, gt, mp, rel, max_depth, bud
         if n >= budget or not real[i]:
             continue
         path = figures.figure_path(figdir, f"depth_{ds_name}_{model}", sid)
-        figures.depth_panel(path, f"{ds_name} {sid} ({model})", rgb_full[i], gt[i],
-                            {k: v[i] for k, v in maps.items()}, max_depth, errors)
+        figures.depth_panel(
+            path,
+            f"{ds_name} {sid} ({model})",
+            rgb_full[i],
+            gt[i],
+            {k: v[i] for k, v in maps.items()},
+            max_depth,
+            errors,
+        )
         n += 1
     return n
 
@@ -300,14 +343,29 @@ def _gradcam_figures(config, figdir, loaded, stage1) -> list[str]:
     n_cols = 1 + int(2 * cfg.stft.max_depth / 340.0 * cfg.stft.sample_rate) // cfg.stft.hop_length
     objective = lambda out: out["metric_depth"].mean(axis=(1, 2, 3))  # noqa: E731
     method = config.gradcam.method
-    cams_e = gradcam.grad_cams(echo_task.model.apply, echo_vars,
-                               ["echo_features", "visual_features"], objective, image, echo,
-                               train=False, method=method,
-                               out_sizes={"echo_features": (echo.shape[1], n_cols),
-                                          "visual_features": image.shape[1:3]})
+    cams_e = gradcam.grad_cams(
+        echo_task.model.apply,
+        echo_vars,
+        ["echo_features", "visual_features"],
+        objective,
+        image,
+        echo,
+        train=False,
+        method=method,
+        out_sizes={"echo_features": (echo.shape[1], n_cols), "visual_features": image.shape[1:3]},
+    )
     cam_stft, cam_rgb_e = cams_e["echo_features"], cams_e["visual_features"]
-    cam_rgb = gradcam.grad_cam(rgb_task.model.apply, rgb_vars, "visual_features", objective,
-                               image, None, train=False, method=method, out_size=image.shape[1:3])
+    cam_rgb = gradcam.grad_cam(
+        rgb_task.model.apply,
+        rgb_vars,
+        "visual_features",
+        objective,
+        image,
+        None,
+        train=False,
+        method=method,
+        out_size=image.shape[1:3],
+    )
     stft_imgs = np.asarray(resize_to(echo[..., 0], (echo.shape[1], n_cols)))
     paths = []
     for i, sid in enumerate(batch["sample_id"][:n]):
@@ -316,8 +374,21 @@ def _gradcam_figures(config, figdir, loaded, stage1) -> list[str]:
         stft_img = stft_imgs[i]
         gt = transforms.resize_nearest(np.asarray(batch["depth_full"][i]), image.shape[1:3])
         path = figures.figure_path(figdir, f"gradcam_{ds_name}", str(sid))
-        paths.append(figures.gradcam_panel(
-            path, f"{ds_name} {sid}", np.asarray(image[i]), gt, d_echo[i], d_rgb[i], stft_img,
-            np.asarray(cam_stft[i]), np.asarray(cam_rgb_e[i]), np.asarray(cam_rgb[i]), hop_s,
-            data.max_depth, nyquist_khz=cfg.stft.sample_rate / 2000))
+        paths.append(
+            figures.gradcam_panel(
+                path,
+                f"{ds_name} {sid}",
+                np.asarray(image[i]),
+                gt,
+                d_echo[i],
+                d_rgb[i],
+                stft_img,
+                np.asarray(cam_stft[i]),
+                np.asarray(cam_rgb_e[i]),
+                np.asarray(cam_rgb[i]),
+                hop_s,
+                data.max_depth,
+                nyquist_khz=cfg.stft.sample_rate / 2000,
+            )
+        )
     return paths

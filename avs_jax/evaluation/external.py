@@ -43,7 +43,8 @@ def load_prediction(folder: str, sample_id: str) -> np.ndarray:
             f"no prediction for sample {sample_id!r}: expected "
             f"{os.path.join(folder, sample_id.replace('/', '__') + '.npy')} (or "
             f"{os.path.join(folder, sample_id + '.npy')}); set --config.allow_missing=True to "
-            "evaluate the others")
+            "evaluate the others"
+        )
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
@@ -51,19 +52,25 @@ def load_prediction(folder: str, sample_id: str) -> np.ndarray:
     shape = arr.shape
     arr = np.squeeze(arr)
     if arr.ndim != 2 or min(arr.shape) < 2:
-        raise PredictionError(f"{path}: expected a 2-D depth/disparity map [h, w], got shape "
-                              f"{shape}")
+        raise PredictionError(
+            f"{path}: expected a 2-D depth/disparity map [h, w], got shape {shape}"
+        )
     # Real numbers only: a complex map would lose its imaginary part silently in the cast.
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
         raise PredictionError(f"{path}: expected real numbers, got dtype {arr.dtype}")
     with np.errstate(over="ignore"):  # a float64 beyond float32's range: inf, counted below
         arr = arr.astype(np.float32)
-    counts = {"NaN": int(np.isnan(arr).sum()), "inf": int(np.isinf(arr).sum()),
-              "<= 0": int((np.isfinite(arr) & (arr <= 0)).sum())}
+    counts = {
+        "NaN": int(np.isnan(arr).sum()),
+        "inf": int(np.isinf(arr).sum()),
+        "<= 0": int((np.isfinite(arr) & (arr <= 0)).sum()),
+    }
     bad = [f"{n} {what}" for what, n in counts.items() if n]
     if bad:
-        raise PredictionError(f"{path}: {', '.join(bad)} of its {arr.size} values; a depth or "
-                              "disparity prediction must be finite and > 0 at every pixel")
+        raise PredictionError(
+            f"{path}: {', '.join(bad)} of its {arr.size} values; a depth or "
+            "disparity prediction must be finite and > 0 at every pixel"
+        )
     return arr
 
 

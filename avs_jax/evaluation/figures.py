@@ -29,9 +29,15 @@ def depth_vmax(gt: np.ndarray, max_depth: float) -> float:
     return float(min(max_depth, 1.25 * np.percentile(gt[valid], 99)))
 
 
-def depth_panel(path: str, sample_id: str, rgb: np.ndarray, gt: np.ndarray,
-                preds: dict[str, np.ndarray], max_depth: float,
-                error_of: Sequence[str] = ()) -> str:
+def depth_panel(
+    path: str,
+    sample_id: str,
+    rgb: np.ndarray,
+    gt: np.ndarray,
+    preds: dict[str, np.ndarray],
+    max_depth: float,
+    error_of: Sequence[str] = (),
+) -> str:
     """Fig. 5-like row: RGB, ground truth, each prediction, then |prediction - gt| maps.
 
     All depth maps share one metric colour scale with one colour bar in metres, from 0 to
@@ -61,7 +67,7 @@ def depth_panel(path: str, sample_id: str, rgb: np.ndarray, gt: np.ndarray,
     emax = max([np.nanpercentile(e, 99) for e in errors.values() if np.isfinite(e).any()] + [1e-3])
     err_axes = []
     eim = None
-    for ax, (title, e) in zip(axes[2 + len(preds):], errors.items()):
+    for ax, (title, e) in zip(axes[2 + len(preds) :], errors.items()):
         eim = ax.imshow(e, cmap=ERROR_CMAP, vmin=0, vmax=emax)
         ax.set_facecolor("black")
         ax.set_title(f"|{title} − GT|")
@@ -78,10 +84,21 @@ def depth_panel(path: str, sample_id: str, rgb: np.ndarray, gt: np.ndarray,
     return path
 
 
-def gradcam_panel(path: str, sample_id: str, rgb: np.ndarray, gt: np.ndarray,
-                  depth_echo: np.ndarray, depth_rgb: np.ndarray, stft: np.ndarray,
-                  cam_stft: np.ndarray, cam_rgb_echo: np.ndarray, cam_rgb_only: np.ndarray,
-                  hop_seconds: float, max_depth: float, nyquist_khz: float = 22.05) -> str:
+def gradcam_panel(
+    path: str,
+    sample_id: str,
+    rgb: np.ndarray,
+    gt: np.ndarray,
+    depth_echo: np.ndarray,
+    depth_rgb: np.ndarray,
+    stft: np.ndarray,
+    cam_stft: np.ndarray,
+    cam_rgb_echo: np.ndarray,
+    cam_rgb_only: np.ndarray,
+    hop_seconds: float,
+    max_depth: float,
+    nyquist_khz: float = 22.05,
+) -> str:
     """Fig. 6-like panels: inputs and depths on top; attention maps below.
 
     The STFT attention is drawn over the left-ear magnitude with a time axis in seconds and a
@@ -107,19 +124,30 @@ def gradcam_panel(path: str, sample_id: str, rgb: np.ndarray, gt: np.ndarray,
     extent = (0.0, t * hop_seconds, 0.0, nyquist_khz)
     ax = axes[1, 0]
     ax.imshow(np.log1p(stft), origin="lower", aspect="auto", cmap="gray", extent=extent)
-    cim = ax.imshow(cam_stft, origin="lower", aspect="auto", cmap="jet", alpha=0.5, extent=extent,
-                    vmin=0, vmax=1)
+    cim = ax.imshow(
+        cam_stft,
+        origin="lower",
+        aspect="auto",
+        cmap="jet",
+        alpha=0.5,
+        extent=extent,
+        vmin=0,
+        vmax=1,
+    )
     ax.set_xlabel("time [s]")
     ax.set_ylabel("frequency [kHz]")
     ax.set_title("Grad-CAM on the STFT")
-    top = ax.secondary_xaxis("top", functions=(lambda s: s * SPEED_OF_SOUND / 2,
-                                               lambda d: 2 * d / SPEED_OF_SOUND))
+    top = ax.secondary_xaxis(
+        "top", functions=(lambda s: s * SPEED_OF_SOUND / 2, lambda d: 2 * d / SPEED_OF_SOUND)
+    )
     top.set_xlabel("distance [m]")
     diff = axes[1, 1].imshow(np.abs(depth_echo - depth_rgb), cmap=ERROR_CMAP)
     axes[1, 1].set_title("|RGB-Echoes − Only-RGB|")
     fig.colorbar(diff, ax=axes[1, 1], label="[m]", shrink=0.8)
-    for ax, cam, title in ((axes[1, 2], cam_rgb_only, "Grad-CAM on RGB (Only-RGB)"),
-                           (axes[1, 3], cam_rgb_echo, "Grad-CAM on RGB (RGB-Echoes)")):
+    for ax, cam, title in (
+        (axes[1, 2], cam_rgb_only, "Grad-CAM on RGB (Only-RGB)"),
+        (axes[1, 3], cam_rgb_echo, "Grad-CAM on RGB (RGB-Echoes)"),
+    ):
         ax.imshow(np.clip(rgb, 0, 1))
         ax.imshow(cam, cmap="jet", alpha=0.5, vmin=0, vmax=1)
         ax.set_title(title)

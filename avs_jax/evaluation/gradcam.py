@@ -52,10 +52,16 @@ def one_shot_compiler_options() -> dict[str, Any] | None:
     return {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
 
 
-def grad_cams(apply_fn: Callable[..., Any], variables: dict, layers: Sequence[str],
-              objective: Callable[[Any], Array], *args: Any, method: str = "gradcam",
-              out_sizes: dict[str, tuple[int, int]] | None = None,
-              **kwargs: Any) -> dict[str, Array]:
+def grad_cams(
+    apply_fn: Callable[..., Any],
+    variables: dict,
+    layers: Sequence[str],
+    objective: Callable[[Any], Array],
+    *args: Any,
+    method: str = "gradcam",
+    out_sizes: dict[str, tuple[int, int]] | None = None,
+    **kwargs: Any,
+) -> dict[str, Array]:
     """Grad-CAM of each of `layers` for `objective(model output)` -> {layer: `[B, H, W]` in [0, 1]}.
 
     One compiled forward and backward pass serves every layer: the gradient with respect to all
@@ -78,8 +84,7 @@ def grad_cams(apply_fn: Callable[..., Any], variables: dict, layers: Sequence[st
     out_sizes = dict(out_sizes or {})
 
     def run(variables, *args):
-        _, state = apply_fn(variables, *args, mutable=["intermediates", "perturbations"],
-                            **kwargs)
+        _, state = apply_fn(variables, *args, mutable=["intermediates", "perturbations"], **kwargs)
 
         def f(perturbations):
             out = apply_fn({**variables, "perturbations": perturbations}, *args, **kwargs)
@@ -89,8 +94,9 @@ def grad_cams(apply_fn: Callable[..., Any], variables: dict, layers: Sequence[st
         cams = {}
         for layer in layers:
             acts = state["intermediates"][layer][0]
-            cam = cam_from_activations(acts.astype(jnp.float32),
-                                       grads[layer].astype(jnp.float32), method)
+            cam = cam_from_activations(
+                acts.astype(jnp.float32), grads[layer].astype(jnp.float32), method
+            )
             if layer in out_sizes:
                 cam = resize_bilinear(cam[..., None], out_sizes[layer], align_corners=False)[..., 0]
             cams[layer] = cam
@@ -99,10 +105,24 @@ def grad_cams(apply_fn: Callable[..., Any], variables: dict, layers: Sequence[st
     return jax.jit(run, compiler_options=one_shot_compiler_options())(variables, *args)
 
 
-def grad_cam(apply_fn: Callable[..., Any], variables: dict, layer: str,
-             objective: Callable[[Any], Array], *args: Any, method: str = "gradcam",
-             out_size: tuple[int, int] | None = None, **kwargs: Any) -> Array:
+def grad_cam(
+    apply_fn: Callable[..., Any],
+    variables: dict,
+    layer: str,
+    objective: Callable[[Any], Array],
+    *args: Any,
+    method: str = "gradcam",
+    out_size: tuple[int, int] | None = None,
+    **kwargs: Any,
+) -> Array:
     """Grad-CAM of one `layer` -> `[B, H, W]` in [0, 1]; see `grad_cams`."""
-    return grad_cams(apply_fn, variables, [layer], objective, *args, method=method,
-                     out_sizes={layer: out_size} if out_size is not None else None,
-                     **kwargs)[layer]
+    return grad_cams(
+        apply_fn,
+        variables,
+        [layer],
+        objective,
+        *args,
+        method=method,
+        out_sizes={layer: out_size} if out_size is not None else None,
+        **kwargs,
+    )[layer]

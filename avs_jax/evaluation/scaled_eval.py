@@ -28,11 +28,20 @@ SCALING_METHODS = ("median", "mean_std")
 MEAN_STD_EPS = 1e-8  # as avs_jax.scaling.apply_scaling
 
 
-@functools.partial(jax.jit, static_argnames=("min_depth", "max_depth", "kinds", "methods",
-                                             "oracle"))
-def batch_rows(gt: Array, mp: dict[str, Array], rel: dict[str, Array], *, min_depth: float,
-               max_depth: float, kinds: tuple[tuple[str, str], ...],
-               methods: tuple[str, ...] = SCALING_METHODS, oracle: bool = True):
+@functools.partial(
+    jax.jit, static_argnames=("min_depth", "max_depth", "kinds", "methods", "oracle")
+)
+def batch_rows(
+    gt: Array,
+    mp: dict[str, Array],
+    rel: dict[str, Array],
+    *,
+    min_depth: float,
+    max_depth: float,
+    kinds: tuple[tuple[str, str], ...],
+    methods: tuple[str, ...] = SCALING_METHODS,
+    oracle: bool = True,
+):
     """Per-image metrics of every table row for one batch.
 
     Args:
@@ -48,8 +57,7 @@ def batch_rows(gt: Array, mp: dict[str, Array], rel: dict[str, Array], *, min_de
     size = gt.shape[1:]
     valid = valid_mask(gt, max_depth)
     mp_full = {v: resize_to(m, size) for v, m in mp.items()}
-    metrics = functools.partial(per_image_metrics, gt=gt, min_depth=min_depth,
-                                max_depth=max_depth)
+    metrics = functools.partial(per_image_metrics, gt=gt, min_depth=min_depth, max_depth=max_depth)
     t1 = {v: metrics(m) for v, m in mp_full.items()}
     t2 = {}
     kind_of = dict(kinds)
@@ -72,8 +80,9 @@ def batch_rows(gt: Array, mp: dict[str, Array], rel: dict[str, Array], *, min_de
         z = (r_full - mean_r[:, None, None]) / (std_r[:, None, None] + MEAN_STD_EPS)
         rows = {"no": {"none": metrics(r_full)}}
         for v in list(mp_full) + (["gt"] if oracle else []):
-            ratio = jnp.where((med_r > 0) & (med[v] > 0), med[v] / jnp.where(med_r > 0, med_r, 1.0),
-                              1.0)
+            ratio = jnp.where(
+                (med_r > 0) & (med[v] > 0), med[v] / jnp.where(med_r > 0, med_r, 1.0), 1.0
+            )
             scaled = {"median": r_full * ratio[:, None, None]}
             if v != "gt" and "mean_std" in methods:
                 mean_m, std_m = mom[v]
@@ -93,6 +102,7 @@ def count_bad(maps: dict[str, Array]) -> dict[str, tuple[Array, Array]]:
     720x1280 (bench/evaluate.py's maps: 360 ms against 312 ms), apparently by changing how XLA
     fuses the resizes of the maps they read.
     """
+
     def count(x: Array) -> tuple[Array, Array]:
         finite = jnp.isfinite(x)
         return (~finite).sum(axis=(1, 2)), (finite & (x <= 0)).sum(axis=(1, 2))
@@ -107,19 +117,29 @@ class ScalingEvaluator:
     folder), for the error a bad map raises.
     """
 
-    def __init__(self, min_depth: float, max_depth: float,
-                 methods: tuple[str, ...] = SCALING_METHODS, oracle: bool = True,
-                 origins: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        min_depth: float,
+        max_depth: float,
+        methods: tuple[str, ...] = SCALING_METHODS,
+        oracle: bool = True,
+        origins: Mapping[str, str] | None = None,
+    ):
         self.min_depth, self.max_depth = float(min_depth), float(max_depth)
         self.methods, self.oracle = tuple(methods), oracle
         self.origins = dict(origins or {})
         self.t1: dict[str, MetricAccumulator] = {}
         self.t2: dict[str, dict[str, dict[str, MetricAccumulator]]] = {}
 
-    def update(self, gt, mp: dict[str, Array], rel: dict[str, tuple[Array, str]],
-               example_mask: np.ndarray | None = None,
-               table2_mask: np.ndarray | None = None,
-               sample_ids: Sequence[str] | None = None) -> None:
+    def update(
+        self,
+        gt,
+        mp: dict[str, Array],
+        rel: dict[str, tuple[Array, str]],
+        example_mask: np.ndarray | None = None,
+        table2_mask: np.ndarray | None = None,
+        sample_ids: Sequence[str] | None = None,
+    ) -> None:
         """Adds a batch: `gt` `[B, H, W]`, M_p per variant, (prediction, kind) per model.
 
         `example_mask` `[B]` marks the real examples (not padding); `table2_mask` (default: the
@@ -136,9 +156,16 @@ class ScalingEvaluator:
         mp = {k: jnp.asarray(v) for k, v in mp.items()}
         rel_maps = {m: jnp.asarray(r) for m, (r, _) in rel.items()}
         bad_mp, bad_rel = count_bad(mp), count_bad(rel_maps)
-        t1, t2 = batch_rows(jnp.asarray(gt), mp, rel_maps, min_depth=self.min_depth,
-                            max_depth=self.max_depth, kinds=kinds, methods=self.methods,
-                            oracle=self.oracle)
+        t1, t2 = batch_rows(
+            jnp.asarray(gt),
+            mp,
+            rel_maps,
+            min_depth=self.min_depth,
+            max_depth=self.max_depth,
+            kinds=kinds,
+            methods=self.methods,
+            oracle=self.oracle,
+        )
         # M_p is checked on the examples Table 1 counts, relative maps on those of Table 2.
         checks = [(v, m, "depth", example_mask, bad_mp[v]) for v, m in mp.items()]
         checks += [(m, rel_maps[m], k, table2_mask, bad_rel[m]) for m, (_, k) in rel.items()]
@@ -149,12 +176,23 @@ class ScalingEvaluator:
         for model, sources in t2.items():
             for s, methods in sources.items():
                 for meth, m in methods.items():
-                    (self.t2.setdefault(model, {}).setdefault(s, {})
-                     .setdefault(meth, MetricAccumulator()).update(m, table2_mask))
+                    (
+                        self.t2.setdefault(model, {})
+                        .setdefault(s, {})
+                        .setdefault(meth, MetricAccumulator())
+                        .update(m, table2_mask)
+                    )
 
-    def _check(self, name: str, shape: tuple[int, ...], kind: str, n_nonfinite: Array,
-               n_nonpositive: Array, rows: np.ndarray | None,
-               sample_ids: Sequence[str] | None) -> None:
+    def _check(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        kind: str,
+        n_nonfinite: Array,
+        n_nonpositive: Array,
+        rows: np.ndarray | None,
+        sample_ids: Sequence[str] | None,
+    ) -> None:
         """BadInputError for the first counted example whose map of `name` is not usable."""
         n_nonfinite, n_nonpositive = np.asarray(n_nonfinite), np.asarray(n_nonpositive)
         counted = np.ones(len(n_nonfinite), bool) if rows is None else np.asarray(rows, bool)
@@ -162,19 +200,26 @@ class ScalingEvaluator:
         if not bad.size:
             return
         i = bad[0]
-        what = [f"{n} {w}" for n, w in ((int(n_nonfinite[i]), "NaN/inf"),
-                                         (int(n_nonpositive[i]), "<= 0")) if n]
+        what = [
+            f"{n} {w}"
+            for n, w in ((int(n_nonfinite[i]), "NaN/inf"), (int(n_nonpositive[i]), "<= 0"))
+            if n
+        ]
         origin = f" ({self.origins[name]})" if self.origins.get(name) else ""
         sample = repr(str(sample_ids[i])) if sample_ids is not None else f"#{i} of the batch"
         raise BadInputError(
             f"model {name!r}{origin}, sample {sample}: {' and '.join(what)} of its "
             f"{int(np.prod(shape))} predicted {kind} values; they must be finite and > 0 "
-            "(a diverged checkpoint?)")
+            "(a diverged checkpoint?)"
+        )
 
     def table1(self) -> dict[str, dict]:
         return {v: acc.result() for v, acc in self.t1.items()}
 
     def table2(self) -> dict[str, dict]:
-        return {model: {s: {meth: acc.result() for meth, acc in ms.items()}
-                        for s, ms in sources.items()}
-                for model, sources in self.t2.items()}
+        return {
+            model: {
+                s: {meth: acc.result() for meth, acc in ms.items()} for s, ms in sources.items()
+            }
+            for model, sources in self.t2.items()
+        }

@@ -27,8 +27,11 @@ from avs_jax.metrics import LOWER_IS_BETTER, METRIC_NAMES
 
 JSON_KEYS = METRIC_NAMES + ("n_images",)
 COLUMNS = ("Abs Rel ↓", "Sq Rel ↓", "RMSE ↓", "RMSE log ↓", "δ<1.25 ↑", "δ<1.25² ↑", "δ<1.25³ ↑")
-VARIANT_NAMES = {"rgb": "AVS-Net (Only-RGB)", "rgb_echoes": "AVS-Net (RGB-Echoes)",
-                 "echoes": "Echoes only"}
+VARIANT_NAMES = {
+    "rgb": "AVS-Net (Only-RGB)",
+    "rgb_echoes": "AVS-Net (RGB-Echoes)",
+    "echoes": "Echoes only",
+}
 SOURCE_NAMES = {"no": "No", "rgb": "RGB", "rgb_echoes": "RGB-Echoes", "gt": "GT median (oracle)"}
 METHOD_NAMES = {"none": "–", "constant": "constant depth"}
 DATASET_NAMES = {"bv2": "BV2", "bv1": "BV1"}
@@ -74,9 +77,12 @@ def _row(label: list[str], m: dict[str, Any], best: dict[str, float]) -> str:
 
 def table1_markdown(table1: dict[str, dict[str, dict[str, Any]]]) -> str:
     """Table 1: pseudo-dense metric depth M_p of each stage-1 variant, best per dataset bold."""
-    lines = ["**Table 1.** Pseudo-dense metric depth M_p (stage 1, trained on BV2).", "",
-             "| Dataset | Model | " + " | ".join(COLUMNS) + " | images |",
-             "|---" * (len(COLUMNS) + 3) + "|"]
+    lines = [
+        "**Table 1.** Pseudo-dense metric depth M_p (stage 1, trained on BV2).",
+        "",
+        "| Dataset | Model | " + " | ".join(COLUMNS) + " | images |",
+        "|---" * (len(COLUMNS) + 3) + "|",
+    ]
     for ds, variants in table1.items():
         best = _best(list(variants.values()))
         for v, m in variants.items():
@@ -86,17 +92,24 @@ def table1_markdown(table1: dict[str, dict[str, dict[str, Any]]]) -> str:
 
 def table2_markdown(table2: dict[str, Any]) -> str:
     """Table 2: relative models × scale source × method; best of each model's block bold."""
-    lines = ["**Table 2.** Relative depth made metric by scaling (stage 2).", "",
-             "| Dataset | Model | Scaling | Method | " + " | ".join(COLUMNS) + " | images |",
-             "|---" * (len(COLUMNS) + 5) + "|"]
+    lines = [
+        "**Table 2.** Relative depth made metric by scaling (stage 2).",
+        "",
+        "| Dataset | Model | Scaling | Method | " + " | ".join(COLUMNS) + " | images |",
+        "|---" * (len(COLUMNS) + 5) + "|",
+    ]
     for ds, models in table2.items():
         for model, sources in models.items():
             rows = [(s, meth, m) for s, methods in sources.items() for meth, m in methods.items()]
             # The oracle row uses the ground truth: it is not a competitor for "best".
             best = _best([m for s, _, m in rows if s != "gt"])
             for s, meth, m in rows:
-                label = [DATASET_NAMES.get(ds, ds), model, SOURCE_NAMES.get(s, s),
-                         METHOD_NAMES.get(meth, meth)]
+                label = [
+                    DATASET_NAMES.get(ds, ds),
+                    model,
+                    SOURCE_NAMES.get(s, s),
+                    METHOD_NAMES.get(meth, meth),
+                ]
                 lines.append(_row(label, m, best if s != "gt" else {}))
     return "\n".join(lines) + "\n"
 
@@ -106,13 +119,22 @@ def write_tables(workdir: str, table1: dict, table2: dict) -> tuple[str, str]:
 
     ValueError, before anything is written, if a metric is NaN or inf.
     """
-    data = {"table1": {d: {v: clean_metrics(m, f"table1 {d} {v}") for v, m in vs.items()}
-                       for d, vs in table1.items()},
-            "table2": {d: {mo: {s: {me: clean_metrics(m, f"table2 {d} {mo} {s} {me}")
-                                    for me, m in mes.items()}
-                                for s, mes in ss.items()}
-                           for mo, ss in ms.items()}
-                       for d, ms in table2.items()}}
+    data = {
+        "table1": {
+            d: {v: clean_metrics(m, f"table1 {d} {v}") for v, m in vs.items()}
+            for d, vs in table1.items()
+        },
+        "table2": {
+            d: {
+                mo: {
+                    s: {me: clean_metrics(m, f"table2 {d} {mo} {s} {me}") for me, m in mes.items()}
+                    for s, mes in ss.items()
+                }
+                for mo, ss in ms.items()
+            }
+            for d, ms in table2.items()
+        },
+    }
     os.makedirs(workdir, exist_ok=True)  # evaluate() called directly, with no figures to draw
     json_path = os.path.join(workdir, "tables.json")
     md_path = os.path.join(workdir, "tables.md")

@@ -17,8 +17,9 @@ from avs_jax.import_weights.errors import WeightImportError
 from avs_jax.import_weights.mapping import Variables, get_path
 
 
-def save_pretrained(path: str | Path, variables: Variables,
-                    metadata: Mapping[str, Any] | None = None) -> Path:
+def save_pretrained(
+    path: str | Path, variables: Variables, metadata: Mapping[str, Any] | None = None
+) -> Path:
     """Writes `{"params", "batch_stats"}` as an orbax checkpoint at `path` (+ `import.json`)."""
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 
@@ -38,8 +39,10 @@ def read_imported(path: str | Path) -> Variables:
     path = Path(path).absolute()
     state = path / "state"
     if not state.exists():
-        raise WeightImportError(f"{path}: not a pretrained-weights checkpoint (no 'state' inside; "
-                                "write one with `python -m avs_jax.import_weights`)")
+        raise WeightImportError(
+            f"{path}: not a pretrained-weights checkpoint (no 'state' inside; "
+            "write one with `python -m avs_jax.import_weights`)"
+        )
     with ocp.StandardCheckpointer() as ckptr:
         tree = ckptr.restore(state)
     return {"params": tree.get("params") or {}, "batch_stats": tree.get("batch_stats") or {}}
@@ -58,8 +61,9 @@ def subtree(pretrained: Variables, prefix: str | Sequence[str]) -> Variables:
     return out
 
 
-def merge_pretrained(variables: Variables, pretrained: Variables,
-                     prefix: str | Sequence[str] = ()) -> Variables:
+def merge_pretrained(
+    variables: Variables, pretrained: Variables, prefix: str | Sequence[str] = ()
+) -> Variables:
     """Puts an imported subtree at `prefix` (e.g. "encoder" or ("depth", "encoder")) of `variables`.
 
     Every collection of `pretrained` (params, batch_stats) replaces the subtree at the same
@@ -71,8 +75,9 @@ def merge_pretrained(variables: Variables, pretrained: Variables,
     prefix = tuple(prefix)
     flatten, unflatten = traverse_util.flatten_dict, traverse_util.unflatten_dict
     # A fresh dict at every level, so the caller's (possibly frozen) variables stay untouched.
-    out = {c: (unflatten(flatten(v)) if isinstance(v, Mapping) else v)
-           for c, v in variables.items()}
+    out = {
+        c: (unflatten(flatten(v)) if isinstance(v, Mapping) else v) for c, v in variables.items()
+    }
     for collection, sub in pretrained.items():
         if not sub:
             continue
@@ -83,9 +88,12 @@ def merge_pretrained(variables: Variables, pretrained: Variables,
         have, new = flatten(target), flatten(sub)
         problems = [f"missing in pretrained: {'/'.join(k)}" for k in have if k not in new]
         problems += [f"not in the model: {'/'.join(k)}" for k in new if k not in have]
-        problems += [f"{'/'.join(k)}: pretrained {tuple(np.shape(new[k]))} vs model "
-                     f"{tuple(np.shape(have[k]))}" for k in have
-                     if k in new and tuple(np.shape(new[k])) != tuple(np.shape(have[k]))]
+        problems += [
+            f"{'/'.join(k)}: pretrained {tuple(np.shape(new[k]))} vs model "
+            f"{tuple(np.shape(have[k]))}"
+            for k in have
+            if k in new and tuple(np.shape(new[k])) != tuple(np.shape(have[k]))
+        ]
         if problems:
             raise WeightImportError(f"merge_pretrained at {where}:\n  " + "\n  ".join(problems))
         node = out[collection]

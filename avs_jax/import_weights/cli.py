@@ -21,8 +21,9 @@ from avs_jax.import_weights.monodepth2 import cli_monodepth2
 from avs_jax.import_weights.resnet import cli_resnet18
 from avs_jax.import_weights.zoedepth import cli_zoedepth
 
-DESCRIPTION = ("Pretrained PyTorch weights (ResNet-18, MiDaS DPT, ZoeDepth, Monodepth2) as Flax "
-               "variables.")
+DESCRIPTION = (
+    "Pretrained PyTorch weights (ResNet-18, MiDaS DPT, ZoeDepth, Monodepth2) as Flax variables."
+)
 
 # Each source returns either (variables, skipped) -> one checkpoint at --out, or a dict
 # {part: (variables, skipped)} -> one checkpoint per part at --out/part.
@@ -36,21 +37,40 @@ SOURCES: dict[str, Callable[[Sequence[Path], Any], Any]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m avs_jax.import_weights --source=... --in=FILE[,FILE] --out=DIR`."""
-    parser = argparse.ArgumentParser(prog="python -m avs_jax.import_weights",
-                                     description=DESCRIPTION)
+    parser = argparse.ArgumentParser(
+        prog="python -m avs_jax.import_weights", description=DESCRIPTION
+    )
     parser.add_argument("--source", required=True, choices=sorted(SOURCES))
-    parser.add_argument("--in", dest="inputs", required=True,
-                        help="weight file(s), comma separated (.safetensors, .npz, .pth/.pt)")
+    parser.add_argument(
+        "--in",
+        dest="inputs",
+        required=True,
+        help="weight file(s), comma separated (.safetensors, .npz, .pth/.pt)",
+    )
     parser.add_argument("--out", required=True, help="directory of the orbax checkpoint")
-    parser.add_argument("--in_channels", type=int, default=3,
-                        help="resnet18: input channels of the stem (6: pose pair, 2: echo)")
-    parser.add_argument("--widths", default="64,64,128,256,512",
-                        help="resnet18: stem and stage widths (ResNet-18's by default)")
-    parser.add_argument("--image_size", default="256,512",
-                        help="midas_dpt/zoedepth: H,W the model runs at (the BEiT position "
-                             "tables are resized to its patch grid); 256,512 is the paper's")
-    parser.add_argument("--bin_centers_type", default="softplus", choices=("softplus", "normed"),
-                        help="zoedepth: softplus (ZoeD_M12_N) or normed (ZoeD_M12_K)")
+    parser.add_argument(
+        "--in_channels",
+        type=int,
+        default=3,
+        help="resnet18: input channels of the stem (6: pose pair, 2: echo)",
+    )
+    parser.add_argument(
+        "--widths",
+        default="64,64,128,256,512",
+        help="resnet18: stem and stage widths (ResNet-18's by default)",
+    )
+    parser.add_argument(
+        "--image_size",
+        default="256,512",
+        help="midas_dpt/zoedepth: H,W the model runs at (the BEiT position "
+        "tables are resized to its patch grid); 256,512 is the paper's",
+    )
+    parser.add_argument(
+        "--bin_centers_type",
+        default="softplus",
+        choices=("softplus", "normed"),
+        help="zoedepth: softplus (ZoeD_M12_N) or normed (ZoeD_M12_K)",
+    )
     args = parser.parse_args(argv)
     paths = [Path(p) for p in args.inputs.split(",") if p]
     try:
@@ -60,15 +80,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     parts = result if isinstance(result, dict) else {"": result}
     for part, (variables, skipped) in parts.items():
-        n = sum(int(np.prod(np.shape(v)))
-                for v in traverse_util.flatten_dict(variables).values())
-        out = save_pretrained(Path(args.out) / part if part else args.out, variables, {
-            "source": args.source, "part": part, "inputs": [str(p) for p in paths],
-            "skipped": skipped, "num_values": n})
+        n = sum(int(np.prod(np.shape(v))) for v in traverse_util.flatten_dict(variables).values())
+        out = save_pretrained(
+            Path(args.out) / part if part else args.out,
+            variables,
+            {
+                "source": args.source,
+                "part": part,
+                "inputs": [str(p) for p in paths],
+                "skipped": skipped,
+                "num_values": n,
+            },
+        )
         counters = [k for k in skipped if k.endswith("num_batches_tracked")]
         shown = [k for k in skipped if k not in counters]
         if counters:
             shown.append(f"{len(counters)} BatchNorm step counters")
-        print(f"wrote {out} ({n} values); intentionally skipped: "
-              f"{', '.join(shown) or 'nothing'}")
+        print(f"wrote {out} ({n} values); intentionally skipped: {', '.join(shown) or 'nothing'}")
     return 0

@@ -59,8 +59,9 @@ def adapt_input_channels(w: np.ndarray, in_channels: int) -> np.ndarray:
     if w.shape[1] == in_channels:
         return w
     if w.shape[1] != 3:
-        raise WeightImportError(f"stem conv has {w.shape[1]} input channels; can only adapt 3 "
-                                f"-> {in_channels}")
+        raise WeightImportError(
+            f"stem conv has {w.shape[1]} input channels; can only adapt 3 -> {in_channels}"
+        )
     if in_channels % 3 == 0:
         n = in_channels // 3
         return np.concatenate([w] * n, axis=1) / n
@@ -80,8 +81,9 @@ def _resize_axis_half_pixel(x: np.ndarray, n_out: int, axis: int) -> np.ndarray:
     return np.take(x, lo, axis=axis) * (1 - frac) + np.take(x, hi, axis=axis) * frac
 
 
-def interpolate_rel_pos_table(table: np.ndarray, old_grid: tuple[int, int],
-                              new_grid: tuple[int, int], num_extra: int = 3) -> np.ndarray:
+def interpolate_rel_pos_table(
+    table: np.ndarray, old_grid: tuple[int, int], new_grid: tuple[int, int], num_extra: int = 3
+) -> np.ndarray:
     """BEiT relative-position bias table for another patch grid.
 
     `table` is [(2·Wh−1)·(2·Ww−1) + num_extra, heads]: one bias per relative offset of the
@@ -93,8 +95,10 @@ def interpolate_rel_pos_table(table: np.ndarray, old_grid: tuple[int, int],
     oh, ow = 2 * old_grid[0] - 1, 2 * old_grid[1] - 1
     nh, nw = 2 * new_grid[0] - 1, 2 * new_grid[1] - 1
     if table.shape[0] != oh * ow + num_extra:
-        raise WeightImportError(f"relative position table has {table.shape[0]} rows, expected "
-                                f"{oh * ow + num_extra} for a {old_grid} patch grid")
-    grid = table[:oh * ow].reshape(oh, ow, -1).astype(np.float64)
+        raise WeightImportError(
+            f"relative position table has {table.shape[0]} rows, expected "
+            f"{oh * ow + num_extra} for a {old_grid} patch grid"
+        )
+    grid = table[: oh * ow].reshape(oh, ow, -1).astype(np.float64)
     grid = _resize_axis_half_pixel(_resize_axis_half_pixel(grid, nh, 0), nw, 1)
-    return np.concatenate([grid.reshape(nh * nw, -1), table[oh * ow:]], 0).astype(table.dtype)
+    return np.concatenate([grid.reshape(nh * nw, -1), table[oh * ow :]], 0).astype(table.dtype)

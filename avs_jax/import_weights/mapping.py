@@ -72,10 +72,14 @@ def _convert_leaf(kind: str, leaf: str, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def map_state_dict(state_dict: Mapping[str, np.ndarray], template: Mapping[str, Any],
-                   rules: Sequence[Rule], skip: Iterable[str] = (),
-                   transforms: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
-                   what: str = "state dict") -> tuple[Variables, list[str]]:
+def map_state_dict(
+    state_dict: Mapping[str, np.ndarray],
+    template: Mapping[str, Any],
+    rules: Sequence[Rule],
+    skip: Iterable[str] = (),
+    transforms: Mapping[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+    what: str = "state dict",
+) -> tuple[Variables, list[str]]:
     """Fills every leaf of `template` (Flax variables or their shapes) from a PyTorch state dict.
 
     Args:
@@ -122,8 +126,10 @@ def map_state_dict(state_dict: Mapping[str, np.ndarray], template: Mapping[str, 
         arr = _convert_leaf(r.kind, leaf, arr)
         want = tuple(leaf_value.shape)
         if tuple(arr.shape) != want:
-            shapes.append(f"{key}: {tuple(np.asarray(state_dict[key]).shape)} converts to "
-                          f"{tuple(arr.shape)}, but {'/'.join(path)} has shape {want}")
+            shapes.append(
+                f"{key}: {tuple(np.asarray(state_dict[key]).shape)} converts to "
+                f"{tuple(arr.shape)}, but {'/'.join(path)} has shape {want}"
+            )
             used.add(key)
             continue
         used.add(key)
@@ -156,8 +162,11 @@ def prefixed_rules(rules: Sequence[Rule], flax_prefix: str, torch_prefix: str) -
             torch = (lambda m, f=r.torch: f"{torch_prefix}.{f(m)}") if torch_prefix else r.torch
         else:
             torch = f"{torch_prefix}.{r.torch}" if torch_prefix else r.torch
-        out.append(Rule(f"{re.escape(flax_prefix)}/{r.pattern}" if flax_prefix else r.pattern,
-                        torch, r.kind))
+        out.append(
+            Rule(
+                f"{re.escape(flax_prefix)}/{r.pattern}" if flax_prefix else r.pattern, torch, r.kind
+            )
+        )
     return tuple(out)
 
 

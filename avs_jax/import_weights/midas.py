@@ -35,11 +35,15 @@ MIDAS_DPT_RULES = (
     Rule(r"encoder/blocks_(\d+)/attn/(qkv|proj)", r"pretrained.model.blocks.\1.attn.\2"),
     Rule(r"encoder/blocks_(\d+)/(norm1|norm2)", r"pretrained.model.blocks.\1.\2"),
     Rule(r"encoder/blocks_(\d+)/mlp_fc(\d)", r"pretrained.model.blocks.\1.mlp.fc\2"),
-    Rule(r"encoder/act_postprocess(\d)/readout_project",
-         r"pretrained.act_postprocess\1.0.project.0"),
+    Rule(
+        r"encoder/act_postprocess(\d)/readout_project", r"pretrained.act_postprocess\1.0.project.0"
+    ),
     Rule(r"encoder/act_postprocess(\d)/conv1x1", r"pretrained.act_postprocess\1.3"),
-    Rule(r"encoder/act_postprocess([12])/resample", r"pretrained.act_postprocess\1.4",
-         "conv_transpose_scatter"),
+    Rule(
+        r"encoder/act_postprocess([12])/resample",
+        r"pretrained.act_postprocess\1.4",
+        "conv_transpose_scatter",
+    ),
     Rule(r"encoder/act_postprocess(\d)/resample", r"pretrained.act_postprocess\1.4"),
     Rule(r"(layer\d_rn)", r"scratch.\1"),
     Rule(r"(refinenet\d)/(resConfUnit\d)/(conv\d)", r"scratch.\1.\2.\3"),
@@ -50,8 +54,12 @@ MIDAS_DPT_RULES = (
 )
 # Not used by DPT's forward: the classifier side of timm's Beit, the index buffers (recomputed
 # by the model), and refinenet4's first residual unit (refinenet4 gets no skip input).
-MIDAS_DPT_SKIP = (r"pretrained\.model\.(norm|fc_norm|head)\..*", r".*relative_position_index",
-                  r".*k_bias", r"scratch\.refinenet4\.resConfUnit1\..*")
+MIDAS_DPT_SKIP = (
+    r"pretrained\.model\.(norm|fc_norm|head)\..*",
+    r".*relative_position_index",
+    r".*k_bias",
+    r"scratch\.refinenet4\.resConfUnit1\..*",
+)
 
 # MiDaS's hooks per BEiT depth (midas/dpt_depth.py): BEiT-L/16 and BEiT-B/16.
 MIDAS_BEIT_HOOKS = {24: (5, 11, 17, 23), 12: (2, 5, 8, 11)}
@@ -63,10 +71,12 @@ def block_indices(state_dict: Mapping[str, np.ndarray], prefix: str) -> list[int
     return sorted({int(m.group(1)) for k in state_dict if (m := rx.match(k))})
 
 
-def midas_config_from_state_dict(state_dict: Mapping[str, np.ndarray], image_size: Sequence[int],
-                                 prefix: str = "") -> dict[str, Any]:
+def midas_config_from_state_dict(
+    state_dict: Mapping[str, np.ndarray], image_size: Sequence[int], prefix: str = ""
+) -> dict[str, Any]:
     """MiDaS(...) keyword arguments read off a MiDaS BEiT DPT state dict (e.g. BEiT-L/16-384:
     embed 1024, 24 blocks, 16 heads, hooks 5/11/17/23, reassemble 256/512/1024/1024)."""
+
     def get(key: str) -> np.ndarray:
         if prefix + key not in state_dict:
             raise WeightImportError(f"not a MiDaS BEiT DPT state dict: no {prefix + key}")
@@ -75,23 +85,32 @@ def midas_config_from_state_dict(state_dict: Mapping[str, np.ndarray], image_siz
     embed = get("pretrained.model.patch_embed.proj.weight")
     depth = len(block_indices(state_dict, prefix + "pretrained.model.blocks."))
     if depth not in MIDAS_BEIT_HOOKS:
-        raise WeightImportError(f"MiDaS BEiT with {depth} blocks: known depths are "
-                                f"{sorted(MIDAS_BEIT_HOOKS)}")
+        raise WeightImportError(
+            f"MiDaS BEiT with {depth} blocks: known depths are {sorted(MIDAS_BEIT_HOOKS)}"
+        )
     return dict(
-        image_size=tuple(int(v) for v in image_size), embed_dim=int(embed.shape[0]),
+        image_size=tuple(int(v) for v in image_size),
+        embed_dim=int(embed.shape[0]),
         depth=depth,
         num_heads=int(get("pretrained.model.blocks.0.attn.relative_position_bias_table").shape[1]),
-        patch_size=int(embed.shape[2]), hooks=MIDAS_BEIT_HOOKS[depth],
-        reassemble_features=tuple(int(get(f"pretrained.act_postprocess{k}.3.weight").shape[0])
-                                  for k in range(1, 5)),
+        patch_size=int(embed.shape[2]),
+        hooks=MIDAS_BEIT_HOOKS[depth],
+        reassemble_features=tuple(
+            int(get(f"pretrained.act_postprocess{k}.3.weight").shape[0]) for k in range(1, 5)
+        ),
         features=int(get("scratch.layer1_rn.weight").shape[0]),
         head_features=int(get("scratch.output_conv.2.weight").shape[0]),
-        use_rel_pos_bias=True, use_abs_pos_emb=False)
+        use_rel_pos_bias=True,
+        use_abs_pos_emb=False,
+    )
 
 
-def _midas_table_transforms(state_dict: Mapping[str, np.ndarray], template_midas: Variables,
-                            grid: tuple[int, int], prefix: str
-                            ) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+def _midas_table_transforms(
+    state_dict: Mapping[str, np.ndarray],
+    template_midas: Variables,
+    grid: tuple[int, int],
+    prefix: str,
+) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     """Relative-position tables resized from the checkpoint's square grid to the model's grid."""
     out = {}
     for name, sub in template_midas["params"]["encoder"].items():
@@ -109,10 +128,16 @@ def _midas_table_transforms(state_dict: Mapping[str, np.ndarray], template_midas
     return out
 
 
-def import_midas_dpt(state_dict: Mapping[str, np.ndarray], template: Variables,
-                     grid: tuple[int, int], prefix: str = "", flax_prefix: str = "",
-                     extra_rules: Sequence[Rule] = (), extra_skip: Sequence[str] = (),
-                     what: str = "midas_dpt") -> tuple[Variables, list[str]]:
+def import_midas_dpt(
+    state_dict: Mapping[str, np.ndarray],
+    template: Variables,
+    grid: tuple[int, int],
+    prefix: str = "",
+    flax_prefix: str = "",
+    extra_rules: Sequence[Rule] = (),
+    extra_skip: Sequence[str] = (),
+    what: str = "midas_dpt",
+) -> tuple[Variables, list[str]]:
     """MiDaS BEiT DPT state dict -> avs_jax.models.midas.MiDaS variables.
 
     Args:
@@ -123,16 +148,26 @@ def import_midas_dpt(state_dict: Mapping[str, np.ndarray], template: Variables,
       extra_rules / extra_skip: more rules and skips for what surrounds the DPT (ZoeDepth).
     Blocks after the last hook (they do not reach DPT's output) are reported as skipped.
     """
-    sub = template if not flax_prefix else {
-        c: get_path(template[c], flax_prefix.split("/")) for c in ("params",)}
+    sub = (
+        template
+        if not flax_prefix
+        else {c: get_path(template[c], flax_prefix.split("/")) for c in ("params",)}
+    )
     n_blocks = sum(1 for k in sub["params"]["encoder"] if k.startswith("blocks_"))
-    unused = [i for i in block_indices(state_dict, prefix + "pretrained.model.blocks.")
-              if i >= n_blocks]
+    unused = [
+        i for i in block_indices(state_dict, prefix + "pretrained.model.blocks.") if i >= n_blocks
+    ]
     skip = [re.escape(prefix) + s for s in MIDAS_DPT_SKIP]
     skip += [re.escape(f"{prefix}pretrained.model.blocks.{i}.") + ".*" for i in unused]
     rules = prefixed_rules(MIDAS_DPT_RULES, flax_prefix, prefix.rstrip("."))
-    return map_state_dict(state_dict, template, (*rules, *extra_rules), (*skip, *extra_skip),
-                          _midas_table_transforms(state_dict, sub, tuple(grid), prefix), what)
+    return map_state_dict(
+        state_dict,
+        template,
+        (*rules, *extra_rules),
+        (*skip, *extra_skip),
+        _midas_table_transforms(state_dict, sub, tuple(grid), prefix),
+        what,
+    )
 
 
 def image_size_arg(args: Any) -> tuple[int, int]:

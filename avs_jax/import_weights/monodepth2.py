@@ -55,10 +55,12 @@ MONODEPTH2_POSE_RULES = prefixed_rules(RESNET18_RULES, "encoder", "encoder") + (
 )
 
 
-def import_monodepth2_depth(encoder_sd: Mapping[str, np.ndarray],
-                            depth_sd: Mapping[str, np.ndarray], template: Variables,
-                            what: str = "monodepth2 encoder.pth + depth.pth"
-                            ) -> tuple[Variables, list[str]]:
+def import_monodepth2_depth(
+    encoder_sd: Mapping[str, np.ndarray],
+    depth_sd: Mapping[str, np.ndarray],
+    template: Variables,
+    what: str = "monodepth2 encoder.pth + depth.pth",
+) -> tuple[Variables, list[str]]:
     """Monodepth2 encoder.pth + depth.pth -> avs_jax.models.depthnet.DepthNet variables.
 
     The two files do not share key prefixes ("encoder." vs "decoder."), so they are read as one
@@ -69,16 +71,22 @@ def import_monodepth2_depth(encoder_sd: Mapping[str, np.ndarray],
     scales = [int(k.split("_")[1]) for k in dec if k.startswith("dispconv_")]
     in_channels = template["params"]["encoder"]["conv1"]["kernel"].shape[2]
     sd = {**encoder_sd, **depth_sd}
-    return map_state_dict(sd, template, monodepth2_depth_rules(num_levels, scales),
-                          MONODEPTH2_SKIP,
-                          {"encoder.conv1.weight": lambda w: adapt_input_channels(w, in_channels)},
-                          what)
+    return map_state_dict(
+        sd,
+        template,
+        monodepth2_depth_rules(num_levels, scales),
+        MONODEPTH2_SKIP,
+        {"encoder.conv1.weight": lambda w: adapt_input_channels(w, in_channels)},
+        what,
+    )
 
 
-def import_monodepth2_pose(encoder_sd: Mapping[str, np.ndarray], pose_sd: Mapping[str, np.ndarray],
-                           template: Variables,
-                           what: str = "monodepth2 pose_encoder.pth + pose.pth"
-                           ) -> tuple[Variables, list[str]]:
+def import_monodepth2_pose(
+    encoder_sd: Mapping[str, np.ndarray],
+    pose_sd: Mapping[str, np.ndarray],
+    template: Variables,
+    what: str = "monodepth2 pose_encoder.pth + pose.pth",
+) -> tuple[Variables, list[str]]:
     """Monodepth2 pose_encoder.pth + pose.pth -> avs_jax.models.posenet.PoseNet variables.
 
     The released pose encoder already has the 6-channel stem; an ImageNet ResNet-18 file in its
@@ -86,9 +94,14 @@ def import_monodepth2_pose(encoder_sd: Mapping[str, np.ndarray], pose_sd: Mappin
     """
     in_channels = template["params"]["encoder"]["conv1"]["kernel"].shape[2]
     sd = {**encoder_sd, **pose_sd}
-    return map_state_dict(sd, template, MONODEPTH2_POSE_RULES, MONODEPTH2_SKIP,
-                          {"encoder.conv1.weight": lambda w: adapt_input_channels(w, in_channels)},
-                          what)
+    return map_state_dict(
+        sd,
+        template,
+        MONODEPTH2_POSE_RULES,
+        MONODEPTH2_SKIP,
+        {"encoder.conv1.weight": lambda w: adapt_input_channels(w, in_channels)},
+        what,
+    )
 
 
 def cli_monodepth2(paths: Sequence[Path], args: Any) -> dict[str, tuple[Variables, list[str]]]:
@@ -102,20 +115,30 @@ def cli_monodepth2(paths: Sequence[Path], args: Any) -> dict[str, tuple[Variable
     by_stem = {p.stem: p for p in paths}
     unknown = set(by_stem) - {"encoder", "depth", "pose_encoder", "pose"}
     if unknown:
-        raise WeightImportError(f"--source=monodepth2: unknown files {sorted(unknown)}; expected "
-                                "encoder.*, depth.*, pose_encoder.*, pose.* (as released)")
+        raise WeightImportError(
+            f"--source=monodepth2: unknown files {sorted(unknown)}; expected "
+            "encoder.*, depth.*, pose_encoder.*, pose.* (as released)"
+        )
     out = {}
     if {"encoder", "depth"} <= set(by_stem):
         template = model_template(DepthNet(), jnp.zeros((1, 64, 64, 3)), train=False)
         out["depth"] = import_monodepth2_depth(
-            read_state_dict(by_stem["encoder"]), read_state_dict(by_stem["depth"]), template,
-            f"{by_stem['encoder']} + {by_stem['depth']}")
+            read_state_dict(by_stem["encoder"]),
+            read_state_dict(by_stem["depth"]),
+            template,
+            f"{by_stem['encoder']} + {by_stem['depth']}",
+        )
     if {"pose_encoder", "pose"} <= set(by_stem):
         template = model_template(PoseNet(), jnp.zeros((1, 64, 64, 6)), train=False)
         out["pose"] = import_monodepth2_pose(
-            read_state_dict(by_stem["pose_encoder"]), read_state_dict(by_stem["pose"]), template,
-            f"{by_stem['pose_encoder']} + {by_stem['pose']}")
+            read_state_dict(by_stem["pose_encoder"]),
+            read_state_dict(by_stem["pose"]),
+            template,
+            f"{by_stem['pose_encoder']} + {by_stem['pose']}",
+        )
     if not out or len(out) * 2 != len(by_stem):
-        raise WeightImportError("--source=monodepth2 needs encoder + depth and/or pose_encoder + "
-                                f"pose files, got {sorted(by_stem)}")
+        raise WeightImportError(
+            "--source=monodepth2 needs encoder + depth and/or pose_encoder + "
+            f"pose files, got {sorted(by_stem)}"
+        )
     return out

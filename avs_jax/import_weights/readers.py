@@ -15,8 +15,15 @@ StateDict = dict[str, np.ndarray]
 
 # safetensors dtype names -> numpy dtypes (bfloat16 is widened to float32 on read).
 _ST_DTYPES = {
-    "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
-    "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
 }
 _ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
 
@@ -37,10 +44,10 @@ def read_safetensors(path: str | Path) -> StateDict:
     if 8 + n > len(raw):
         raise WeightImportError(f"{path}: header length {n} runs past the end of the file")
     try:
-        header = json.loads(bytes(raw[8:8 + n]).decode("utf-8"))
+        header = json.loads(bytes(raw[8 : 8 + n]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise WeightImportError(f"{path}: header is not JSON ({e})") from e
-    buffer = raw[8 + n:]
+    buffer = raw[8 + n :]
     out: StateDict = {}
     for name, info in header.items():
         if name == "__metadata__":
@@ -60,8 +67,9 @@ def read_safetensors(path: str | Path) -> StateDict:
             raise WeightImportError(f"{path}: tensor {name!r} has unsupported dtype {dtype}")
         shape = tuple(info["shape"])
         if arr.size != int(np.prod(shape)):
-            raise WeightImportError(f"{path}: tensor {name!r} has {arr.size} values for shape "
-                                    f"{shape}")
+            raise WeightImportError(
+                f"{path}: tensor {name!r} has {arr.size} values for shape {shape}"
+            )
         out[name] = np.array(arr.reshape(shape), dtype=arr.dtype.newbyteorder("="))
     return out
 
@@ -74,8 +82,11 @@ def write_safetensors(path: str | Path, tensors: Mapping[str, np.ndarray]) -> No
     for name, arr in tensors.items():
         arr = np.ascontiguousarray(arr)
         data = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": _ST_NAMES[arr.dtype], "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + len(data)]}
+        header[name] = {
+            "dtype": _ST_NAMES[arr.dtype],
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
         blobs.append(data)
         offset += len(data)
     head = json.dumps(header).encode("utf-8")
@@ -125,8 +136,7 @@ def read_torch(path: str | Path) -> StateDict:
 
 
 def read_state_dict(path: str | Path) -> StateDict:
-    """Reads a state dict from `.safetensors`, `.npz` or (with torch) `.pth`/`.pt`/`.bin`/`.ckpt`.
-    """
+    """Reads a state dict from `.safetensors`, `.npz` or (with torch) `.pth`/`.pt`/`.bin`/`.ckpt`."""
     path = Path(path)
     if not path.is_file():
         raise WeightImportError(f"{path}: no such file")
@@ -137,5 +147,6 @@ def read_state_dict(path: str | Path) -> StateDict:
         return read_npz(path)
     if suffix in (".pth", ".pt", ".bin", ".ckpt"):
         return read_torch(path)
-    raise WeightImportError(f"{path}: unknown weight format {suffix!r}; expected .safetensors, "
-                            ".npz, .pth or .pt")
+    raise WeightImportError(
+        f"{path}: unknown weight format {suffix!r}; expected .safetensors, .npz, .pth or .pt"
+    )

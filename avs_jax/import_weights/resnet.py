@@ -24,13 +24,20 @@ RESNET18_RULES = (
 RESNET18_SKIP = (r"fc\..*",)
 
 
-def import_resnet18(state_dict: Mapping[str, np.ndarray], template: Variables,
-                    what: str = "resnet18") -> tuple[Variables, list[str]]:
+def import_resnet18(
+    state_dict: Mapping[str, np.ndarray], template: Variables, what: str = "resnet18"
+) -> tuple[Variables, list[str]]:
     """torchvision ResNet-18 state dict -> ResNet18 variables (fc skipped; stem adapted to the
     template's input channels with `adapt_input_channels`)."""
     in_channels = template["params"]["conv1"]["kernel"].shape[2]
-    return map_state_dict(state_dict, template, RESNET18_RULES, RESNET18_SKIP,
-                          {"conv1.weight": lambda w: adapt_input_channels(w, in_channels)}, what)
+    return map_state_dict(
+        state_dict,
+        template,
+        RESNET18_RULES,
+        RESNET18_SKIP,
+        {"conv1.weight": lambda w: adapt_input_channels(w, in_channels)},
+        what,
+    )
 
 
 def cli_resnet18(paths: Sequence[Path], args: Any) -> tuple[Variables, list[str]]:
@@ -43,6 +50,7 @@ def cli_resnet18(paths: Sequence[Path], args: Any) -> tuple[Variables, list[str]
     if len(paths) != 1:
         raise WeightImportError(f"--source=resnet18 takes one file, got {len(paths)}")
     widths = tuple(int(w) for w in args.widths.split(","))
-    template = model_template(ResNet18(widths=widths), jnp.zeros((1, 64, 64, args.in_channels)),
-                              train=False)
+    template = model_template(
+        ResNet18(widths=widths), jnp.zeros((1, 64, 64, args.in_channels)), train=False
+    )
     return import_resnet18(read_state_dict(paths[0]), template, str(paths[0]))

@@ -31,12 +31,18 @@ def _mlp_index(m: re.Match) -> str:
 
 ZOEDEPTH_HEAD_RULES = (
     Rule(r"conv2", "conv2"),
-    Rule(r"metric_bins/(seed_bin_regressor|seed_projector)/conv(\d)",
-         lambda m: f"{m.group(1)}._net.{_mlp_index(m)}"),
-    Rule(r"metric_bins/(projectors|attractors)_(\d+)/conv(\d)",
-         lambda m: f"{m.group(1)}.{m.group(2)}._net.{_mlp_index(m)}"),
-    Rule(r"metric_bins/conditional_log_binomial/conv(\d)",
-         lambda m: f"conditional_log_binomial.mlp.{_mlp_index(m)}"),
+    Rule(
+        r"metric_bins/(seed_bin_regressor|seed_projector)/conv(\d)",
+        lambda m: f"{m.group(1)}._net.{_mlp_index(m)}",
+    ),
+    Rule(
+        r"metric_bins/(projectors|attractors)_(\d+)/conv(\d)",
+        lambda m: f"{m.group(1)}.{m.group(2)}._net.{_mlp_index(m)}",
+    ),
+    Rule(
+        r"metric_bins/conditional_log_binomial/conv(\d)",
+        lambda m: f"conditional_log_binomial.mlp.{_mlp_index(m)}",
+    ),
 )
 # LogBinomial's constant buffers (bin indices, K - 1): recomputed by the model.
 ZOEDEPTH_SKIP = (r"conditional_log_binomial\.log_binomial_transform\.(k_idx|K_minus_1)",)
@@ -44,11 +50,15 @@ ZOEDEPTH_SKIP = (r"conditional_log_binomial\.log_binomial_transform\.(k_idx|K_mi
 
 def _without_model_prefix(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Released ZoeDepth files put every key under "model."; the state dict without it."""
-    return {k[len("model."):] if k.startswith("model.") else k: v for k, v in state_dict.items()}
+    return {k[len("model.") :] if k.startswith("model.") else k: v for k, v in state_dict.items()}
 
 
-def import_zoedepth(state_dict: Mapping[str, np.ndarray], template: Variables,
-                    grid: tuple[int, int], what: str = "zoedepth") -> tuple[Variables, list[str]]:
+def import_zoedepth(
+    state_dict: Mapping[str, np.ndarray],
+    template: Variables,
+    grid: tuple[int, int],
+    what: str = "zoedepth",
+) -> tuple[Variables, list[str]]:
     """ZoeDepth (N) checkpoint -> AVSNet variables of the "rgb" variant (MiDaS at "midas",
     `conv2`, the metric-bins head at "metric_bins"). `grid` as in `import_midas_dpt`.
 
@@ -56,14 +66,23 @@ def import_zoedepth(state_dict: Mapping[str, np.ndarray], template: Variables,
     `for name in ("midas", "conv2", "metric_bins"): v = merge_pretrained(v, subtree(zoe, name),
     name)`; the echo encoder and the cross-attention keep their own initialisation.
     """
-    return import_midas_dpt(_without_model_prefix(state_dict), template, grid,
-                            prefix="core.core.", flax_prefix="midas",
-                            extra_rules=ZOEDEPTH_HEAD_RULES, extra_skip=ZOEDEPTH_SKIP, what=what)
+    return import_midas_dpt(
+        _without_model_prefix(state_dict),
+        template,
+        grid,
+        prefix="core.core.",
+        flax_prefix="midas",
+        extra_rules=ZOEDEPTH_HEAD_RULES,
+        extra_skip=ZOEDEPTH_SKIP,
+        what=what,
+    )
 
 
-def zoedepth_config_from_state_dict(state_dict: Mapping[str, np.ndarray],
-                                    image_size: Sequence[int],
-                                    bin_centers_type: str = "softplus") -> Any:
+def zoedepth_config_from_state_dict(
+    state_dict: Mapping[str, np.ndarray],
+    image_size: Sequence[int],
+    bin_centers_type: str = "softplus",
+) -> Any:
     """`config.model` (avs_jax.models.avsnet, variant "rgb") matching a ZoeDepth checkpoint.
 
     Shapes give every width; `bin_centers_type` cannot be read off them ("softplus" for
@@ -87,8 +106,9 @@ def zoedepth_config_from_state_dict(state_dict: Mapping[str, np.ndarray],
     c.bins.mlp_dim = out_ch("projectors.0._net.0.weight")
     per_attractor = 2 if bin_centers_type == "normed" else 1
     c.bins.bin_centers_type = bin_centers_type
-    c.bins.n_attractors = tuple(out_ch(f"attractors.{i}._net.2.weight") // per_attractor
-                                for i in range(n_levels))
+    c.bins.n_attractors = tuple(
+        out_ch(f"attractors.{i}._net.2.weight") // per_attractor for i in range(n_levels)
+    )
     return c
 
 
@@ -105,6 +125,7 @@ def cli_zoedepth(paths: Sequence[Path], args: Any) -> tuple[Variables, list[str]
     h, w = c.midas.image_size
     template = model_template(AVSNet(c), jnp.zeros((1, h, w, 3)), None, train=False)
     p = c.midas.patch_size
-    print(f"ZoeDepth configuration read from {paths[0]}: midas {dict(c.midas)}, bins "
-          f"{dict(c.bins)}")
+    print(
+        f"ZoeDepth configuration read from {paths[0]}: midas {dict(c.midas)}, bins {dict(c.bins)}"
+    )
     return import_zoedepth(sd, template, (h // p, w // p), what=str(paths[0]))

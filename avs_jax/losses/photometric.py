@@ -20,8 +20,8 @@ from avs_jax.models.layers import reflect_pad
 Array = jax.Array
 
 # SSIM stabilisers (Wang et al. 2004 with dynamic range L = 1): C1 = (0.01 L)², C2 = (0.03 L)².
-SSIM_C1 = 0.01 ** 2
-SSIM_C2 = 0.03 ** 2
+SSIM_C1 = 0.01**2
+SSIM_C2 = 0.03**2
 # Guards the mean-normalisation of the disparity (Monodepth2: disp / (mean + 1e-7)).
 MEAN_NORM_EPS = 1e-7
 
@@ -45,11 +45,11 @@ def ssim_loss(x: Array, y: Array) -> Array:
     y = reflect_pad(jnp.broadcast_to(y.astype(jnp.float32), shape))
     mu_x = _mean_pool3(x)
     mu_y = _mean_pool3(y)
-    sigma_x = _mean_pool3(x * x) - mu_x ** 2
-    sigma_y = _mean_pool3(y * y) - mu_y ** 2
+    sigma_x = _mean_pool3(x * x) - mu_x**2
+    sigma_y = _mean_pool3(y * y) - mu_y**2
     sigma_xy = _mean_pool3(x * y) - mu_x * mu_y
     num = (2 * mu_x * mu_y + SSIM_C1) * (2 * sigma_xy + SSIM_C2)
-    den = (mu_x ** 2 + mu_y ** 2 + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
+    den = (mu_x**2 + mu_y**2 + SSIM_C1) * (sigma_x + sigma_y + SSIM_C2)
     return jnp.clip((1 - num / den) / 2, 0.0, 1.0)
 
 
@@ -151,6 +151,9 @@ def multiscale_photometric_loss(
     smooth = jnp.stack([smoothness_loss(d, im) for d, im in zip(disps, target_pyramid)])
     weights = smoothness_weight / 2.0 ** jnp.arange(n_scales)
     total = jnp.mean(photo + weights * smooth)
-    metrics = {"photometric": jnp.mean(photo), "smoothness": jnp.mean(smooth),
-               "automask_fraction": jnp.mean(mask)}
+    metrics = {
+        "photometric": jnp.mean(photo),
+        "smoothness": jnp.mean(smooth),
+        "automask_fraction": jnp.mean(mask),
+    }
     return total, metrics

@@ -49,8 +49,9 @@ def silog_terms(pred: Array, target: Array, mask: Array | None = None) -> tuple[
     return var, mean
 
 
-def silog_loss(pred: Array, target: Array, mask: Array | None = None, alpha: float = 10.0,
-               beta: float = 0.15) -> Array:
+def silog_loss(
+    pred: Array, target: Array, mask: Array | None = None, alpha: float = 10.0, beta: float = 0.15
+) -> Array:
     """alpha * sqrt(Var_{ddof=1}(g) + beta * mean(g)^2): a scalar fp32 (see module docstring)."""
     var, mean = silog_terms(pred, target, mask)
-    return alpha * jnp.sqrt(var + beta * mean ** 2)
+    return alpha * jnp.sqrt(var + beta * mean**2)

@@ -114,11 +114,14 @@ def validate_model_config(c: Any) -> None:
         raise ValueError(f"config.model.variant must be one of {VARIANTS}, got {c.variant!r}")
     h, w = c.midas.image_size
     if h % 32 or w % 32:
-        raise ValueError(f"config.model.midas.image_size {tuple(c.midas.image_size)} must be a "
-                         "multiple of 32 (DPT's 1/32 level)")
+        raise ValueError(
+            f"config.model.midas.image_size {tuple(c.midas.image_size)} must be a "
+            "multiple of 32 (DPT's 1/32 level)"
+        )
     if not 0 < c.min_depth < c.max_depth:
-        raise ValueError(f"config.model: need 0 < min_depth < max_depth, got "
-                         f"{c.min_depth}, {c.max_depth}")
+        raise ValueError(
+            f"config.model: need 0 < min_depth < max_depth, got {c.min_depth}, {c.max_depth}"
+        )
     if c.bins.bin_centers_type not in ("softplus", "normed"):
         raise ValueError("config.model.bins.bin_centers_type must be 'softplus' or 'normed'")
     if c.midas.features % c.attention.num_heads:
@@ -184,18 +187,34 @@ class AVSNet(nn.Module):
             echo = self.perturb("echo_features", echo)
             if c.echo.get("log_magnitude", False):
                 echo = jnp.log(echo + c.echo.log_floor)
-            f_a = ResNet18(tuple(c.echo.widths), tuple(c.echo.blocks), dtype=dtype,
-                           name="echo_encoder")(echo, train)[-1]
+            f_a = ResNet18(
+                tuple(c.echo.widths), tuple(c.echo.blocks), dtype=dtype, name="echo_encoder"
+            )(echo, train)[-1]
         if variant == "echoes":
-            depth, s = EchoDepthDecoder(tuple(c.echo_decoder.channels), c.min_depth,
-                                        c.max_depth, dtype, name="echo_decoder")(f_a)
+            depth, s = EchoDepthDecoder(
+                tuple(c.echo_decoder.channels), c.min_depth, c.max_depth, dtype, name="echo_decoder"
+            )(f_a)
             return {"metric_depth": depth, "rel_depth": s}
 
         m = c.midas
-        feats = MiDaS(tuple(m.image_size), m.embed_dim, m.depth, m.num_heads, m.patch_size,
-                      tuple(m.hooks), tuple(m.reassemble_features), m.features,
-                      m.head_features, m.mlp_ratio, m.layer_scale_init, m.use_rel_pos_bias,
-                      m.use_abs_pos_emb, m.remat, dtype, name="midas")(image)
+        feats = MiDaS(
+            tuple(m.image_size),
+            m.embed_dim,
+            m.depth,
+            m.num_heads,
+            m.patch_size,
+            tuple(m.hooks),
+            tuple(m.reassemble_features),
+            m.features,
+            m.head_features,
+            m.mlp_ratio,
+            m.layer_scale_init,
+            m.use_rel_pos_bias,
+            m.use_abs_pos_emb,
+            m.remat,
+            dtype,
+            name="midas",
+        )(image)
         bottleneck = feats["l4_rn"]
         # ZoeDepth's `conv2`: the bin features f_V.
         f_v = Conv(bottleneck.shape[-1], 1, dtype=dtype, name="conv2")(bottleneck)
@@ -204,14 +223,31 @@ class AVSNet(nn.Module):
         f_v = self.perturb("visual_features", f_v)
         if variant == "rgb_echoes":
             f_v = CrossModalAttention(c.attention.num_heads, dtype, name="cross_attention")(
-                f_v, f_a)
+                f_v, f_a
+            )
         b = c.bins
         out = MetricBinsHead(
-            b.n_bins, b.bin_embedding_dim, b.bin_centers_type, tuple(b.n_attractors),
-            b.attractor_alpha, b.attractor_gamma, b.attractor_kind, b.attractor_type,
-            b.min_temp, b.max_temp, c.min_depth, c.max_depth, b.seed_mlp_dim, b.mlp_dim,
-            dtype, name="metric_bins")(
-                f_v, [feats["r4"], feats["r3"], feats["r2"], feats["r1"]], feats["out_conv"],
-                feats["rel_depth"])
+            b.n_bins,
+            b.bin_embedding_dim,
+            b.bin_centers_type,
+            tuple(b.n_attractors),
+            b.attractor_alpha,
+            b.attractor_gamma,
+            b.attractor_kind,
+            b.attractor_type,
+            b.min_temp,
+            b.max_temp,
+            c.min_depth,
+            c.max_depth,
+            b.seed_mlp_dim,
+            b.mlp_dim,
+            dtype,
+            name="metric_bins",
+        )(
+            f_v,
+            [feats["r4"], feats["r3"], feats["r2"], feats["r1"]],
+            feats["out_conv"],
+            feats["rel_depth"],
+        )
         out["rel_depth"] = feats["rel_depth"]
         return out

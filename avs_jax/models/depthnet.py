@@ -20,23 +20,30 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from avs_jax.models.layers import (MONODEPTH2_MEAN, MONODEPTH2_STD, Conv, reflect_pad,
-                                   torch_default_init, upsample_nearest)
+from avs_jax.models.layers import (
+    MONODEPTH2_MEAN,
+    MONODEPTH2_STD,
+    Conv,
+    reflect_pad,
+    torch_default_init,
+    upsample_nearest,
+)
 from avs_jax.models.resnet import ResNet18
 
 Array = jax.Array
 
+
 class ConvBlock(nn.Module):
-    """Reflection pad 1 + 3×3 conv + ELU (Monodepth2's ConvBlock), `[B,H,W,C] -> [B,H,W,features]`.
-    """
+    """Reflection pad 1 + 3×3 conv + ELU (Monodepth2's ConvBlock), `[B,H,W,C] -> [B,H,W,features]`."""
 
     features: int
     dtype: Any = None
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        x = Conv(self.features, 3, 1, 0, dtype=self.dtype, kernel_init=torch_default_init,
-                 name="conv")(reflect_pad(x))
+        x = Conv(
+            self.features, 3, 1, 0, dtype=self.dtype, kernel_init=torch_default_init, name="conv"
+        )(reflect_pad(x))
         return nn.elu(x)
 
 
@@ -59,8 +66,10 @@ class DepthDecoder(nn.Module):
     @nn.compact
     def __call__(self, features: Sequence[Array]) -> list[Array]:
         if len(features) != len(self.num_ch_dec):
-            raise ValueError(f"DepthDecoder: {len(features)} encoder features but "
-                             f"{len(self.num_ch_dec)} decoder channels {tuple(self.num_ch_dec)}")
+            raise ValueError(
+                f"DepthDecoder: {len(features)} encoder features but "
+                f"{len(self.num_ch_dec)} decoder channels {tuple(self.num_ch_dec)}"
+            )
         outputs = {}
         x = features[-1]
         for i in range(len(self.num_ch_dec) - 1, -1, -1):
@@ -70,8 +79,15 @@ class DepthDecoder(nn.Module):
                 x = jnp.concatenate([x, features[i - 1].astype(x.dtype)], axis=-1)
             x = ConvBlock(self.num_ch_dec[i], self.dtype, name=f"upconv_{i}_1")(x)
             if i in self.scales:
-                logits = Conv(1, 3, 1, 0, dtype=self.dtype, kernel_init=torch_default_init,
-                              name=f"dispconv_{i}")(reflect_pad(x))
+                logits = Conv(
+                    1,
+                    3,
+                    1,
+                    0,
+                    dtype=self.dtype,
+                    kernel_init=torch_default_init,
+                    name=f"dispconv_{i}",
+                )(reflect_pad(x))
                 # Disparities feed fp32 geometry and losses.
                 outputs[i] = nn.sigmoid(logits.astype(jnp.float32))
         return [outputs[s] for s in sorted(self.scales)]
@@ -94,7 +110,14 @@ class DepthNet(nn.Module):
 
     @nn.compact
     def __call__(self, image: Array, train: bool) -> list[Array]:
-        features = ResNet18(self.encoder_widths, self.encoder_blocks, MONODEPTH2_MEAN,
-                            MONODEPTH2_STD, self.dtype, name="encoder")(image, train)
-        return DepthDecoder(self.decoder_channels, self.scales, self.dtype,
-                            name="decoder")(features)
+        features = ResNet18(
+            self.encoder_widths,
+            self.encoder_blocks,
+            MONODEPTH2_MEAN,
+            MONODEPTH2_STD,
+            self.dtype,
+            name="encoder",
+        )(image, train)
+        return DepthDecoder(self.decoder_channels, self.scales, self.dtype, name="decoder")(
+            features
+        )

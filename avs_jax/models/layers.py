@@ -101,15 +101,20 @@ class Conv(nn.Module):
         dh, dw = _pair(self.kernel_dilation)
         groups = self.feature_group_count
         cin = x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init, (kh, kw, cin // groups, self.features),
-                            self.param_dtype)
+        kernel = self.param(
+            "kernel", self.kernel_init, (kh, kw, cin // groups, self.features), self.param_dtype
+        )
         dtype = self.dtype or x.dtype
         x = x.astype(dtype)
         kernel = kernel.astype(dtype)
         if isinstance(self.padding, str):
-            pads = tuple(_same_or_valid(n, k, s, self.padding)
-                         for n, k, s in ((x.shape[1], (kh - 1) * dh + 1, sh),
-                                         (x.shape[2], (kw - 1) * dw + 1, sw)))
+            pads = tuple(
+                _same_or_valid(n, k, s, self.padding)
+                for n, k, s in (
+                    (x.shape[1], (kh - 1) * dh + 1, sh),
+                    (x.shape[2], (kw - 1) * dw + 1, sw),
+                )
+            )
         else:
             ph, pw = _pair(self.padding)
             pads = ((ph, ph), (pw, pw))
@@ -119,7 +124,8 @@ class Conv(nn.Module):
         if use_im2col(out_h, out_w, self.lowering) and (kh, kw) != (1, 1):
             # Patches come out channel-major: feature index = c * kh * kw + i * kw + j.
             patches = jax.lax.conv_general_dilated_patches(
-                x, (kh, kw), (sh, sw), pads, rhs_dilation=(dh, dw), dimension_numbers=dn)
+                x, (kh, kw), (sh, sw), pads, rhs_dilation=(dh, dw), dimension_numbers=dn
+            )
             # Groups split the channel-major patch features and the output channels alike.
             cg, fg = cin // groups, self.features // groups
             patches = patches.reshape(*patches.shape[:3], groups, cg * kh * kw)
@@ -129,9 +135,15 @@ class Conv(nn.Module):
         elif (kh, kw) == (1, 1) and pads == ((0, 0), (0, 0)) and groups == 1:
             y = jnp.einsum("bhwc,cf->bhwf", x[:, ::sh, ::sw, :], kernel[0, 0])
         else:
-            y = jax.lax.conv_general_dilated(x, kernel, (sh, sw), pads, rhs_dilation=(dh, dw),
-                                             dimension_numbers=dn,
-                                             feature_group_count=groups)
+            y = jax.lax.conv_general_dilated(
+                x,
+                kernel,
+                (sh, sw),
+                pads,
+                rhs_dilation=(dh, dw),
+                dimension_numbers=dn,
+                feature_group_count=groups,
+            )
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,), self.param_dtype)
             y = y + bias.astype(dtype)
@@ -247,8 +259,9 @@ class ConvTransposeNonOverlap(nn.Module):
         """[B, h, w, C_in] -> [B, h*s, w*s, features]."""
         s = self.stride
         b, h, w, cin = x.shape
-        kernel = self.param("kernel", nn.initializers.lecun_normal(), (s, s, cin, self.features),
-                            self.param_dtype)
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (s, s, cin, self.features), self.param_dtype
+        )
         dtype = self.dtype or x.dtype
         y = jnp.einsum("bijc,pqco->bipjqo", x.astype(dtype), kernel.astype(dtype))
         y = y.reshape(b, h * s, w * s, self.features)

@@ -75,8 +75,16 @@ class DilatedBlock(nn.Module):
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         c = x.shape[-1]
-        y = Conv(c, 3, 1, self.dilation, feature_group_count=c, kernel_dilation=self.dilation,
-                 dtype=self.dtype, name="dwconv")(x)
+        y = Conv(
+            c,
+            3,
+            1,
+            self.dilation,
+            feature_group_count=c,
+            kernel_dilation=self.dilation,
+            dtype=self.dtype,
+            name="dwconv",
+        )(x)
         y = batch_norm(train, "bn", self.dtype)(y)
         y = nn.gelu(Conv(c * self.expansion, 1, dtype=self.dtype, name="pwconv1")(y))
         y = Conv(c, 1, dtype=self.dtype, name="pwconv2")(y)
@@ -139,11 +147,13 @@ class LiteEncoder(nn.Module):
             dil = self.dilations[s]
             n_local = depth - self.global_blocks
             for i in range(depth):
-                x = DilatedBlock(dil[i % len(dil)], self.expansion, self.dtype,
-                                 name=f"stage{s}_block{i}")(x, train)
+                x = DilatedBlock(
+                    dil[i % len(dil)], self.expansion, self.dtype, name=f"stage{s}_block{i}"
+                )(x, train)
                 if i >= n_local:
-                    x = ChannelAttention(self.heads, self.expansion, self.dtype,
-                                         name=f"stage{s}_attn{i}")(x)
+                    x = ChannelAttention(
+                        self.heads, self.expansion, self.dtype, name=f"stage{s}_attn{i}"
+                    )(x)
             features.append(x)
         return features
 
@@ -167,9 +177,17 @@ class LiteDepthNet(nn.Module):
 
     @nn.compact
     def __call__(self, image: Array, train: bool) -> list[Array]:
-        features = LiteEncoder(self.stem_width, self.widths, self.depths,
-                               tuple(tuple(d) for d in self.dilations), self.expansion,
-                               self.global_blocks, self.heads, self.dtype,
-                               name="encoder")(image, train)
-        return DepthDecoder(self.decoder_channels, self.scales, self.dtype,
-                            name="decoder")(features)
+        features = LiteEncoder(
+            self.stem_width,
+            self.widths,
+            self.depths,
+            tuple(tuple(d) for d in self.dilations),
+            self.expansion,
+            self.global_blocks,
+            self.heads,
+            self.dtype,
+            name="encoder",
+        )(image, train)
+        return DepthDecoder(self.decoder_channels, self.scales, self.dtype, name="decoder")(
+            features
+        )

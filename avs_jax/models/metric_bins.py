@@ -60,8 +60,9 @@ class SeedBinRegressor(nn.Module):
             centres = nn.softplus(y)
             return centres, centres
         if self.kind != "normed":
-            raise ValueError(f"SeedBinRegressor: kind must be 'softplus' or 'normed', "
-                             f"got {self.kind!r}")
+            raise ValueError(
+                f"SeedBinRegressor: kind must be 'softplus' or 'normed', got {self.kind!r}"
+            )
         widths = nn.relu(y) + NORMED_EPS
         widths = widths / jnp.sum(widths, axis=-1, keepdims=True)
         span = self.max_depth - self.min_depth
@@ -100,8 +101,14 @@ def exp_attractor(dx: Array, alpha: float, gamma: float) -> Array:
     return jnp.exp(-alpha * jnp.abs(dx) ** _int_if_integral(gamma)) * dx
 
 
-def attract(centres: Array, attractors: Array, alpha: float, gamma: float,
-            attractor_type: str = "inv", kind: str = "mean") -> Array:
+def attract(
+    centres: Array,
+    attractors: Array,
+    alpha: float,
+    gamma: float,
+    attractor_type: str = "inv",
+    kind: str = "mean",
+) -> Array:
     """Moves every bin centre towards the attractors: c + agg_a f(A_a − c).
 
     centres [..., n_bins], attractors [..., n_a] -> new centres [..., n_bins].
@@ -149,8 +156,14 @@ class AttractorLayer(nn.Module):
             a = (nn.relu(a) + NORMED_EPS)[..., 0::2]
         else:
             a = nn.softplus(a)
-        b = attract(_resize(b_prev.astype(jnp.float32), size), a, self.alpha, self.gamma,
-                    self.attractor_type, self.kind)
+        b = attract(
+            _resize(b_prev.astype(jnp.float32), size),
+            a,
+            self.alpha,
+            self.gamma,
+            self.attractor_type,
+            self.kind,
+        )
         if not normed:
             return b, b
         centres = self.min_depth + (self.max_depth - self.min_depth) * b
@@ -241,8 +254,9 @@ class MetricBinsHead(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, bin_features: Array, blocks: Sequence[Array], out_conv: Array,
-                 rel_depth: Array) -> dict[str, Array]:
+    def __call__(
+        self, bin_features: Array, blocks: Sequence[Array], out_conv: Array, rel_depth: Array
+    ) -> dict[str, Array]:
         """bin_features [B, h, w, C] (L^{A,V}, or conv2(l4_rn) without echoes);
         blocks r4..r1; out_conv [B, H, W, 32]; rel_depth [B, H, W, 1] ->
 
@@ -250,29 +264,51 @@ class MetricBinsHead(nn.Module):
         resolution), `probs` [B, H, W, n_bins].
         """
         if len(blocks) != len(self.n_attractors):
-            raise ValueError(f"MetricBinsHead: {len(blocks)} decoder features for "
-                             f"{len(self.n_attractors)} attractor levels")
-        b, _ = SeedBinRegressor(self.n_bins, self.seed_mlp_dim, self.bin_centers_type,
-                                self.min_depth, self.max_depth, self.dtype,
-                                name="seed_bin_regressor")(bin_features)
-        prev_emb = Projector(self.bin_embedding_dim, self.mlp_dim, self.dtype,
-                             name="seed_projector")(bin_features)
+            raise ValueError(
+                f"MetricBinsHead: {len(blocks)} decoder features for "
+                f"{len(self.n_attractors)} attractor levels"
+            )
+        b, _ = SeedBinRegressor(
+            self.n_bins,
+            self.seed_mlp_dim,
+            self.bin_centers_type,
+            self.min_depth,
+            self.max_depth,
+            self.dtype,
+            name="seed_bin_regressor",
+        )(bin_features)
+        prev_emb = Projector(
+            self.bin_embedding_dim, self.mlp_dim, self.dtype, name="seed_projector"
+        )(bin_features)
         centres = None
         for i, (feat, n_a) in enumerate(zip(blocks, self.n_attractors)):
-            emb = Projector(self.bin_embedding_dim, self.mlp_dim, self.dtype,
-                            name=f"projectors_{i}")(feat)
+            emb = Projector(
+                self.bin_embedding_dim, self.mlp_dim, self.dtype, name=f"projectors_{i}"
+            )(feat)
             b, centres = AttractorLayer(
-                n_a, self.mlp_dim, self.attractor_alpha, self.attractor_gamma,
-                self.attractor_type, self.attractor_kind, self.bin_centers_type,
-                self.min_depth, self.max_depth, self.dtype, name=f"attractors_{i}")(
-                    emb, b, prev_emb)
+                n_a,
+                self.mlp_dim,
+                self.attractor_alpha,
+                self.attractor_gamma,
+                self.attractor_type,
+                self.attractor_kind,
+                self.bin_centers_type,
+                self.min_depth,
+                self.max_depth,
+                self.dtype,
+                name=f"attractors_{i}",
+            )(emb, b, prev_emb)
             prev_emb = emb  # raw projector output, not the sum (ZoeDepth)
         size = out_conv.shape[1:3]
         last = jnp.concatenate([out_conv, _resize(rel_depth, size).astype(out_conv.dtype)], -1)
         cond = _resize(prev_emb, size)
-        probs = ConditionalLogBinomial(self.n_bins, self.min_temp, self.max_temp,
-                                       dtype=self.dtype, name="conditional_log_binomial")(
-                                           last, cond)
+        probs = ConditionalLogBinomial(
+            self.n_bins,
+            self.min_temp,
+            self.max_temp,
+            dtype=self.dtype,
+            name="conditional_log_binomial",
+        )(last, cond)
         centres = _resize(centres, size)
         depth = jnp.sum(probs * centres, axis=-1, keepdims=True)
         return {"metric_depth": depth, "bin_centers": centres, "probs": probs}

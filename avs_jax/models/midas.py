@@ -88,13 +88,14 @@ class Attention(nn.Module):
         qkv = qkv + jnp.concatenate([q_bias, jnp.zeros_like(q_bias), v_bias]).astype(qkv.dtype)
         qkv = qkv.reshape(b, n, 3, h, dh)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # [B, N, H, dh]
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q * (dh ** -0.5), k).astype(jnp.float32)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q * (dh**-0.5), k).astype(jnp.float32)
         if self.use_rel_pos_bias:
             gh, gw = self.grid
             if n != gh * gw + 1:
                 raise ValueError(
                     f"Attention: {n - 1} patch tokens but the relative position table was made "
-                    f"for a {gh}x{gw} grid; set model.midas.image_size to the input size.")
+                    f"for a {gh}x{gw} grid; set model.midas.image_size to the input size."
+                )
             num = (2 * gh - 1) * (2 * gw - 1) + 3
             table = self.param("relative_position_bias_table", nn.initializers.zeros, (num, h))
             index = relative_position_index(self.grid)
@@ -122,15 +123,17 @@ class Block(nn.Module):
         y = nn.LayerNorm(LN_EPS, dtype=self.dtype, name="norm1")(x)
         y = Attention(self.num_heads, self.grid, self.use_rel_pos_bias, self.dtype, name="attn")(y)
         if self.layer_scale_init is not None:
-            y = y * self.param("gamma_1", nn.initializers.constant(self.layer_scale_init), (d,)
-                               ).astype(y.dtype)
+            y = y * self.param(
+                "gamma_1", nn.initializers.constant(self.layer_scale_init), (d,)
+            ).astype(y.dtype)
         x = x + y
         y = nn.LayerNorm(LN_EPS, dtype=self.dtype, name="norm2")(x)
         y = nn.Dense(int(d * self.mlp_ratio), dtype=self.dtype, name="mlp_fc1")(y)
         y = nn.Dense(d, dtype=self.dtype, name="mlp_fc2")(gelu_exact(y))
         if self.layer_scale_init is not None:
-            y = y * self.param("gamma_2", nn.initializers.constant(self.layer_scale_init), (d,)
-                               ).astype(y.dtype)
+            y = y * self.param(
+                "gamma_2", nn.initializers.constant(self.layer_scale_init), (d,)
+            ).astype(y.dtype)
         return x + y
 
 
@@ -157,8 +160,9 @@ class Reassemble(nn.Module):
         x = x.reshape(b, *self.grid, d)
         x = Conv(self.features, 1, dtype=self.dtype, name="conv1x1")(x)
         if self.factor in (4, 2):
-            x = ConvTransposeNonOverlap(self.features, int(self.factor), dtype=self.dtype,
-                                        name="resample")(x)
+            x = ConvTransposeNonOverlap(
+                self.features, int(self.factor), dtype=self.dtype, name="resample"
+            )(x)
         elif self.factor == 0.5:
             x = Conv(self.features, 3, 2, 1, dtype=self.dtype, name="resample")(x)
         elif self.factor != 1:
@@ -208,14 +212,23 @@ class DPTEncoder(nn.Module):
         block_cls = nn.remat(Block) if self.remat else Block
         outputs = []
         for i in range(max(self.hooks) + 1):
-            x = block_cls(self.num_heads, self.grid, self.mlp_ratio, self.layer_scale_init,
-                          self.use_rel_pos_bias, self.dtype, name=f"blocks_{i}")(x)
+            x = block_cls(
+                self.num_heads,
+                self.grid,
+                self.mlp_ratio,
+                self.layer_scale_init,
+                self.use_rel_pos_bias,
+                self.dtype,
+                name=f"blocks_{i}",
+            )(x)
             outputs.append(x)
         hooked = [outputs[i] for i in self.hooks]
         # Blocks after the last hook (and the final norm) do not reach the output, as in MiDaS.
         factors = (4, 2, 1, 0.5)
-        return [Reassemble(f, s, self.grid, self.dtype, name=f"act_postprocess{j + 1}")(t)
-                for j, (t, f, s) in enumerate(zip(hooked, self.reassemble_features, factors))]
+        return [
+            Reassemble(f, s, self.grid, self.dtype, name=f"act_postprocess{j + 1}")(t)
+            for j, (t, f, s) in enumerate(zip(hooked, self.reassemble_features, factors))
+        ]
 
 
 class ResidualConvUnit(nn.Module):
@@ -237,8 +250,9 @@ class FusionBlock(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, x: Array, skip: Array | None = None,
-                 size: tuple[int, int] | None = None) -> Array:
+    def __call__(
+        self, x: Array, skip: Array | None = None, size: tuple[int, int] | None = None
+    ) -> Array:
         """[B, h, w, F] (+ skip [B, h, w, F]) -> [B, size or 2h×2w, F]."""
         if skip is not None:
             x = x + ResidualConvUnit(self.dtype, name="resConfUnit1")(skip)
@@ -287,21 +301,43 @@ class MiDaS(nn.Module):
         """
         ph, pw = self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
         x = (image - MIDAS_MEAN) / MIDAS_STD
-        layers = DPTEncoder(self.embed_dim, self.depth, self.num_heads, self.patch_size,
-                            (ph, pw), tuple(self.hooks), tuple(self.reassemble_features),
-                            self.mlp_ratio, self.layer_scale_init, self.use_rel_pos_bias,
-                            self.use_abs_pos_emb, self.remat, self.dtype, name="encoder")(x)
+        layers = DPTEncoder(
+            self.embed_dim,
+            self.depth,
+            self.num_heads,
+            self.patch_size,
+            (ph, pw),
+            tuple(self.hooks),
+            tuple(self.reassemble_features),
+            self.mlp_ratio,
+            self.layer_scale_init,
+            self.use_rel_pos_bias,
+            self.use_abs_pos_emb,
+            self.remat,
+            self.dtype,
+            name="encoder",
+        )(x)
         f = self.features
-        rn = [Conv(f, 3, 1, 1, use_bias=False, dtype=self.dtype, name=f"layer{i + 1}_rn")(l)
-              for i, l in enumerate(layers)]
+        rn = [
+            Conv(f, 3, 1, 1, use_bias=False, dtype=self.dtype, name=f"layer{i + 1}_rn")(layer)
+            for i, layer in enumerate(layers)
+        ]
         r4 = FusionBlock(self.dtype, name="refinenet4")(rn[3], size=rn[2].shape[1:3])
         r3 = FusionBlock(self.dtype, name="refinenet3")(r4, rn[2], size=rn[1].shape[1:3])
         r2 = FusionBlock(self.dtype, name="refinenet2")(r3, rn[1], size=rn[0].shape[1:3])
         r1 = FusionBlock(self.dtype, name="refinenet1")(r2, rn[0])
         y = Conv(f // 2, 3, 1, 1, dtype=self.dtype, name="head_conv1")(r1)
         y = resize_bilinear(y, (2 * y.shape[1], 2 * y.shape[2]), align_corners=True)
-        out_conv = nn.relu(Conv(self.head_features, 3, 1, 1, dtype=self.dtype,
-                                name="head_conv2")(y))
+        out_conv = nn.relu(
+            Conv(self.head_features, 3, 1, 1, dtype=self.dtype, name="head_conv2")(y)
+        )
         rel = nn.relu(Conv(1, 1, dtype=self.dtype, name="head_conv3")(out_conv))
-        return {"l4_rn": rn[3], "r4": r4, "r3": r3, "r2": r2, "r1": r1,
-                "out_conv": out_conv, "rel_depth": rel}
+        return {
+            "l4_rn": rn[3],
+            "r4": r4,
+            "r3": r3,
+            "r2": r2,
+            "r1": r1,
+            "out_conv": out_conv,
+            "rel_depth": rel,
+        }

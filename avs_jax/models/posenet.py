@@ -38,14 +38,36 @@ class PoseDecoder(nn.Module):
 
     @nn.compact
     def __call__(self, feature: Array) -> tuple[Array, Array]:
-        x = nn.relu(Conv(self.hidden, 1, dtype=self.dtype,
-                         kernel_init=torch_default_init, name="squeeze")(feature))
-        x = nn.relu(Conv(self.hidden, 3, 1, 1, dtype=self.dtype,
-                         kernel_init=torch_default_init, name="pose_0")(x))
-        x = nn.relu(Conv(self.hidden, 3, 1, 1, dtype=self.dtype,
-                         kernel_init=torch_default_init, name="pose_1")(x))
-        x = Conv(6 * self.num_frames, 1, dtype=self.dtype,
-                         kernel_init=torch_default_init, name="pose_2")(x)
+        x = nn.relu(
+            Conv(self.hidden, 1, dtype=self.dtype, kernel_init=torch_default_init, name="squeeze")(
+                feature
+            )
+        )
+        x = nn.relu(
+            Conv(
+                self.hidden,
+                3,
+                1,
+                1,
+                dtype=self.dtype,
+                kernel_init=torch_default_init,
+                name="pose_0",
+            )(x)
+        )
+        x = nn.relu(
+            Conv(
+                self.hidden,
+                3,
+                1,
+                1,
+                dtype=self.dtype,
+                kernel_init=torch_default_init,
+                name="pose_1",
+            )(x)
+        )
+        x = Conv(
+            6 * self.num_frames, 1, dtype=self.dtype, kernel_init=torch_default_init, name="pose_2"
+        )(x)
         x = jnp.mean(x.astype(jnp.float32), axis=(1, 2)) * self.output_scale
         x = x.reshape(x.shape[0], self.num_frames, 6)
         # Monodepth2's arithmetic first; the rotation's own factor on top (x1 by default, exact).
@@ -68,9 +90,19 @@ class PoseNet(nn.Module):
 
     @nn.compact
     def __call__(self, pair: Array, train: bool) -> tuple[Array, Array]:
-        features = ResNet18(self.encoder_widths, self.encoder_blocks, MONODEPTH2_MEAN,
-                            MONODEPTH2_STD, self.dtype, name="encoder")(pair, train)
-        axisangle, translation = PoseDecoder(self.hidden, self.num_frames,
-                                             rotation_scale=self.rotation_scale,
-                                             dtype=self.dtype, name="decoder")(features[-1])
+        features = ResNet18(
+            self.encoder_widths,
+            self.encoder_blocks,
+            MONODEPTH2_MEAN,
+            MONODEPTH2_STD,
+            self.dtype,
+            name="encoder",
+        )(pair, train)
+        axisangle, translation = PoseDecoder(
+            self.hidden,
+            self.num_frames,
+            rotation_scale=self.rotation_scale,
+            dtype=self.dtype,
+            name="decoder",
+        )(features[-1])
         return axisangle[:, 0], translation[:, 0]

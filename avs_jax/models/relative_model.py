@@ -20,8 +20,9 @@ from avs_jax.models.posenet import POSE_OUTPUT_SCALE, PoseNet
 _SIZES = ("full", "tiny")
 
 
-def relative_model_config(name: str = "monodepth2",
-                          size: str = "full") -> ml_collections.ConfigDict:
+def relative_model_config(
+    name: str = "monodepth2", size: str = "full"
+) -> ml_collections.ConfigDict:
     """config.model for the relative-depth stage: `name` in {"monodepth2", "lite"}, `size` in
     {"full" (paper), "tiny" (CPU tests)}. The pose network (same for both) is part of it."""
     if size not in _SIZES:
@@ -66,20 +67,35 @@ def build_depth_net(model: ml_collections.ConfigDict) -> nn.Module:
     """The depth network named by `config.model.name`."""
     dtype = _dtype(model.dtype)
     if model.name == "monodepth2":
-        return DepthNet(tuple(model.encoder_widths), tuple(model.encoder_blocks),
-                        tuple(model.decoder_channels), tuple(model.scales), dtype)
+        return DepthNet(
+            tuple(model.encoder_widths),
+            tuple(model.encoder_blocks),
+            tuple(model.decoder_channels),
+            tuple(model.scales),
+            dtype,
+        )
     if model.name == "lite":
-        return LiteDepthNet(stem_width=model.stem_width, widths=tuple(model.widths),
-                            depths=tuple(model.depths), dilations=tuple(model.dilations),
-                            expansion=model.expansion, global_blocks=model.global_blocks,
-                            heads=model.heads, decoder_channels=tuple(model.decoder_channels),
-                            scales=tuple(model.scales), dtype=dtype)
+        return LiteDepthNet(
+            stem_width=model.stem_width,
+            widths=tuple(model.widths),
+            depths=tuple(model.depths),
+            dilations=tuple(model.dilations),
+            expansion=model.expansion,
+            global_blocks=model.global_blocks,
+            heads=model.heads,
+            decoder_channels=tuple(model.decoder_channels),
+            scales=tuple(model.scales),
+            dtype=dtype,
+        )
     raise ValueError(f"config.model.name {model.name!r}: expected 'monodepth2' or 'lite'")
 
 
 def build_pose_net(model: ml_collections.ConfigDict) -> nn.Module:
     """The pose network of the relative-depth stage (the same for both depth networks)."""
-    return PoseNet(tuple(model.pose_encoder_widths), tuple(model.pose_encoder_blocks),
-                   model.pose_hidden,
-                   rotation_scale=model.get("pose_rotation_scale", POSE_OUTPUT_SCALE),
-                   dtype=_dtype(model.dtype))
+    return PoseNet(
+        tuple(model.pose_encoder_widths),
+        tuple(model.pose_encoder_blocks),
+        model.pose_hidden,
+        rotation_scale=model.get("pose_rotation_scale", POSE_OUTPUT_SCALE),
+        dtype=_dtype(model.dtype),
+    )

@@ -24,9 +24,14 @@ BN_EPS = 1e-5
 
 def batch_norm(train: bool, name: str, dtype: Any = None, zero_init: bool = False) -> nn.BatchNorm:
     """BatchNorm with torchvision's momentum and epsilon; statistics are global under jit."""
-    return nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS,
-                        dtype=dtype, name=name,
-                        scale_init=nn.initializers.zeros if zero_init else nn.initializers.ones)
+    return nn.BatchNorm(
+        use_running_average=not train,
+        momentum=BN_MOMENTUM,
+        epsilon=BN_EPS,
+        dtype=dtype,
+        name=name,
+        scale_init=nn.initializers.zeros if zero_init else nn.initializers.ones,
+    )
 
 
 class BasicBlock(nn.Module):
@@ -39,14 +44,22 @@ class BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         """[B, H, W, C] -> [B, H/s, W/s, features]."""
-        y = Conv(self.features, 3, self.strides, 1, use_bias=False, dtype=self.dtype,
-                 name="conv1")(x)
+        y = Conv(self.features, 3, self.strides, 1, use_bias=False, dtype=self.dtype, name="conv1")(
+            x
+        )
         y = nn.relu(batch_norm(train, "bn1", self.dtype)(y))
         y = Conv(self.features, 3, 1, 1, use_bias=False, dtype=self.dtype, name="conv2")(y)
         y = batch_norm(train, "bn2", self.dtype)(y)
         if self.strides != 1 or x.shape[-1] != self.features:
-            x = Conv(self.features, 1, self.strides, 0, use_bias=False, dtype=self.dtype,
-                     name="downsample_conv")(x)
+            x = Conv(
+                self.features,
+                1,
+                self.strides,
+                0,
+                use_bias=False,
+                dtype=self.dtype,
+                name="downsample_conv",
+            )(x)
             x = batch_norm(train, "downsample_bn", self.dtype)(x)
         return nn.relu(x + y)
 

@@ -60,8 +60,9 @@ class AVSNetTask:
         variables.setdefault("batch_stats", {})
         return variables
 
-    def _apply(self, params: Any, model_state: dict, image: Array, echo: Array | None,
-               train: bool) -> tuple[dict, dict]:
+    def _apply(
+        self, params: Any, model_state: dict, image: Array, echo: Array | None, train: bool
+    ) -> tuple[dict, dict]:
         variables = {"params": params, **model_state}
         mutable = [k for k, v in model_state.items() if v] if train else []
         if mutable:
@@ -69,32 +70,34 @@ class AVSNetTask:
             return out, {**model_state, **new_state}
         return self.model.apply(variables, image, echo, train=train), model_state
 
-    def loss_and_metrics(self, params: Any, model_state: dict, batch: dict, rng: jax.Array,
-                         train: bool) -> tuple[Array, tuple[dict, dict]]:
+    def loss_and_metrics(
+        self, params: Any, model_state: dict, batch: dict, rng: jax.Array, train: bool
+    ) -> tuple[Array, tuple[dict, dict]]:
         """SILog of metric_depth against batch["depth"] (valid = depth > 0); fp32 scalar.
 
         `rng` is unused: the network has no dropout or drop-path (ZoeDepth fine-tunes BEiT with
         drop_path 0).
         """
         del rng
-        out, new_state = self._apply(params, model_state, batch["image"], self._echo(batch),
-                                     train)
+        out, new_state = self._apply(params, model_state, batch["image"], self._echo(batch), train)
         depth = batch["depth"].astype(jnp.float32)
-        loss = silog_loss(out["metric_depth"], depth, depth > 0, self.silog_alpha,
-                          self.silog_beta)
+        loss = silog_loss(out["metric_depth"], depth, depth > 0, self.silog_alpha, self.silog_beta)
         return loss, (new_state, {"silog": loss})
 
     def param_labels(self, params: Any) -> Any:
-        """"encoder" for the MiDaS encoder (lr/10, docs/reference.md), "default" for everything else."""
+        """ "encoder" for the MiDaS encoder (lr/10, docs/reference.md), "default" for everything else."""
         flat = traverse_util.flatten_dict(params)
-        labels = {path: "encoder" if path[:len(ENCODER_PATH)] == ENCODER_PATH else "default"
-                  for path in flat}
+        labels = {
+            path: "encoder" if path[: len(ENCODER_PATH)] == ENCODER_PATH else "default"
+            for path in flat
+        }
         return traverse_util.unflatten_dict(labels)
 
     def predict(self, variables: dict, image: Array, echo: Array | None = None) -> Array:
         """Metric depth [B, H, W, 1] (metres) at the input resolution, eval mode."""
-        return self.model.apply(variables, image, echo if self.uses_echo else None,
-                                train=False)["metric_depth"]
+        return self.model.apply(variables, image, echo if self.uses_echo else None, train=False)[
+            "metric_depth"
+        ]
 
     def eval_metrics(self, params: Any, model_state: dict, batch: dict) -> dict[str, Array]:
         """SILog and the tables' metrics (avs_jax/metrics.py) against batch["depth"].
@@ -103,11 +106,13 @@ class AVSNetTask:
         as the evaluation does; each metric comes with its image count for the set's mean.
         """
         depth = batch["depth"].astype(jnp.float32)
-        pred = self.predict({"params": params, **model_state}, batch["image"],
-                            self._echo(batch)).astype(jnp.float32)
+        pred = self.predict(
+            {"params": params, **model_state}, batch["image"], self._echo(batch)
+        ).astype(jnp.float32)
         pred = resize_bilinear(pred, depth.shape[1:3], align_corners=True)[..., 0]
-        means, count = batch_means(pred, depth, self.model_config.min_depth,
-                                   self.model_config.max_depth)
+        means, count = batch_means(
+            pred, depth, self.model_config.min_depth, self.model_config.max_depth
+        )
         metrics = {**means, **{WEIGHT_PREFIX + k: count for k in means}}
         metrics["silog"] = silog_loss(pred, depth, depth > 0, self.silog_alpha, self.silog_beta)
         return metrics

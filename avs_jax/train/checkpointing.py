@@ -48,7 +48,7 @@ class CheckpointMismatchError(InputError, ValueError):
 
 
 class NoValidatedCheckpointError(BadInputError):
-    """"best" was asked of a run none of whose checkpoints has validation metrics."""
+    """ "best" was asked of a run none of whose checkpoints has validation metrics."""
 
 
 def _path_key(entry: Any) -> str:
@@ -59,11 +59,15 @@ def _path_key(entry: Any) -> str:
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
-    """"a/b/c" -> shape of each array leaf (dict keys, dataclass fields and indices alike)."""
+    """ "a/b/c" -> shape of each array leaf (dict keys, dataclass fields and indices alike)."""
     leaves = jax.tree_util.tree_flatten_with_path(
-        tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))[0]
-    return {"/".join(_path_key(p) for p in path): tuple(np.shape(leaf)) for path, leaf in leaves
-            if hasattr(leaf, "shape")}
+        tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
+    )[0]
+    return {
+        "/".join(_path_key(p) for p in path): tuple(np.shape(leaf))
+        for path, leaf in leaves
+        if hasattr(leaf, "shape")
+    }
 
 
 def tree_differences(expected: Any, got: Any, limit: int = 20) -> list[str]:
@@ -71,8 +75,11 @@ def tree_differences(expected: Any, got: Any, limit: int = 20) -> list[str]:
     e, g = _shapes(expected), _shapes(got)
     diffs = [f"missing {k} {e[k]}" for k in sorted(set(e) - set(g))]
     diffs += [f"unexpected {k} {g[k]}" for k in sorted(set(g) - set(e))]
-    diffs += [f"shape of {k}: checkpoint {g[k]}, model {e[k]}"
-              for k in sorted(set(e) & set(g)) if e[k] != g[k]]
+    diffs += [
+        f"shape of {k}: checkpoint {g[k]}, model {e[k]}"
+        for k in sorted(set(e) & set(g))
+        if e[k] != g[k]
+    ]
     return diffs[:limit] + ([f"... and {len(diffs) - limit} more"] if len(diffs) > limit else [])
 
 
@@ -107,12 +114,19 @@ class Checkpointer:
         best_metric, reverse = cfg.best_metric, cfg.best_mode == "min"
         if cfg.best_mode not in ("min", "max"):
             raise BadInputError(
-                f"config.checkpoint.best_mode={cfg.best_mode!r}; expected min or max")
-        policy = ocm.AnyPreservationPolicy([
-            ocm.LatestN(n=cfg.keep),
-            ocm.BestN(get_metric_fn=lambda m: m[best_metric], reverse=reverse, n=1,
-                      keep_checkpoints_without_metrics=False),
-        ])
+                f"config.checkpoint.best_mode={cfg.best_mode!r}; expected min or max"
+            )
+        policy = ocm.AnyPreservationPolicy(
+            [
+                ocm.LatestN(n=cfg.keep),
+                ocm.BestN(
+                    get_metric_fn=lambda m: m[best_metric],
+                    reverse=reverse,
+                    n=1,
+                    keep_checkpoints_without_metrics=False,
+                ),
+            ]
+        )
         options = ocp.CheckpointManagerOptions(
             preservation_policy=policy,
             enable_async_checkpointing=cfg.async_save,
@@ -123,24 +137,35 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state: TrainState, data_iter: Any = None,
-             meta: dict | None = None, metrics: dict | None = None) -> None:
+    def save(
+        self,
+        step: int,
+        state: TrainState,
+        data_iter: Any = None,
+        meta: dict | None = None,
+        metrics: dict | None = None,
+    ) -> None:
         """Saves (asynchronously when configured) the state, iterator position and metadata.
 
         metrics: validation metrics of this state (ranked by best_metric); None when not evaluated.
         """
         if metrics is not None and self.best_metric not in metrics:
-            raise KeyError(f"config.checkpoint.best_metric={self.best_metric!r} is not among the "
-                           f"validation metrics {sorted(metrics)}")
+            raise KeyError(
+                f"config.checkpoint.best_metric={self.best_metric!r} is not among the "
+                f"validation metrics {sorted(metrics)}"
+            )
         metrics = None if metrics is None else {k: float(v) for k, v in metrics.items()}
-        items = dict(state=ocp.args.StandardSave(state),
-                     meta=ocp.args.JsonSave(dict(meta or {}, step=int(step), metrics=metrics)))
+        items = dict(
+            state=ocp.args.StandardSave(state),
+            meta=ocp.args.JsonSave(dict(meta or {}, step=int(step), metrics=metrics)),
+        )
         if data_iter is not None and is_grain_iterator(data_iter):
             items["data"] = grain.checkpoint.CheckpointSave(data_iter)
         self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
 
-    def restore(self, abstract_state: Any, data_iter: Any = None,
-                step: int | None = None) -> tuple[TrainState, dict]:
+    def restore(
+        self, abstract_state: Any, data_iter: Any = None, step: int | None = None
+    ) -> tuple[TrainState, dict]:
         """Restores state (onto abstract_state's shardings), iterator position and metadata.
 
         step: None for the latest. The iterator is restored in place when it is a grain iterator
@@ -154,9 +179,12 @@ class Checkpointer:
         if data_iter is not None and is_grain_iterator(data_iter) and has_data:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iter)
         elif data_iter is not None:
-            logging.warning("checkpoint %d: data iterator position not restored (not a grain "
-                            "iterator or not saved); the data order will differ from the "
-                            "uninterrupted run", step)
+            logging.warning(
+                "checkpoint %d: data iterator position not restored (not a grain "
+                "iterator or not saved); the data order will differ from the "
+                "uninterrupted run",
+                step,
+            )
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return restored["state"], restored["meta"]
 
@@ -169,8 +197,9 @@ class Checkpointer:
         Raises CorruptCheckpointError naming the folder when it cannot be read.
         """
         try:
-            meta = self.manager.restore(
-                step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+                "meta"
+            ]
         except Exception as e:  # orbax/tensorstore raise many types for one unreadable file
             raise CorruptCheckpointError(
                 f"checkpoint {self.step_dir(step)} cannot be read: its metadata: {_reason(e)}"
@@ -178,11 +207,11 @@ class Checkpointer:
         if not isinstance(meta, dict):
             raise CorruptCheckpointError(
                 f"checkpoint {self.step_dir(step)} cannot be read: its metadata is not a JSON "
-                "object")
+                "object"
+            )
         return meta
 
-    def restore_newest(self, abstract_state: Any, data_iter: Any = None
-                       ) -> tuple[TrainState, dict]:
+    def restore_newest(self, abstract_state: Any, data_iter: Any = None) -> tuple[TrainState, dict]:
         """Restores the newest checkpoint that can be read, for resuming a run.
 
         Newer checkpoints that cannot be read are said in the log (which, and why) and moved to
@@ -204,7 +233,8 @@ class Checkpointer:
                 raise CheckpointMismatchError(
                     f"checkpoint {self.step_dir(step)} does not fit the model of this config "
                     "(resume it with the config it was trained with, or use a new --workdir):"
-                    "\n  " + "\n  ".join(diffs))
+                    "\n  " + "\n  ".join(diffs)
+                )
             try:
                 state, _ = self.restore(abstract_state, data_iter, step)
             except Exception as e:  # pylint: disable=broad-except
@@ -215,7 +245,8 @@ class Checkpointer:
             return state, meta
         raise CorruptCheckpointError(
             f"no checkpoint under {self.directory} can be read: "
-            + "; ".join(f"step {s}: {why}" for s, why in skipped))
+            + "; ".join(f"step {s}: {why}" for s, why in skipped)
+        )
 
     def _set_aside(self, skipped: list[tuple[int, str]], restored: int) -> None:
         aside = os.path.join(os.path.dirname(self.directory), CORRUPT_DIR)
@@ -225,8 +256,12 @@ class Checkpointer:
             if os.path.exists(target):
                 target += time.strftime("-%Y%m%d-%H%M%S")
             shutil.move(self.step_dir(step), target)
-            logging.warning("checkpoint %s cannot be read (%s): skipped, moved to %s",
-                            self.step_dir(step), why, target)
+            logging.warning(
+                "checkpoint %s cannot be read (%s): skipped, moved to %s",
+                self.step_dir(step),
+                why,
+                target,
+            )
         logging.warning("resuming from checkpoint %d, the newest that can be read", restored)
         self.manager.reload()
 
@@ -251,8 +286,9 @@ class Checkpointer:
         self.manager.close()
 
 
-def restore_variables(checkpoint_dir: str, step: int | str | None = None,
-                      cfg: ml_collections.ConfigDict | None = None) -> tuple[dict, dict]:
+def restore_variables(
+    checkpoint_dir: str, step: int | str | None = None, cfg: ml_collections.ConfigDict | None = None
+) -> tuple[dict, dict]:
     """Model variables of a run's checkpoint for evaluation: ({"params", ...model_state}, meta).
 
     checkpoint_dir: `workdir/checkpoints`. step: an int, None for the latest, or "best" for the
@@ -263,8 +299,9 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
     if not os.path.isdir(checkpoint_dir):
         raise MissingInputError(f"checkpoint directory {checkpoint_dir} does not exist")
     if cfg is None:
-        cfg = ml_collections.ConfigDict(dict(keep=1000, best_metric="abs_rel", best_mode="min",
-                                             async_save=False))
+        cfg = ml_collections.ConfigDict(
+            dict(keep=1000, best_metric="abs_rel", best_mode="min", async_save=False)
+        )
     ckpt = Checkpointer(checkpoint_dir, cfg)
     try:
         latest = ckpt.latest_step()
@@ -277,7 +314,8 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
             step = ckpt.best_step()
             if step is None:
                 raise NoValidatedCheckpointError(
-                    f"{checkpoint_dir}: no checkpoint has validation metrics")
+                    f"{checkpoint_dir}: no checkpoint has validation metrics"
+                )
         elif step is None:
             step = ckpt.latest_step()
         if step is None:
@@ -301,13 +339,20 @@ def restore_variables(checkpoint_dir: str, step: int | str | None = None,
             target = jax.tree.map(
                 lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
                 {k: tree[k] for k in ("params", "model_state")},
-                is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-            state = reader.restore(state_dir, args=ocp.args.PyTreeRestore(
-                item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-                partial_restore=True))
+                is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"),
+            )
+            state = reader.restore(
+                state_dir,
+                args=ocp.args.PyTreeRestore(
+                    item=target,
+                    restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                    partial_restore=True,
+                ),
+            )
         except Exception as e:  # orbax/tensorstore raise many types for one unreadable file
             raise CorruptCheckpointError(
-                f"checkpoint {ckpt.step_dir(step)} cannot be read: {_reason(e)}") from e
+                f"checkpoint {ckpt.step_dir(step)} cannot be read: {_reason(e)}"
+            ) from e
         finally:
             reader.close()
     finally:
@@ -353,5 +398,11 @@ def load_pretrained(path: str, variables: dict, target: str = "") -> dict:
     logging.info("%s: pretrained weights loaded under %r", path, target or "/")
     # Back onto the devices with the shardings the model's variables had.
     return jax.tree.map(
-        lambda new, old: jax.device_put(np.asarray(new, old.dtype), old.sharding)
-        if isinstance(old, jax.Array) else np.asarray(new, old.dtype), merged, variables)
+        lambda new, old: (
+            jax.device_put(np.asarray(new, old.dtype), old.sharding)
+            if isinstance(old, jax.Array)
+            else np.asarray(new, old.dtype)
+        ),
+        merged,
+        variables,
+    )

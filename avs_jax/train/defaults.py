@@ -38,15 +38,19 @@ def default_train_config(stage: str) -> ml_collections.ConfigDict:
     t.b2 = 0.999  # torch Adam default
     t.eps = 1e-8  # torch Adam default
     t.grad_clip_norm = 0.1  # ZoeDepth clip_grad (global norm); <= 0 disables
-    t.lr_multipliers = {"encoder": 0.1}  # ZoeDepth encoder_lr_factor 10: pretrained encoder at lr/10
-    t.onecycle = ml_collections.ConfigDict(dict(
-        pct_start=0.7,  # ZoeDepth
-        div_factor=1.0,  # ZoeDepth: start at max_lr
-        final_div_factor=1e4,  # ZoeDepth
-        cycle_momentum=True,  # ZoeDepth
-        base_momentum=0.85,  # ZoeDepth / torch default
-        max_momentum=0.95,  # ZoeDepth / torch default
-    ))
+    t.lr_multipliers = {
+        "encoder": 0.1
+    }  # ZoeDepth encoder_lr_factor 10: pretrained encoder at lr/10
+    t.onecycle = ml_collections.ConfigDict(
+        dict(
+            pct_start=0.7,  # ZoeDepth
+            div_factor=1.0,  # ZoeDepth: start at max_lr
+            final_div_factor=1e4,  # ZoeDepth
+            cycle_momentum=True,  # ZoeDepth
+            base_momentum=0.85,  # ZoeDepth / torch default
+            max_momentum=0.95,  # ZoeDepth / torch default
+        )
+    )
     t.lr_decay_epochs = 15  # Monodepth2 scheduler_step_size (used by the *_step recipes)
     t.lr_decay_factor = 0.1  # Monodepth2 StepLR gamma
     # Precision: params and optimizer state stay float32; the float inputs listed in
@@ -64,7 +68,9 @@ def default_train_config(stage: str) -> ml_collections.ConfigDict:
 
     k = c.checkpoint = ml_collections.ConfigDict()
     k.keep = 2  # latest checkpoints kept (plus the best one)
-    k.best_metric = "abs_rel"  # validation metric that ranks checkpoints (docs/reference.md, "Evaluation")
+    k.best_metric = (
+        "abs_rel"  # validation metric that ranks checkpoints (docs/reference.md, "Evaluation")
+    )
     k.best_mode = "min"  # "min" or "max"
     k.async_save = True
 

@@ -31,8 +31,8 @@ from avs_jax.train.metric_writers import MetricWriter
 from avs_jax.train.optimizer import create_learning_rate_fn, create_optimizer
 from avs_jax.train.state import TrainState, create_train_state, data_mesh, init_variables
 from avs_jax.train.step import make_eval_step, make_train_step, put_batch
-from avs_jax.workdir_lock import workdir_lock
 from avs_jax.train.tasks import WEIGHT_PREFIX, Task
+from avs_jax.workdir_lock import workdir_lock
 
 
 class NonFiniteLossError(InputError, FloatingPointError):
@@ -46,8 +46,10 @@ def _int_from_env(name: str) -> int | None:
     try:
         return int(value)
     except ValueError:
-        raise BadInputError(f"environment variable {name}={value!r}: expected an integer "
-                            "(see README, 'Several hosts')") from None
+        raise BadInputError(
+            f"environment variable {name}={value!r}: expected an integer "
+            "(see README, 'Several hosts')"
+        ) from None
 
 
 def maybe_initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
@@ -65,16 +67,21 @@ def maybe_initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
         kwargs["coordinator_address"] = cfg.coordinator_address
     # jax.distributed reads JAX_COORDINATOR_ADDRESS itself but not the other two (jax 0.10: the
     # process count and id come from its arguments or a detected cluster only).
-    num_processes = cfg.num_processes if cfg.num_processes > 0 else _int_from_env(
-        "JAX_NUM_PROCESSES")
+    num_processes = (
+        cfg.num_processes if cfg.num_processes > 0 else _int_from_env("JAX_NUM_PROCESSES")
+    )
     process_id = cfg.process_id if cfg.process_id >= 0 else _int_from_env("JAX_PROCESS_ID")
     if num_processes is not None:
         kwargs["num_processes"] = num_processes
     if process_id is not None:
         kwargs["process_id"] = process_id
     jax.distributed.initialize(**kwargs)
-    logging.info("jax.distributed: process %d of %d, %d devices in all", jax.process_index(),
-                 jax.process_count(), jax.device_count())
+    logging.info(
+        "jax.distributed: process %d of %d, %d devices in all",
+        jax.process_index(),
+        jax.process_count(),
+        jax.device_count(),
+    )
 
 
 class TrainingInterrupted(Exception):
@@ -88,7 +95,8 @@ class TrainingInterrupted(Exception):
         self.signum, self.step, self.workdir = signum, step, workdir
         super().__init__(
             f"stopped by {signal.Signals(signum).name} at step {step}, with a checkpoint in "
-            f"{workdir}: run the same command again to continue")
+            f"{workdir}: run the same command again to continue"
+        )
 
 
 def raise_if_interrupted(out: dict, workdir: str) -> None:
@@ -105,12 +113,16 @@ def train_length(cfg: ml_collections.ConfigDict, steps_per_epoch: int | None) ->
         spe = spe if spe and spe > 0 else num_steps
     else:
         if not spe or spe <= 0:
-            raise BadInputError("config.train.steps_per_epoch (or num_steps) must be > 0 to know "
-                                "the length of training")
+            raise BadInputError(
+                "config.train.steps_per_epoch (or num_steps) must be > 0 to know "
+                "the length of training"
+            )
         num_steps = int(cfg.num_epochs * spe)
     if num_steps <= 0:
-        raise BadInputError(f"training length {num_steps} steps: check config.train.num_steps, "
-                            "num_epochs and steps_per_epoch")
+        raise BadInputError(
+            f"training length {num_steps} steps: check config.train.num_steps, "
+            "num_epochs and steps_per_epoch"
+        )
     return num_steps, int(spe)
 
 
@@ -149,8 +161,7 @@ def _weighted_mean(records: list[tuple[int, dict]]) -> dict[str, float]:
             continue
         weighted = [(float(m.get(WEIGHT_PREFIX + k, n)), float(m[k])) for n, m in records]
         total = sum(w for w, _ in weighted)
-        means[k] = (sum(w * v for w, v in weighted if w > 0) / total if total > 0
-                    else float("nan"))
+        means[k] = sum(w * v for w, v in weighted if w > 0) / total if total > 0 else float("nan")
     return means
 
 
@@ -176,10 +187,14 @@ def pretrained_sources(config: ml_collections.ConfigDict) -> list[tuple[str, str
     return out
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: Task,
-                       train_iter_fn: Callable[[], Iterator[dict]],
-                       eval_iter_fn: Callable[[], Iterable[dict]] | None = None,
-                       steps_per_epoch: int | None = None) -> dict:
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    task: Task,
+    train_iter_fn: Callable[[], Iterator[dict]],
+    eval_iter_fn: Callable[[], Iterable[dict]] | None = None,
+    steps_per_epoch: int | None = None,
+) -> dict:
     """Trains `task` to config.train's length, validating and checkpointing; resumes if it can.
 
     Args:
@@ -219,12 +234,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, task: Ta
     lead = jax.process_index() == 0
 
     with workdir_lock(workdir, enabled=lead):
-        return _train_locked(config, workdir, task, train_iter_fn, eval_iter_fn, num_steps, spe,
-                             mesh, compute_dtype, cast_keys, lead)
+        return _train_locked(
+            config,
+            workdir,
+            task,
+            train_iter_fn,
+            eval_iter_fn,
+            num_steps,
+            spe,
+            mesh,
+            compute_dtype,
+            cast_keys,
+            lead,
+        )
 
 
-def _train_locked(config, workdir, task, train_iter_fn, eval_iter_fn, num_steps, spe, mesh,
-                  compute_dtype, cast_keys, lead) -> dict:
+def _train_locked(
+    config,
+    workdir,
+    task,
+    train_iter_fn,
+    eval_iter_fn,
+    num_steps,
+    spe,
+    mesh,
+    compute_dtype,
+    cast_keys,
+    lead,
+) -> dict:
     """`train_and_evaluate` once the workdir is this process's."""
     cfg = config.train
     train_iter = train_iter_fn()
@@ -252,14 +289,17 @@ def _train_locked(config, workdir, task, train_iter_fn, eval_iter_fn, num_steps,
             except checkpointing.CheckpointMismatchError as e:
                 changed = differences(_saved_config(ckpt), meta_config)
                 raise checkpointing.CheckpointMismatchError(
-                    f"{e}\n  config keys that differ from the run's: "
-                    f"{'; '.join(changed) or 'none'}") from None
+                    f"{e}\n  config keys that differ from the run's: {'; '.join(changed) or 'none'}"
+                ) from None
             # Allowed (training longer is a config change), but said: the weights so far were
             # trained with the saved settings.
             changed = differences(meta.get("config") or {}, meta_config)
             if changed and lead:
-                logging.warning("resuming %s with a config that differs from its checkpoint's: %s",
-                                workdir, "; ".join(changed))
+                logging.warning(
+                    "resuming %s with a config that differs from its checkpoint's: %s",
+                    workdir,
+                    "; ".join(changed),
+                )
             logging.info("resumed from %s step %d", ckpt.directory, meta["step"])
             if checkpointing.is_grain_iterator(train_iter):
                 pending_batch = None  # the restored iterator is at the checkpoint's position
@@ -281,8 +321,13 @@ def _train_locked(config, workdir, task, train_iter_fn, eval_iter_fn, num_steps,
     eval_history: list[dict] = []
     buffer: list[tuple[int, int, Any]] = []  # (step, batch size, device metrics)
     timer = [time.perf_counter(), 0]  # window start, samples in window
-    bar = tqdm(total=num_steps, initial=step, disable=not (lead and cfg.progress_bar),
-               dynamic_ncols=True, desc="train")
+    bar = tqdm(
+        total=num_steps,
+        initial=step,
+        disable=not (lead and cfg.progress_bar),
+        dynamic_ncols=True,
+        desc="train",
+    )
 
     def flush():
         """One host read of the buffered step metrics: check, log, write."""
@@ -295,11 +340,15 @@ def _train_locked(config, workdir, task, train_iter_fn, eval_iter_fn, num_steps,
             if not math.isfinite(rec["loss"]):
                 buffer.clear()
                 ckpt.wait()
-                where = (f"step {last_good} in {ckpt.directory}" if last_good is not None
-                         else "none (no checkpoint was saved)")
+                where = (
+                    f"step {last_good} in {ckpt.directory}"
+                    if last_good is not None
+                    else "none (no checkpoint was saved)"
+                )
                 raise NonFiniteLossError(
                     f"non-finite loss ({rec['loss']}) at train step {s} (the update from step "
-                    f"{s - 1}); training stopped without saving. Last good checkpoint: {where}")
+                    f"{s - 1}); training stopped without saving. Last good checkpoint: {where}"
+                )
             rec["step"] = s
             records.append(rec)
         history.extend(records)
@@ -337,8 +386,9 @@ def _train_locked(config, workdir, task, train_iter_fn, eval_iter_fn, num_steps,
                     try:
                         batch = next(train_iter)
                     except StopIteration:
-                        logging.warning("the train iterator ended at step %d of %d", step,
-                                        num_steps)
+                        logging.warning(
+                            "the train iterator ended at step %d of %d", step, num_steps
+                        )
                         stopped = "data"
                         break
                 n = len(next(iter(batch.values())))
@@ -349,8 +399,7 @@ def _train_locked(config, workdir, task, train_iter_fn, eval_iter_fn, num_steps,
                 bar.update(1)
                 if step % cfg.log_every == 0 or step == num_steps:
                     flush()
-                eval_now = (step % cfg.eval_every == 0) if cfg.eval_every > 0 else (
-                    step % spe == 0)
+                eval_now = (step % cfg.eval_every == 0) if cfg.eval_every > 0 else (step % spe == 0)
                 if (eval_now or step == num_steps) and eval_iter_fn is not None:
                     flush()
                     results = evaluate(p_eval_step, state, eval_iter_fn(), mesh)
@@ -369,8 +418,14 @@ def _train_locked(config, workdir, task, train_iter_fn, eval_iter_fn, num_steps,
         writer.close()
         ckpt.close()
     logging.info("training stopped (%s) at step %d (started at %d)", stopped, step, start_step)
-    return {"state": state, "step": step, "train": history, "eval": eval_history,
-            "stopped": stopped, "signal": stop_signal}
+    return {
+        "state": state,
+        "step": step,
+        "train": history,
+        "eval": eval_history,
+        "stopped": stopped,
+        "signal": stop_signal,
+    }
 
 
 def _saved_config(ckpt: checkpointing.Checkpointer) -> dict:

@@ -19,8 +19,13 @@ class MetricWriter:
     TensorBoard hides its events past it (its purge_step), so each step is logged once.
     """
 
-    def __init__(self, workdir: str, enabled: bool = True, tensorboard: bool = True,
-                 purge_after: int | None = None):
+    def __init__(
+        self,
+        workdir: str,
+        enabled: bool = True,
+        tensorboard: bool = True,
+        purge_after: int | None = None,
+    ):
         self.enabled = enabled
         self._jsonl = None
         self._tb = None
@@ -36,7 +41,8 @@ class MetricWriter:
 
             self._tb = SummaryWriter(
                 os.path.join(workdir, "tensorboard"),
-                purge_step=None if purge_after is None else int(purge_after) + 1)
+                purge_step=None if purge_after is None else int(purge_after) + 1,
+            )
 
     def write_scalars(self, step: int, scalars: Mapping[str, float], split: str = "train"):
         """Writes one record of scalars at `step` under `split` (TensorBoard tag `split/name`)."""

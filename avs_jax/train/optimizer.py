@@ -91,8 +91,9 @@ def step_decay_lr_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int)
     )
 
 
-def create_learning_rate_fn(cfg: ml_collections.ConfigDict, num_steps: int,
-                            steps_per_epoch: int) -> Schedule:
+def create_learning_rate_fn(
+    cfg: ml_collections.ConfigDict, num_steps: int, steps_per_epoch: int
+) -> Schedule:
     """The base learning-rate schedule (label multiplier 1.0), for the optimizer and for logging."""
     if cfg.optimizer == "adamw_onecycle":
         return onecycle_lr_schedule(cfg, num_steps)
@@ -105,17 +106,23 @@ def _scaled(schedule: Schedule, mult: float) -> Schedule:
     return lambda count: mult * schedule(count)
 
 
-def _label_transform(cfg: ml_collections.ConfigDict, lr: Schedule, b1) -> optax.GradientTransformation:
+def _label_transform(
+    cfg: ml_collections.ConfigDict, lr: Schedule, b1
+) -> optax.GradientTransformation:
     """The per-label optimizer; hyperparameters injected so they show in opt_state."""
     if cfg.optimizer == "adam_step":
-        return optax.inject_hyperparams(optax.adam)(
-            learning_rate=lr, b1=b1, b2=cfg.b2, eps=cfg.eps)
+        return optax.inject_hyperparams(optax.adam)(learning_rate=lr, b1=b1, b2=cfg.b2, eps=cfg.eps)
     return optax.inject_hyperparams(optax.adamw)(
-        learning_rate=lr, b1=b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        learning_rate=lr, b1=b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay
+    )
 
 
-def create_optimizer(cfg: ml_collections.ConfigDict, num_steps: int, param_labels: Any = None,
-                     steps_per_epoch: int | None = None) -> optax.GradientTransformation:
+def create_optimizer(
+    cfg: ml_collections.ConfigDict,
+    num_steps: int,
+    param_labels: Any = None,
+    steps_per_epoch: int | None = None,
+) -> optax.GradientTransformation:
     """The optax optimizer of `config.train` (`cfg`) for a run of `num_steps` optimizer steps.
 
     Args:
@@ -129,13 +136,19 @@ def create_optimizer(cfg: ml_collections.ConfigDict, num_steps: int, param_label
     """
     if cfg.optimizer not in OPTIMIZERS:
         raise BadInputError(
-            f"config.train.optimizer={cfg.optimizer!r}; expected one of {OPTIMIZERS}")
+            f"config.train.optimizer={cfg.optimizer!r}; expected one of {OPTIMIZERS}"
+        )
     if cfg.optimizer != "adamw_onecycle" and not steps_per_epoch:
-        raise BadInputError(f"config.train.optimizer={cfg.optimizer!r} decays per epoch: "
-                            "steps_per_epoch must be given (> 0)")
+        raise BadInputError(
+            f"config.train.optimizer={cfg.optimizer!r} decays per epoch: "
+            "steps_per_epoch must be given (> 0)"
+        )
     lr = create_learning_rate_fn(cfg, num_steps, steps_per_epoch or 1)
-    b1 = onecycle_b1_schedule(cfg, num_steps) if (
-        cfg.optimizer == "adamw_onecycle" and cfg.onecycle.cycle_momentum) else cfg.b1
+    b1 = (
+        onecycle_b1_schedule(cfg, num_steps)
+        if (cfg.optimizer == "adamw_onecycle" and cfg.onecycle.cycle_momentum)
+        else cfg.b1
+    )
 
     mults = cfg.get("lr_multipliers", None) or {}
     mults = dict(mults.to_dict() if isinstance(mults, ml_collections.ConfigDict) else mults)
@@ -150,8 +163,10 @@ def create_optimizer(cfg: ml_collections.ConfigDict, num_steps: int, param_label
         # multi_transform needs a transform per label up front: cover every label that has a
         # multiplier plus "default"; a label outside this set fails loudly in optax.
         labels = set(mults) | {"default"}
-    transforms = {label: _label_transform(cfg, _scaled(lr, float(mults.get(label, 1.0))), b1)
-                  for label in sorted(labels)}
+    transforms = {
+        label: _label_transform(cfg, _scaled(lr, float(mults.get(label, 1.0))), b1)
+        for label in sorted(labels)
+    }
     parts = []
     if cfg.grad_clip_norm and cfg.grad_clip_norm > 0:
         parts.append(optax.clip_by_global_norm(cfg.grad_clip_norm))

@@ -29,9 +29,9 @@ from flax import linen as nn
 from avs_jax import geometry
 from avs_jax.errors import BadInputError
 from avs_jax.losses import photometric
-from avs_jax.models.relative_model import build_depth_net, build_pose_net
-from avs_jax.models.layers import resize_bilinear
 from avs_jax.metrics import batch_means
+from avs_jax.models.layers import resize_bilinear
+from avs_jax.models.relative_model import build_depth_net, build_pose_net
 from avs_jax.scaling import scale_factor_median
 from avs_jax.train.tasks import WEIGHT_PREFIX
 
@@ -69,13 +69,19 @@ def _downsample(image: Array, scale: int) -> Array:
     if scale == 0:
         return image
     b, h, w, c = image.shape
-    return jax.image.resize(image, (b, h // 2 ** scale, w // 2 ** scale, c), "linear",
-                            antialias=True)
+    return jax.image.resize(image, (b, h // 2**scale, w // 2**scale, c), "linear", antialias=True)
 
 
-def relative_losses(disps: list[Array], axisangle: Array, translation: Array, frames: Array,
-                    intrinsics: Array, rng: Array | None, loss: ml_collections.ConfigDict,
-                    target_pyramid: list[Array] | None = None) -> tuple[Array, dict[str, Array]]:
+def relative_losses(
+    disps: list[Array],
+    axisangle: Array,
+    translation: Array,
+    frames: Array,
+    intrinsics: Array,
+    rng: Array | None,
+    loss: ml_collections.ConfigDict,
+    target_pyramid: list[Array] | None = None,
+) -> tuple[Array, dict[str, Array]]:
     """Monodepth2's loss from network outputs → (loss, metrics); see the module docstring.
 
     disps: per scale `[B, H/2^s, W/2^s, 1]`; axisangle, translation `[2, B, 3]` for the pairs
@@ -89,14 +95,17 @@ def relative_losses(disps: list[Array], axisangle: Array, translation: Array, fr
     sources = jnp.stack([frames[:, 0], frames[:, 2]])  # [2, B, H, W, 3]
     K = intrinsics.astype(jnp.float32)
     inv_K = geometry.inverse_3x3(K)
-    poses = jnp.stack([
-        # The pose net saw (−1, 0): its motion maps −1 → 0, so invert it to map 0 → −1.
-        geometry.transformation_from_parameters(axisangle[0], translation[0], invert=True),
-        geometry.transformation_from_parameters(axisangle[1], translation[1], invert=False),
-    ])  # [2, B, 4, 4]
+    poses = jnp.stack(
+        [
+            # The pose net saw (−1, 0): its motion maps −1 → 0, so invert it to map 0 → −1.
+            geometry.transformation_from_parameters(axisangle[0], translation[0], invert=True),
+            geometry.transformation_from_parameters(axisangle[1], translation[1], invert=False),
+        ]
+    )  # [2, B, 4, 4]
     # Every scale's disparity at full resolution, all scales and sources warped in one batch.
-    disp_full = jnp.stack([resize_bilinear(d.astype(jnp.float32), (h, w), align_corners=False)
-                           for d in disps])[..., 0]  # [S, B, H, W]
+    disp_full = jnp.stack(
+        [resize_bilinear(d.astype(jnp.float32), (h, w), align_corners=False) for d in disps]
+    )[..., 0]  # [S, B, H, W]
     _, depth = geometry.disp_to_depth(disp_full, loss.min_depth, loss.max_depth)
     points = geometry.backproject(depth, inv_K)[:, None]  # [S, 1, B, H, W, 3]
     grid = geometry.project(points, K, poses)  # [S, 2, B, H, W, 2]
@@ -105,9 +114,17 @@ def relative_losses(disps: list[Array], axisangle: Array, translation: Array, fr
     if pyramid is None:
         pyramid = [_downsample(target, s) for s in range(len(disps))]
     total, metrics = photometric.multiscale_photometric_loss(
-        warped, disps, sources, target, pyramid, rng,
-        ssim_weight=loss.ssim_weight, smoothness_weight=loss.smoothness_weight,
-        automask=loss.automask, identity_noise=loss.identity_noise)
+        warped,
+        disps,
+        sources,
+        target,
+        pyramid,
+        rng,
+        ssim_weight=loss.ssim_weight,
+        smoothness_weight=loss.smoothness_weight,
+        automask=loss.automask,
+        identity_noise=loss.identity_noise,
+    )
     depth0 = depth[0]
     metrics["loss"] = total
     metrics["mean_depth"] = jnp.mean(depth0)
@@ -119,8 +136,9 @@ def _angle_deg(cos: Array) -> Array:
     return jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0)))
 
 
-def pose_errors(axisangle: Array, translation: Array, poses: Array,
-                has_pose: Array) -> dict[str, Array]:
+def pose_errors(
+    axisangle: Array, translation: Array, poses: Array, has_pose: Array
+) -> dict[str, Array]:
     """How far the pose net's motions are from the true ones, in scale-free terms (degrees).
 
     axisangle, translation `[2, B, 3]`: the pose net's outputs for the pairs (−1, 0) and (0, +1),
@@ -139,7 +157,8 @@ def pose_errors(axisangle: Array, translation: Array, poses: Array,
     inv = geometry.homogeneous(rot_t, -(rot_t @ poses[..., :3, 3:])[..., 0])
     true = jnp.stack([inv[:, 1] @ poses[:, 0], inv[:, 2] @ poses[:, 1]])  # [2, B, 4, 4]
     pred = geometry.transformation_from_parameters(
-        axisangle.reshape(-1, 3), translation.reshape(-1, 3)).reshape(true.shape)
+        axisangle.reshape(-1, 3), translation.reshape(-1, 3)
+    ).reshape(true.shape)
     r_rel = jnp.swapaxes(pred[..., :3, :3], -1, -2) @ true[..., :3, :3]
     rot = _angle_deg((jnp.trace(r_rel, axis1=-2, axis2=-1) - 1.0) / 2.0)
     t_pred, t_true = pred[..., :3, 3], true[..., :3, 3]
@@ -152,8 +171,12 @@ def pose_errors(axisangle: Array, translation: Array, poses: Array,
         return jnp.where(n > 0, jnp.sum(x * weight) / jnp.maximum(n, 1.0), jnp.nan)
 
     # The counts let the validation mean weight each batch by its pairs with poses (loop.py).
-    return {"pose_rotation_error_deg": mean(rot), "pose_translation_angle_deg": mean(trans),
-            "weight/pose_rotation_error_deg": n, "weight/pose_translation_angle_deg": n}
+    return {
+        "pose_rotation_error_deg": mean(rot),
+        "pose_translation_angle_deg": mean(trans),
+        "weight/pose_rotation_error_deg": n,
+        "weight/pose_translation_angle_deg": n,
+    }
 
 
 # Predictions are clipped to [EVAL_MIN_DEPTH, max_depth] before the metrics, as configs/evaluate.py.
@@ -167,9 +190,11 @@ class RelativeDepthTask:
         model_scales = tuple(config.model.scales)
         loss_scales = tuple(config.loss.get("scales", model_scales))
         if loss_scales != model_scales:
-            raise BadInputError(f"config.loss.scales {loss_scales} differs from "
-                                f"config.model.scales {model_scales}: the loss uses the scales "
-                                "the model outputs")
+            raise BadInputError(
+                f"config.loss.scales {loss_scales} differs from "
+                f"config.model.scales {model_scales}: the loss uses the scales "
+                "the model outputs"
+            )
         if tuple(sorted(model_scales)) != tuple(range(len(model_scales))):
             raise BadInputError(f"config.model.scales {model_scales}: expected 0, 1, …, n−1")
         self.config = config
@@ -186,33 +211,53 @@ class RelativeDepthTask:
         variables = self.model.init(rng, frames, train=False)
         return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
 
-    def loss_and_metrics(self, params: PyTree, model_state: dict[str, PyTree],
-                         batch: dict[str, Any], rng: Array,
-                         train: bool) -> tuple[Array, tuple[dict[str, PyTree], dict[str, Array]]]:
+    def loss_and_metrics(
+        self,
+        params: PyTree,
+        model_state: dict[str, PyTree],
+        batch: dict[str, Any],
+        rng: Array,
+        train: bool,
+    ) -> tuple[Array, tuple[dict[str, PyTree], dict[str, Array]]]:
         """(loss fp32, (new model_state, metrics)) on one batch; BatchNorm updates when `train`."""
         frames = jnp.asarray(batch["frames"], jnp.float32)
         net_frames = jnp.asarray(batch.get("frames_aug", frames), jnp.float32)
         variables = {"params": params, **model_state}
         if train:
             (disps, axisangle, translation), new_state = self.model.apply(
-                variables, net_frames, train=True, mutable=["batch_stats"])
+                variables, net_frames, train=True, mutable=["batch_stats"]
+            )
             new_state = dict(new_state)
         else:
             disps, axisangle, translation = self.model.apply(variables, net_frames, train=False)
             new_state = model_state
-        loss, metrics = relative_losses(disps, axisangle, translation, frames,
-                                        jnp.asarray(batch["intrinsics"]), rng, self.loss_config)
+        loss, metrics = relative_losses(
+            disps,
+            axisangle,
+            translation,
+            frames,
+            jnp.asarray(batch["intrinsics"]),
+            rng,
+            self.loss_config,
+        )
         if not train and "poses" in batch and "has_pose" in batch:
-            metrics.update(pose_errors(axisangle, translation, jnp.asarray(batch["poses"]),
-                                       jnp.asarray(batch["has_pose"])))
+            metrics.update(
+                pose_errors(
+                    axisangle,
+                    translation,
+                    jnp.asarray(batch["poses"]),
+                    jnp.asarray(batch["has_pose"]),
+                )
+            )
         return loss, (new_state, metrics)
 
     def param_labels(self, params: PyTree) -> PyTree:
         """Every parameter trains at the base rate (Monodepth2 has one Adam learning rate)."""
         return jax.tree.map(lambda _: "default", params)
 
-    def eval_metrics(self, params: PyTree, model_state: dict[str, PyTree],
-                     batch: dict[str, Any]) -> dict[str, Array]:
+    def eval_metrics(
+        self, params: PyTree, model_state: dict[str, PyTree], batch: dict[str, Any]
+    ) -> dict[str, Array]:
         """Validation: the loss terms without the tie-break noise; with ground-truth `depth` of
         the centre frame, the tables' metrics (avs_jax/metrics.py) of the depth median-scaled
         per image (the paper's eq. 3 with the ground truth as the scale source)."""
@@ -220,8 +265,9 @@ class RelativeDepthTask:
         if "depth" in batch:
             gt = jnp.asarray(batch["depth"], jnp.float32)
             variables = {"params": params, **model_state}
-            pred = self.predict_relative(variables, jnp.asarray(batch["frames"])[:, 1],
-                                         out_size=gt.shape[1:3])
+            pred = self.predict_relative(
+                variables, jnp.asarray(batch["frames"])[:, 1], out_size=gt.shape[1:3]
+            )
             valid = gt > 0
             scaled = pred * scale_factor_median(pred, gt, valid)[:, None, None]
             means, count = batch_means(scaled, gt, EVAL_MIN_DEPTH, self.eval_max_depth)
@@ -230,19 +276,22 @@ class RelativeDepthTask:
 
     # -- inference --------------------------------------------------------------------------
 
-    def predict_relative(self, variables: dict[str, PyTree], image: Array,
-                         out_size: tuple[int, int] | None = None) -> Array:
+    def predict_relative(
+        self, variables: dict[str, PyTree], image: Array, out_size: tuple[int, int] | None = None
+    ) -> Array:
         """Relative depth `[B, h, w]` of images `[B, H, W, 3]` in [0, 1] (H, W multiples of 32).
 
         The scale-0 disparity is resized (bilinear) to `out_size` (default (H, W)) and then
         turned into depth with `disp_to_depth`, as Monodepth2's evaluation resizes disparities.
         Jit it with `out_size` static.
         """
-        disps = self.model.apply(variables, jnp.asarray(image, jnp.float32), False,
-                                 method=RelativeDepthModel.depth)
+        disps = self.model.apply(
+            variables, jnp.asarray(image, jnp.float32), False, method=RelativeDepthModel.depth
+        )
         disp = disps[0]
         if out_size is not None:
             disp = resize_bilinear(disp, tuple(out_size), align_corners=False)
-        _, depth = geometry.disp_to_depth(disp[..., 0], self.loss_config.min_depth,
-                                          self.loss_config.max_depth)
+        _, depth = geometry.disp_to_depth(
+            disp[..., 0], self.loss_config.min_depth, self.loss_config.max_depth
+        )
         return depth

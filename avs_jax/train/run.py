@@ -33,7 +33,8 @@ def check_batch_divides(batch_size: int, n_devices: int, platform: str) -> None:
         options = f"{lower} or {lower + n_devices}" if lower else f"{n_devices}"
         raise BadInputError(
             f"config.data.batch_size={batch_size} does not split over the {n_devices} "
-            f"{platform} devices: use a multiple of {n_devices} (e.g. {options})")
+            f"{platform} devices: use a multiple of {n_devices} (e.g. {options})"
+        )
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -48,19 +49,29 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     builder = datasets.open_dataset(config.data)
     n_train = datasets.split_size(builder, "train")
     if n_train < config.data.batch_size:
-        raise BadInputError(f"batvision/{config.data.name} has {n_train} training examples, fewer "
-                            f"than one batch of {config.data.batch_size}")
+        raise BadInputError(
+            f"batvision/{config.data.name} has {n_train} training examples, fewer "
+            f"than one batch of {config.data.batch_size}"
+        )
     steps_per_epoch = n_train // config.data.batch_size
     has_val = datasets.split_size(builder, "val") > 0
-    logging.info("training %s on batvision/%s: %d examples, %d steps per epoch", config.task,
-                 config.data.name, n_train, steps_per_epoch)
+    logging.info(
+        "training %s on batvision/%s: %d examples, %d steps per epoch",
+        config.task,
+        config.data.name,
+        n_train,
+        steps_per_epoch,
+    )
     task = make_task(config)
     # One dataset object for every validation, so that `data.cache_decoded` keeps its examples.
     val = input_pipeline.make_eval_dataset(builder, config.data, "val") if has_val else None
     out = loop.train_and_evaluate(
-        config, workdir, task,
+        config,
+        workdir,
+        task,
         train_iter_fn=lambda: input_pipeline.create_train_iterator(builder, config.data),
         eval_iter_fn=(lambda: _validation_batches(val)) if has_val else None,
-        steps_per_epoch=steps_per_epoch)
+        steps_per_epoch=steps_per_epoch,
+    )
     loop.raise_if_interrupted(out, workdir)
     return out

@@ -8,7 +8,8 @@ import flax
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from avs_jax.train.tasks import Task
 
@@ -37,8 +38,7 @@ def data_mesh() -> Mesh:
     batch-sharded array included), as pmap-style data parallelism expects; JAX's default
     `Explicit` axes would make every such reshape spell out its output sharding.
     """
-    return jax.make_mesh((jax.device_count(),), ("data",),
-                         axis_types=(jax.sharding.AxisType.Auto,))
+    return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -79,12 +79,16 @@ def init_variables(task: Task, rng: jax.Array, batch: dict, mesh: Mesh) -> dict:
     # Compiler options apply to a top-level jit only; staged into an outer trace (jax.eval_shape,
     # as bench/train_step.py's FLOP count does, or a user's jit) JAX refuses them.
     traced = isinstance(jnp.zeros(()), jax.core.Tracer)
-    return jax.jit(init, out_shardings=replicated(mesh),
-                   compiler_options=None if traced else init_compiler_options())(rng, batch)
+    return jax.jit(
+        init,
+        out_shardings=replicated(mesh),
+        compiler_options=None if traced else init_compiler_options(),
+    )(rng, batch)
 
 
-def create_train_state(variables: dict, tx: optax.GradientTransformation, rng: jax.Array,
-                       mesh: Mesh) -> TrainState:
+def create_train_state(
+    variables: dict, tx: optax.GradientTransformation, rng: jax.Array, mesh: Mesh
+) -> TrainState:
     """The step-0 state from initialised `variables`, with the optimizer state, on `mesh`.
 
     model_state is every collection of `variables` except "params" (e.g. {"batch_stats": ...}).
@@ -94,7 +98,12 @@ def create_train_state(variables: dict, tx: optax.GradientTransformation, rng: j
     def build(variables, rng):
         variables = dict(variables)
         params = variables.pop("params")
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
-                          opt_state=tx.init(params), rng=rng)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            params=params,
+            model_state=variables,
+            opt_state=tx.init(params),
+            rng=rng,
+        )
 
     return jax.jit(build, out_shardings=replicated(mesh))(variables, rng)

@@ -25,8 +25,11 @@ Metrics = dict[str, jax.Array]
 
 def device_batch_keys(batch: Batch) -> list[str]:
     """Keys of the batch entries that go to the device: numeric arrays (not sample ids)."""
-    return [k for k, v in batch.items()
-            if isinstance(v, jax.Array) or np.asarray(v).dtype.kind in "biuf"]
+    return [
+        k
+        for k, v in batch.items()
+        if isinstance(v, jax.Array) or np.asarray(v).dtype.kind in "biuf"
+    ]
 
 
 def cast_inputs(batch: Batch, dtype: Any, keys: Sequence[str]) -> Batch:
@@ -34,8 +37,10 @@ def cast_inputs(batch: Batch, dtype: Any, keys: Sequence[str]) -> Batch:
 
     Targets (e.g. depth) keep float32, so losses are computed against exact values.
     """
-    return {k: (v.astype(dtype) if k in keys and jnp.issubdtype(v.dtype, jnp.floating) else v)
-            for k, v in batch.items()}
+    return {
+        k: (v.astype(dtype) if k in keys and jnp.issubdtype(v.dtype, jnp.floating) else v)
+        for k, v in batch.items()
+    }
 
 
 def step_rng(state: TrainState) -> jax.Array:
@@ -43,9 +48,15 @@ def step_rng(state: TrainState) -> jax.Array:
     return jax.random.fold_in(state.rng, state.step)
 
 
-def train_step(task: Task, tx: optax.GradientTransformation, state: TrainState, batch: Batch,
-               rng: jax.Array, compute_dtype: Any = jnp.float32,
-               cast_keys: Sequence[str] = ()) -> tuple[TrainState, Metrics]:
+def train_step(
+    task: Task,
+    tx: optax.GradientTransformation,
+    state: TrainState,
+    batch: Batch,
+    rng: jax.Array,
+    compute_dtype: Any = jnp.float32,
+    cast_keys: Sequence[str] = (),
+) -> tuple[TrainState, Metrics]:
     """One optimizer step: the task's loss, its gradient, the optax update. Pure.
 
     Returns the new state and the step's metrics: `loss`, `grad_norm` (before clipping) and the
@@ -55,32 +66,44 @@ def train_step(task: Task, tx: optax.GradientTransformation, state: TrainState, 
 
     def loss_fn(params):
         loss, (new_model_state, metrics) = task.loss_and_metrics(
-            params, state.model_state, batch, rng, True)
+            params, state.model_state, batch, rng, True
+        )
         return loss.astype(jnp.float32), (new_model_state, metrics)
 
     (loss, (new_model_state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params)
+        state.params
+    )
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    new_state = state.replace(step=state.step + 1, params=params, model_state=new_model_state,
-                              opt_state=opt_state)
+    new_state = state.replace(
+        step=state.step + 1, params=params, model_state=new_model_state, opt_state=opt_state
+    )
     metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
     metrics.update(loss=loss, grad_norm=optax.tree.norm(grads))
     return new_state, metrics
 
 
-def eval_step(task: Task, state: TrainState, batch: Batch, compute_dtype: Any = jnp.float32,
-              cast_keys: Sequence[str] = ()) -> Metrics:
+def eval_step(
+    task: Task,
+    state: TrainState,
+    batch: Batch,
+    compute_dtype: Any = jnp.float32,
+    cast_keys: Sequence[str] = (),
+) -> Metrics:
     """The task's validation metrics on one batch (float32 scalars, means over the batch)."""
     batch = cast_inputs(batch, compute_dtype, cast_keys)
     metrics = task.eval_metrics(state.params, state.model_state, batch)
     return {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
 
 
-def make_train_step(task: Task, tx: optax.GradientTransformation, mesh: Mesh,
-                    compute_dtype: Any = jnp.float32, cast_keys: Sequence[str] = (),
-                    lr_fn: Callable | None = None,
-                    ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+def make_train_step(
+    task: Task,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    compute_dtype: Any = jnp.float32,
+    cast_keys: Sequence[str] = (),
+    lr_fn: Callable | None = None,
+) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
     """`train_step` jitted over `mesh`: state replicated and donated, batch split over "data".
 
     The step's key is `fold_in(state.rng, state.step)`, derived inside the compiled step.
@@ -90,23 +113,29 @@ def make_train_step(task: Task, tx: optax.GradientTransformation, mesh: Mesh,
 
     def step(state, batch):
         lr_step = state.step
-        new_state, metrics = train_step(task, tx, state, batch, step_rng(state), compute_dtype,
-                                        cast_keys)
+        new_state, metrics = train_step(
+            task, tx, state, batch, step_rng(state), compute_dtype, cast_keys
+        )
         if lr_fn is not None:
             metrics["learning_rate"] = jnp.asarray(lr_fn(lr_step), jnp.float32)
         return new_state, metrics
 
     rep = replicated(mesh)
-    return jax.jit(step, in_shardings=(rep, data_sharded(mesh)), out_shardings=(rep, rep),
-                   donate_argnums=(0,))
+    return jax.jit(
+        step, in_shardings=(rep, data_sharded(mesh)), out_shardings=(rep, rep), donate_argnums=(0,)
+    )
 
 
-def make_eval_step(task: Task, mesh: Mesh, compute_dtype: Any = jnp.float32,
-                   cast_keys: Sequence[str] = ()) -> Callable[[TrainState, Batch], Metrics]:
+def make_eval_step(
+    task: Task, mesh: Mesh, compute_dtype: Any = jnp.float32, cast_keys: Sequence[str] = ()
+) -> Callable[[TrainState, Batch], Metrics]:
     """`eval_step` jitted over `mesh` (nothing donated: the state lives on)."""
     rep = replicated(mesh)
-    return jax.jit(lambda state, batch: eval_step(task, state, batch, compute_dtype, cast_keys),
-                   in_shardings=(rep, data_sharded(mesh)), out_shardings=rep)
+    return jax.jit(
+        lambda state, batch: eval_step(task, state, batch, compute_dtype, cast_keys),
+        in_shardings=(rep, data_sharded(mesh)),
+        out_shardings=rep,
+    )
 
 
 def put_batch(batch: Batch, mesh: Mesh) -> Batch:
@@ -120,8 +149,12 @@ def put_batch(batch: Batch, mesh: Mesh) -> Batch:
     for k in device_batch_keys(batch):
         n = np.shape(batch[k])[0] if np.ndim(batch[k]) else 0
         if n == 0 or n % local:
-            raise ValueError(f"batch entry {k!r} has leading size {n}, which must be a positive "
-                             f"multiple of the {local} local devices (set the batch size or "
-                             "drop/pad the last batch in the input pipeline)")
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k]))
-            for k in device_batch_keys(batch)}
+            raise ValueError(
+                f"batch entry {k!r} has leading size {n}, which must be a positive "
+                f"multiple of the {local} local devices (set the batch size or "
+                "drop/pad the last batch in the input pipeline)"
+            )
+    return {
+        k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k]))
+        for k in device_batch_keys(batch)
+    }

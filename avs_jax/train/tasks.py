@@ -46,9 +46,9 @@ class Task(Protocol):
         """
         ...
 
-    def loss_and_metrics(self, params: Any, model_state: Variables, batch: Batch,
-                         rng: jax.Array | None, train: bool
-                         ) -> tuple[jax.Array, tuple[Variables, dict[str, jax.Array]]]:
+    def loss_and_metrics(
+        self, params: Any, model_state: Variables, batch: Batch, rng: jax.Array | None, train: bool
+    ) -> tuple[jax.Array, tuple[Variables, dict[str, jax.Array]]]:
         """The training objective: `(loss, (new_model_state, metrics))`.
 
         loss: float32 scalar (float32 even when the model runs in bfloat16). new_model_state:
@@ -68,8 +68,9 @@ class Task(Protocol):
         """
         ...
 
-    def eval_metrics(self, params: Any, model_state: Variables, batch: Batch
-                     ) -> dict[str, jax.Array]:
+    def eval_metrics(
+        self, params: Any, model_state: Variables, batch: Batch
+    ) -> dict[str, jax.Array]:
         """Validation metrics of one batch as batch means (inference mode, running statistics).
 
         The core averages them over the set, weighted by batch size, or by the count under
@@ -77,6 +78,7 @@ class Task(Protocol):
         `config.checkpoint.best_metric` when validation ranks checkpoints.
         """
         ...
+
 
 # config.task -> "module:class"; the class takes the whole config.
 TASKS = {
