@@ -140,7 +140,7 @@ def exit_on_error(fn: Callable[..., Any], *args: Any) -> Any:
     BadFileError) is one line naming it and exit status 1; a training stopped by a signal exits
     with 128 + its number after its checkpoint."""
     # tfds_batvision stays free of avs_jax, so its BadFileError is not an InputError.
-    from avs_jax.train.loop import TrainingInterrupted  # noqa: PLC0415
+    from avs_jax.train.interrupts import TrainingInterrupted  # noqa: PLC0415
     from tfds_batvision.validate import BadFileError  # noqa: PLC0415
 
     try:

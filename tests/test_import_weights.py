@@ -529,7 +529,7 @@ def test_init_from_puts_an_imported_resnet_into_the_echo_encoder(tmp_path):
     """config.init_from reads import_weights' checkpoints; strict about what it replaces."""
     from avs_jax.models.avsnet import AVSNet, default_model_config
     from avs_jax.models.resnet import ResNet18
-    from avs_jax.train import checkpointing
+    from avs_jax.train.pretrained import load_pretrained
 
     cfg = default_model_config("tiny")
     shapes = jax.eval_shape(
@@ -552,7 +552,7 @@ def test_init_from_puts_an_imported_resnet_into_the_echo_encoder(tmp_path):
         for c in ("params", "batch_stats")
     }
     iw.save_pretrained(tmp_path / "echo", pretrained)
-    loaded = checkpointing.load_pretrained(str(tmp_path / "echo"), variables, "echo_encoder")
+    loaded = load_pretrained(str(tmp_path / "echo"), variables, "echo_encoder")
     for leaf in jax.tree.leaves(loaded["params"]["echo_encoder"]):
         np.testing.assert_array_equal(leaf, 0.5)
     np.testing.assert_array_equal(
@@ -572,4 +572,4 @@ def test_init_from_puts_an_imported_resnet_into_the_echo_encoder(tmp_path):
         },
     )
     with pytest.raises(iw.WeightImportError, match="conv1"):
-        checkpointing.load_pretrained(str(tmp_path / "wide"), variables, "echo_encoder")
+        load_pretrained(str(tmp_path / "wide"), variables, "echo_encoder")

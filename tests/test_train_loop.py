@@ -17,7 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_toy  # noqa: E402
 
-from avs_jax.train import checkpointing  # noqa: E402
+from avs_jax.train import checkpointing, pretrained  # noqa: E402
 
 # Every run of the loop builds and compiles the same small programs again: a persistent
 # compilation cache for this test process keeps the file well under a minute on shared cores.
@@ -156,14 +156,14 @@ def test_init_from_loads_matching_subtree_and_names_missing_file(tmp_path):
     path = tmp_path / "pretrained"
     with ocp.StandardCheckpointer() as saver:
         saver.save(path, {"params": {"kernel": kernel}})
-    loaded = checkpointing.load_pretrained(str(path), variables, "encoder")
+    loaded = pretrained.load_pretrained(str(path), variables, "encoder")
     np.testing.assert_array_equal(np.asarray(loaded["params"]["encoder"]["kernel"]), kernel)
     np.testing.assert_array_equal(
         np.asarray(loaded["params"]["head"]["kernel"]),
         np.asarray(variables["params"]["head"]["kernel"]),
     )
     with pytest.raises(FileNotFoundError, match="does_not_exist"):
-        checkpointing.load_pretrained(str(tmp_path / "does_not_exist"), variables)
+        pretrained.load_pretrained(str(tmp_path / "does_not_exist"), variables)
     with pytest.raises(FileNotFoundError, match="no_weights"):
         train_and_evaluate(
             _with(train_toy.config(), init_from=str(tmp_path / "no_weights")),
@@ -202,10 +202,10 @@ def test_ctrl_c_sets_the_stop_flag_instead_of_raising():
     import os
     import signal
 
-    from avs_jax.train.loop import _StopFlag
+    from avs_jax.train.interrupts import StopFlag
 
     previous = signal.getsignal(signal.SIGINT)
-    with _StopFlag().installed() as stop:
+    with StopFlag().installed() as stop:
         os.kill(os.getpid(), signal.SIGINT)  # the loop would save and return at the next step
         assert stop.signal == signal.SIGINT
         with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C interrupts at once

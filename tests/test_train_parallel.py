@@ -28,7 +28,8 @@ import jax, numpy as np
 sys.path.insert(0, {tests!r})
 import train_toy
 from avs_jax.main import exit_on_error
-from avs_jax.train.loop import raise_if_interrupted, train_and_evaluate
+from avs_jax.train.interrupts import raise_if_interrupted
+from avs_jax.train.loop import train_and_evaluate
 config = train_toy.config(**json.loads({train!r}))
 config.distributed.multi_host = {multi_host!r}
 def stage():
@@ -288,7 +289,7 @@ def test_put_batch_splits_rows_over_four_devices_and_drops_ids():
 def test_distributed_fields_come_from_the_config_then_the_environment(monkeypatch):
     from avs_jax.errors import BadInputError
     from avs_jax.train.defaults import default_train_config
-    from avs_jax.train.loop import maybe_initialize_distributed
+    from avs_jax.train.distributed import maybe_initialize_distributed
 
     calls = []
     monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))

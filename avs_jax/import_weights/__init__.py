@@ -6,7 +6,7 @@ without PyTorch where it can (`.safetensors`, `.npz`; `.pth`/`.pt` need torch an
 lazily), converts names and layouts to our NHWC Flax modules, and writes an orbax checkpoint of
 `{"params": ..., "batch_stats": ...}` that `read_imported` reads back and `merge_pretrained`
 places into a model's variables (what `config.init_from` uses, through
-`avs_jax.train.checkpointing.load_pretrained`).
+`avs_jax.train.pretrained.load_pretrained`).
 
 Conversion is strict: every leaf of the Flax model must be filled from the state dict, every
 tensor of the state dict must be used or be on the source's list of intentionally skipped keys

@@ -17,8 +17,11 @@ Modules (one idea each)
   `make_train_step` / `make_eval_step`: compiled once with `jax.jit` over the ("data",) mesh,
   batch `P("data")`, state `P()`, state donated; `put_batch` builds the global batch arrays.
 - `checkpointing.py`: `Checkpointer` (orbax CheckpointManager, Composite of state / grain
-  iterator / JSON meta, async, latest N + best), `restore_variables` (for evaluation),
-  `load_pretrained` (config.init_from).
+  iterator / JSON meta, async, latest N + best; resume past unreadable checkpoints),
+  `restore_variables` (for evaluation).
+- `pretrained.py`: `load_pretrained` (config.init_from) into a fresh run's variables.
+- `distributed.py`: `jax.distributed.initialize()` for several hosts.
+- `interrupts.py`: SIGTERM / Ctrl-C as a flag the loop checks; `TrainingInterrupted`.
 - `metric_writers.py`: TensorBoard events (tensorboardX) and `metrics.jsonl`.
 - `loop.py`: `train_and_evaluate(config, workdir, task, train_iter_fn, eval_iter_fn)`.
 - `tasks.py`: the `Task` protocol and `make_task(config)`; `avsnet_task.py` (stage 1) and
@@ -28,7 +31,7 @@ Modules (one idea each)
 The Task protocol
 -----------------
 A stage supplies a `Task` (avs_jax/train/tasks.py: `init_variables`, `loss_and_metrics`,
-`param_labels`, `eval_metrics`, all but the last trace-safe inside `jax.jit`).
+`param_labels`, `eval_metrics`; all but `param_labels` run inside `jax.jit`).
 
 Running a stage
 ---------------

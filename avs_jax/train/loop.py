@@ -6,12 +6,9 @@ config every number. See the package docstring (`avs_jax.train`) for the Task pr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import signal
-import threading
 import time
 import warnings
 from typing import Any, Callable, Iterable, Iterator
@@ -27,8 +24,11 @@ from avs_jax import runtime_defaults
 from avs_jax.config_files import differences
 from avs_jax.errors import BadInputError, InputError
 from avs_jax.train import checkpointing
+from avs_jax.train.distributed import maybe_initialize_distributed
+from avs_jax.train.interrupts import StopFlag
 from avs_jax.train.metric_writers import MetricWriter
 from avs_jax.train.optimizer import create_learning_rate_fn, create_optimizer
+from avs_jax.train.pretrained import load_pretrained, pretrained_sources
 from avs_jax.train.state import TrainState, create_train_state, data_mesh, init_variables
 from avs_jax.train.step import make_eval_step, make_train_step, put_batch
 from avs_jax.train.tasks import WEIGHT_PREFIX, Task
@@ -37,72 +37,6 @@ from avs_jax.workdir_lock import workdir_lock
 
 class NonFiniteLossError(InputError, FloatingPointError):
     """Training stopped because a step's loss was NaN or infinite."""
-
-
-def _int_from_env(name: str) -> int | None:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise BadInputError(
-            f"environment variable {name}={value!r}: expected an integer "
-            "(see README, 'Several hosts')"
-        ) from None
-
-
-def maybe_initialize_distributed(cfg: ml_collections.ConfigDict) -> None:
-    """`jax.distributed.initialize()` when config.distributed.multi_host; before any device use.
-
-    Each empty/negative field is taken from the JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
-    JAX_PROCESS_ID environment variables when set, else left to JAX's cluster auto-detection
-    (SLURM, Open MPI, TPU pods). A second call (the train loop's, after the stage's own) does
-    nothing.
-    """
-    if not cfg.multi_host or jax.distributed.is_initialized():
-        return
-    kwargs = {}
-    if cfg.coordinator_address:
-        kwargs["coordinator_address"] = cfg.coordinator_address
-    # jax.distributed reads JAX_COORDINATOR_ADDRESS itself but not the other two (jax 0.10: the
-    # process count and id come from its arguments or a detected cluster only).
-    num_processes = (
-        cfg.num_processes if cfg.num_processes > 0 else _int_from_env("JAX_NUM_PROCESSES")
-    )
-    process_id = cfg.process_id if cfg.process_id >= 0 else _int_from_env("JAX_PROCESS_ID")
-    if num_processes is not None:
-        kwargs["num_processes"] = num_processes
-    if process_id is not None:
-        kwargs["process_id"] = process_id
-    jax.distributed.initialize(**kwargs)
-    logging.info(
-        "jax.distributed: process %d of %d, %d devices in all",
-        jax.process_index(),
-        jax.process_count(),
-        jax.device_count(),
-    )
-
-
-class TrainingInterrupted(Exception):
-    """Training stopped at a signal (SIGTERM, Ctrl-C) after saving a checkpoint.
-
-    Not a failure of the input: `python -m avs_jax.main` exits with 128 + the signal number (143
-    for SIGTERM), as a process killed by it would, so a scheduler does not take the run as done.
-    """
-
-    def __init__(self, signum: int, step: int, workdir: str):
-        self.signum, self.step, self.workdir = signum, step, workdir
-        super().__init__(
-            f"stopped by {signal.Signals(signum).name} at step {step}, with a checkpoint in "
-            f"{workdir}: run the same command again to continue"
-        )
-
-
-def raise_if_interrupted(out: dict, workdir: str) -> None:
-    """TrainingInterrupted when `train_and_evaluate`'s result `out` says a signal stopped it."""
-    if out["stopped"] == "signal":
-        raise TrainingInterrupted(out["signal"], out["step"], workdir)
 
 
 def train_length(cfg: ml_collections.ConfigDict, steps_per_epoch: int | None) -> tuple[int, int]:
@@ -124,33 +58,6 @@ def train_length(cfg: ml_collections.ConfigDict, steps_per_epoch: int | None) ->
             "num_epochs and steps_per_epoch"
         )
     return num_steps, int(spe)
-
-
-class _StopFlag:
-    """Set by SIGTERM / SIGINT; the loop checks it between steps and stops with a checkpoint."""
-
-    def __init__(self):
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handler(self, signum, frame):
-        if self.signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once
-        self.signal = signum
-        logging.warning("signal %d: stopping after this step, with a checkpoint", signum)
-
-    @contextlib.contextmanager
-    def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self  # signal handlers can only be set from the main thread
-            return
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self._previous[signum] = signal.signal(signum, self._handler)
-        try:
-            yield self
-        finally:
-            for signum, previous in self._previous.items():
-                signal.signal(signum, previous)
 
 
 def _weighted_mean(records: list[tuple[int, dict]]) -> dict[str, float]:
@@ -175,16 +82,6 @@ def evaluate(eval_step: Callable, state: TrainState, batches: Iterable[dict], me
     if not pending:
         raise BadInputError("the validation iterator yielded no batch")
     return _weighted_mean(jax.device_get(pending))
-
-
-def pretrained_sources(config: ml_collections.ConfigDict) -> list[tuple[str, str]]:
-    """(path, target) pairs of `config.init_from`: "DIR" (target `config.init_from_target`) or a
-    comma-separated list of "DIR:TARGET", e.g. "/ckpt/midas:midas,/ckpt/resnet18:echo_encoder"."""
-    out = []
-    for item in (p.strip() for p in config.init_from.split(",") if p.strip()):
-        path, _, target = item.partition(":")
-        out.append((path, target if _ else config.get("init_from_target", "")))
-    return out
 
 
 def train_and_evaluate(
@@ -273,7 +170,7 @@ def _train_locked(
         variables = init_variables(task, init_rng, put_batch(first, mesh), mesh)
         if config.get("init_from") and not resuming:  # a resumed run has its weights already
             for path, target in pretrained_sources(config):
-                variables = checkpointing.load_pretrained(path, variables, target)
+                variables = load_pretrained(path, variables, target)
         tx = create_optimizer(cfg, num_steps, task.param_labels(variables["params"]), spe)
         lr_fn = create_learning_rate_fn(cfg, num_steps, spe)
         state = create_train_state(variables, tx, train_rng, mesh)
@@ -370,7 +267,7 @@ def _train_locked(
 
     stopped, stop_signal = "done", None
     try:
-        with warnings.catch_warnings(), _StopFlag().installed() as stop:
+        with warnings.catch_warnings(), StopFlag().installed() as stop:
             # CPU cannot always reuse donated buffers; the warning is noise there.
             warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
             while step < num_steps:

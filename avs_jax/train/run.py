@@ -15,6 +15,8 @@ from absl import logging
 from avs_jax.data import datasets, input_pipeline
 from avs_jax.errors import BadInputError
 from avs_jax.train import loop
+from avs_jax.train.distributed import maybe_initialize_distributed
+from avs_jax.train.interrupts import raise_if_interrupted
 from avs_jax.train.tasks import make_task
 
 # Host-only entries of evaluation batches that validation does not need.
@@ -40,11 +42,11 @@ def check_batch_divides(batch_size: int, n_devices: int, platform: str) -> None:
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Trains `config.task` on `config.data` into `workdir`; resumes from its checkpoints.
 
-    Raises loop.TrainingInterrupted when a signal stopped it (its checkpoint is saved).
+    Raises interrupts.TrainingInterrupted when a signal stopped it (its checkpoint is saved).
     """
     # First: the input pipeline below asks JAX for the process index, which starts the backend,
     # after which jax.distributed refuses to initialise.
-    loop.maybe_initialize_distributed(config.distributed)
+    maybe_initialize_distributed(config.distributed)
     check_batch_divides(config.data.batch_size, jax.device_count(), jax.default_backend())
     builder = datasets.open_dataset(config.data)
     n_train = datasets.split_size(builder, "train")
@@ -73,5 +75,5 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         eval_iter_fn=(lambda: _validation_batches(val)) if has_val else None,
         steps_per_epoch=steps_per_epoch,
     )
-    loop.raise_if_interrupted(out, workdir)
+    raise_if_interrupted(out, workdir)
     return out
