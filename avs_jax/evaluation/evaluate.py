@@ -36,6 +36,7 @@ from avs_jax.evaluation.scaled_eval import ScalingEvaluator
 from avs_jax.metrics import resize_to, valid_mask
 from avs_jax.models.layers import resize_bilinear
 from avs_jax.scaling import apply_scaling, scale_factor_median, to_depth
+from avs_jax.train.relative_task import RelativeDepthTask
 
 STAGE1_VARIANTS = ("rgb_echoes", "rgb", "echoes")
 ECHO_VARIANTS = ("rgb_echoes", "echoes")
@@ -72,7 +73,7 @@ def _stage1_predictor(variant: str, run_dir: str) -> tuple[Predictor, Any, dict,
     return pred, task, variables, cfg
 
 
-def relative_predict_fn(task: Any, variables: dict) -> Callable[[dict], jax.Array]:
+def relative_predict_fn(task: RelativeDepthTask, variables: dict) -> Callable[[dict], jax.Array]:
     """Batch `{"image" [B, h, w, 3], "out_size" (H, W)}` → relative depth `[B, H, W]`.
 
     The disparity is resized to the ground truth's size and then inverted, the order of

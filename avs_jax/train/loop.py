@@ -123,44 +123,25 @@ def train_and_evaluate(
     cache = runtime_defaults.enable_compilation_cache()
     if cache:
         logging.info("compiled steps are cached in %s (JAX_COMPILATION_CACHE_DIR to change)", cache)
+    with workdir_lock(workdir, enabled=jax.process_index() == 0):
+        return _train_locked(config, workdir, task, train_iter_fn, eval_iter_fn, steps_per_epoch)
+
+
+def _train_locked(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    task: Task,
+    train_iter_fn: Callable[[], Iterator[dict]],
+    eval_iter_fn: Callable[[], Iterable[dict]] | None,
+    steps_per_epoch: int | None,
+) -> dict:
+    """`train_and_evaluate` once the workdir is this process's."""
     cfg = config.train
     num_steps, spe = train_length(cfg, steps_per_epoch)
     mesh = data_mesh()
     compute_dtype = jnp.dtype(cfg.compute_dtype)
     cast_keys = tuple(cfg.cast_batch_keys)
     lead = jax.process_index() == 0
-
-    with workdir_lock(workdir, enabled=lead):
-        return _train_locked(
-            config,
-            workdir,
-            task,
-            train_iter_fn,
-            eval_iter_fn,
-            num_steps,
-            spe,
-            mesh,
-            compute_dtype,
-            cast_keys,
-            lead,
-        )
-
-
-def _train_locked(
-    config,
-    workdir,
-    task,
-    train_iter_fn,
-    eval_iter_fn,
-    num_steps,
-    spe,
-    mesh,
-    compute_dtype,
-    cast_keys,
-    lead,
-) -> dict:
-    """`train_and_evaluate` once the workdir is this process's."""
-    cfg = config.train
     train_iter = train_iter_fn()
     first = next(train_iter)
     init_rng, train_rng = jax.random.split(jax.random.PRNGKey(cfg.seed))
