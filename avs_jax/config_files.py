@@ -20,10 +20,15 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 def load_config_module(name: str) -> ModuleType:
     """The module `configs/<name>.py`, executed (for helpers beside its `get_config`)."""
-    path = CONFIGS / f"{name}.py"
+    return exec_config_file(CONFIGS / f"{name}.py")
+
+
+def exec_config_file(path: str | Path) -> ModuleType:
+    """The config file at `path`, executed as a module (ml_collections loads them by path too)."""
+    path = Path(path)
     if not path.is_file():
         raise MissingInputError(f"no config file {path}")
-    spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
+    spec = importlib.util.spec_from_file_location(f"configs_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

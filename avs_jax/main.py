@@ -15,7 +15,6 @@ workdir (`workdir/.lock`).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import re
 import sys
@@ -25,6 +24,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from avs_jax import config_checks
+from avs_jax.config_files import exec_config_file
 from avs_jax.errors import InputError
 from avs_jax.workdir_lock import workdir_lock
 
@@ -69,9 +69,7 @@ def _config_arg(argv: list[str]) -> str | None:
 def _load_config_file(path: str):
     """The config of "--config=FILE[:ARG]", loaded as ml_collections does (for an error)."""
     file, _, arg = path.partition(":")
-    spec = importlib.util.spec_from_file_location("avs_jax_config_for_error", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = exec_config_file(file)
     return module.get_config(arg) if arg else module.get_config()
 
 
