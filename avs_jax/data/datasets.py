@@ -31,7 +31,8 @@ def open_dataset(data: ml_collections.ConfigDict, name: str | None = None):
             f"dataset batvision/{name} is not built in {os.path.abspath(data.data_dir)} and "
             "config.data.manual_dir is empty: build it with `python -m tfds_batvision.build "
             f"--config={name} --manual_dir=<BatVision root> --data_dir={data.data_dir}` or set "
-            "--config.data.manual_dir")
+            "--config.data.manual_dir"
+        )
     return build_dataset(name, data.manual_dir, data.data_dir)
 
 

@@ -23,121 +23,160 @@ orbax's ``grain.checkpoint.CheckpointSave(it)`` / ``CheckpointRestore(it)`` (see
 
 from __future__ import annotations
 
-from absl import flags
 import grain
 import ml_collections
+from absl import flags
 
-from avs_jax.data.transforms import (CachedMapDataset, DecodeSample, DecodeTriple, MonodepthAugment,
-                                     PadBatch, PaddedBatches, ZoeDepthAugment)
+from avs_jax.data.transforms import (
+    CachedMapDataset,
+    DecodeSample,
+    DecodeTriple,
+    MonodepthAugment,
+    PadBatch,
+    PaddedBatches,
+    ZoeDepthAugment,
+)
 from avs_jax.errors import BadInputError
-
 
 # -- datasets ------------------------------------------------------------------------------------
 
+
 def _process_info(process_index: int | None, process_count: int | None) -> tuple[int, int]:
-  if process_index is None or process_count is None:
-    import jax  # pylint: disable=g-import-not-at-top  (workers need not import JAX)
-    process_index, process_count = jax.process_index(), jax.process_count()
-  return process_index, process_count
+    if process_index is None or process_count is None:
+        import jax  # pylint: disable=g-import-not-at-top  (workers need not import JAX)
+
+        process_index, process_count = jax.process_index(), jax.process_count()
+    return process_index, process_count
 
 
 def _source(builder_or_source, split: str):
-  if hasattr(builder_or_source, "as_data_source"):
-    splits = builder_or_source.info.splits
-    if split not in splits:
-      raise BadInputError(f"split {split!r} has no examples in {builder_or_source.data_dir} "
-                          f"(its CSVs were empty); available: {sorted(splits)}")
-    return builder_or_source.as_data_source(split)
-  return builder_or_source
+    if hasattr(builder_or_source, "as_data_source"):
+        splits = builder_or_source.info.splits
+        if split not in splits:
+            raise BadInputError(
+                f"split {split!r} has no examples in {builder_or_source.data_dir} "
+                f"(its CSVs were empty); available: {sorted(splits)}"
+            )
+        return builder_or_source.as_data_source(split)
+    return builder_or_source
 
 
 def _decode(config: ml_collections.ConfigDict, eval_mode: bool) -> grain.transforms.Map:
-  if config.name == "bv1_triples":
-    return DecodeTriple(config.image_size, eval_mode=eval_mode)
-  return DecodeSample(config.image_size, config.max_depth, config.stft.to_dict(), eval_mode)
+    if config.name == "bv1_triples":
+        return DecodeTriple(config.image_size, eval_mode=eval_mode)
+    return DecodeSample(config.image_size, config.max_depth, config.stft.to_dict(), eval_mode)
 
 
 def host_batch_size(global_batch: int, process_count: int) -> int:
-  """Per-host batch: the global batch split evenly over hosts."""
-  if global_batch % process_count:
-    raise BadInputError(f"global batch {global_batch} is not divisible by {process_count} hosts")
-  return global_batch // process_count
+    """Per-host batch: the global batch split evenly over hosts."""
+    if global_batch % process_count:
+        raise BadInputError(
+            f"global batch {global_batch} is not divisible by {process_count} hosts"
+        )
+    return global_batch // process_count
 
 
-def make_train_dataset(builder_or_source, config: ml_collections.ConfigDict, split: str = "train",
-                       *, process_index: int | None = None,
-                       process_count: int | None = None) -> grain.IterDataset:
-  """Infinite shuffled, augmented training dataset of per-host batches (see module docstring)."""
-  pi, pc = _process_info(process_index, process_count)
-  ds = grain.MapDataset.source(_source(builder_or_source, split))[pi::pc]
-  # Decode before the shuffle: a per-element Map, so the same elements in the same order as
-  # decoding after it, and the (optional) cache below sees each example under one index.
-  ds = ds.map(_decode(config, eval_mode=False))
-  if config.get("cache_decoded", False):
-    ds = CachedMapDataset(ds)
-  if config.shuffle:
-    ds = ds.shuffle(seed=config.seed)  # reshuffled every epoch by the repeat below
-  ds = ds.repeat(None)
-  if config.augment:
-    aug = config.aug.to_dict()
-    aug_t = MonodepthAugment(aug) if config.name == "bv1_triples" else ZoeDepthAugment(aug)
-    ds = ds.random_map(aug_t, seed=config.seed + 1)
-  ds = ds.batch(host_batch_size(config.batch_size, pc), drop_remainder=True)
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.num_threads,
-                                            prefetch_buffer_size=config.prefetch_buffer_size))
-  if config.num_workers > 0:
-    # grain's workers read absl flags; outside an absl app (tests, notebooks) use the defaults.
-    if not flags.FLAGS.is_parsed():
-      flags.FLAGS.mark_as_parsed()
-    it = it.mp_prefetch(grain.MultiprocessingOptions(
-        num_workers=config.num_workers, per_worker_buffer_size=config.worker_buffer_size))
-  return it
+def make_train_dataset(
+    builder_or_source,
+    config: ml_collections.ConfigDict,
+    split: str = "train",
+    *,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.IterDataset:
+    """Infinite shuffled, augmented training dataset of per-host batches (see module docstring)."""
+    pi, pc = _process_info(process_index, process_count)
+    ds = grain.MapDataset.source(_source(builder_or_source, split))[pi::pc]
+    # Decode before the shuffle: a per-element Map, so the same elements in the same order as
+    # decoding after it, and the (optional) cache below sees each example under one index.
+    ds = ds.map(_decode(config, eval_mode=False))
+    if config.get("cache_decoded", False):
+        ds = CachedMapDataset(ds)
+    if config.shuffle:
+        ds = ds.shuffle(seed=config.seed)  # reshuffled every epoch by the repeat below
+    ds = ds.repeat(None)
+    if config.augment:
+        aug = config.aug.to_dict()
+        aug_t = MonodepthAugment(aug) if config.name == "bv1_triples" else ZoeDepthAugment(aug)
+        ds = ds.random_map(aug_t, seed=config.seed + 1)
+    ds = ds.batch(host_batch_size(config.batch_size, pc), drop_remainder=True)
+    it = ds.to_iter_dataset(
+        grain.ReadOptions(
+            num_threads=config.num_threads, prefetch_buffer_size=config.prefetch_buffer_size
+        )
+    )
+    if config.num_workers > 0:
+        # grain's workers read absl flags; outside an absl app (tests, notebooks) use the defaults.
+        if not flags.FLAGS.is_parsed():
+            flags.FLAGS.mark_as_parsed()
+        it = it.mp_prefetch(
+            grain.MultiprocessingOptions(
+                num_workers=config.num_workers, per_worker_buffer_size=config.worker_buffer_size
+            )
+        )
+    return it
 
 
-def create_train_iterator(builder_or_source, config: ml_collections.ConfigDict,
-                          split: str = "train", **kwargs) -> grain.DatasetIterator:
-  """Iterator over training batches; checkpoint it with ``checkpoint_args``."""
-  return iter(make_train_dataset(builder_or_source, config, split, **kwargs))
+def create_train_iterator(
+    builder_or_source, config: ml_collections.ConfigDict, split: str = "train", **kwargs
+) -> grain.DatasetIterator:
+    """Iterator over training batches; checkpoint it with ``checkpoint_args``."""
+    return iter(make_train_dataset(builder_or_source, config, split, **kwargs))
 
 
-def make_eval_dataset(builder_or_source, config: ml_collections.ConfigDict, split: str = "test",
-                      batch_size: int | None = None, *, process_index: int | None = None,
-                      process_count: int | None = None) -> grain.IterDataset:
-  """Unshuffled, un-augmented batches of every example of ``split`` (last batch padded).
+def make_eval_dataset(
+    builder_or_source,
+    config: ml_collections.ConfigDict,
+    split: str = "test",
+    batch_size: int | None = None,
+    *,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> grain.IterDataset:
+    """Unshuffled, un-augmented batches of every example of ``split`` (last batch padded).
 
-  With several hosts, this host's share (every ``process_count``-th example), padded to the
-  number of batches of the largest share, so that every host runs the same validation steps.
-  Batches carry ``sample_id``, ``valid_example`` and (samples) ``depth_full``.
-  """
-  pi, pc = _process_info(process_index, process_count)
-  bs = batch_size or host_batch_size(config.batch_size, pc)
-  source = _source(builder_or_source, split)
-  if len(source) < pc:
-    raise BadInputError(f"split {split!r} has {len(source)} examples, fewer than the {pc} hosts "
-                        "that share it")
-  ds = grain.MapDataset.source(source)[pi::pc]
-  ds = ds.map(_decode(config, eval_mode=True))
-  if config.get("cache_decoded", False):  # kept for the next pass over the same dataset object
-    ds = CachedMapDataset(ds)
-  ds = ds.batch(bs, drop_remainder=False, batch_fn=PadBatch(bs))
-  if pc > 1:  # the same number of batches on every host, that of the largest share
-    largest_share = -(-len(source) // pc)
-    ds = PaddedBatches(ds, -(-largest_share // bs))
-  return ds.to_iter_dataset(grain.ReadOptions(num_threads=config.num_threads,
-                                              prefetch_buffer_size=config.prefetch_buffer_size))
+    With several hosts, this host's share (every ``process_count``-th example), padded to the
+    number of batches of the largest share, so that every host runs the same validation steps.
+    Batches carry ``sample_id``, ``valid_example`` and (samples) ``depth_full``.
+    """
+    pi, pc = _process_info(process_index, process_count)
+    bs = batch_size or host_batch_size(config.batch_size, pc)
+    source = _source(builder_or_source, split)
+    if len(source) < pc:
+        raise BadInputError(
+            f"split {split!r} has {len(source)} examples, fewer than the {pc} hosts that share it"
+        )
+    ds = grain.MapDataset.source(source)[pi::pc]
+    ds = ds.map(_decode(config, eval_mode=True))
+    if config.get("cache_decoded", False):  # kept for the next pass over the same dataset object
+        ds = CachedMapDataset(ds)
+    ds = ds.batch(bs, drop_remainder=False, batch_fn=PadBatch(bs))
+    if pc > 1:  # the same number of batches on every host, that of the largest share
+        largest_share = -(-len(source) // pc)
+        ds = PaddedBatches(ds, -(-largest_share // bs))
+    return ds.to_iter_dataset(
+        grain.ReadOptions(
+            num_threads=config.num_threads, prefetch_buffer_size=config.prefetch_buffer_size
+        )
+    )
 
 
-def create_eval_iterator(builder_or_source, config: ml_collections.ConfigDict,
-                         split: str = "test", batch_size: int | None = None,
-                         **kwargs) -> grain.DatasetIterator:
-  """Iterator over evaluation batches (see ``make_eval_dataset``)."""
-  return iter(make_eval_dataset(builder_or_source, config, split, batch_size, **kwargs))
+def create_eval_iterator(
+    builder_or_source,
+    config: ml_collections.ConfigDict,
+    split: str = "test",
+    batch_size: int | None = None,
+    **kwargs,
+) -> grain.DatasetIterator:
+    """Iterator over evaluation batches (see ``make_eval_dataset``)."""
+    return iter(make_eval_dataset(builder_or_source, config, split, batch_size, **kwargs))
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
 
+
 def checkpoint_args(iterator: grain.DatasetIterator, restore: bool = False):
-  """Orbax args that save (or restore into) the iterator's state, for a ``Composite`` item."""
-  if restore:
-    return grain.checkpoint.CheckpointRestore(iterator)
-  return grain.checkpoint.CheckpointSave(iterator)
+    """Orbax args that save (or restore into) the iterator's state, for a ``Composite`` item."""
+    if restore:
+        return grain.checkpoint.CheckpointRestore(iterator)
+    return grain.checkpoint.CheckpointSave(iterator)
