@@ -15,7 +15,7 @@ import scipy.signal
 import soundfile as sf
 from PIL import Image
 
-from tfds_batvision import simulate
+from tfds_batvision import onset, simulate
 from tfds_batvision.sim import acoustics, geometry
 from tfds_batvision.sim import scene as scene_lib
 
@@ -406,10 +406,9 @@ def test_bv2_files_have_the_real_formats(tmp_path):
                 assert info.subtype == "PCM_32"
                 audio, _ = sf.read(wav, dtype="int32")
                 assert audio.dtype == np.int32 and np.abs(audio).max() > 2**24
-                # The chirp starts at sample 287 as in the real recordings; the direct path to the ears
-                # (0.1 m, 13 samples) and the slow 20 Hz start of the sweep put the first loud sample later.
-                onset = int(np.argmax(np.abs(audio[:, 0]) > 0.05 * np.abs(audio[:, 0]).max()))
-                assert 287 <= onset <= 330
+                # The chirp reaches the ears at sample 287, as in the real sample (the detector
+                # measures the simulator's arrivals 2 samples late: the sweep's fade-in).
+                assert 287 <= onset.detect_onset(audio.T) <= 290
                 img = Image.open(os.path.join(root, row["camera path"], row["camera file name"]))
                 assert (img.format, img.mode, img.size) == ("JPEG", "RGB", (64, 32))
                 depth = np.load(os.path.join(root, row["depth path"], row["depth file name"]))
@@ -446,7 +445,9 @@ def test_bv1_files_poses_and_depth(tmp_path):
     for r in rows:
         left = np.load(os.path.join(root, r["audio path left"]))
         right = np.load(os.path.join(root, r["audio path right"]))
-        assert left.dtype == np.float32 and left.shape == (3200,) and right.shape == (3200,)
+        assert left.dtype == np.float32 and left.shape == (4180,) and right.shape == (4180,)
+        # Real BV1 lead-in: ~980 near-silent samples before the chirp.
+        assert 980 <= onset.detect_onset(np.stack([left, right])) <= 983
         assert not np.array_equal(left, right)  # two ears, different positions
         depth = np.load(os.path.join(root, r["depth path"]))
         assert depth.dtype == np.float32 and depth.shape == (32, 64)

@@ -10,6 +10,12 @@ import math
 
 import numpy as np
 
+# Nominal horizontal field of view (degrees) per dataset, used by the builder when a BatVision root
+# has no intrinsics.json and by the simulator for its cameras. BatVision publishes no calibration;
+# these are nominal values for a ZED-class stereo camera at HD720 (docs/reference.md, "Camera
+# intrinsics and poses"), an assumption: NOT a calibration.
+NOMINAL_HFOV_DEG = {"bv2": 100.0, "bv1": 85.0}
+
 
 def nominal_intrinsics(width: int, height: int, hfov_deg: float) -> np.ndarray:
     """Pinhole K [3, 3] with square pixels, centred principal point and horizontal FOV hfov_deg."""

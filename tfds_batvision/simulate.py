@@ -20,7 +20,7 @@ BV2 (``--layout=bv2``; one scene = one location folder ``sim_room_NNNN`` holding
   <root>/<location>/{train,val,test}.csv   all three written; a scene's rows go to its split's CSV,
                                            the other two hold the header only
   <root>/<location>/audio/audio_<i>.wav    int32 PCM, 2 channels [left, right], 44100 Hz, 20000
-                                           frames, chirp starting at sample 287
+                                           frames, the chirp arriving at sample 287
   <root>/<location>/camera/camera_<i>.jpeg RGB JPEG (Pillow, quality 90), --height x --width
   <root>/<location>/depth/depth_<i>.npy    uint16 millimetres [H, W], 0 = no return
   <root>/<location>/intrinsics.json        {"fx", "fy", "cx", "cy", "width", "height"}
@@ -48,9 +48,9 @@ of SCENE_GAP_S = 600 s, as real sessions hold several scenes)::
                                               low-confidence blobs, +inf out of sensor range,
                                               0 for isolated speckle
   <root>/<session>/audio/raw_long/<stem>_left.npy, <stem>_right.npy
-                                              float32 waveform [3200] (72.5 ms at 44.1 kHz,
-                                              docs/reference.md), chirp at sample 287 as BV2
-                                              (unconfirmed for BV1, see LAYOUTS)
+                                              float32 waveform [4180]: 980 near-silent
+                                              samples, then the chirp and 3200 samples
+                                              (72.5 ms) of echoes, as real raw_long files
   <root>/<session>/poses.json                 {stem: 4x4 camera-to-world (list of 4 lists)};
                                               poses of different scenes of one session are in
                                               unrelated world frames (different rooms)
@@ -64,16 +64,18 @@ Camera convention of the poses: x right, y down, z forward (OpenCV / Monodepth2)
 ``X_world = T_c2w @ X_cam``. Depth is z-depth along the optical axis. Pixel (u, v) integer centres,
 ``cx = (W - 1) / 2``.
 
-Intrinsics are those of an ideal pinhole with a 90 degree horizontal field of view and square
-pixels at the written resolution (an assumption; the real cameras' calibration is not published
-with the data). Audio amplitudes are in full-scale units for both layouts: BV2 stores
-``round(x * 2**31)`` as int32, BV1 stores ``x`` as float32; the direct path peaks near 0.5 and the
-microphone noise has std 1e-3, like the real BV2 sample's noise floor.
+Intrinsics are those of an ideal pinhole with the dataset's nominal horizontal field of view
+(``tfds_batvision.intrinsics.NOMINAL_HFOV_DEG``: the builder's assumption when a real root has no
+intrinsics.json; no calibration is published with the data) and square pixels at the written
+resolution. ``--onset_jitter`` moves each recording's chirp arrival by a random number of samples
+(docs/reference.md, "Echo onset alignment"). Audio amplitudes are in full-scale units for both
+layouts: BV2 stores ``round(x * 2**31)`` as int32, BV1 stores ``x`` as float32; the direct path
+peaks near 0.5 and the microphone noise has std 1e-3, like the real BV2 sample's noise floor.
 
 Not confirmed against real BV1 files (the official loader only shows the four column names): the
 other column names, the camera/depth sub-folder names, the image format and resolution (we use the
-BV2 720x1280 default and PNG), the audio length (the original BatVision loaders crop 3200-sample
-windows from longer ``raw_long`` files; we write exactly 3200) and where the chirp starts.
+BV2 720x1280 default and PNG) and the exact length of the ``raw_long`` files (the original code
+crops a 3200-sample window starting anywhere in 0-970, so they hold at least 4170).
 
 Determinism: every random draw comes from ``np.random.default_rng([seed, scene, ...])``, time
 stamps come from frame indices, and files are written in a fixed order, so the same flags give a
@@ -112,7 +114,8 @@ import tqdm
 from absl import logging
 from PIL import Image
 
-from tfds_batvision.sim import geometry, render
+from tfds_batvision.intrinsics import NOMINAL_HFOV_DEG
+from tfds_batvision.sim import acoustics, geometry, render
 from tfds_batvision.sim import scene as scene_lib
 
 SAMPLE_RATE = 44100
@@ -153,21 +156,19 @@ class LayoutSpec:
     min_room: float
     max_room: float
     audio_samples: int
-    chirp_start: int
+    onset: int  # sample at which the chirp's direct path reaches the ears
     sequence: bool
 
 
 LAYOUTS = {
-    # BV2: 720x1280 JPEG, 20000-frame WAV with the chirp near sample 287, rooms up to ~30 m.
+    # BV2: 720x1280 JPEG, 20000-frame WAV with the chirp arriving at sample 287 (the real sample's
+    # onset, tfds_batvision.onset), rooms up to ~30 m.
     "bv2": LayoutSpec("bv2", 720, 1280, 4, 3.0, 30.0, 20000, 287, sequence=False),
-    # BV1: recordings cut at 72.5 ms = 3200 samples (echoes up to ~11 m after the chirp);
-    # sequences for triples (t-20, t, t+20 needs at least 41 frames per session). The chirp
-    # starts at sample 287 as in BV2: where the real BV1 chirp starts is not
-    # published, and a model trained on BV2 and tested zero-shot on BV1 (paper Sec. 4.1) reads
-    # range from the STFT column, so a different emission instant would shift every echo by
-    # 287 / 44100 * 343 / 2 = 1.1 m (measured: with the chirp at sample 0 the echo model's
-    # per-image scale on BV1 was anti-correlated with the truth).
-    "bv1": LayoutSpec("bv1", 720, 1280, 60, 3.0, 12.0, 3200, 287, sequence=True),
+    # BV1: the real raw_long files start with ~970-980 near-silent samples (docs/reference.md,
+    # "Echo onset alignment"): the chirp arrives at 980, followed by the 3200 samples (72.5 ms,
+    # echoes up to ~11 m) that the original BatVision code crops. Sequences for triples
+    # (t-20, t, t+20 needs at least 41 frames per session).
+    "bv1": LayoutSpec("bv1", 720, 1280, 60, 3.0, 12.0, 980 + 3200, 980, sequence=True),
 }
 
 
@@ -181,6 +182,7 @@ def scene_config(layout: str, **overrides) -> scene_lib.SceneConfig:
         min_room=spec.min_room,
         max_room=spec.max_room,
         sequence=spec.sequence,
+        hfov_deg=NOMINAL_HFOV_DEG[layout],
     )
     base.update({k: v for k, v in overrides.items() if v is not None})
     return scene_lib.SceneConfig(**base)
@@ -275,6 +277,22 @@ def _write_image(path: str, rgb: np.ndarray, fmt: str) -> None:
         f.write(buf.getvalue())
 
 
+def _chirp_start(
+    spec: LayoutSpec, cfg: scene_lib.SceneConfig, seed: int, scene: int, frame: int
+) -> int:
+    """Emission sample of one recording: its chirp reaches the ears at the layout's onset, moved
+    by up to +-``cfg.onset_jitter`` samples (uniform), minus the speaker-to-ear delay.
+
+    The jitter has its own random stream, so that the rest of a frame is the same with and
+    without it.
+    """
+    onset = spec.onset
+    if cfg.onset_jitter:
+        rng = np.random.default_rng([seed, scene, frame, 1])
+        onset += int(rng.integers(-cfg.onset_jitter, cfg.onset_jitter + 1))
+    return onset - acoustics.DIRECT_PATH_SAMPLES
+
+
 def _simulate_bv2_scene(
     out_dir: str, index: int, split: str, cfg: scene_lib.SceneConfig, seed: int
 ) -> None:
@@ -293,7 +311,9 @@ def _simulate_bv2_scene(
             np.uint16
         )
         depth_mm[np.any(list(holes.values()), axis=0)] = 0
-        audio = scene_lib.record_echo(scene, i, cfg, spec.audio_samples, spec.chirp_start, rng)
+        audio = scene_lib.record_echo(
+            scene, i, cfg, spec.audio_samples, _chirp_start(spec, cfg, seed, index, i), rng
+        )
         _write_wav(os.path.join(root, "audio", f"audio_{i}.wav"), audio)
         _write_image(os.path.join(root, "camera", f"camera_{i}.jpeg"), rgb, "JPEG")
         np.save(os.path.join(root, "depth", f"depth_{i}.npy"), depth_mm)
@@ -345,7 +365,9 @@ def _simulate_bv1_scene(
         depth_mm[holes["speckle"]] = 0.0
         depth_mm[holes["range"]] = np.inf
         depth_mm[holes["edge"] | holes["blob"]] = np.nan
-        audio = scene_lib.record_echo(scene, i, cfg, spec.audio_samples, spec.chirp_start, rng)
+        audio = scene_lib.record_echo(
+            scene, i, cfg, spec.audio_samples, _chirp_start(spec, cfg, seed, index, i), rng
+        )
         cam = f"{session}/{dirs['camera']}/{stem}.png"
         dep = f"{session}/{dirs['depth']}/{stem}.npy"
         left = f"{session}/{dirs['audio']}/{stem}_left.npy"
@@ -462,6 +484,14 @@ def check_settings(
         _is_number(cfg.window_prob) and 0.0 <= cfg.window_prob <= 1.0,
         "in [0, 1]",
     )
+    _check(
+        "onset_jitter",
+        cfg.onset_jitter,
+        _is_int(cfg.onset_jitter)
+        and 0 <= cfg.onset_jitter <= LAYOUTS[layout].onset - acoustics.DIRECT_PATH_SAMPLES,
+        f"an integer in [0, {LAYOUTS[layout].onset - acoustics.DIRECT_PATH_SAMPLES}] (samples; "
+        f"the {layout} chirp arrives at sample {LAYOUTS[layout].onset})",
+    )
     if cfg.min_room > cfg.max_room:
         raise BadFlagError(f"--min_room {cfg.min_room} is larger than --max_room {cfg.max_room}")
     if not cfg.global_scale and cfg.max_room < scene_lib.MIN_ROOM_M:
@@ -552,6 +582,7 @@ def simulate_dataset(
     step_m: float | None = None,
     max_turn_deg: float | None = None,
     window_prob: float | None = None,
+    onset_jitter: int | None = None,
 ) -> str:
     """Simulate ``num_scenes`` rooms into a BatVision ``layout`` ('bv1' or 'bv2') root; returns it.
 
@@ -566,6 +597,8 @@ def simulate_dataset(
     ``SceneConfig.supersample``: small images alias without it). ``step_m`` and ``max_turn_deg``
     (BV1 sequences) set the rig's motion per frame, ``SceneConfig``'s defaults when None.
     ``window_prob`` is each wall's chance of a window onto the outdoors (default 0: none).
+    ``onset_jitter`` moves each recording's chirp arrival by up to that many samples either way
+    (default 0: every recording at the layout's onset, ``LAYOUTS``).
     """
     if layout not in LAYOUTS:
         raise BadFlagError(f"--layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
@@ -583,6 +616,7 @@ def simulate_dataset(
         step_m=step_m,
         max_turn_deg=max_turn_deg,
         window_prob=window_prob,
+        onset_jitter=onset_jitter,
     )
     check_settings(layout, num_scenes, seed, cfg, workers, scenes_per_session)
     splits = assign_splits(num_scenes, split_fractions, seed)
@@ -706,6 +740,7 @@ def main(argv: Sequence[str]) -> None:
             step_m=f.step_m,
             max_turn_deg=f.max_turn_deg,
             window_prob=f.window_prob,
+            onset_jitter=f.onset_jitter,
         )
     except (BadFlagError, FileExistsError) as e:
         sys.exit(f"tfds_batvision.simulate: {e}")
@@ -777,6 +812,12 @@ def _define_flags() -> None:
         None,
         "Each wall's chance of a window: camera and depth "
         "sensor see the outdoors through it, the echo the glass (default 0).",
+    )
+    flags.DEFINE_integer(
+        "onset_jitter",
+        None,
+        "Move each recording's chirp arrival by up to this many samples either way, as real "
+        "recorders start with a varying lead-in (default 0).",
     )
 
 

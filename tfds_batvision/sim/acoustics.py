@@ -36,6 +36,9 @@ MIC_SPACING_M = 0.2  # ear-to-ear distance of the rig.
 # in a scaled-down room an ear can poke through the wall (seen: 8 cm margin, seed 1), where the
 # image-source method finds no path. Ears are kept this far inside the room.
 EAR_WALL_CLEARANCE_M = 0.01
+# The speaker sits at the camera centre, each ear MIC_SPACING_M / 2 away: the direct path reaches
+# the ears this many samples after emission (0.1 m / 343 m/s * 44100 Hz = 12.9).
+DIRECT_PATH_SAMPLES = round(0.5 * MIC_SPACING_M / SPEED_OF_SOUND * SAMPLE_RATE)
 CHIRP_AMPLITUDE = 0.05  # the 0.1 m direct path (gain ~1/r = 10) then peaks near 0.5 full scale.
 
 

@@ -94,6 +94,10 @@ class SceneConfig:
     # reason to scale by medians rather than by mean and standard deviation. 0: no windows (the
     # random draws of every other quantity are then the same as before windows existed).
     window_prob: float = 0.0
+    # Recording start jitter: each recording's chirp arrives up to this many samples (uniform)
+    # before or after the layout's onset, as real recorders do not start at a fixed lead-in;
+    # exercises the onset alignment (tfds_batvision.onset). 0: every recording at the onset.
+    onset_jitter: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
