@@ -3,6 +3,7 @@
 Fixtures are written by tools/make_parity_fixtures.py (needs torch); these tests need no torch.
 """
 
+import json
 from pathlib import Path
 
 import jax
@@ -403,14 +404,16 @@ def test_zoedepth_matches_upstream():
     )
     # ZoeDepth's attractors call `inv_attractor(dx)` without passing alpha/gamma, so the
     # released code attracts with the function defaults alpha = 300, gamma = 2 whatever
-    # config_zoedepth.json says (attractor_alpha = 1000 is stored but unused).
+    # config_zoedepth.json says (attractor_alpha = 1000 is stored but unused): the attraction
+    # the importer writes into its model config.
+    assert (iw.ZOEDEPTH_ATTRACTOR_ALPHA, iw.ZOEDEPTH_ATTRACTOR_GAMMA) == (300.0, 2)
     c.bins.update(
         n_bins=16,
         bin_embedding_dim=16,
         seed_mlp_dim=256,
         mlp_dim=128,
-        attractor_alpha=300.0,
-        attractor_gamma=2,
+        attractor_alpha=iw.ZOEDEPTH_ATTRACTOR_ALPHA,
+        attractor_gamma=iw.ZOEDEPTH_ATTRACTOR_GAMMA,
     )
     model = avsnet.AVSNet(c)
     template = iw.model_template(model, jnp.zeros((1, 64, 96, 3)), None, train=False)
@@ -419,6 +422,12 @@ def test_zoedepth_matches_upstream():
     got = jax.jit(lambda v, im: model.apply(v, im, None, train=False))(variables, jnp.asarray(x))
     for name in ("rel_depth", "bin_centers", "probs", "metric_depth"):
         assert_close_to_scale(got[name], outs[name], what=name)
+    # The fixture tells the two apart: config_zoedepth.json's alpha 1000 misses upstream by ~2%.
+    c1000 = c.copy_and_resolve_references()
+    c1000.bins.attractor_alpha = 1000.0
+    off = avsnet.AVSNet(c1000).apply(variables, jnp.asarray(x), None, train=False)
+    with pytest.raises(AssertionError, match="metric_depth"):
+        assert_close_to_scale(off["metric_depth"], outs["metric_depth"], what="metric_depth")
     # The imported pieces merge into an AVS-Net (with echoes) by name.
     c.variant = "rgb_echoes"
     full = iw.model_template(
@@ -432,6 +441,17 @@ def test_zoedepth_matches_upstream():
     )
 
 
+def with_12_blocks(sd: dict, block0: str) -> dict:
+    """The fixture's 5-block BEiT as 12 copies of its block 0 (`block0`: that block's key prefix),
+    a depth the configuration reader knows (BEiT-B: hooks 2, 5, 8, 11)."""
+    out = {k: v for k, v in sd.items() if ".blocks." not in k}
+    for i in range(12):
+        for k, v in sd.items():
+            if k.startswith(block0):
+                out[k.replace(".blocks.0.", f".blocks.{i}.")] = v
+    return out
+
+
 def test_command_line_midas_and_zoedepth(tmp_path):
     pytest.importorskip("avs_jax.models.avsnet")
     # The fixtures' BEiTs have 5 blocks: the configuration reader only knows MiDaS's depths.
@@ -440,11 +460,7 @@ def test_command_line_midas_and_zoedepth(tmp_path):
     with pytest.raises(iw.WeightImportError, match="MiDaS BEiT with 5 blocks"):
         cli_midas_dpt([tmp_path / "midas.safetensors"], type("Args", (), {"image_size": "64,96"}))
     # With 12 blocks (a BEiT-B layout: hooks 2, 5, 8, 11) the whole path runs.
-    sd12 = {k: v for k, v in sd.items() if ".blocks." not in k}
-    for i in range(12):
-        for k, v in sd.items():
-            if k.startswith("pretrained.model.blocks.0."):
-                sd12[k.replace(".blocks.0.", f".blocks.{i}.")] = v
+    sd12 = with_12_blocks(sd, "pretrained.model.blocks.0.")
     iw.write_safetensors(tmp_path / "midas12.safetensors", sd12)
     assert (
         iw.main(
@@ -467,11 +483,7 @@ def test_command_line_midas_and_zoedepth(tmp_path):
     )  # same 4×4 grid
 
     zsd, _, _ = load_fixture("zoedepth")
-    z12 = {k: v for k, v in zsd.items() if ".blocks." not in k}
-    for i in range(12):
-        for k, v in zsd.items():
-            if k.startswith("core.core.pretrained.model.blocks.0."):
-                z12[k.replace(".blocks.0.", f".blocks.{i}.")] = v
+    z12 = with_12_blocks(zsd, "core.core.pretrained.model.blocks.0.")
     np.savez(tmp_path / "zoe.npz", **{f"model.{k}": v for k, v in z12.items()})
     assert (
         iw.main(
@@ -489,10 +501,32 @@ def test_command_line_midas_and_zoedepth(tmp_path):
         loaded["params"]["metric_bins"]["attractors_1"]["conv2"]["kernel"],
         iw.conv_kernel(zsd["attractors.1._net.2.weight"]),
     )
+    # import.json records the model config that reproduces upstream: the attraction the released
+    # code ran (alpha 300, gamma 2), not config_zoedepth.json's unused alpha 1000.
+    bins = json.loads((tmp_path / "z" / "import.json").read_text())["model_config"]["bins"]
+    assert (bins["attractor_alpha"], bins["attractor_gamma"]) == (300.0, 2)
+    assert bins["n_attractors"] == [16, 8, 4, 1] and bins["n_bins"] == 16
     # The 4×4 table of the file, resized to the 4×6 grid of 64×96.
     assert loaded["params"]["midas"]["encoder"]["blocks_3"]["attn"][
         "relative_position_bias_table"
     ].shape == (7 * 11 + 3, 4)
+
+
+def test_zoedepth_config_keeps_upstream_attraction_whatever_the_default(monkeypatch):
+    """The imported config's alpha/gamma are ZoeDepth's (300, 2), not AVS-Net's default."""
+    avsnet = pytest.importorskip("avs_jax.models.avsnet")
+    default = avsnet.default_model_config
+
+    def other_default(size):
+        c = default(size)
+        c.bins.update(attractor_alpha=1000.0, attractor_gamma=3)
+        return c
+
+    monkeypatch.setattr(avsnet, "default_model_config", other_default)
+    sd, _, _ = load_fixture("zoedepth")
+    sd = with_12_blocks(sd, "core.core.pretrained.model.blocks.0.")
+    c = iw.zoedepth_config_from_state_dict(sd, (64, 96))
+    assert (c.bins.attractor_alpha, c.bins.attractor_gamma) == (300.0, 2)
 
 
 def test_pth_without_torch_says_what_to_do(tmp_path, monkeypatch):

@@ -93,6 +93,8 @@ from avs_jax.import_weights.readers import (
 )
 from avs_jax.import_weights.resnet import RESNET18_RULES, RESNET18_SKIP, import_resnet18
 from avs_jax.import_weights.zoedepth import (
+    ZOEDEPTH_ATTRACTOR_ALPHA,
+    ZOEDEPTH_ATTRACTOR_GAMMA,
     ZOEDEPTH_HEAD_RULES,
     ZOEDEPTH_SKIP,
     import_zoedepth,
@@ -139,6 +141,8 @@ __all__ = [
     "import_midas_dpt",
     "ZOEDEPTH_HEAD_RULES",
     "ZOEDEPTH_SKIP",
+    "ZOEDEPTH_ATTRACTOR_ALPHA",
+    "ZOEDEPTH_ATTRACTOR_GAMMA",
     "zoedepth_config_from_state_dict",
     "import_zoedepth",
     # checkpoints, command line

@@ -1,7 +1,8 @@
 """Imported weights on disk and in a model: write, read back, take a subtree, merge.
 
 An import is an orbax checkpoint of `{"params": ..., "batch_stats": ...}` at DIR/state, with
-DIR/import.json saying where it came from (source, input files, skipped keys).
+DIR/import.json saying where it came from (source, input files, skipped keys; for ZoeDepth also
+"model_config", the `config.model` that reproduces upstream).
 """
 
 from __future__ import annotations

@@ -25,8 +25,9 @@ DESCRIPTION = (
     "Pretrained PyTorch weights (ResNet-18, MiDaS DPT, ZoeDepth, Monodepth2) as Flax variables."
 )
 
-# Each source returns either (variables, skipped) -> one checkpoint at --out, or a dict
-# {part: (variables, skipped)} -> one checkpoint per part at --out/part.
+# Each source returns either (variables, skipped[, metadata]) -> one checkpoint at --out, or a
+# dict {part: (variables, skipped[, metadata])} -> one checkpoint per part at --out/part; the
+# optional metadata dict (e.g. ZoeDepth's "model_config") goes into the part's import.json.
 SOURCES: dict[str, Callable[[Sequence[Path], Any], Any]] = {
     "resnet18": cli_resnet18,
     "monodepth2": cli_monodepth2,
@@ -79,19 +80,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     parts = result if isinstance(result, dict) else {"": result}
-    for part, (variables, skipped) in parts.items():
+    for part, (variables, skipped, *extra) in parts.items():
         n = sum(int(np.prod(np.shape(v))) for v in traverse_util.flatten_dict(variables).values())
-        out = save_pretrained(
-            Path(args.out) / part if part else args.out,
-            variables,
-            {
-                "source": args.source,
-                "part": part,
-                "inputs": [str(p) for p in paths],
-                "skipped": skipped,
-                "num_values": n,
-            },
-        )
+        metadata = {
+            "source": args.source,
+            "part": part,
+            "inputs": [str(p) for p in paths],
+            "skipped": skipped,
+            "num_values": n,
+        }
+        for more in extra:
+            metadata.update(more)
+        out = save_pretrained(Path(args.out) / part if part else args.out, variables, metadata)
         counters = [k for k in skipped if k.endswith("num_batches_tracked")]
         shown = [k for k in skipped if k not in counters]
         if counters:

@@ -46,6 +46,11 @@ ZOEDEPTH_HEAD_RULES = (
 )
 # LogBinomial's constant buffers (bin indices, K - 1): recomputed by the model.
 ZOEDEPTH_SKIP = (r"conditional_log_binomial\.log_binomial_transform\.(k_idx|K_minus_1)",)
+# The attraction the released weights were trained with: ZoeDepth's attractors call
+# `inv_attractor(dx)` without alpha/gamma, so config_zoedepth.json's alpha 1000 is never used
+# and the function defaults (300, 2) are.
+ZOEDEPTH_ATTRACTOR_ALPHA = 300.0
+ZOEDEPTH_ATTRACTOR_GAMMA = 2
 
 
 def _without_model_prefix(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -87,7 +92,8 @@ def zoedepth_config_from_state_dict(
 
     Shapes give every width; `bin_centers_type` cannot be read off them ("softplus" for
     ZoeD_M12_N, "normed" for ZoeD_M12_K, whose attractors predict 2 channels per attractor).
-    The depth range and the attractor settings are configuration, not weights.
+    The depth range is configuration, not weights; the attractors get what the released code
+    ran (`ZOEDEPTH_ATTRACTOR_ALPHA`, `ZOEDEPTH_ATTRACTOR_GAMMA`), whatever the model's default.
     """
     from avs_jax.models.avsnet import default_model_config  # pylint: disable=C0415
 
@@ -106,14 +112,18 @@ def zoedepth_config_from_state_dict(
     c.bins.mlp_dim = out_ch("projectors.0._net.0.weight")
     per_attractor = 2 if bin_centers_type == "normed" else 1
     c.bins.bin_centers_type = bin_centers_type
+    c.bins.attractor_alpha = ZOEDEPTH_ATTRACTOR_ALPHA
+    c.bins.attractor_gamma = ZOEDEPTH_ATTRACTOR_GAMMA
     c.bins.n_attractors = tuple(
         out_ch(f"attractors.{i}._net.2.weight") // per_attractor for i in range(n_levels)
     )
     return c
 
 
-def cli_zoedepth(paths: Sequence[Path], args: Any) -> tuple[Variables, list[str]]:
-    """A ZoeDepth checkpoint (ZoeD_M12_N.pt, "softplus" bins) -> AVSNet "rgb" variables."""
+def cli_zoedepth(paths: Sequence[Path], args: Any) -> tuple[Variables, list[str], dict[str, Any]]:
+    """A ZoeDepth checkpoint (ZoeD_M12_N.pt, "softplus" bins) -> AVSNet "rgb" variables, the
+    skipped keys and `{"model_config": ...}` (the `config.model` that reproduces upstream,
+    attractor alpha 300, for import.json)."""
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
     from avs_jax.models.avsnet import AVSNet  # pylint: disable=import-outside-toplevel
@@ -128,4 +138,5 @@ def cli_zoedepth(paths: Sequence[Path], args: Any) -> tuple[Variables, list[str]
     print(
         f"ZoeDepth configuration read from {paths[0]}: midas {dict(c.midas)}, bins {dict(c.bins)}"
     )
-    return import_zoedepth(sd, template, (h // p, w // p), what=str(paths[0]))
+    variables, skipped = import_zoedepth(sd, template, (h // p, w // p), what=str(paths[0]))
+    return variables, skipped, {"model_config": c.to_dict()}

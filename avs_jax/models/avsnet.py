@@ -88,12 +88,14 @@ def default_model_config(size: str = "paper") -> ml_collections.ConfigDict:
     # The paper says "multi-head" without a count: 8 heads of 32 channels on the 256-wide f_V.
     a.num_heads = 8 if size == "paper" else 2
 
-    b = c.bins = ml_collections.ConfigDict()  # ZoeDepth config_zoedepth.json values
+    b = c.bins = ml_collections.ConfigDict()  # ZoeDepth config_zoedepth.json values but alpha
     b.n_bins = 64 if size == "paper" else 16
     b.bin_embedding_dim = 128 if size == "paper" else 16
     b.bin_centers_type = "softplus"
     b.n_attractors = (16, 8, 4, 1)
-    b.attractor_alpha = 1000.0
+    # What ZoeDepth's released code ran: its config's 1000 is never passed to inv_attractor,
+    # whose default is 300 (its published weights were trained with 300); 1000 can be set.
+    b.attractor_alpha = 300.0
     b.attractor_gamma = 2
     b.attractor_kind = "mean"
     b.attractor_type = "inv"
