@@ -34,6 +34,20 @@ BV2_HEADER = [
 BV1_HEADER = ["index", "depth path", "audio path left", "audio path right", "camera path left"]
 
 
+def recording(rng: np.random.Generator, samples: int) -> np.ndarray:
+    """[2, samples] echo-like recording in full-scale units: noise (std 1e-3), then from a random
+    onset in the first fifth a 32-sample burst (amplitude 0.5, the direct path) and a decaying
+    random tail (the echoes), so that the builder finds a chirp onset as in real files."""
+    x = rng.normal(0.0, 1e-3, (2, samples))
+    onset = int(rng.integers(samples // 10, samples // 5))
+    n = samples - onset
+    b = min(32, n // 2)  # burst length (tiny test recordings have fewer samples)
+    t = np.arange(n)
+    x[:, onset : onset + b] += 0.5 * np.sin(2 * np.pi * t[:b] / 8.0 + 0.5)
+    x[:, onset + b :] += 0.1 * rng.standard_normal((2, n - b)) * np.exp(-t[b:] / (0.3 * n))
+    return np.clip(x, -1.0, 1.0 - 2.0**-31)
+
+
 def _jpeg(path: Path, rng: np.random.Generator, hw: tuple[int, int]) -> None:
     img = rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
     PIL.Image.fromarray(img).save(path, format="JPEG", quality=95)
@@ -61,9 +75,7 @@ def write_bv2(
                 w = csv.writer(f)
                 w.writerow(BV2_HEADER)
                 for _ in range(splits.get(split, 0)):
-                    pcm = rng.integers(-(2**31), 2**31, (frames, 2), dtype=np.int64).astype(
-                        np.int32
-                    )
+                    pcm = np.round(recording(rng, frames).T * 2.0**31).astype(np.int32)
                     sf.write(root / loc / "audio" / f"audio_{i}.wav", pcm, 44100, subtype="PCM_32")
                     _jpeg(root / loc / "camera" / f"camera_{i}.jpeg", rng, hw)
                     depth = rng.integers(0, 40000, hw, dtype=np.uint16)
@@ -122,11 +134,8 @@ def write_bv1(
         table = {}
         for j, t in enumerate(times):
             stem = bv1_stem(t)
-            for ear in ("left", "right"):
-                np.save(
-                    root / sess / "audio/raw_long" / f"{stem}_{ear}.npy",
-                    rng.standard_normal(samples).astype(np.float32),
-                )
+            for ear, x in zip(("left", "right"), recording(rng, samples)):
+                np.save(root / sess / "audio/raw_long" / f"{stem}_{ear}.npy", x.astype(np.float32))
             depth = rng.uniform(0, 15000, hw).astype(np.float32)
             depth[0, 0], depth[0, 1], depth[0, 2] = np.nan, np.inf, -5.0
             np.save(root / sess / "depth" / f"{stem}.npy", depth)

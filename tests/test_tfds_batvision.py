@@ -14,7 +14,7 @@ import PIL.Image
 import pytest
 import soundfile as sf
 
-from tfds_batvision import batvision
+from tfds_batvision import batvision, csv_index
 from tfds_batvision.build import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,10 +118,10 @@ def test_triples_respect_scene_changes_and_offsets(tmp_path):
 
 def test_scene_segments_break_on_index_and_backward_time():
     rows = [
-        batvision.Row(sample_id=str(i), csv_path="", line=i, group="s", camera="", time=t, index=k)
+        csv_index.Row(sample_id=str(i), csv_path="", line=i, group="s", camera="", time=t, index=k)
         for i, (t, k) in enumerate([(0, 0), (1, 1), (2, 2), (3, 9), (4, 10), (3.5, 11), (4.5, 12)])
     ]
-    segs = batvision.scene_segments(rows, gap_factor=3.0)
+    segs = csv_index.scene_segments(rows, gap_factor=3.0)
     assert [[r.sample_id for r in s] for s in segs] == [["0", "1", "2"], ["3", "4"], ["5", "6"]]
 
 
@@ -175,8 +175,8 @@ BV2_CASES = {
         lambda r: np.save(r / "L/depth/depth_1.npy", np.ones((24, 32), np.float32)),
         "L/depth/depth_1.npy",
     ),
-    "depth_shape": (
-        lambda r: np.save(r / "L/depth/depth_1.npy", np.ones((24, 31), np.uint16)),
+    "depth_not_2d": (  # a depth map of another 2-D size is resized (test_builder_tolerance.py)
+        lambda r: np.save(r / "L/depth/depth_1.npy", np.ones((24, 32, 2), np.uint16)),
         "L/depth/depth_1.npy",
     ),
     "empty_jpeg": (
@@ -229,7 +229,7 @@ def test_bv2_csv_missing_column(tmp_path):
 
 
 BV1_CASES = {
-    "audio_int_dtype": lambda p: np.save(p, np.ones(16, np.int16)),
+    "audio_complex_dtype": lambda p: np.save(p, np.ones(16, np.complex64)),
     "audio_two_channels": lambda p: np.save(p, np.ones((2, 16), np.float32)),
     "audio_empty": lambda p: p.write_bytes(b""),
 }
@@ -410,7 +410,7 @@ def test_csv_with_utf8_byte_order_mark_is_read(tmp_path):
     # BV1: the BOM no longer hides the first column ('index', used to find scene changes).
     root, csv_path = _csv_root(tmp_path, "bv1")
     csv_path.write_bytes(b"\xef\xbb\xbf" + csv_path.read_bytes())
-    assert [r.index for r in batvision.list_bv1(str(root), "test")] == [0, 1]
+    assert [r.index for r in csv_index.list_bv1(str(root), "test")] == [0, 1]
 
 
 @pytest.mark.parametrize("skip_bad", [False, True])

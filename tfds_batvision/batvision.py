@@ -4,18 +4,25 @@ Reads the real BatVision on-disk layout (docs/reference.md, "BatVision V2 layout
 layout") from the manual dir and writes
 ``array_record`` files with Tensor features only, so that neither building nor reading imports
 TensorFlow (TFDS's Image feature would). Images are kept as the file's encoded bytes (decoded in
-the grain pipeline), depth is stored in metres (mm / 1000, invalid -> 0, not yet capped), audio as
-the raw float32 waveform [2, T] so that the STFT stays a pipeline choice.
+the grain pipeline; a non-RGB image is stored as RGB PNG, ``validate.read_image_bytes``), depth is
+stored in metres (mm / 1000, invalid -> 0, not yet capped; resized by nearest neighbour to its
+image's size if it differs, with one warning per build), audio as the raw float32 waveform [2, T]
+so that the STFT stays a pipeline choice, with ``audio_onset``, the sample at which its chirp
+arrives (``onset.detect_onset``; a recording without a chirp is a bad file). Each split's onset
+distribution is logged, and recordings far from its median are named in a warning
+(docs/reference.md, "Echo onset alignment").
 
-Configs:
-  bv2          <root>/<location>/{train,val,test}.csv (12-column header); files are
+Configs (CSV reading and listing in ``csv_index.py``; only the columns read are required):
+  bv2          <root>/<location>/{train,val,test}.csv; files are
                join(root, row['<kind> path'], row['<kind> file name']). Non-folders and folders
                without CSVs in the root are skipped (the official loader breaks on them).
   bv1          <root>/{train,val,test}.csv with 'depth path', 'audio path left',
                'audio path right', 'camera path left' (relative to the root).
-  bv1_triples  frames t-20, t, t+20 of one BV1 session (paper Sec. 4.1), never across a scene
-               change: a change of session folder, a time-stamp step that is not positive or is
-               larger than ``gap_factor`` x the run's median step, or a frame-index step likewise.
+  bv1_triples  frames t-20, t, t+20 of one BV1 session (paper Sec. 4.1), rows sorted by
+               (session, time) first, never across a scene change: a change of session, a
+               time-stamp step that is not positive or is larger than ``gap_factor`` x the run's
+               median step, or a frame-index step likewise. A row without a parseable time
+               stops the build (``BadCsvIndexError``).
 
 Intrinsics: ``<root>/<location>/intrinsics.json`` (BV2) or ``<root>/intrinsics.json`` (BV1) with
 keys fx, fy, cx, cy, width, height (pixels; scaled to the image's native size if they differ).
@@ -28,20 +35,18 @@ camera-to-world nested list}; absent -> identity poses and ``has_pose`` False.
 
 Split CSVs are UTF-8 (a leading byte-order mark is accepted, as Excel writes it). A row that
 repeats an earlier row of its CSV exactly is dropped with a warning. A CSV that is not UTF-8, or
-that lists one sample (same sample id) twice with different values, stops the build even with
-``skip_bad`` (``BadCsvIndexError``): the CSV is the split's index, and skipping it or guessing
-its rows would silently change the split. Other bad CSVs (missing columns, ragged lines) are
-skipped whole with ``skip_bad``; bad sample files skip their sample.
+that lists one sample (same sample id) twice with different values (or, for triples, a row
+without a time stamp), stops the build even with ``skip_bad`` (``BadCsvIndexError``): the CSV is
+the split's index, and skipping it or guessing its rows would silently change the split. Other
+bad CSVs (missing columns, ragged lines) are skipped whole with ``skip_bad``; bad sample files
+skip their sample.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import os
-import re
 from typing import Iterator
 
 import numpy as np
@@ -49,34 +54,23 @@ import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 
+from tfds_batvision import onset as onset_lib
 from tfds_batvision import validate
-from tfds_batvision.intrinsics import nominal_intrinsics, resize_intrinsics
+from tfds_batvision.csv_index import (
+    SPLITS,
+    Row,
+    bv1_stem,
+    list_bv1,
+    list_bv2_location,
+    list_bv2_locations,
+    make_triples,
+)
+from tfds_batvision.intrinsics import NOMINAL_HFOV_DEG, nominal_intrinsics, resize_intrinsics
 from tfds_batvision.validate import BadCsvIndexError, BadFileError
 
-SPLITS = ("train", "val", "test")
-BV2_COLUMNS = (
-    "index",
-    "time",
-    "left audio time",
-    "right audio time",
-    "audio path",
-    "audio file name",
-    "camera time",
-    "camera path",
-    "camera file name",
-    "depth time",
-    "depth path",
-    "depth file name",
-)
-BV2_KINDS = ("audio", "camera", "depth")
-BV1_COLUMNS = ("depth path", "audio path left", "audio path right", "camera path left")
 INTRINSICS_FILE = "intrinsics.json"
 POSES_FILE = "poses.json"
 INTRINSICS_KEYS = ("fx", "fy", "cx", "cy", "width", "height")
-# Nominal horizontal FOV (degrees) when no intrinsics.json is given (see module docstring).
-NOMINAL_HFOV_DEG = {"bv2": 100.0, "bv1": 85.0}
-# BV1 time stamps are file stems HHMMSS.micro (e.g. 180336.309017).
-_HHMMSS = re.compile(r"^(\d{2})(\d{2})(\d{2}(?:\.\d+)?)$")
 
 
 @dataclasses.dataclass
@@ -87,22 +81,6 @@ class BatvisionConfig(tfds.core.BuilderConfig):
     triples: bool = False
     triple_offset: int = 20  # paper Sec. 4.1: t-20, t, t+20
     gap_factor: float = 3.0  # a step > gap_factor x median step is a scene change
-
-
-@dataclasses.dataclass
-class Row:
-    """One CSV row resolved to absolute file paths."""
-
-    sample_id: str
-    csv_path: str
-    line: int
-    group: str  # BV2 location or BV1 session: where intrinsics/poses live
-    camera: str
-    depth: str = ""
-    audio: tuple[str, ...] = ()
-    stem: str = ""
-    time: float | None = None
-    index: int | None = None
 
 
 def read_intrinsics(folder: str) -> tuple[np.ndarray, tuple[int, int]] | None:
@@ -124,225 +102,15 @@ def read_intrinsics(folder: str) -> tuple[np.ndarray, tuple[int, int]] | None:
     return k, (int(d["height"]), int(d["width"]))
 
 
-def _read_csv(path: str, required: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row) pairs of a UTF-8 CSV whose header must hold ``required`` columns."""
-    if not os.path.isfile(path):
-        raise BadFileError(path, "split CSV does not exist")
-    reader = csv.reader(io.StringIO(validate.read_csv_text(path), newline=""))
-    rows = []
-    try:
-        header = next(reader, None)
-        header = None if header is None else [h.strip() for h in header]
-        validate.require_columns(path, header, required)
-        while True:
-            line = reader.line_num + 1  # first physical line of the next row
-            values = next(reader, None)
-            if values is None:
-                break
-            if not any(v.strip() for v in values):
-                continue
-            if len(values) != len(header):
-                raise BadFileError(
-                    path, f"line {line} has {len(values)} fields, header has {len(header)}"
-                )
-            rows.append((line, {h: v.strip() for h, v in zip(header, values)}))
-    except csv.Error as e:
-        raise BadFileError(path, f"malformed CSV at line {reader.line_num} ({e})") from e
-    return rows
-
-
-def _unique(csv_path: str, rows: list[tuple[Row, dict[str, str]]]) -> list[Row]:
-    """The rows with distinct sample ids: an exact repeat of an earlier row is dropped (warned).
-
-    Two rows that name one sample with different values raise BadCsvIndexError, also with
-    ``--skip_bad``: which of them is meant is not for the builder to guess.
-    """
-    first: dict[str, tuple[Row, dict[str, str]]] = {}
-    out = []
-    for row, values in rows:
-        if row.sample_id not in first:
-            first[row.sample_id] = (row, values)
-            out.append(row)
-            continue
-        prev, prev_values = first[row.sample_id]
-        if values == prev_values:
-            logging.warning(
-                "%s: line %d repeats line %d exactly (sample %s): repeat dropped.",
-                csv_path,
-                row.line,
-                prev.line,
-                row.sample_id,
-            )
-            continue
-        differ = [c for c in values if values[c] != prev_values[c]]
-        raise BadCsvIndexError(
-            csv_path,
-            f"sample {row.sample_id} is listed twice, on lines {prev.line} and {row.line}, "
-            f"with different {differ}; keep one of the rows ({validate.NOT_SKIPPED})",
-        )
-    return out
-
-
-def _bv1_stem(path: str) -> str:
-    """Frame stem of a BV1 file: its name without extension and a trailing _left/_right/_depth."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return re.sub(r"_(left|right|depth|camera)$", "", stem)
-
-
-def _bv1_time(row: dict[str, str], stem: str) -> float | None:
-    """Time stamp (s) of a BV1 row: a 'time'/'timestamp' column, else the HHMMSS.micro stem."""
-    for col in ("time", "timestamp"):
-        if row.get(col):
-            try:
-                return float(row[col])
-            except ValueError:
-                pass
-    m = _HHMMSS.match(stem)
-    if m:
-        return int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
-    try:
-        return float(stem)
-    except ValueError:
-        return None
-
-
-def list_bv2_location(root: str, loc: str, split: str) -> list[Row]:
-    """Rows of one BV2 location's split CSV; a file is join(root, '<kind> path', '<kind> file name')."""
-    csv_path = os.path.join(root, loc, f"{split}.csv")
-    rows = []
-    for line, r in _read_csv(csv_path, BV2_COLUMNS):
-        paths = {k: os.path.join(root, r[f"{k} path"], r[f"{k} file name"]) for k in BV2_KINDS}
-        # Sample id "<location>/<number>" from depth_<number>.npy (docs/reference.md: .../depth_3011.npy).
-        stem = os.path.splitext(r["depth file name"])[0]
-        stem = stem[len("depth_") :] if stem.startswith("depth_") else stem
-        rows.append(
-            (
-                Row(
-                    sample_id=f"{loc}/{stem}",
-                    csv_path=csv_path,
-                    line=line,
-                    group=loc,
-                    camera=paths["camera"],
-                    depth=paths["depth"],
-                    audio=(paths["audio"],),
-                    stem=stem,
-                ),
-                r,
-            )
-        )
-    return _unique(csv_path, rows)
-
-
-def list_bv2_locations(root: str) -> list[str]:
-    """BV2 location folders of ``root``: folders holding split CSVs; other entries are logged."""
-    if not os.path.isdir(root):
-        raise BadFileError(root, "BatVision root (manual dir) does not exist or is not a folder")
-    locs = []
-    for name in sorted(os.listdir(root)):
-        full = os.path.join(root, name)
-        if not os.path.isdir(full):
-            logging.warning(
-                "Skipping %s: not a location folder (stray file in the BV2 root).", full
-            )
-            continue
-        present = [s for s in SPLITS if os.path.isfile(os.path.join(full, f"{s}.csv"))]
-        if not present:
-            logging.warning("Skipping %s: folder without train/val/test CSVs.", full)
-            continue
-        locs.append(name)
-    if not locs:
-        raise BadFileError(root, "no BV2 location folder with train/val/test CSVs")
-    return locs
-
-
-def list_bv1(root: str, split: str) -> list[Row]:
-    """Rows of BV1's ``root/<split>.csv`` in file order (time-ordered within a session)."""
-    if not os.path.isdir(root):
-        raise BadFileError(root, "BatVision root (manual dir) does not exist or is not a folder")
-    csv_path = os.path.join(root, f"{split}.csv")
-    rows = []
-    for line, r in _read_csv(csv_path, BV1_COLUMNS):
-        session = os.path.normpath(r["camera path left"]).split(os.sep)[0]
-        stem = _bv1_stem(r["camera path left"])
-        index = None
-        if r.get("index"):
-            try:
-                index = int(float(r["index"]))
-            except ValueError:
-                index = None
-        rows.append(
-            (
-                Row(
-                    sample_id=f"{session}/{stem}",
-                    csv_path=csv_path,
-                    line=line,
-                    group=session,
-                    camera=os.path.join(root, r["camera path left"]),
-                    depth=os.path.join(root, r["depth path"]),
-                    audio=(
-                        os.path.join(root, r["audio path left"]),
-                        os.path.join(root, r["audio path right"]),
-                    ),
-                    stem=stem,
-                    time=_bv1_time(r, stem),
-                    index=index,
-                ),
-                r,
-            )
-        )
-    return _unique(csv_path, rows)
-
-
-def _breaks(values: list[float | None], gap_factor: float) -> list[bool]:
-    """breaks[i] True when step values[i] - values[i-1] is not positive or > gap_factor x median."""
-    n = len(values)
-    out = [False] * n
-    if n < 2 or any(v is None for v in values):
-        return out
-    steps = np.diff(np.asarray(values, np.float64))
-    pos = steps[steps > 0]
-    med = float(np.median(pos)) if pos.size else 0.0
-    for i, s in enumerate(steps, start=1):
-        out[i] = bool(s <= 0 or (med > 0 and s > gap_factor * med))
-    return out
-
-
-def scene_segments(rows: list[Row], gap_factor: float) -> list[list[Row]]:
-    """Splits time-ordered rows into runs without a scene change (session, time or index jump)."""
-    runs: list[list[Row]] = []
-    for r in rows:  # consecutive rows of one session folder
-        if runs and runs[-1][-1].group == r.group:
-            runs[-1].append(r)
-        else:
-            runs.append([r])
-    segments = []
-    for run in runs:
-        tb = _breaks([r.time for r in run], gap_factor)
-        ib = _breaks([r.index for r in run], gap_factor)
-        seg = [run[0]]
-        for i in range(1, len(run)):
-            if tb[i] or ib[i]:
-                segments.append(seg)
-                seg = []
-            seg.append(run[i])
-        segments.append(seg)
-    return segments
-
-
-def make_triples(rows: list[Row], offset: int, gap_factor: float) -> list[tuple[Row, Row, Row]]:
-    """Frame triples (t - offset, t, t + offset) inside one scene segment each (paper Sec. 4.1)."""
-    triples = []
-    for seg in scene_segments(rows, gap_factor):
-        for i in range(offset, len(seg) - offset):
-            triples.append((seg[i - offset], seg[i], seg[i + offset]))
-    return triples
-
-
 class Batvision(tfds.core.GeneratorBasedBuilder):
     """BatVision BV1/BV2 samples and BV1 frame triples from the real on-disk layout (manual dir)."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial TF-free release (Tensor features, array_record)."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial TF-free release (Tensor features, array_record).",
+        "1.1.0": "audio_onset: the sample at which each recording's chirp arrives; tolerant CSVs, "
+        "dtypes, image modes and depth sizes.",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Download BatVision (BV1 and/or BV2) and pass its root folder as --manual_dir "
         "(BV2: the folder holding the location folders; BV1: the folder holding train.csv)."
@@ -371,6 +139,9 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
         self.skipped: list[tuple[str, str]] = []  # (sample id or file, what is wrong)
         self._intrinsics_cache: dict[str, tuple[np.ndarray, tuple[int, int]] | None] = {}
         self._poses_cache: dict[str, dict | None] = {}
+        self._depth_resize_warned = False  # one warning per build, not one per file
+        # Per split: the distribution of the recordings' chirp onsets, logged at build time.
+        self.onset_stats: dict[str, str] = {}
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -390,6 +161,9 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
                 "image": tfds.features.Tensor(shape=(), dtype=np.object_),
                 "depth": tfds.features.Tensor(shape=(None, None), dtype=np.float32, encoding=enc),
                 "audio": tfds.features.Tensor(shape=(2, None), dtype=np.float32, encoding=enc),
+                # Sample at which the chirp reaches the ears (tfds_batvision.onset); the input
+                # pipeline moves it to the canonical onset before the cut.
+                "audio_onset": tfds.features.Tensor(shape=(), dtype=np.int32),
                 "intrinsics": tfds.features.Tensor(shape=(3, 3), dtype=np.float32),
             }
         return tfds.core.DatasetInfo(
@@ -409,7 +183,7 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
         """
         if self.builder_config.layout == "bv1":
             try:
-                return list_bv1(root, split)
+                return list_bv1(root, split, need_time=self.builder_config.triples)
             except BadFileError as e:
                 if (
                     not self.skip_bad
@@ -432,6 +206,7 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = os.fspath(dl_manager.manual_dir)
         self.skipped = []
+        self._depth_resize_warned = False
         out = {}
         locations = list_bv2_locations(root) if self.builder_config.layout == "bv2" else []
         for split in SPLITS:
@@ -456,6 +231,7 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, root: str, split: str, items) -> Iterator[tuple[str, dict]]:
         n_before = len(self.skipped)
+        onsets: dict[str, int] = {}
         for item in items:
             centre = item[1] if isinstance(item, tuple) else item
             try:
@@ -470,10 +246,35 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
                     raise BadFileError(e.path, e.problem + where) from e
                 self._skip(e.path, e.problem + where)
                 continue
+            if "audio_onset" in ex:
+                onsets[centre.sample_id] = int(ex["audio_onset"])
             yield centre.sample_id, ex
         n = len(self.skipped) - n_before
         if n:
             logging.warning("Split %s: skipped %d bad sample(s) (--skip_bad).", split, n)
+        if onsets:
+            self._report_onsets(split, onsets)
+
+    def _report_onsets(self, split: str, onsets: dict[str, int]) -> None:
+        """Logs a split's chirp onsets and warns about recordings far from their median."""
+        summary = onset_lib.onset_summary(onsets)
+        self.onset_stats[split] = summary
+        logging.info("Split %s echo onsets: %s.", split, summary)
+        median, allowed, outliers = onset_lib.onset_outliers(onsets)
+        if outliers:
+            shown = sorted(outliers.items(), key=lambda kv: -abs(kv[1] - median))[:10]
+            logging.warning(
+                "Split %s: %d recording(s) have their chirp more than %.0f samples from the "
+                "split's median onset %.0f: %s%s. Alignment moves each to sample %d; check that "
+                "these recordings hold the chirp and not a louder later sound.",
+                split,
+                len(outliers),
+                allowed,
+                median,
+                ", ".join(f"{k} at {v}" for k, v in shown),
+                ", ..." if len(outliers) > len(shown) else "",
+                onset_lib.CANONICAL_ONSET,
+            )
 
     def _skip(self, path: str, problem: str) -> None:
         self.skipped.append((path, problem))
@@ -499,10 +300,33 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
         k, src_hw = got
         return k if tuple(src_hw) == tuple(hw) else resize_intrinsics(k, src_hw, hw)
 
+    def _depth_to_image_size(self, depth: np.ndarray, hw: tuple[int, int], path: str) -> np.ndarray:
+        """Depth [h, w] -> [H, W] of its image, by nearest neighbour when the sizes differ.
+
+        Whether BV1 depth has the RGB's size is not published; a map of another size is resized
+        (never bilinearly: that would blend invalid zeros into valid depth) and logged once per
+        build, not once per file.
+        """
+        if depth.shape == tuple(hw):
+            return depth
+        if not self._depth_resize_warned:
+            self._depth_resize_warned = True
+            logging.warning(
+                "%s: depth map is %dx%d but its image is %dx%d: depth resized to the image size by "
+                "nearest neighbour (logged once per build; other depth maps whose size differs from "
+                "their image's are resized the same way).",
+                path,
+                depth.shape[0],
+                depth.shape[1],
+                hw[0],
+                hw[1],
+            )
+        return validate.resize_nearest(depth, hw)
+
     def _sample_example(self, root: str, row: Row) -> dict:
         image, hw = validate.read_image_bytes(row.camera)
         bv2 = self.builder_config.layout == "bv2"
-        depth = validate.read_depth_mm(row.depth, hw, require_uint16=bv2)
+        depth = self._depth_to_image_size(validate.read_depth_mm(row.depth, bv2), hw, row.depth)
         if bv2:
             audio = validate.read_bv2_wav(row.audio[0])
         else:
@@ -515,11 +339,17 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
                     f"{row.audio[0]} has {left.shape[0]}",
                 )
             audio = np.stack([left, right])
+        try:
+            audio_onset = onset_lib.detect_onset(audio)
+        except onset_lib.NoOnsetError as e:
+            ears = "" if bv2 else f" (and the right ear {row.audio[1]})"
+            raise BadFileError(row.audio[0], f"{e}{ears}: the echo cannot be placed in time") from e
         return {
             "sample_id": row.sample_id,
             "image": image,
             "depth": depth,
             "audio": audio,
+            "audio_onset": np.int32(audio_onset),
             "intrinsics": self._intrinsics(root, row.group, hw),
         }
 
@@ -552,7 +382,7 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
         if table is not None:
             path = os.path.join(root, triple[1].group, POSES_FILE)
             for i, r in enumerate(triple):
-                key = r.stem if r.stem in table else _bv1_stem(r.camera)
+                key = r.stem if r.stem in table else bv1_stem(r.camera)
                 if key not in table:
                     raise BadFileError(path, f"no pose for frame {r.stem}")
                 poses[i] = validate.parse_json_matrix(path, table[key], (4, 4))

@@ -101,6 +101,8 @@ def main(argv):
         sys.exit(f"tfds_batvision.build: bad BatVision input: {e}")
     sizes = {k: v.num_examples for k, v in builder.info.splits.items()}
     print(f"Built batvision/{f.config} in {builder.data_dir}: {sizes}")
+    for split, summary in builder.onset_stats.items():
+        print(f"  {split} echo onsets: {summary}")
     if builder.skipped:
         print(f"Skipped {len(builder.skipped)} bad sample(s):")
         for path, why in builder.skipped:

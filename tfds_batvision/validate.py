@@ -121,36 +121,55 @@ def _load_npy(path) -> np.ndarray:
     return arr
 
 
-def read_depth_mm(
-    path: str | os.PathLike, expected_hw: tuple[int, int] | None, require_uint16: bool
-) -> np.ndarray:
-    """Reads a depth ``.npy`` in millimetres -> float32 [H, W] metres, invalid (0, NaN, inf, <0) = 0.
+def _is_real_number(dtype: np.dtype) -> bool:
+    """Integer or floating dtype (not bool, complex, string or object)."""
+    return np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
 
-    ``require_uint16``: BV2 stores uint16 mm; BV1 stores floats that may hold NaN/inf/negatives.
-    ``expected_hw``: the camera image's (H, W); depth must be registered to it.
+
+def read_depth_mm(path: str | os.PathLike, require_uint16: bool) -> np.ndarray:
+    """Reads a depth ``.npy`` in millimetres [h, w] -> float32 metres [h, w], invalid = 0.
+
+    Invalid: 0, NaN, -inf, negatives and +inf. The official BV1 loader maps +inf to its 12 m cap
+    (a side effect of ``nan_to_num``); here +inf is 0 too. AVS-Net's valid mask is
+    ``0 < gt < max_depth``, so a pixel at the cap is invalid either way, and 0 says "no
+    measurement" explicitly (docs/reference.md, "Depth units and caps").
+    ``require_uint16``: BV2 stores uint16 mm; BV1 stores any numeric dtype.
+    The shape is the file's; the builder fits it to the image (``resize_nearest``).
     """
     arr = _load_npy(path)
     if require_uint16 and arr.dtype != np.uint16:
         raise BadFileError(path, f"depth dtype {arr.dtype}, expected uint16 millimetres")
-    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise BadFileError(path, f"depth dtype {arr.dtype} is not numeric")
+    if not _is_real_number(arr.dtype):
+        raise BadFileError(path, f"depth dtype {arr.dtype} is not a real number type")
     if arr.ndim != 2:
         raise BadFileError(path, f"depth has shape {arr.shape}, expected 2-D [H, W]")
-    if expected_hw is not None and tuple(arr.shape) != tuple(expected_hw):
-        raise BadFileError(
-            path,
-            f"depth has shape {arr.shape}, expected {tuple(expected_hw)} (the camera image's H, W)",
-        )
     m = arr.astype(np.float64) / MM_PER_M
     m[~np.isfinite(m) | (m < 0)] = 0.0
     return m.astype(np.float32)
 
 
+def resize_nearest(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of [h, w] to [H, W]: every output value is one of the inputs.
+
+    Source index floor((i + 0.5) * in / out), the input pixel whose area holds the output pixel's
+    centre: the input pipeline's rule (docs/reference.md, "Depth units and caps"); bilinear would
+    blend invalid zeros into valid depth.
+    """
+    h, w = hw
+    rows = np.minimum(((np.arange(h) + 0.5) * x.shape[0] / h).astype(np.int64), x.shape[0] - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * x.shape[1] / w).astype(np.int64), x.shape[1] - 1)
+    return x[rows[:, None], cols[None, :]]
+
+
 def read_ear_npy(path: str | os.PathLike) -> np.ndarray:
-    """Reads one BV1 ear waveform ``.npy``: 1-D float -> float32 [T]."""
+    """Reads one BV1 ear waveform ``.npy``: 1-D of any real dtype -> float32 [T].
+
+    Integers are cast, not rescaled (int16 1000 -> 1000.0), as the official loader does: it
+    casts whatever it finds to float32. Complex or non-numeric dtypes are an error.
+    """
     arr = _load_npy(path)
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise BadFileError(path, f"audio dtype {arr.dtype}, expected a float waveform")
+    if not _is_real_number(arr.dtype):
+        raise BadFileError(path, f"audio dtype {arr.dtype}, expected a real-valued waveform")
     if arr.ndim != 1:
         raise BadFileError(
             path, f"audio has shape {arr.shape}, expected one channel [T] per ear file"
@@ -159,19 +178,33 @@ def read_ear_npy(path: str | os.PathLike) -> np.ndarray:
 
 
 def read_image_bytes(path: str | os.PathLike) -> tuple[bytes, tuple[int, int]]:
-    """Reads an encoded camera image (JPEG/PNG), decodes it fully to check it; -> (bytes, (H, W))."""
+    """Reads an encoded camera image (JPEG/PNG), decodes it fully to check it; -> (bytes, (H, W)).
+
+    An RGB image keeps its file's bytes. Any other 8-bit mode (RGBA, greyscale L, palette P, LA,
+    CMYK, ...) is converted to RGB and re-encoded as lossless PNG, so the stored images are
+    always RGB: one format downstream, and alpha is dropped here, explicitly, rather than left to
+    whichever decoder reads it (some composite it on black). 16-bit and float images (modes I;16,
+    I, F) are an error: Pillow would clip them to 255 rather than scale them.
+    """
     data = _read_nonempty(path)
     try:
         with PIL.Image.open(io.BytesIO(data)) as im:
             fmt, mode = im.format, im.mode
             im.load()  # raises on truncated data (PIL.ImageFile.LOAD_TRUNCATED_IMAGES is False)
             w, h = im.size
+            if fmt in ("JPEG", "PNG") and mode != "RGB" and not mode.startswith(("I", "F")):
+                buf = io.BytesIO()
+                im.convert("RGB").save(buf, format="PNG")
+                data = buf.getvalue()
     except Exception as e:
         raise BadFileError(path, f"truncated or corrupt image ({type(e).__name__}: {e})") from e
     if fmt not in ("JPEG", "PNG"):
         raise BadFileError(path, f"image format {fmt}, expected JPEG or PNG")
-    if mode != "RGB":
-        raise BadFileError(path, f"image mode {mode}, expected RGB (3 channels)")
+    if mode.startswith(("I", "F")):
+        raise BadFileError(
+            path,
+            f"image mode {mode} (16-bit or float), expected 8-bit RGB or a mode convertible to it",
+        )
     return data, (h, w)
 
 
@@ -199,14 +232,28 @@ def read_csv_text(path: str | os.PathLike) -> str:
 
 
 def require_columns(
-    csv_path: str | os.PathLike, header: list[str] | None, required: tuple[str, ...]
+    csv_path: str | os.PathLike,
+    header: list[str] | None,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
 ) -> None:
-    """Raises if the CSV header lacks a required column."""
+    """Raises if the CSV header lacks a required column or repeats a column that is read.
+
+    Other columns may be absent, extra or in any order.
+    """
     if header is None:
         raise BadFileError(csv_path, "CSV is empty (no header line)")
     missing = [c for c in required if c not in header]
     if missing:
-        raise BadFileError(csv_path, f"CSV lacks column(s) {missing}; header is {header}")
+        raise BadFileError(
+            csv_path,
+            f"CSV lacks column(s) {missing}; header is {header} (columns read: {list(required)})",
+        )
+    twice = [c for c in (*required, *optional) if header.count(c) > 1]
+    if twice:
+        raise BadFileError(
+            csv_path, f"CSV has column(s) {twice} more than once; header is {header}"
+        )
 
 
 def parse_json_matrix(path, value: Any, shape: tuple[int, ...]) -> np.ndarray:
