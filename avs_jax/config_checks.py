@@ -10,6 +10,7 @@ import ml_collections
 from avs_jax.errors import InputError
 
 MODES = ("train", "evaluate", "quickstart")
+ALIGN_MODES = ("onset", "off")  # config.data.stft.align (avs_jax/data/config.py)
 
 
 class ConfigError(InputError, ValueError):
@@ -47,6 +48,16 @@ def check_common(config: ml_collections.ConfigDict) -> None:
         if "max_depth" in data:
             _require(data.max_depth > 0, f"config.data.max_depth must be > 0, got {data.max_depth}")
         _check_path(config, "data.manual_dir")
+        if "stft" in data and "align" in data.stft:
+            _require(
+                data.stft.align in ALIGN_MODES,
+                f"config.data.stft.align must be one of {ALIGN_MODES}, got {data.stft.align!r}",
+            )
+            onset = data.stft.get("onset", 0)
+            _require(
+                isinstance(onset, int) and onset >= 0,
+                f"config.data.stft.onset must be an integer >= 0 (a sample index), got {onset!r}",
+            )
     if "min_depth" in config and config.mode == "evaluate":
         # Predictions are clipped to it before log(pred): 0 would make RMSE log infinite.
         _require(config.min_depth > 0, f"config.min_depth must be > 0, got {config.min_depth}")

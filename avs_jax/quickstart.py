@@ -98,6 +98,7 @@ def _simulate(config, root: str, layout: str, seed: int) -> bool:
         step_m=s.get("step_m"),
         max_turn_deg=s.get("max_turn_deg"),
         window_prob=s.get("window_prob"),
+        onset_jitter=s.get("onset_jitter"),
         **split,
     )
     _check_settings(done, _sim_settings(config, layout, seed))

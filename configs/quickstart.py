@@ -35,6 +35,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             max_room=30.0,
             global_scale=True,
             supersample=1,
+            onset_jitter=32,  # recorders' lead-in varies: the onset alignment must undo it
         )
     )
     # BV1-like: 26 offices up to 12 m, 100-frame sequences; 10 / 2 / 14 rooms so that BV1 test
@@ -50,6 +51,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             global_scale=True,
             supersample=1,
             split_fractions=(10, 2, 14),
+            onset_jitter=32,  # around BV1's real 980-sample lead-in (BV2: 287)
             step_m=scene_lib.STEP_M,  # the simulator's rig motion per frame
             max_turn_deg=float(np.degrees(scene_lib.MAX_TURN_RAD)),
         )

@@ -43,6 +43,20 @@ def test_impossible_values_name_the_field(field, value, message):
         validate(_config(**{field: value}))
 
 
+@pytest.mark.parametrize(
+    "stft,message",
+    [
+        ({"align": "first"}, r"config.data.stft.align must be one of \('onset', 'off'\)"),
+        ({"align": "onset", "onset": -5}, "config.data.stft.onset must be an integer >= 0"),
+        ({"align": "onset", "onset": 287.5}, "config.data.stft.onset must be an integer >= 0"),
+    ],
+)
+def test_onset_alignment_settings_name_the_field(stft, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(_config(stft=ml_collections.ConfigDict(stft)))
+    validate(_config(stft=ml_collections.ConfigDict({"align": "off", "onset": 287})))
+
+
 def test_evaluation_min_depth_must_be_positive():
     from avs_jax.config_files import load_config
 

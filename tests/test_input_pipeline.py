@@ -12,6 +12,7 @@ from avs_jax.data import audio, transforms
 from avs_jax.data import input_pipeline as ip
 from avs_jax.data.config import default_data_config
 from avs_jax.errors import BadInputError
+from tfds_batvision import onset
 from tfds_batvision.build import build_dataset
 
 SMALL = (16, 32)
@@ -43,7 +44,7 @@ def triples_builder(tmp_path_factory):
         d / "root",
         {"s": [10 + 0.1 * i for i in range(41)]},
         hw=(12, 20),
-        samples=16,
+        samples=256,
         poses=True,
         intrinsics={"fx": 10.0, "fy": 11.0, "cx": 9.5, "cy": 5.5, "width": 20, "height": 12},
     )
@@ -125,11 +126,32 @@ def test_train_batches_values(bv2_builder):
         np.testing.assert_array_equal(
             b["depth"][i], transforms.resize_nearest(transforms.cap_depth(ex["depth"], 30.0), SMALL)
         )
+        aligned = onset.align_to_onset(ex["audio"], ex["audio_onset"], onset.CANONICAL_ONSET)
         np.testing.assert_allclose(
-            b["echo"][i], audio.echo_features(ex["audio"], SMALL, 30.0), rtol=1e-5, atol=1e-6
+            b["echo"][i], audio.echo_features(aligned, SMALL, 30.0), rtol=1e-5, atol=1e-6
         )
     assert set(b) == {"image", "echo", "depth"}
     assert b["image"].shape == (2, 16, 32, 3) and 0 <= b["image"].min() <= b["image"].max() <= 1
+
+
+def test_echo_moves_to_the_canonical_onset_and_off_is_the_raw_cut(bv2_builder):
+    ex = bv2_builder.as_data_source("train")[0]
+    assert ex["audio_onset"] == onset.detect_onset(ex["audio"])
+    assert ex["audio_onset"] < 200  # the fixture's chirp: 87+ samples before BV2's 287
+    stft = _cfg("bv2").stft.to_dict()
+    assert (stft["align"], stft["onset"]) == ("onset", 287)  # on by default, BV2's onset
+    on = transforms.DecodeSample(SMALL, 30.0, stft).map(ex)["echo"]
+    off = transforms.DecodeSample(SMALL, 30.0, dict(stft, align="off")).map(ex)["echo"]
+    # Aligned: the chirp preceded by 287 - onset zeros, so the cut ends that much earlier.
+    lead = np.zeros((2, 287 - int(ex["audio_onset"])), np.float32)
+    shifted = np.concatenate([lead, ex["audio"]], axis=1)
+    np.testing.assert_allclose(on, audio.echo_features(shifted, SMALL, 30.0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(off, audio.echo_features(ex["audio"], SMALL, 30.0), rtol=1e-5)
+    assert not np.allclose(on, off, atol=1e-3)
+    without = {k: v for k, v in ex.items() if k != "audio_onset"}
+    with pytest.raises(BadInputError, match="has no audio_onset.*align='off'"):
+        transforms.DecodeSample(SMALL, 30.0, stft).map(without)
+    transforms.DecodeSample(SMALL, 30.0, dict(stft, align="off")).map(without)  # not needed
 
 
 def test_resume_is_exact_with_state_and_orbax(bv2_builder, tmp_path):

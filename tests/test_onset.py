@@ -193,3 +193,46 @@ def test_outliers_are_named():
     assert "51 recordings" in onset.onset_summary(onsets) and "max 980" in onset.onset_summary(
         onsets
     )
+
+
+def _write_wav(path, x: np.ndarray) -> None:
+    sf.write(path, np.round(x.T * 2.0**31).astype(np.int32), FS, subtype="PCM_32")
+
+
+def test_builder_stores_each_onset_logs_the_split_and_names_outliers(tmp_path, caplog):
+    import batvision_fixture as fx
+
+    from tfds_batvision.build import build_dataset
+
+    root = fx.write_bv2(tmp_path / "bv2", {"L": {"train": 6}}, hw=(8, 16), frames=4000)
+    # Recordings of one rig: chirp at 287 +- a few samples; one recorder started 500 late.
+    arrivals = [287, 290, 285, 288, 787, 286]
+    for i, a in enumerate(arrivals):
+        _write_wav(root / "L" / "audio" / f"audio_{i}.wav", _wall_echo(2.0 + i, a, 4000, 1e-3, i))
+    with caplog.at_level("INFO"):
+        builder = build_dataset("bv2", root, tmp_path / "data")
+    src = builder.as_data_source("train")
+    got = {ex["sample_id"].decode(): int(ex["audio_onset"]) for ex in src}
+    for i, a in enumerate(arrivals):
+        assert LATE[0] <= got[f"L/{i}"] - a <= LATE[1]
+    assert "6 recordings" in builder.onset_stats["train"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    outlier = [w for w in warnings if "from the split's median onset" in w]
+    assert len(outlier) == 1 and "1 recording(s)" in outlier[0] and "L/4 at 78" in outlier[0]
+
+
+def test_a_recording_without_a_chirp_is_a_bad_file(tmp_path):
+    import batvision_fixture as fx
+
+    from tfds_batvision.build import build_dataset
+    from tfds_batvision.validate import BadFileError
+
+    root = fx.write_bv2(tmp_path / "bv2", {"L": {"train": 3}}, hw=(8, 16), frames=2000)
+    silent = root / "L" / "audio" / "audio_1.wav"
+    _write_wav(silent, np.random.default_rng(0).normal(0, 1e-3, (2, 2000)))
+    with pytest.raises(BadFileError, match="no chirp stands out of the noise") as err:
+        build_dataset("bv2", root, tmp_path / "data")
+    assert err.value.path == str(silent)
+    builder = build_dataset("bv2", root, tmp_path / "data2", skip_bad=True)
+    assert builder.info.splits["train"].num_examples == 2
+    assert [p for p, _ in builder.skipped] == [str(silent)]

@@ -34,8 +34,12 @@ CANONICAL_ONSET = 287
 REL_THRESHOLD = 0.1
 # A crossing counts when at least RUN_MIN of the RUN_LENGTH samples from it reach the threshold.
 RUN_LENGTH, RUN_MIN = 8, 4
-# The threshold never goes below this many noise floors (median of the envelope): in a noisy
-# recording the onset is then late by a sample or two rather than triggered by noise.
+# Noise floor: this percentile of the envelope. Real recordings are mostly lead-in and decaying
+# echoes, so their quietest tenth is noise (a median would be the reverberant tail in a short
+# BV1 recording of a live room).
+FLOOR_PERCENTILE = 10
+# The threshold never goes below this many noise floors: in a noisy recording the onset is then
+# late by a sample or two rather than triggered by noise.
 NOISE_FACTOR = 5.0
 # A recording whose peak is less than this many noise floors holds no chirp to find.
 MIN_PEAK_TO_FLOOR = 10.0
@@ -65,7 +69,7 @@ def detect_onset(audio: np.ndarray) -> int:
     """
     e = envelope(audio)
     peak = float(e.max())
-    floor = float(np.median(e))
+    floor = float(np.percentile(e, FLOOR_PERCENTILE))
     if not np.isfinite(peak) or peak <= 0 or peak < MIN_PEAK_TO_FLOOR * floor:
         raise NoOnsetError(
             f"no chirp stands out of the noise: peak {peak:.3g}, noise floor {floor:.3g} "

@@ -1,9 +1,10 @@
 """Decoding and augmentation of BatVision examples, as grain transforms.
 
 `DecodeSample` / `DecodeTriple` turn a TFDS example into arrays (JPEG with Pillow, depth cap,
-BatVision's echo STFT, resizes); `ZoeDepthAugment` and `MonodepthAugment` are the papers'
-random augmentations; `PadBatch`, `PaddedBatches` and `CachedMapDataset` serve evaluation and
-the decoded-example cache. Every transform is a top-level class so that workers can pickle it.
+the echo moved to the canonical chirp onset, BatVision's echo STFT, resizes); `ZoeDepthAugment`
+and `MonodepthAugment` are the papers' random augmentations; `PadBatch`, `PaddedBatches` and
+`CachedMapDataset` serve evaluation and the decoded-example cache. Every transform is a top-level
+class so that workers can pickle it.
 """
 
 from __future__ import annotations
@@ -16,297 +17,339 @@ import numpy as np
 import PIL.Image
 
 from avs_jax.data import audio
-# One definition of K under resizing, shared with the builder (which scales a file's K to its images).
-from tfds_batvision.intrinsics import resize_intrinsics
+from avs_jax.errors import BadInputError
 
+# Shared with the builder: K under resizing, and where each recording's chirp arrives.
+from tfds_batvision.intrinsics import resize_intrinsics
+from tfds_batvision.onset import CANONICAL_ONSET, align_to_onset
 
 # -- array helpers ---------------------------------------------------------------------------------
 
+
 def cap_depth(depth: np.ndarray, max_depth: float) -> np.ndarray:
-  """Depth [..] metres with invalid -> 0: non-finite, negative, and >= max_depth (valid = d > 0)."""
-  d = np.asarray(depth, np.float32)
-  bad = ~np.isfinite(d) | (d < 0) | (d >= max_depth)
-  return np.where(bad, np.float32(0), d)
+    """Depth [..] metres with invalid -> 0: non-finite, negative, and >= max_depth (valid = d > 0)."""
+    d = np.asarray(depth, np.float32)
+    bad = ~np.isfinite(d) | (d < 0) | (d >= max_depth)
+    return np.where(bad, np.float32(0), d)
 
 
 def resize_nearest(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-  """Nearest-neighbour resize of [H, W, ...] to ``size``: every output is one of the inputs.
+    """Nearest-neighbour resize of [H, W, ...] to ``size``: every output is one of the inputs.
 
-  Source index floor((i + 0.5) * in / out), i.e. the input pixel whose area holds the output
-  pixel's centre (no blending of invalid zeros into valid depth, docs/reference.md).
-  """
-  h, w = size
-  rows = np.minimum(((np.arange(h) + 0.5) * x.shape[0] / h).astype(np.int64), x.shape[0] - 1)
-  cols = np.minimum(((np.arange(w) + 0.5) * x.shape[1] / w).astype(np.int64), x.shape[1] - 1)
-  return x[rows[:, None], cols[None, :]]
+    Source index floor((i + 0.5) * in / out), i.e. the input pixel whose area holds the output
+    pixel's centre (no blending of invalid zeros into valid depth, docs/reference.md).
+    """
+    h, w = size
+    rows = np.minimum(((np.arange(h) + 0.5) * x.shape[0] / h).astype(np.int64), x.shape[0] - 1)
+    cols = np.minimum(((np.arange(w) + 0.5) * x.shape[1] / w).astype(np.int64), x.shape[1] - 1)
+    return x[rows[:, None], cols[None, :]]
 
 
 def decode_image(data: bytes, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-  """Encoded JPEG/PNG -> (float32 [H, W, 3] in [0, 1] resized bilinearly to ``size``, native (H0, W0)).
+    """Encoded JPEG/PNG -> (float32 [H, W, 3] in [0, 1] resized bilinearly to ``size``, native (H0, W0)).
 
-  JPEG is decoded at a reduced DCT scale when that still covers ``size`` (Pillow's draft mode),
-  which makes decoding 1280x720 frames for 256x512 inputs several times cheaper.
-  """
-  h, w = size
-  with PIL.Image.open(io.BytesIO(data)) as im:
-    native = (im.size[1], im.size[0])
-    im.draft("RGB", (w, h))
-    im = im.convert("RGB")
-    if im.size != (w, h):
-      im = im.resize((w, h), PIL.Image.BILINEAR)
-    arr = np.asarray(im, np.float32)
-  return arr * np.float32(1.0 / 255.0), native
+    JPEG is decoded at a reduced DCT scale when that still covers ``size`` (Pillow's draft mode),
+    which makes decoding 1280x720 frames for 256x512 inputs several times cheaper.
+    """
+    h, w = size
+    with PIL.Image.open(io.BytesIO(data)) as im:
+        native = (im.size[1], im.size[0])
+        im.draft("RGB", (w, h))
+        im = im.convert("RGB")
+        if im.size != (w, h):
+            im = im.resize((w, h), PIL.Image.BILINEAR)
+        arr = np.asarray(im, np.float32)
+    return arr * np.float32(1.0 / 255.0), native
 
 
 def _rotate(x: np.ndarray, angle_deg: float, resample: int) -> np.ndarray:
-  """Rotates [H, W] or [H, W, C] float32 about the centre, filling uncovered pixels with 0."""
-  if x.ndim == 2:
-    return np.asarray(PIL.Image.fromarray(x, mode="F").rotate(angle_deg, resample=resample))
-  return np.stack([_rotate(np.ascontiguousarray(x[..., c]), angle_deg, resample)
-                   for c in range(x.shape[-1])], axis=-1)
+    """Rotates [H, W] or [H, W, C] float32 about the centre, filling uncovered pixels with 0."""
+    if x.ndim == 2:
+        return np.asarray(PIL.Image.fromarray(x, mode="F").rotate(angle_deg, resample=resample))
+    return np.stack(
+        [_rotate(np.ascontiguousarray(x[..., c]), angle_deg, resample) for c in range(x.shape[-1])],
+        axis=-1,
+    )
 
 
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as torchvision
 
 
 def _shift_hue(rgb: np.ndarray, hue: float) -> np.ndarray:
-  """Rotates the HSV hue of float32 [..., 3] in [0, 1] by ``hue`` turns (torchvision's HSV).
+    """Rotates the HSV hue of float32 [..., 3] in [0, 1] by ``hue`` turns (torchvision's HSV).
 
-  Straight from RGB to RGB without materialising H, S, V: h6 is the hue in sixths of a turn (the
-  largest channel decides the sector, r before g on ties, as torchvision), and each output channel
-  is ``v - c * clip(min(k, 4 - k), 0, 1)`` with ``k = (n + h6) mod 6``, n = 5, 3, 1 for r, g, b
-  (the branch-free HSV -> RGB). Planar float32 throughout: 3.4x faster than the HSV round trip
-  with ``np.choose`` it replaces on a 192x640 triple, the same values to 1e-6.
-  """
-  r, g, b = np.ascontiguousarray(np.moveaxis(rgb, -1, 0), dtype=np.float32)
-  v = np.maximum(np.maximum(r, g), b)
-  c = v - np.minimum(np.minimum(r, g), b)
-  is_r, is_g = v == r, v == g
-  h6 = np.where(is_r, g - b, np.where(is_g, b - r, r - g)) / np.where(c > 0, c, np.float32(1))
-  h6 += np.where(is_r, np.float32(6 * hue),
-                 np.where(is_g, np.float32(2 + 6 * hue), np.float32(4 + 6 * hue)))
-  out = np.empty((3,) + v.shape, np.float32)
-  for channel, n in enumerate((5, 3, 1)):
-    k = h6 + np.float32(n)
-    k %= np.float32(6)
-    np.minimum(k, np.float32(4) - k, out=k)
-    np.clip(k, 0, 1, out=k)
-    k *= c
-    np.subtract(v, k, out=out[channel])
-  return np.moveaxis(out, 0, -1)
+    Straight from RGB to RGB without materialising H, S, V: h6 is the hue in sixths of a turn (the
+    largest channel decides the sector, r before g on ties, as torchvision), and each output channel
+    is ``v - c * clip(min(k, 4 - k), 0, 1)`` with ``k = (n + h6) mod 6``, n = 5, 3, 1 for r, g, b
+    (the branch-free HSV -> RGB). Planar float32 throughout: 3.4x faster than the HSV round trip
+    with ``np.choose`` it replaces on a 192x640 triple, the same values to 1e-6.
+    """
+    r, g, b = np.ascontiguousarray(np.moveaxis(rgb, -1, 0), dtype=np.float32)
+    v = np.maximum(np.maximum(r, g), b)
+    c = v - np.minimum(np.minimum(r, g), b)
+    is_r, is_g = v == r, v == g
+    h6 = np.where(is_r, g - b, np.where(is_g, b - r, r - g)) / np.where(c > 0, c, np.float32(1))
+    h6 += np.where(
+        is_r, np.float32(6 * hue), np.where(is_g, np.float32(2 + 6 * hue), np.float32(4 + 6 * hue))
+    )
+    out = np.empty((3,) + v.shape, np.float32)
+    for channel, n in enumerate((5, 3, 1)):
+        k = h6 + np.float32(n)
+        k %= np.float32(6)
+        np.minimum(k, np.float32(4) - k, out=k)
+        np.clip(k, 0, 1, out=k)
+        k *= c
+        np.subtract(v, k, out=out[channel])
+    return np.moveaxis(out, 0, -1)
 
 
-def color_jitter(frames: np.ndarray, brightness: float, contrast: float, saturation: float,
-                 hue: float, order: Sequence[int]) -> np.ndarray:
-  """torchvision-style ColorJitter with given factors on [..., H, W, 3] in [0, 1].
+def color_jitter(
+    frames: np.ndarray,
+    brightness: float,
+    contrast: float,
+    saturation: float,
+    hue: float,
+    order: Sequence[int],
+) -> np.ndarray:
+    """torchvision-style ColorJitter with given factors on [..., H, W, 3] in [0, 1].
 
-  brightness: x*b; contrast: blend with the image's mean grey level; saturation: blend with the
-  per-pixel grey; hue: shift in HSV by ``hue`` turns. ``order`` permutes the 4 ops (0..3).
-  The same factors for every frame of a triple (Monodepth2).
-  """
-  x = frames.astype(np.float32)
-  for op in order:
-    if op == 0:
-      x = np.clip(x * brightness, 0, 1)
-    elif op == 1:
-      mean = (x @ _GRAY).mean(axis=(-2, -1), keepdims=True)[..., None]
-      x = np.clip(contrast * x + (1 - contrast) * mean, 0, 1)
-    elif op == 2:
-      gray = (x @ _GRAY)[..., None]
-      x = np.clip(saturation * x + (1 - saturation) * gray, 0, 1)
-    else:
-      x = _shift_hue(x, hue)
-  return np.ascontiguousarray(x)
+    brightness: x*b; contrast: blend with the image's mean grey level; saturation: blend with the
+    per-pixel grey; hue: shift in HSV by ``hue`` turns. ``order`` permutes the 4 ops (0..3).
+    The same factors for every frame of a triple (Monodepth2).
+    """
+    x = frames.astype(np.float32)
+    for op in order:
+        if op == 0:
+            x = np.clip(x * brightness, 0, 1)
+        elif op == 1:
+            mean = (x @ _GRAY).mean(axis=(-2, -1), keepdims=True)[..., None]
+            x = np.clip(contrast * x + (1 - contrast) * mean, 0, 1)
+        elif op == 2:
+            gray = (x @ _GRAY)[..., None]
+            x = np.clip(saturation * x + (1 - saturation) * gray, 0, 1)
+        else:
+            x = _shift_hue(x, hue)
+    return np.ascontiguousarray(x)
 
 
 # -- grain transforms (top level: picklable for worker processes) --------------------------------
 
+
 class DecodeSample(grain.transforms.Map):
-  """Record of bv1/bv2 -> {image, echo, depth} at ``image_size`` (+ depth_full, sample_id for eval)."""
+    """Record of bv1/bv2 -> {image, echo, depth} at ``image_size`` (+ depth_full, sample_id for eval)."""
 
-  def __init__(self, image_size, max_depth: float, stft: dict, eval_mode: bool = False):
-    self.size = tuple(image_size)
-    self.max_depth = float(max_depth)
-    self.stft = dict(stft)
-    self.eval_mode = eval_mode
+    def __init__(self, image_size, max_depth: float, stft: dict, eval_mode: bool = False):
+        self.size = tuple(image_size)
+        self.max_depth = float(max_depth)
+        self.stft = dict(stft)
+        self.eval_mode = eval_mode
 
-  def map(self, ex: dict[str, Any]) -> dict[str, np.ndarray]:
-    image, _ = decode_image(ex["image"], self.size)
-    s = self.stft
-    echo = audio.echo_features(
-        np.asarray(ex["audio"], np.float32), self.size,
-        (s.get("max_depth") or self.max_depth) if s["cut_to_max_depth"] else None,
-        s["n_fft"], s["win_length"], s["hop_length"], s["sample_rate"])
-    out = {"image": image, "echo": echo.astype(np.float32)}
-    if self.eval_mode:
-      out["depth_full"] = cap_depth(ex["depth"], self.max_depth)
-      out["depth"] = resize_nearest(out["depth_full"], self.size)
-      out["sample_id"] = _as_str(ex["sample_id"])
-    else:
-      # Nearest resize only picks values, so capping after it is the same and 7x cheaper.
-      out["depth"] = cap_depth(resize_nearest(ex["depth"], self.size), self.max_depth)
-    return out
+    def map(self, ex: dict[str, Any]) -> dict[str, np.ndarray]:
+        image, _ = decode_image(ex["image"], self.size)
+        s = self.stft
+        wave = np.asarray(ex["audio"], np.float32)
+        if s.get("align", "onset") == "onset":
+            if "audio_onset" not in ex:
+                raise BadInputError(
+                    f"example {_as_str(ex.get('sample_id', '?'))} has no audio_onset: the dataset "
+                    "was built before onset alignment; rebuild it (python -m tfds_batvision.build "
+                    "... --overwrite) or set config.data.stft.align='off'"
+                )
+            wave = align_to_onset(wave, int(ex["audio_onset"]), s.get("onset", CANONICAL_ONSET))
+        echo = audio.echo_features(
+            wave,
+            self.size,
+            (s.get("max_depth") or self.max_depth) if s["cut_to_max_depth"] else None,
+            s["n_fft"],
+            s["win_length"],
+            s["hop_length"],
+            s["sample_rate"],
+        )
+        out = {"image": image, "echo": echo.astype(np.float32)}
+        if self.eval_mode:
+            out["depth_full"] = cap_depth(ex["depth"], self.max_depth)
+            out["depth"] = resize_nearest(out["depth_full"], self.size)
+            out["sample_id"] = _as_str(ex["sample_id"])
+        else:
+            # Nearest resize only picks values, so capping after it is the same and 7x cheaper.
+            out["depth"] = cap_depth(resize_nearest(ex["depth"], self.size), self.max_depth)
+        return out
 
 
 class DecodeTriple(grain.transforms.Map):
-  """Record of bv1_triples -> {frames, frames_aug, intrinsics, poses, has_pose} at ``image_size``."""
+    """Record of bv1_triples -> {frames, frames_aug, intrinsics, poses, has_pose} at ``image_size``."""
 
-  def __init__(self, image_size, eval_mode: bool = False):
-    self.size = tuple(image_size)
-    self.eval_mode = eval_mode
+    def __init__(self, image_size, eval_mode: bool = False):
+        self.size = tuple(image_size)
+        self.eval_mode = eval_mode
 
-  def map(self, ex: dict[str, Any]) -> dict[str, np.ndarray]:
-    decoded = [decode_image(b, self.size) for b in ex["images"]]
-    frames = np.stack([d[0] for d in decoded])
-    out = {"frames": frames, "frames_aug": frames,
-           "intrinsics": resize_intrinsics(ex["intrinsics"], decoded[0][1], self.size),
-           "poses": np.asarray(ex["poses"], np.float32),
-           "has_pose": np.asarray(ex["has_pose"], np.bool_)}
-    if self.eval_mode:
-      out["sample_id"] = _as_str(ex["sample_id"])
-    return out
+    def map(self, ex: dict[str, Any]) -> dict[str, np.ndarray]:
+        decoded = [decode_image(b, self.size) for b in ex["images"]]
+        frames = np.stack([d[0] for d in decoded])
+        out = {
+            "frames": frames,
+            "frames_aug": frames,
+            "intrinsics": resize_intrinsics(ex["intrinsics"], decoded[0][1], self.size),
+            "poses": np.asarray(ex["poses"], np.float32),
+            "has_pose": np.asarray(ex["has_pose"], np.bool_),
+        }
+        if self.eval_mode:
+            out["sample_id"] = _as_str(ex["sample_id"])
+        return out
 
 
 class ZoeDepthAugment(grain.transforms.RandomMap):
-  """Stage-1 augmentation (ZoeDepth): rotation, flip (swaps ears), gamma/brightness/colour."""
+    """Stage-1 augmentation (ZoeDepth): rotation, flip (swaps ears), gamma/brightness/colour."""
 
-  def __init__(self, aug: dict):
-    self.aug = dict(aug)
+    def __init__(self, aug: dict):
+        self.aug = dict(aug)
 
-  def random_map(self, ex: dict[str, np.ndarray], rng: np.random.Generator):
-    a = self.aug
-    image, depth, echo = ex["image"], ex["depth"], ex["echo"]
-    if rng.random() < a["flip_p"]:
-      image, depth = image[:, ::-1], depth[:, ::-1]
-      # Mirroring the scene puts the left ear's sound in the right ear.
-      echo = echo[..., ::-1]
-    angle = rng.uniform(-a["rotation_deg"], a["rotation_deg"])
-    if a["rotation_deg"] > 0:
-      image = _rotate(np.ascontiguousarray(image), angle, PIL.Image.BILINEAR)
-      depth = _rotate(np.ascontiguousarray(depth), angle, PIL.Image.NEAREST)
-    if rng.random() < a["color_p"]:
-      gamma = rng.uniform(*a["gamma"])
-      bright = rng.uniform(*a["brightness"])
-      colour = rng.uniform(*a["colour"], size=3).astype(np.float32)
-      image = np.clip(np.power(image, gamma) * bright * colour, 0, 1).astype(np.float32)
-    return {**ex, "image": np.ascontiguousarray(image, np.float32),
-            "depth": np.ascontiguousarray(depth), "echo": np.ascontiguousarray(echo)}
+    def random_map(self, ex: dict[str, np.ndarray], rng: np.random.Generator):
+        a = self.aug
+        image, depth, echo = ex["image"], ex["depth"], ex["echo"]
+        if rng.random() < a["flip_p"]:
+            image, depth = image[:, ::-1], depth[:, ::-1]
+            # Mirroring the scene puts the left ear's sound in the right ear.
+            echo = echo[..., ::-1]
+        angle = rng.uniform(-a["rotation_deg"], a["rotation_deg"])
+        if a["rotation_deg"] > 0:
+            image = _rotate(np.ascontiguousarray(image), angle, PIL.Image.BILINEAR)
+            depth = _rotate(np.ascontiguousarray(depth), angle, PIL.Image.NEAREST)
+        if rng.random() < a["color_p"]:
+            gamma = rng.uniform(*a["gamma"])
+            bright = rng.uniform(*a["brightness"])
+            colour = rng.uniform(*a["colour"], size=3).astype(np.float32)
+            image = np.clip(np.power(image, gamma) * bright * colour, 0, 1).astype(np.float32)
+        return {
+            **ex,
+            "image": np.ascontiguousarray(image, np.float32),
+            "depth": np.ascontiguousarray(depth),
+            "echo": np.ascontiguousarray(echo),
+        }
 
 
 class MonodepthAugment(grain.transforms.RandomMap):
-  """Triples augmentation (Monodepth2): colour jitter on frames_aug, one flip for all frames."""
+    """Triples augmentation (Monodepth2): colour jitter on frames_aug, one flip for all frames."""
 
-  def __init__(self, aug: dict):
-    self.aug = dict(aug)
+    def __init__(self, aug: dict):
+        self.aug = dict(aug)
 
-  def random_map(self, ex: dict[str, np.ndarray], rng: np.random.Generator):
-    a = self.aug
-    frames, frames_aug = ex["frames"], ex["frames_aug"]
-    k, poses = ex["intrinsics"], ex["poses"]
-    if rng.random() < a["jitter_p"]:
-      frames_aug = color_jitter(
-          frames, rng.uniform(*a["jitter_brightness"]), rng.uniform(*a["jitter_contrast"]),
-          rng.uniform(*a["jitter_saturation"]), rng.uniform(-a["jitter_hue"], a["jitter_hue"]),
-          rng.permutation(4))
-    if rng.random() < a["flip_p"]:
-      frames, frames_aug = frames[:, :, ::-1], frames_aug[:, :, ::-1]
-      width = frames.shape[2]
-      k = np.array(k, copy=True)
-      k[0, 2] = width - 1 - k[0, 2]  # u -> W - 1 - u
-      mirror = np.diag(np.array([-1, 1, 1, 1], np.float32))
-      poses = mirror @ poses @ mirror  # the mirrored world's camera-to-world transforms
-    return {**ex, "frames": np.ascontiguousarray(frames),
+    def random_map(self, ex: dict[str, np.ndarray], rng: np.random.Generator):
+        a = self.aug
+        frames, frames_aug = ex["frames"], ex["frames_aug"]
+        k, poses = ex["intrinsics"], ex["poses"]
+        if rng.random() < a["jitter_p"]:
+            frames_aug = color_jitter(
+                frames,
+                rng.uniform(*a["jitter_brightness"]),
+                rng.uniform(*a["jitter_contrast"]),
+                rng.uniform(*a["jitter_saturation"]),
+                rng.uniform(-a["jitter_hue"], a["jitter_hue"]),
+                rng.permutation(4),
+            )
+        if rng.random() < a["flip_p"]:
+            frames, frames_aug = frames[:, :, ::-1], frames_aug[:, :, ::-1]
+            width = frames.shape[2]
+            k = np.array(k, copy=True)
+            k[0, 2] = width - 1 - k[0, 2]  # u -> W - 1 - u
+            mirror = np.diag(np.array([-1, 1, 1, 1], np.float32))
+            poses = mirror @ poses @ mirror  # the mirrored world's camera-to-world transforms
+        return {
+            **ex,
+            "frames": np.ascontiguousarray(frames),
             "frames_aug": np.ascontiguousarray(frames_aug, np.float32),
-            "intrinsics": k.astype(np.float32), "poses": poses.astype(np.float32)}
+            "intrinsics": k.astype(np.float32),
+            "poses": poses.astype(np.float32),
+        }
 
 
 class PadBatch:
-  """Stacks a list of examples into a batch of ``batch_size`` rows, zero-padding a short last one.
+    """Stacks a list of examples into a batch of ``batch_size`` rows, zero-padding a short last one.
 
-  Adds ``valid_example`` (bool [B]); padded sample ids are ''. Evaluation keeps every example.
-  """
+    Adds ``valid_example`` (bool [B]); padded sample ids are ''. Evaluation keeps every example.
+    """
 
-  def __init__(self, batch_size: int):
-    self.batch_size = batch_size
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
 
-  def __call__(self, examples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    n = len(examples)
-    out = {}
-    for key in examples[0]:
-      vals = np.stack([np.asarray(e[key]) for e in examples])
-      if n < self.batch_size:
-        pad = np.zeros((self.batch_size - n,) + vals.shape[1:], vals.dtype)
-        vals = np.concatenate([vals, pad])
-      out[key] = vals
-    out["valid_example"] = np.arange(self.batch_size) < n
-    return out
+    def __call__(self, examples: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        n = len(examples)
+        out = {}
+        for key in examples[0]:
+            vals = np.stack([np.asarray(e[key]) for e in examples])
+            if n < self.batch_size:
+                pad = np.zeros((self.batch_size - n,) + vals.shape[1:], vals.dtype)
+                vals = np.concatenate([vals, pad])
+            out[key] = vals
+        out["valid_example"] = np.arange(self.batch_size) < n
+        return out
 
 
 class PaddedBatches(grain.MapDataset):
-  """``parent``'s batches, then all-padding batches (``valid_example`` False) up to ``length``.
+    """``parent``'s batches, then all-padding batches (``valid_example`` False) up to ``length``.
 
-  In a multi-host run every host must run as many validation steps as the others (each step is
-  one computation over all hosts' devices), but striding a split of n examples over hosts leaves
-  some hosts one example short, which can be one batch fewer: that host would stop while the
-  others wait for it.
-  """
+    In a multi-host run every host must run as many validation steps as the others (each step is
+    one computation over all hosts' devices), but striding a split of n examples over hosts leaves
+    some hosts one example short, which can be one batch fewer: that host would stop while the
+    others wait for it.
+    """
 
-  def __init__(self, parent: grain.MapDataset, length: int):
-    super().__init__(parent)
-    self._length = length
-    self._padding = None  # built once, from the shapes of the first batch
+    def __init__(self, parent: grain.MapDataset, length: int):
+        super().__init__(parent)
+        self._length = length
+        self._padding = None  # built once, from the shapes of the first batch
 
-  def __len__(self) -> int:
-    return self._length
+    def __len__(self) -> int:
+        return self._length
 
-  def __getitem__(self, index):
-    if isinstance(index, slice):
-      return self.slice(index)
-    if index < len(self._parent):
-      return self._parent[index]
-    if self._padding is None:  # PadBatch's padding rows, a whole batch of them
-      self._padding = {k: np.zeros_like(v) for k, v in self._parent[0].items()}
-      for value in self._padding.values():  # shared by every padding batch: read-only
-        value.flags.writeable = False
-    return self._padding
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        if index < len(self._parent):
+            return self._parent[index]
+        if self._padding is None:  # PadBatch's padding rows, a whole batch of them
+            self._padding = {k: np.zeros_like(v) for k, v in self._parent[0].items()}
+            for value in self._padding.values():  # shared by every padding batch: read-only
+                value.flags.writeable = False
+        return self._padding
 
-  def __str__(self) -> str:
-    return f"PaddedBatches(parent={self._parent}, length={self._length})"
+    def __str__(self) -> str:
+        return f"PaddedBatches(parent={self._parent}, length={self._length})"
 
 
 class CachedMapDataset(grain.MapDataset):
-  """Keeps each element of ``parent`` after its first read: later epochs skip the decode.
+    """Keeps each element of ``parent`` after its first read: later epochs skip the decode.
 
-  For datasets that fit in memory (the quickstart's: ~200 kB a decoded 64x128 sample); every
-  process (and every ``mp_prefetch`` worker) holds its own copy of the elements it reads. The
-  arrays are stored read-only, so a transform that wrote into its input in place would raise
-  instead of changing what the next epoch sees. Deterministic transforms only (a Map, not a
-  RandomMap): the cached element must be what a fresh read would give.
-  """
+    For datasets that fit in memory (the quickstart's: ~200 kB a decoded 64x128 sample); every
+    process (and every ``mp_prefetch`` worker) holds its own copy of the elements it reads. The
+    arrays are stored read-only, so a transform that wrote into its input in place would raise
+    instead of changing what the next epoch sees. Deterministic transforms only (a Map, not a
+    RandomMap): the cached element must be what a fresh read would give.
+    """
 
-  def __init__(self, parent: grain.MapDataset):
-    super().__init__(parent)
-    self._cache: dict[int, Any] = {}
+    def __init__(self, parent: grain.MapDataset):
+        super().__init__(parent)
+        self._cache: dict[int, Any] = {}
 
-  def __len__(self) -> int:
-    return len(self._parent)
+    def __len__(self) -> int:
+        return len(self._parent)
 
-  def __getitem__(self, index):
-    if isinstance(index, slice):
-      return self.slice(index)
-    # grain's shuffle and repeat ask for index + epoch * len (sources read it modulo len).
-    key = index % len(self._parent)
-    if key not in self._cache:  # threads may race to fill a slot: both compute the same
-      element = self._parent[key]
-      for value in element.values():
-        if isinstance(value, np.ndarray):
-          value.flags.writeable = False
-      self._cache[key] = element
-    return self._cache[key]
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.slice(index)
+        # grain's shuffle and repeat ask for index + epoch * len (sources read it modulo len).
+        key = index % len(self._parent)
+        if key not in self._cache:  # threads may race to fill a slot: both compute the same
+            element = self._parent[key]
+            for value in element.values():
+                if isinstance(value, np.ndarray):
+                    value.flags.writeable = False
+            self._cache[key] = element
+        return self._cache[key]
 
-  def __str__(self) -> str:
-    return f"CachedMapDataset(parent={self._parent})"
+    def __str__(self) -> str:
+        return f"CachedMapDataset(parent={self._parent})"
 
 
 def _as_str(x) -> str:
-  return x.decode() if isinstance(x, (bytes, np.bytes_)) else str(x)
+    return x.decode() if isinstance(x, (bytes, np.bytes_)) else str(x)
