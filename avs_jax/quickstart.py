@@ -7,7 +7,8 @@ an interrupted run continues: the training stages resume from their checkpoints)
   2. build batvision/{bv2, bv1, bv1_triples}                workdir/data/tfds
   3. train AVS-Net (rgb_echoes), Only-RGB (rgb), DepthNet    workdir/{avsnet_rgb_echoes,...}
   4. evaluate: Tables 1 and 2, figures                      workdir/tables.{json,md}, figures/
-  5. print the tables and one line per claim of the paper, saying whether it holds.
+  5. print the tables and one line per claim of the paper, saying whether it holds
+     (workdir/claims.json), and put all of it on one page    workdir/report.html
 
 What is reused must have been made with the same settings: each simulated root's `.complete`
 marker and each run's `quickstart_settings.json` record them, and a rerun whose config differs
@@ -263,5 +264,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f,
             indent=2,
         )
+    # evaluate() wrote the page without the claims, which only the quickstart computes.
+    from avs_jax.evaluation.report import write_report
+
+    evaluated = {**ev.stage1.to_dict(), **ev.relative.to_dict()}
+    page = write_report(
+        workdir,
+        tables["table1"],
+        tables["table2"],
+        claims=results,
+        runs={name: path for name, path in evaluated.items() if path},
+    )
     print(f"quickstart finished in {seconds / 60:.1f} min; results in {workdir}", flush=True)
+    print(f"open {page} in a browser to read them", flush=True)
     return {"tables": tables, "claims": results, "seconds": seconds}

@@ -9,9 +9,9 @@ For each dataset of `config.datasets` (test split, ground truth at its native re
   stage-1 model's M_p with median (eq. 3) and mean-std scaling, plus the unscaled row and the
   ground-truth-median oracle.
 
-Writes `tables.json`, `tables.md` and `figures/*.png` into the workdir; with `config.export`,
-also `export/scales.csv` (per-sample scale factors) and `export/<model>/<source>/<id>.npy`
-(metric depth maps) for use in other code.
+Writes `tables.json`, `tables.md`, `figures/*.png` and `report.html` (all of them on one page)
+into the workdir; with `config.export`, also `export/scales.csv` (per-sample scale factors) and
+`export/<model>/<source>/<id>.npy` (metric depth maps) for use in other code.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from absl import logging
 
 from avs_jax.data import datasets, input_pipeline, transforms
 from avs_jax.errors import BadInputError, MissingInputError
-from avs_jax.evaluation import external, figures, gradcam, tables
+from avs_jax.evaluation import external, figures, gradcam, report, tables
 from avs_jax.evaluation.checkpoints import load_run
 from avs_jax.evaluation.scaled_eval import ScalingEvaluator
 from avs_jax.metrics import resize_to, valid_mask
@@ -225,7 +225,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     cams = []
     if config.gradcam.num_samples and {"rgb_echoes", "rgb"} <= set(stage1):
         cams = _gradcam_figures(config, figdir, loaded, stage1)
-    logging.info("wrote %s and %s", json_path, md_path)
+    # Last, so that it shows every figure; the quickstart rewrites it with its claims.
+    report_path = report.write_report(workdir, table1, table2, runs=origins)
+    logging.info("wrote %s, %s and %s", json_path, md_path, report_path)
     return {"table1": table1, "table2": table2, "missing": missing, "gradcam": cams}
 
 

@@ -1,4 +1,4 @@
-"""Table 1 and Table 2 of the paper as JSON and Markdown.
+"""Table 1 and Table 2 of the paper as JSON and Markdown (and, as the same cells, in report.html).
 
 JSON layout (a stable interface for scripts):
 
@@ -62,42 +62,44 @@ def _best(rows: list[dict[str, Any]]) -> dict[str, float]:
     return best
 
 
-def _row(label: list[str], m: dict[str, Any], best: dict[str, float]) -> str:
-    cells = []
+Cell = tuple[str, bool]  # the text shown, and whether it is bold (the best of its block)
+TABLE1_TITLE = "Table 1. Pseudo-dense metric depth M_p (stage 1, trained on BV2)."
+TABLE2_TITLE = "Table 2. Relative depth made metric by scaling (stage 2)."
+TABLE1_LABELS = ("Dataset", "Model")
+TABLE2_LABELS = ("Dataset", "Model", "Scaling", "Method")
+
+
+def header(labels: tuple[str, ...]) -> list[str]:
+    """A table's column titles: its row labels, the metric columns, the image count."""
+    return list(labels) + list(COLUMNS) + ["images"]
+
+
+def _cells(label: list[str], m: dict[str, Any], best: dict[str, float]) -> list[Cell]:
+    cells = [(s, False) for s in label]
     for k in METRIC_NAMES:
         v = m.get(k)
         if not _present(v):
             # Missing; NaN/inf (which write_tables refuses) shown as what it is, never bold.
-            cells.append("–" if v is None else str(v))
+            cells.append(("–" if v is None else str(v), False))
             continue
         s = f"{v:.3f}"
-        cells.append(f"**{s}**" if k in best and f"{best[k]:.3f}" == s else s)
-    return "| " + " | ".join(label + cells + [str(m.get("n_images", 0))]) + " |"
+        cells.append((s, k in best and f"{best[k]:.3f}" == s))
+    return cells + [(str(m.get("n_images", 0)), False)]
 
 
-def table1_markdown(table1: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """Table 1: pseudo-dense metric depth M_p of each stage-1 variant, best per dataset bold."""
-    lines = [
-        "**Table 1.** Pseudo-dense metric depth M_p (stage 1, trained on BV2).",
-        "",
-        "| Dataset | Model | " + " | ".join(COLUMNS) + " | images |",
-        "|---" * (len(COLUMNS) + 3) + "|",
-    ]
+def table1_rows(table1: dict[str, dict[str, dict[str, Any]]]) -> list[list[Cell]]:
+    """Table 1's rows (columns as `header(TABLE1_LABELS)`), the best of each dataset bold."""
+    rows = []
     for ds, variants in table1.items():
         best = _best(list(variants.values()))
         for v, m in variants.items():
-            lines.append(_row([DATASET_NAMES.get(ds, ds), VARIANT_NAMES.get(v, v)], m, best))
-    return "\n".join(lines) + "\n"
+            rows.append(_cells([DATASET_NAMES.get(ds, ds), VARIANT_NAMES.get(v, v)], m, best))
+    return rows
 
 
-def table2_markdown(table2: dict[str, Any]) -> str:
-    """Table 2: relative models × scale source × method; best of each model's block bold."""
-    lines = [
-        "**Table 2.** Relative depth made metric by scaling (stage 2).",
-        "",
-        "| Dataset | Model | Scaling | Method | " + " | ".join(COLUMNS) + " | images |",
-        "|---" * (len(COLUMNS) + 5) + "|",
-    ]
+def table2_rows(table2: dict[str, Any]) -> list[list[Cell]]:
+    """Table 2's rows (columns as `header(TABLE2_LABELS)`), the best of each model's block bold."""
+    out = []
     for ds, models in table2.items():
         for model, sources in models.items():
             rows = [(s, meth, m) for s, methods in sources.items() for meth, m in methods.items()]
@@ -110,8 +112,32 @@ def table2_markdown(table2: dict[str, Any]) -> str:
                     SOURCE_NAMES.get(s, s),
                     METHOD_NAMES.get(meth, meth),
                 ]
-                lines.append(_row(label, m, best if s != "gt" else {}))
+                out.append(_cells(label, m, best if s != "gt" else {}))
+    return out
+
+
+def _markdown(title: str, labels: tuple[str, ...], rows: list[list[Cell]]) -> str:
+    number, caption = title.split(". ", 1)
+    cols = header(labels)
+    lines = [
+        f"**{number}.** {caption}",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|---" * len(cols) + "|",
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(f"**{t}**" if bold else t for t, bold in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def table1_markdown(table1: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Table 1: pseudo-dense metric depth M_p of each stage-1 variant, best per dataset bold."""
+    return _markdown(TABLE1_TITLE, TABLE1_LABELS, table1_rows(table1))
+
+
+def table2_markdown(table2: dict[str, Any]) -> str:
+    """Table 2: relative models × scale source × method; best of each model's block bold."""
+    return _markdown(TABLE2_TITLE, TABLE2_LABELS, table2_rows(table2))
 
 
 def write_tables(workdir: str, table1: dict, table2: dict) -> tuple[str, str]:
