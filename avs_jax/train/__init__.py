@@ -23,6 +23,7 @@ Modules (one idea each)
 - `distributed.py`: `jax.distributed.initialize()` for several hosts.
 - `interrupts.py`: SIGTERM / Ctrl-C as a flag the loop checks; `TrainingInterrupted`.
 - `metric_writers.py`: TensorBoard events (tensorboardX) and `metrics.jsonl`.
+- `summaries.py`: the TensorBoard images of a few fixed validation samples at each validation.
 - `loop.py`: `train_and_evaluate(config, workdir, task, train_iter_fn, eval_iter_fn)`.
 - `tasks.py`: the `Task` protocol and `make_task(config)`; `avsnet_task.py` (stage 1) and
   `relative_task.py` (the relative stage) implement it; `run.py` wires a stage's data to the
@@ -31,7 +32,8 @@ Modules (one idea each)
 The Task protocol
 -----------------
 A stage supplies a `Task` (avs_jax/train/tasks.py: `init_variables`, `loss_and_metrics`,
-`param_labels`, `eval_metrics`; all but `param_labels` run inside `jax.jit`).
+`param_labels`, `eval_metrics`; all but `param_labels` run inside `jax.jit`), optionally
+`summary_images` (host side: the panels TensorBoard shows at each validation).
 
 Running a stage
 ---------------

@@ -1,8 +1,9 @@
 """The stage-1 task (paper Sec. 3.3.1): AVS-Net trained with SILog on BV2, for the train core.
 
 Implements the train-core task protocol (init_variables, loss_and_metrics, param_labels,
-eval_metrics) plus `predict` for evaluation. Batches: `image` [B, H, W, 3] in [0, 1], `echo`
-[B, H, W, 2] (ignored by the "rgb" variant), `depth` [B, H, W] metres with 0 = invalid.
+eval_metrics) plus `predict` for evaluation and `summary_images` for TensorBoard. Batches:
+`image` [B, H, W, 3] in [0, 1], `echo` [B, H, W, 2] (ignored by the "rgb" variant), `depth`
+[B, H, W] metres with 0 = invalid.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import traverse_util
 
 from avs_jax.losses.silog import silog_loss
 from avs_jax.metrics import batch_means
 from avs_jax.models.avsnet import AVSNet, validate_model_config
 from avs_jax.models.layers import resize_bilinear
+from avs_jax.train.summaries import depth_panels
 from avs_jax.train.tasks import WEIGHT_PREFIX
 
 Array = jax.Array
@@ -47,6 +50,7 @@ class AVSNetTask:
         loss = config.get("loss", None)
         self.silog_alpha = float(loss.silog_alpha) if loss is not None else 10.0
         self.silog_beta = float(loss.silog_beta) if loss is not None else 0.15
+        self._summary_depth = jax.jit(self._depth_at, static_argnums=3)
 
     def _echo(self, batch: dict) -> Array | None:
         return batch["echo"] if self.uses_echo else None
@@ -98,6 +102,28 @@ class AVSNetTask:
         return self.model.apply(variables, image, echo if self.uses_echo else None, train=False)[
             "metric_depth"
         ]
+
+    def _depth_at(
+        self, variables: dict, image: Array, echo: Array | None, size: tuple[int, int]
+    ) -> Array:
+        """Metric depth [B, *size] resized as `eval_metrics` resizes it."""
+        pred = self.predict(variables, image, echo).astype(jnp.float32)
+        return resize_bilinear(pred, size, align_corners=True)[..., 0]
+
+    def summary_images(self, variables: dict, batch: dict) -> dict[str, np.ndarray]:
+        """{"depth": uint8 [N, 2H, 2W, 3]}: per sample RGB | echo STFT over ground truth |
+        prediction (avs_jax/train/summaries.py `depth_panels`), on the host.
+
+        batch: host arrays `image` [N, H, W, 3], `echo` [N, H, W, 2], `depth` [N, H, W].
+        """
+        gt = np.asarray(batch["depth"], np.float32)
+        echo = self._echo(batch)
+        pred = self._summary_depth(variables, batch["image"], echo, tuple(gt.shape[1:3]))
+        return {
+            "depth": depth_panels(
+                batch["image"], gt, np.asarray(pred), echo, self.model_config.max_depth
+            )
+        }
 
     def eval_metrics(self, params: Any, model_state: dict, batch: dict) -> dict[str, Array]:
         """SILog and the tables' metrics (avs_jax/metrics.py) against batch["depth"].

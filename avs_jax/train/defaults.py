@@ -65,6 +65,9 @@ def default_train_config(stage: str) -> ml_collections.ConfigDict:
     t.checkpoint_every = -1  # steps between extra checkpoints; <= 0: only after validations
     t.stop_at_step = -1  # > 0: stop (with a checkpoint) once this step is reached, as a preemption
     t.progress_bar = True
+    # Validation samples shown in TensorBoard at each validation (0: none); few, so that
+    # rendering them stays milliseconds and the event files small (Monodepth2 logs 4).
+    t.num_summary_images = 4
 
     k = c.checkpoint = ml_collections.ConfigDict()
     k.keep = 2  # latest checkpoints kept (plus the best one)

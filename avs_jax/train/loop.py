@@ -1,7 +1,9 @@
 """The train loop shared by both stages: `train_and_evaluate(config, workdir, task, ...)`.
 
 It knows nothing about the stage: the task brings the model, the loss and the metrics, the
-config every number. See the package docstring (`avs_jax.train`) for the Task protocol.
+config every number. See the package docstring (`avs_jax.train`) for the Task protocol. Each
+validation also writes TensorBoard images of `config.train.num_summary_images` fixed validation
+samples when the task renders them (its optional `summary_images`; avs_jax/train/summaries.py).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from avs_jax.train.optimizer import create_learning_rate_fn, create_optimizer
 from avs_jax.train.pretrained import load_pretrained, pretrained_sources
 from avs_jax.train.state import TrainState, create_train_state, data_mesh, init_variables
 from avs_jax.train.step import make_eval_step, make_train_step, put_batch
+from avs_jax.train.summaries import ValidationImages
 from avs_jax.train.tasks import WEIGHT_PREFIX, Task
 from avs_jax.workdir_lock import workdir_lock
 
@@ -195,6 +198,7 @@ def _train_locked(
     # Records past the restored step are of steps that run again now (the kill came after them,
     # before their checkpoint): dropped, so that metrics.jsonl holds each step once.
     writer = MetricWriter(workdir, enabled=lead, purge_after=step)
+    images = ValidationImages(task, cfg.num_summary_images, enabled=lead)
     history: list[dict] = []
     eval_history: list[dict] = []
     buffer: list[tuple[int, int, Any]] = []  # (step, batch size, device metrics)
@@ -280,9 +284,10 @@ def _train_locked(
                 eval_now = (step % cfg.eval_every == 0) if cfg.eval_every > 0 else (step % spe == 0)
                 if (eval_now or step == num_steps) and eval_iter_fn is not None:
                     flush()
-                    results = evaluate(p_eval_step, state, eval_iter_fn(), mesh)
+                    results = evaluate(p_eval_step, state, images.watch(eval_iter_fn()), mesh)
                     eval_history.append(dict(results, step=step))
                     writer.write_scalars(step, results, "eval")
+                    writer.write_images(step, images.render(state), "eval")
                     writer.flush()
                     logging.info("step %d validation: %s", step, results)
                     save(results)

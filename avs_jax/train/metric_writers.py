@@ -1,4 +1,9 @@
-"""Metric sinks of the train loop: TensorBoard event files and a JSON-lines file in the workdir."""
+"""Metric sinks of the train loop: TensorBoard event files and a JSON-lines file in the workdir.
+
+`tensorboard --logdir runs/` (the workdirs' folder; pip install tensorboard, which the package
+itself does not need) shows the scalars and, under IMAGES, the panels of a few fixed validation
+samples written at each validation (`write_images`; avs_jax/train/summaries.py renders them).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,12 @@ import math
 import os
 from typing import Mapping
 
+import numpy as np
+
 
 class MetricWriter:
-    """Writes scalar metrics to `workdir/tensorboard` (tensorboardX) and `workdir/metrics.jsonl`.
+    """Writes scalar metrics to `workdir/tensorboard` (tensorboardX) and `workdir/metrics.jsonl`,
+    and validation images to `workdir/tensorboard`.
 
     Each jsonl line is `{"step": int, "split": "train"|"eval", <name>: float, ...}`. Only the
     writing process (process 0 on several hosts) writes; others get a disabled writer.
@@ -56,6 +64,20 @@ class MetricWriter:
             if self._tb is not None:
                 self._tb.add_scalar(f"{split}/{name}", value, int(step))
         self._jsonl.write(json.dumps(record) + "\n")
+
+    def write_images(self, step: int, images: Mapping[str, np.ndarray], split: str = "eval"):
+        """Writes each image of `images` (name -> uint8 [N, H, W, 3]) at `step` to TensorBoard,
+        sample i under the tag `split/name/i` (jsonl gets none).
+
+        One tag per sample, as Monodepth2 logs `disp_0/j`: tensorboardX's `add_images` would
+        tile the N images into one row of N wide panels, and TensorBoard's step slider on a
+        sample's own card compares that sample across validations.
+        """
+        if self._tb is None:
+            return
+        for name, batch in images.items():
+            for i, image in enumerate(np.asarray(batch, np.uint8)):
+                self._tb.add_image(f"{split}/{name}/{i}", image, int(step), dataformats="HWC")
 
     def flush(self):
         if self._jsonl is not None:

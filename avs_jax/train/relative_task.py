@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import linen as nn
 
 from avs_jax import geometry
@@ -33,6 +34,7 @@ from avs_jax.metrics import batch_means
 from avs_jax.models.layers import resize_bilinear
 from avs_jax.models.relative_model import build_depth_net, build_pose_net
 from avs_jax.scaling import scale_factor_median
+from avs_jax.train.summaries import disparity_panels
 from avs_jax.train.tasks import WEIGHT_PREFIX
 
 Array = jax.Array
@@ -202,6 +204,7 @@ class RelativeDepthTask:
         # The evaluation's depth cap (the pipeline already zeroes depth beyond it).
         self.eval_max_depth = float(config.data.max_depth) if "data" in config else float("inf")
         self.model = RelativeDepthModel(build_depth_net(config.model), build_pose_net(config.model))
+        self._summary_disparity = jax.jit(self._disparity)
 
     # -- protocol ---------------------------------------------------------------------------
 
@@ -295,3 +298,20 @@ class RelativeDepthTask:
             disp[..., 0], self.loss_config.min_depth, self.loss_config.max_depth
         )
         return depth
+
+    def _disparity(self, variables: dict[str, PyTree], image: Array) -> Array:
+        """Scale-0 disparity `[B, H, W]` (the sigmoid output) of images `[B, H, W, 3]`."""
+        disps = self.model.apply(
+            variables, jnp.asarray(image, jnp.float32), False, method=RelativeDepthModel.depth
+        )
+        return disps[0][..., 0].astype(jnp.float32)
+
+    def summary_images(
+        self, variables: dict[str, PyTree], batch: dict[str, Any]
+    ) -> dict[str, np.ndarray]:
+        """{"disparity": uint8 [N, 2H, W, 3]}: per sample the centre frame over its disparity
+        (avs_jax/train/summaries.py `disparity_panels`), on the host; batch: host `frames`
+        [N, 3, H, W, 3]."""
+        image = np.asarray(batch["frames"])[:, 1]
+        disp = np.asarray(self._summary_disparity(variables, image))
+        return {"disparity": disparity_panels(image, disp)}

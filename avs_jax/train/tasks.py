@@ -36,6 +36,12 @@ class Task(Protocol):
     reach the task); the float entries named in `config.train.cast_batch_keys` arrive already
     cast to `config.train.compute_dtype`, which is also the dtype the task gives its model;
     params, optimizer state, gradients, targets and losses stay float32.
+
+    Optional, outside the protocol (a task without it shows no images): `summary_images(
+    variables, batch) -> {name: uint8 [N, H, W, 3]}`, called on the host of process 0 at each
+    validation with the state's variables and the same N validation samples (host numpy arrays);
+    it jits its own prediction and renders with avs_jax/train/summaries.py. TensorBoard shows
+    sample i under `eval/<name>/<i>`.
     """
 
     def init_variables(self, rng: jax.Array, batch: Batch) -> Variables:
