@@ -45,19 +45,32 @@ def load_prediction(folder: str, sample_id: str) -> np.ndarray:
             f"{os.path.join(folder, sample_id + '.npy')}); set --config.allow_missing=True to "
             "evaluate the others"
         )
+    return read_prediction_file(path)
+
+
+def read_prediction_file(path: str) -> np.ndarray:
+    """`[h, w]` float32 prediction read from the `.npy` file `path`; PredictionError if it is
+    unreadable or malformed, or if a value is NaN, inf or <= 0."""
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user error
         raise PredictionError(f"{path}: not a readable .npy file ({e})") from e
+    return check_prediction(arr, path)
+
+
+def check_prediction(arr: np.ndarray, where: str) -> np.ndarray:
+    """`arr` as a `[h, w]` float32 map (`[h, w, 1]` and `[1, h, w]` squeezed); PredictionError
+    naming `where` (its file) unless it is 2-D real numbers, finite and > 0 everywhere."""
+    arr = np.asarray(arr)
     shape = arr.shape
     arr = np.squeeze(arr)
     if arr.ndim != 2 or min(arr.shape) < 2:
         raise PredictionError(
-            f"{path}: expected a 2-D depth/disparity map [h, w], got shape {shape}"
+            f"{where}: expected a 2-D depth/disparity map [h, w], got shape {shape}"
         )
     # Real numbers only: a complex map would lose its imaginary part silently in the cast.
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise PredictionError(f"{path}: expected real numbers, got dtype {arr.dtype}")
+        raise PredictionError(f"{where}: expected real numbers, got dtype {arr.dtype}")
     with np.errstate(over="ignore"):  # a float64 beyond float32's range: inf, counted below
         arr = arr.astype(np.float32)
     counts = {
@@ -68,7 +81,7 @@ def load_prediction(folder: str, sample_id: str) -> np.ndarray:
     bad = [f"{n} {what}" for what, n in counts.items() if n]
     if bad:
         raise PredictionError(
-            f"{path}: {', '.join(bad)} of its {arr.size} values; a depth or "
+            f"{where}: {', '.join(bad)} of its {arr.size} values; a depth or "
             "disparity prediction must be finite and > 0 at every pixel"
         )
     return arr

@@ -1,4 +1,5 @@
-"""Figures as PNG: depth panels like the paper's Fig. 5 and Grad-CAM panels like Fig. 6."""
+"""Figures as PNG: depth panels like the paper's Fig. 5, Grad-CAM panels like Fig. 6, and one
+metric depth map with its colour bar (`python -m avs_jax.predict`)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,22 @@ def depth_panel(
         fig.colorbar(eim, ax=err_axes, label="abs. error [m]", shrink=0.9)
     fig.suptitle(sample_id, fontsize=9)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def depth_map_png(path: str, depth: np.ndarray, title: str, max_depth: float) -> str:
+    """One metric depth map `[H, W]` as a PNG: DEPTH_CMAP with a colour bar in metres, from 0 to
+    `depth_vmax(depth, max_depth)` (the map's own range, as the depth panels' scale)."""
+    h, w = depth.shape
+    width = min(max(w / 100.0, 4.0), 12.0)  # about one figure pixel per map pixel, within reason
+    fig, ax = plt.subplots(figsize=(width + 1.4, width * h / w + 0.5), constrained_layout=True)
+    im = ax.imshow(depth, cmap=DEPTH_CMAP, vmin=0, vmax=depth_vmax(depth, max_depth))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="depth [m]", shrink=0.9)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
