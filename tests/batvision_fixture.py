@@ -17,6 +17,10 @@ import numpy as np
 import PIL.Image
 import soundfile as sf
 
+# The real BatVision V2 recording of the team's test data (../shared/data, beside the repository).
+REAL_BV2_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "batvision_v2_sample"
+REAL_BV2_WAV = REAL_BV2_ROOT / "unknown_location" / "audio" / "audio_47.wav"
+
 BV2_HEADER = [
     "index",
     "time",

@@ -1,22 +1,13 @@
 """Tests of the BatVision echo STFT against librosa and of the bilinear resize."""
 
-from pathlib import Path
-
+import batvision_fixture as fx
 import librosa
 import numpy as np
 import soundfile as sf
 
 from avs_jax.data import audio
 
-SAMPLE = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "data"
-    / "batvision_v2_sample"
-    / "unknown_location"
-    / "audio"
-    / "audio_47.wav"
-)
+SAMPLE = fx.REAL_BV2_WAV
 
 
 def _librosa_mag(x):

@@ -9,8 +9,8 @@ recording's lead-in: BV1 (chirp at 980) read with BV2's cut then sees the same r
 
 import csv
 import os
-from pathlib import Path
 
+import batvision_fixture as fx
 import numpy as np
 import pytest
 import soundfile as sf
@@ -19,15 +19,7 @@ from avs_jax.data import audio
 from tfds_batvision import onset, simulate
 from tfds_batvision.sim import acoustics
 
-SAMPLE_WAV = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "data"
-    / "batvision_v2_sample"
-    / "unknown_location"
-    / "audio"
-    / "audio_47.wav"
-)
+SAMPLE_WAV = fx.REAL_BV2_WAV
 FS = acoustics.SAMPLE_RATE
 C = acoustics.SPEED_OF_SOUND
 HALF_SPACING = acoustics.MIC_SPACING_M / 2
@@ -200,8 +192,6 @@ def _write_wav(path, x: np.ndarray) -> None:
 
 
 def test_builder_stores_each_onset_logs_the_split_and_names_outliers(tmp_path, caplog):
-    import batvision_fixture as fx
-
     from tfds_batvision.build import build_dataset
 
     root = fx.write_bv2(tmp_path / "bv2", {"L": {"train": 6}}, hw=(8, 16), frames=4000)
@@ -222,8 +212,6 @@ def test_builder_stores_each_onset_logs_the_split_and_names_outliers(tmp_path, c
 
 
 def test_a_recording_without_a_chirp_is_a_bad_file(tmp_path):
-    import batvision_fixture as fx
-
     from tfds_batvision.build import build_dataset
     from tfds_batvision.validate import BadFileError
 

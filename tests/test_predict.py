@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import batvision_fixture as fx
 import jax
 import numpy as np
 import PIL.Image
@@ -37,7 +38,7 @@ from tfds_batvision.sim import acoustics
 from tfds_batvision.validate import read_bv2_wav
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT.parent / "shared" / "data" / "batvision_v2_sample" / "unknown_location"
+SAMPLE = fx.REAL_BV2_ROOT / "unknown_location"
 SAMPLE_JPEG = SAMPLE / "camera" / "camera_47.jpeg"
 SAMPLE_WAV = SAMPLE / "audio" / "audio_47.wav"
 BATCH = 2

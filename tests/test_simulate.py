@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import batvision_fixture as fx
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -20,7 +21,7 @@ from tfds_batvision.sim import acoustics, geometry
 from tfds_batvision.sim import scene as scene_lib
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_BV2 = REPO.parent / "shared" / "data" / "batvision_v2_sample"
+REAL_BV2 = fx.REAL_BV2_ROOT
 STFT_HOP = 16  # docs/reference.md: BatVision STFT hop length.
 
 

@@ -18,7 +18,7 @@ from tfds_batvision import batvision, csv_index
 from tfds_batvision.build import build_dataset
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO.parent / "shared" / "data" / "batvision_v2_sample"
+SAMPLE = fx.REAL_BV2_ROOT
 K_JSON = {"fx": 30.0, "fy": 31.0, "cx": 15.5, "cy": 11.5, "width": 32, "height": 24}
 
 
