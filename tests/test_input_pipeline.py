@@ -117,7 +117,8 @@ def test_rotation_keeps_depth_values_and_colour_bounds():
 
 
 def test_train_batches_values(bv2_builder):
-    cfg = _cfg("bv2", augment=False, shuffle=False)
+    """Host path (device_prep off): decoded, STFT'd and resized here."""
+    cfg = _cfg("bv2", augment=False, shuffle=False, device_prep=False)
     it = ip.create_train_iterator(bv2_builder, cfg, process_index=0, process_count=1)
     b = next(it)
     src = bv2_builder.as_data_source("train")
@@ -132,6 +133,25 @@ def test_train_batches_values(bv2_builder):
         )
     assert set(b) == {"image", "echo", "depth"}
     assert b["image"].shape == (2, 16, 32, 3) and 0 <= b["image"].min() <= b["image"].max() <= 1
+
+
+def test_device_prep_train_batches_are_raw(bv2_builder):
+    """Default stage-1 training batches: uint8 image, the aligned waveform cut to 30 m, depth; no
+    host augmentation (tests/test_device_prep.py checks what the step makes of them)."""
+    cfg = _cfg("bv2", shuffle=False)
+    b = next(ip.create_train_iterator(bv2_builder, cfg, process_index=0, process_count=1))
+    assert set(b) == {"image", "wave", "depth"}
+    assert b["image"].dtype == np.uint8 and b["image"].shape == (2, 16, 32, 3)
+    src = bv2_builder.as_data_source("train")
+    for i in range(2):
+        ex = src[i]
+        image, _ = transforms.decode_image(ex["image"], SMALL)
+        np.testing.assert_array_equal(b["image"][i] * np.float32(1 / 255), image)
+        aligned = onset.align_to_onset(ex["audio"], ex["audio_onset"], onset.CANONICAL_ONSET)
+        np.testing.assert_array_equal(b["wave"][i], audio.cut_or_pad(aligned, 7782))
+        np.testing.assert_array_equal(
+            b["depth"][i], transforms.resize_nearest(transforms.cap_depth(ex["depth"], 30.0), SMALL)
+        )
 
 
 def test_echo_moves_to_the_canonical_onset_and_off_is_the_raw_cut(bv2_builder):
@@ -283,8 +303,9 @@ def test_worker_processes_give_same_batches(bv2_builder):
     it2 = ip.create_train_iterator(bv2_builder, cfg, process_index=0, process_count=1)
     for r in ref:
         got = next(it2)
-        np.testing.assert_array_equal(got["echo"], r["echo"])
-        np.testing.assert_array_equal(got["depth"], r["depth"])
+        assert set(got) == set(r)
+        for k in r:
+            np.testing.assert_array_equal(got[k], r[k])
     it2.close() if hasattr(it2, "close") else None
 
 

@@ -26,7 +26,13 @@ def nominal_intrinsics(width: int, height: int, hfov_deg: float) -> np.ndarray:
 def resize_intrinsics(
     k: np.ndarray, src_hw: tuple[int, int], dst_hw: tuple[int, int]
 ) -> np.ndarray:
-    """K for an image resized from src_hw to dst_hw (pixel centres at integers)."""
+    """K for an image resized from src_hw to dst_hw (pixel centres at integers).
+
+    The same size returns K unchanged: (c + 0.5) * 1 - 0.5 can round in float32, and K stored at
+    a training size must stay what resizing at train time gives.
+    """
+    if tuple(src_hw) == tuple(dst_hw):
+        return np.array(k, np.float32, copy=True)
     sy, sx = dst_hw[0] / src_hw[0], dst_hw[1] / src_hw[1]
     k = np.array(k, np.float32, copy=True)
     k[0, 0] *= sx

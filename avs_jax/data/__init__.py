@@ -4,5 +4,6 @@
 - `datasets.py`: opening the built TFDS datasets (`open_dataset`, `split_size`).
 - `audio.py`: BatVision's echo STFT (the chirp's binaural recording -> [H, W, 2] magnitude).
 - `transforms.py`: decoding and the papers' augmentations as grain transforms.
+- `device_prep.py`: the stage-1 echo STFT and ZoeDepth augmentation in JAX, run in the train step.
 - `input_pipeline.py`: the grain pipelines (train, evaluation) and their checkpointable iterators.
 """

@@ -10,7 +10,8 @@ padding, magnitude (power 1), no log and no normalisation. Channels stay [left, 
 encoder. The input pipeline first moves each recording to the canonical chirp onset
 (``tfds_batvision.onset``), so that the cut counts travel time from the same instant everywhere.
 
-Pure numpy functions: they run inside grain workers, far from any accelerator.
+Pure numpy functions: they run inside grain workers, far from any accelerator. Stage-1
+training computes the same features in the train step by default (`device_prep.py`).
 """
 
 from __future__ import annotations
@@ -92,11 +93,27 @@ def batvision_echo_stft(
     zero-padded to it, so that an STFT column means the same travel time as in training.
     """
     if max_depth is not None:
-        n = echo_cut_length(max_depth, sample_rate)
-        audio = audio[:, :n]
-        if audio.shape[1] < n:
-            audio = np.pad(audio, ((0, 0), (0, n - audio.shape[1])))
+        audio = cut_or_pad(audio, echo_cut_length(max_depth, sample_rate))
     return stft_magnitude(audio, n_fft, win_length, hop_length)
+
+
+def cut_or_pad(audio: np.ndarray, n: int) -> np.ndarray:
+    """[C, T] -> [C, n]: the first ``n`` samples, zero-padded at the end when T < n."""
+    audio = audio[:, :n]
+    return np.pad(audio, ((0, 0), (0, n - audio.shape[1]))) if audio.shape[1] < n else audio
+
+
+def device_wave_length(stft: dict, max_depth: float) -> int:
+    """Samples of the waveforms that the host hands to the train step (config.data.device_prep).
+
+    ``stft``: config.data.stft. With ``cut_to_max_depth``, the cut to the round trip to
+    ``stft["max_depth"] or max_depth`` (BV2: 7782); else ``stft["num_samples"]``, the room
+    given to recordings used whole (BV1's own setting), each zero-padded to it and sent with its
+    own length (docs/reference.md, "Audio preprocessing").
+    """
+    if stft["cut_to_max_depth"]:
+        return echo_cut_length(stft.get("max_depth") or max_depth, stft["sample_rate"])
+    return int(stft["num_samples"])
 
 
 @functools.lru_cache(maxsize=64)

@@ -39,7 +39,15 @@ def default_data_config(name: str) -> ml_collections.ConfigDict:
     # JPEG, STFT and resizes). Only for data that fits: ~200 kB per 64x128 sample, ~1.5 MB at
     # 256x512, per process and per worker.
     c.cache_decoded = False
+    # (H, W) = image_size: read batvision/<name>_<H>x<W>, images stored as pixels at that size by
+    # `tfds_batvision.build --image_size=H,W` (no JPEG decode or resize per epoch); () = full size.
+    c.stored_size = ()
     c.augment = True
+    # Stage 1: the host only decodes (uint8 image, depth, onset-aligned waveform) and the train
+    # step makes the echo STFT and the augmentation on the device, from the step's key: the
+    # host's STFT, resizes and jitter cost more CPU per sample than an accelerator step (issue
+    # 34). False: all of it on the host, as evaluation does. Triples always augment on the host.
+    c.device_prep = True
     c.aug = ml_collections.ConfigDict()
     # ZoeDepth stage-1 augmentation (config_zoedepth.json values).
     c.aug.rotation_deg = 1.0  # uniform in [-1, 1] degrees
@@ -68,4 +76,8 @@ def default_data_config(name: str) -> ml_collections.ConfigDict:
     # cut. docs/reference.md, "Echo onset alignment".
     c.stft.align = "onset"
     c.stft.onset = CANONICAL_ONSET  # BV2's onset, so aligned BV2 keeps the paper's cut
+    # device_prep without the cut: the room each recording (after alignment) is zero-padded to
+    # before it goes to the device with its own length; real BV1 raw_long files hold ~4180
+    # samples (>= 4170), 20000 for BV2. A longer recording is an error naming this setting.
+    c.stft.num_samples = 8192 if name != "bv2" else 20480
     return c

@@ -1,24 +1,34 @@
 """Grain input pipelines for AVS-Net stage 1 (BV2/BV1 samples), the triples stage and evaluation.
 
 Data flow: ``builder.as_data_source(split)`` -> ``grain.MapDataset.source`` -> host
-shard -> map decode (JPEG with Pillow; depth cap; BatVision STFT; resizes: nearest for depth,
-bilinear for RGB and STFT) -> [in-memory cache, ``cache_decoded``] -> shuffle(seed) -> repeat
-(train) -> random_map augment -> batch of ``global_batch / process_count`` -> ``to_iter_dataset``
-with read threads, ``mp_prefetch`` worker processes for training. Every transform is a top-level
-class so that workers can pickle it.
+shard -> map decode (JPEG with Pillow; depth cap; the echo moved to the chirp onset; BatVision STFT;
+resizes: nearest for depth, bilinear for RGB and STFT) -> [in-memory cache, ``cache_decoded``] ->
+shuffle(seed) -> repeat (train) -> random_map augment -> batch of ``global_batch /
+process_count`` -> ``to_iter_dataset`` with read threads, ``mp_prefetch`` worker processes for
+training. Every transform is a top-level class so that workers can pickle it. Stage-1 training
+with ``config.device_prep`` (the default) stops the decode at the waveform and skips the
+augment: the train step makes the STFT and ZoeDepth's augmentation on the device
+(`avs_jax/data/device_prep.py`, called by `avs_jax/train/avsnet_task.py`).
 
 Batches (dict of numpy arrays, NHWC, float32 unless noted):
   stage 1:  image [B, H, W, 3] in [0, 1]; echo [B, H, W, 2] ([left, right] STFT magnitude resized
             to (H, W)); depth [B, H, W] metres, 0 = invalid, values >= max_depth -> 0.
+  stage-1 training with device_prep: image uint8 [B, H, W, 3] (the decoded 8-bit pixels, /255 on
+            the device); wave [B, 2, L] ([left, right] waveform moved to the canonical onset, then
+            cut to the round trip to max_depth and zero-padded to it: L = 7782 for BV2's 30 m;
+            without the cut, zero-padded to L = stft.num_samples, with wave_length int32 [B], each
+            recording's own length); depth as above; never augmented here.
   triples:  frames [B, 3, H, W, 3] in [0, 1] (t-20, t, t+20), un-augmented (the loss uses them);
             frames_aug (same, colour-jittered: the network inputs, Monodepth2); intrinsics
             [B, 3, 3] at (H, W); poses [B, 3, 4, 4] camera-to-world; has_pose bool [B].
   eval:     the above plus sample_id (str [B]), valid_example (bool [B]; padded rows False) and,
-            for samples, depth_full [B, H0, W0] at the native ground-truth resolution.
+            for samples, depth_full [B, H0, W0] at the native ground-truth resolution. Evaluation
+            batches are always made on the host (stage 1: image float32 and echo).
 
 Iterator state: the returned ``grain.DatasetIterator`` supports ``get_state``/``set_state`` and
 orbax's ``grain.checkpoint.CheckpointSave(it)`` / ``CheckpointRestore(it)`` (see
-``checkpoint_args``) for an exact resume: same data order and same augmentation draws.
+``checkpoint_args``) for an exact resume: same data order and same augmentation draws (those
+made on the device come from the step's key, restored with the train state).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ import grain
 import ml_collections
 from absl import flags
 
+from avs_jax.data import datasets
 from avs_jax.data.transforms import (
     CachedMapDataset,
     DecodeSample,
@@ -49,7 +60,7 @@ def _process_info(process_index: int | None, process_count: int | None) -> tuple
     return process_index, process_count
 
 
-def _source(builder_or_source, split: str):
+def _source(builder_or_source, split: str, eval_mode: bool = False):
     if hasattr(builder_or_source, "as_data_source"):
         splits = builder_or_source.info.splits
         if split not in splits:
@@ -57,14 +68,23 @@ def _source(builder_or_source, split: str):
                 f"split {split!r} has no examples in {builder_or_source.data_dir} "
                 f"(its CSVs were empty); available: {sorted(splits)}"
             )
-        return builder_or_source.as_data_source(split)
+        source = builder_or_source.as_data_source(split)
+        # Evaluation scores a training-size dataset against its native-size depth_full.
+        return datasets.eval_source(builder_or_source, source, split) if eval_mode else source
     return builder_or_source
+
+
+def device_prep(config: ml_collections.ConfigDict) -> bool:
+    """Whether stage-1 training batches are raw (image uint8, wave) for the device to prepare."""
+    return bool(config.get("device_prep", False)) and config.name != "bv1_triples"
 
 
 def _decode(config: ml_collections.ConfigDict, eval_mode: bool) -> grain.transforms.Map:
     if config.name == "bv1_triples":
         return DecodeTriple(config.image_size, eval_mode=eval_mode)
-    return DecodeSample(config.image_size, config.max_depth, config.stft.to_dict(), eval_mode)
+    return DecodeSample(
+        config.image_size, config.max_depth, config.stft.to_dict(), eval_mode, device_prep(config)
+    )
 
 
 def host_batch_size(global_batch: int, process_count: int) -> int:
@@ -84,7 +104,8 @@ def make_train_dataset(
     process_index: int | None = None,
     process_count: int | None = None,
 ) -> grain.IterDataset:
-    """Infinite shuffled, augmented training dataset of per-host batches (see module docstring)."""
+    """Infinite shuffled training dataset of per-host batches (see module docstring), augmented
+    here unless the train step augments them (stage 1 with `config.device_prep`)."""
     pi, pc = _process_info(process_index, process_count)
     ds = grain.MapDataset.source(_source(builder_or_source, split))[pi::pc]
     # Decode before the shuffle: a per-element Map, so the same elements in the same order as
@@ -95,7 +116,7 @@ def make_train_dataset(
     if config.shuffle:
         ds = ds.shuffle(seed=config.seed)  # reshuffled every epoch by the repeat below
     ds = ds.repeat(None)
-    if config.augment:
+    if config.augment and not device_prep(config):  # else augmented in the train step
         aug = config.aug.to_dict()
         aug_t = MonodepthAugment(aug) if config.name == "bv1_triples" else ZoeDepthAugment(aug)
         ds = ds.random_map(aug_t, seed=config.seed + 1)
@@ -141,7 +162,7 @@ def make_eval_dataset(
     """
     pi, pc = _process_info(process_index, process_count)
     bs = batch_size or host_batch_size(config.batch_size, pc)
-    source = _source(builder_or_source, split)
+    source = _source(builder_or_source, split, eval_mode=True)
     if len(source) < pc:
         raise BadInputError(
             f"split {split!r} has {len(source)} examples, fewer than the {pc} hosts that share it"

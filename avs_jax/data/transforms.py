@@ -1,15 +1,16 @@
 """Decoding and augmentation of BatVision examples, as grain transforms.
 
 `DecodeSample` / `DecodeTriple` turn a TFDS example into arrays (JPEG with Pillow, depth cap,
-the echo moved to the canonical chirp onset, BatVision's echo STFT, resizes); `ZoeDepthAugment`
-and `MonodepthAugment` are the papers' random augmentations; `PadBatch`, `PaddedBatches` and
-`CachedMapDataset` serve evaluation and the decoded-example cache. Every transform is a top-level
-class so that workers can pickle it.
+the echo moved to the canonical chirp onset, BatVision's echo STFT, resizes; for stage-1
+training by default only up to the waveform, the rest running on the device:
+`avs_jax/data/device_prep.py`); `ZoeDepthAugment` and `MonodepthAugment` are the papers' random
+augmentations (the former for the host path, `config.data.device_prep=False`); `PadBatch`,
+`PaddedBatches` and `CachedMapDataset` serve evaluation and the decoded-example cache. Every
+transform is a top-level class so that workers can pickle it.
 """
 
 from __future__ import annotations
 
-import io
 from typing import Any, Sequence
 
 import grain
@@ -19,9 +20,10 @@ import PIL.Image
 from avs_jax.data import audio
 from avs_jax.errors import BadInputError
 
-# Shared with the builder: K under resizing, and where each recording's chirp arrives.
+# Shared with the builder: K under resizing, where each recording's chirp arrives, image decoding.
 from tfds_batvision.intrinsics import resize_intrinsics
 from tfds_batvision.onset import CANONICAL_ONSET, align_to_onset
+from tfds_batvision.stored import decode_resized
 
 # -- array helpers ---------------------------------------------------------------------------------
 
@@ -45,21 +47,28 @@ def resize_nearest(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return x[rows[:, None], cols[None, :]]
 
 
-def decode_image(data: bytes, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    """Encoded JPEG/PNG -> (float32 [H, W, 3] in [0, 1] resized bilinearly to ``size``, native (H0, W0)).
+def decode_image_uint8(data, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """JPEG/PNG bytes, or uint8 pixels [H, W, 3] of a training-size dataset -> (uint8 [H, W, 3]
+    at ``size``, native (H0, W0)). Bytes go through the builder's ``decode_resized`` (Pillow's
+    reduced-size JPEG decode, then bilinear): stored pixels are exactly what this gives."""
+    if not (isinstance(data, np.ndarray) and data.ndim == 3):
+        return decode_resized(data, size)
+    stored = tuple(data.shape[:2])
+    if stored != tuple(size):
+        raise BadInputError(
+            f"the dataset stores images at {stored[0]}x{stored[1]} but config.data.image_size "
+            f"is {size[0]}x{size[1]}: build the dataset at {size[0]}x{size[1]} (python -m "
+            f"tfds_batvision.build --image_size={size[0]},{size[1]}) and set "
+            f"config.data.stored_size={tuple(size)}, or set config.data.stored_size=() to read "
+            "the full-resolution dataset"
+        )
+    return np.asarray(data, np.uint8), stored
 
-    JPEG is decoded at a reduced DCT scale when that still covers ``size`` (Pillow's draft mode),
-    which makes decoding 1280x720 frames for 256x512 inputs several times cheaper.
-    """
-    h, w = size
-    with PIL.Image.open(io.BytesIO(data)) as im:
-        native = (im.size[1], im.size[0])
-        im.draft("RGB", (w, h))
-        im = im.convert("RGB")
-        if im.size != (w, h):
-            im = im.resize((w, h), PIL.Image.BILINEAR)
-        arr = np.asarray(im, np.float32)
-    return arr * np.float32(1.0 / 255.0), native
+
+def decode_image(data, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """``decode_image_uint8`` as float32 [H, W, 3] in [0, 1] (and the native (H0, W0))."""
+    pixels, native = decode_image_uint8(data, size)
+    return pixels.astype(np.float32) * np.float32(1.0 / 255.0), native
 
 
 def _rotate(x: np.ndarray, angle_deg: float, resample: int) -> np.ndarray:
@@ -136,36 +145,41 @@ def color_jitter(
 
 
 class DecodeSample(grain.transforms.Map):
-    """Record of bv1/bv2 -> {image, echo, depth} at ``image_size`` (+ depth_full, sample_id for eval)."""
+    """Record of bv1/bv2 -> {image, echo, depth} at ``image_size`` (+ depth_full, sample_id for eval).
 
-    def __init__(self, image_size, max_depth: float, stft: dict, eval_mode: bool = False):
+    ``device_prep`` (training only): {image uint8, wave [2, L] float32, depth} instead, the echo
+    STFT and the augmentation being left to the train step (`avs_jax/data/device_prep.py`). The
+    waveform is onset-aligned, then cut or zero-padded to `audio.device_wave_length`;
+    recordings used whole (no cut) also give their length, ``wave_length`` (int32).
+    """
+
+    def __init__(
+        self,
+        image_size,
+        max_depth: float,
+        stft: dict,
+        eval_mode: bool = False,
+        device_prep: bool = False,
+    ):
         self.size = tuple(image_size)
         self.max_depth = float(max_depth)
         self.stft = dict(stft)
         self.eval_mode = eval_mode
+        self.device_prep = device_prep and not eval_mode
 
     def map(self, ex: dict[str, Any]) -> dict[str, np.ndarray]:
-        image, _ = decode_image(ex["image"], self.size)
         s = self.stft
-        wave = np.asarray(ex["audio"], np.float32)
-        if s.get("align", "onset") == "onset":
-            if "audio_onset" not in ex:
-                raise BadInputError(
-                    f"example {_as_str(ex.get('sample_id', '?'))} has no audio_onset: the dataset "
-                    "was built before onset alignment; rebuild it (python -m tfds_batvision.build "
-                    "... --overwrite) or set config.data.stft.align='off'"
-                )
-            wave = align_to_onset(wave, int(ex["audio_onset"]), s.get("onset", CANONICAL_ONSET))
-        echo = audio.echo_features(
-            wave,
-            self.size,
-            (s.get("max_depth") or self.max_depth) if s["cut_to_max_depth"] else None,
-            s["n_fft"],
-            s["win_length"],
-            s["hop_length"],
-            s["sample_rate"],
-        )
-        out = {"image": image, "echo": echo.astype(np.float32)}
+        wave = _aligned_wave(ex, s)
+        if self.device_prep:
+            image, _ = decode_image_uint8(ex["image"], self.size)
+            out = {"image": image, **_fixed_length(ex, wave, s, self.max_depth)}
+        else:
+            image, _ = decode_image(ex["image"], self.size)
+            cut = (s.get("max_depth") or self.max_depth) if s["cut_to_max_depth"] else None
+            echo = audio.echo_features(
+                wave, self.size, cut, s["n_fft"], s["win_length"], s["hop_length"], s["sample_rate"]
+            )
+            out = {"image": image, "echo": echo.astype(np.float32)}
         if self.eval_mode:
             out["depth_full"] = cap_depth(ex["depth"], self.max_depth)
             out["depth"] = resize_nearest(out["depth_full"], self.size)
@@ -174,6 +188,34 @@ class DecodeSample(grain.transforms.Map):
             # Nearest resize only picks values, so capping after it is the same and 7x cheaper.
             out["depth"] = cap_depth(resize_nearest(ex["depth"], self.size), self.max_depth)
         return out
+
+
+def _aligned_wave(ex: dict[str, Any], s: dict) -> np.ndarray:
+    """The example's float32 [2, T] recording, moved to the canonical onset unless align='off'."""
+    wave = np.asarray(ex["audio"], np.float32)
+    if s.get("align", "onset") != "onset":
+        return wave
+    if "audio_onset" not in ex:
+        raise BadInputError(
+            f"example {_as_str(ex.get('sample_id', '?'))} has no audio_onset: the dataset "
+            "was built before onset alignment; rebuild it (python -m tfds_batvision.build "
+            "... --overwrite) or set config.data.stft.align='off'"
+        )
+    return align_to_onset(wave, int(ex["audio_onset"]), s.get("onset", CANONICAL_ONSET))
+
+
+def _fixed_length(ex: dict[str, Any], wave: np.ndarray, s: dict, max_depth: float) -> dict:
+    """{"wave": [2, L]} cut / zero-padded as `audio.batvision_echo_stft` cuts (+ its length)."""
+    n = audio.device_wave_length(s, max_depth)
+    if s["cut_to_max_depth"]:
+        return {"wave": audio.cut_or_pad(wave, n)}
+    if wave.shape[1] > n:
+        raise BadInputError(
+            f"example {_as_str(ex.get('sample_id', '?'))}: a {wave.shape[1]}-sample recording "
+            f"(after onset alignment) is longer than config.data.stft.num_samples={n}, the room "
+            "that recordings used whole (cut_to_max_depth=False) are padded to: raise it"
+        )
+    return {"wave": audio.cut_or_pad(wave, n), "wave_length": np.int32(wave.shape[1])}
 
 
 class DecodeTriple(grain.transforms.Map):
