@@ -5,6 +5,8 @@ Runs, each in its own process (so memory and XLA flags do not leak between them)
     with $TORCH_PYTHON pointing at a Python that has torch, the same networks in PyTorch;
   * the tiny steps on 1 and on 4 forced CPU devices (the data-parallel path);
   * the input pipelines (bench/input_pipeline.py) and the evaluation at 720×1280;
+  * the training command end to end against the step alone, and the host's CPU ms per example
+    (bench/end_to_end.py, tiny sizes; with --paper also the paper sizes), into its own section;
   * the quickstart's elapsed time, read from DIR/claims.json (--quickstart_workdir).
 and writes the figures under "## Summary (python -m bench)" in bench/RESULTS.md, naming the
 machine. FLOP counts are XLA's cost analysis of the compiled step; the machine's peak is
@@ -76,6 +78,7 @@ def main(argv=None) -> int:
     p.add_argument("--peak_gflops", type=float, default=0.0)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--skip_pipeline", action="store_true")
+    p.add_argument("--skip_end_to_end", action="store_true")
     p.add_argument(
         "--accelerator",
         action="store_true",
@@ -163,6 +166,11 @@ def main(argv=None) -> int:
     evaluation = _json_lines([PY, "bench/evaluate.py"])
     if not a.skip_pipeline:
         subprocess.run([PY, "bench/input_pipeline.py"], cwd=ROOT, check=False)
+    if not a.skip_end_to_end:  # each writes its own "## End to end (...)" section of RESULTS.md
+        subprocess.run([PY, "bench/end_to_end.py"], cwd=ROOT, check=False)
+        if a.paper:
+            cmd = [PY, "bench/end_to_end.py", "--paper", "--skip_host"]
+            subprocess.run(cmd, cwd=ROOT, check=False)
     quick = None
     if a.quickstart_workdir:
         with open(os.path.join(a.quickstart_workdir, "claims.json")) as f:

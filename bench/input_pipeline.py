@@ -35,24 +35,38 @@ SAMPLE = REPO.parent / "shared" / "data" / "batvision_v2_sample" / "unknown_loca
 TRAIN_STEP_SAMPLES_PER_S = 12 / 2.075
 
 
-def _real_like_bv2(root: Path, n: int) -> Path:
+def real_like_bv2(root: Path, n: int, sample: Path = SAMPLE) -> Path:
+    """A BV2 root of `n` training samples, each a copy of the real sample's files (in `sample`,
+    a BV2 location folder): the decode costs of real data."""
+    _check_sample(sample)
     fx.write_bv2(root, {"LocA": {"train": n}}, hw=(8, 8), frames=64)
     for i in range(n):
-        shutil.copy(SAMPLE / "camera/camera_47.jpeg", root / f"LocA/camera/camera_{i}.jpeg")
-        shutil.copy(SAMPLE / "audio/audio_47.wav", root / f"LocA/audio/audio_{i}.wav")
-        shutil.copy(SAMPLE / "depth/depth_47.npy", root / f"LocA/depth/depth_{i}.npy")
+        shutil.copy(sample / "camera/camera_47.jpeg", root / f"LocA/camera/camera_{i}.jpeg")
+        shutil.copy(sample / "audio/audio_47.wav", root / f"LocA/audio/audio_{i}.wav")
+        shutil.copy(sample / "depth/depth_47.npy", root / f"LocA/depth/depth_{i}.npy")
     return root
 
 
-def _real_like_bv1(root: Path, n: int) -> Path:
+def real_like_bv1(root: Path, n: int, sample: Path = SAMPLE) -> Path:
+    """A BV1 root of one session of `n` frames 0.1 s apart (n - 40 triples), each frame a copy of
+    the real BV2 sample's 1280x720 JPEG."""
+    _check_sample(sample)
     times = [36000 + 0.1 * i for i in range(n)]
     fx.write_bv1(root, {"2019.08.26": times}, hw=(8, 8), samples=16)
     for t in times:
         shutil.copy(
-            SAMPLE / "camera/camera_47.jpeg",
+            sample / "camera/camera_47.jpeg",
             root / "2019.08.26/camera/left" / f"{fx.bv1_stem(t)}.jpeg",
         )
     return root
+
+
+def _check_sample(sample: Path) -> None:
+    if not (sample / "camera/camera_47.jpeg").is_file():
+        raise FileNotFoundError(
+            f"no real BV2 sample in {sample} (camera/camera_47.jpeg, audio/audio_47.wav, "
+            "depth/depth_47.npy): copy ../shared/data/batvision_v2_sample/unknown_location there"
+        )
 
 
 def _throughput(builder, cfg, n_batches: int) -> tuple[float, float | None]:
@@ -60,7 +74,7 @@ def _throughput(builder, cfg, n_batches: int) -> tuple[float, float | None]:
     it = ip.create_train_iterator(builder, cfg, process_index=0, process_count=1)
     # Start-up (workers, the first parallel burst of the read threads, which finish several
     # batches at once) is not steady state: drain it before timing.
-    for _ in range(max(cfg.num_threads, cfg.num_workers) + 1):
+    for _ in range(max(cfg.get("num_threads", 1), cfg.num_workers) + 1):
         next(it)
     t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(n_batches):
@@ -71,6 +85,16 @@ def _throughput(builder, cfg, n_batches: int) -> tuple[float, float | None]:
     n = n_batches * cfg.batch_size
     # With workers the work is in child processes, so this process's CPU time says nothing.
     return n / dt, (1000 * dc / n if cfg.num_workers == 0 else None)
+
+
+def host_ms_per_example(builder, cfg, n_batches: int = 8) -> float:
+    """CPU ms per training example (a BV2 sample, a BV1 triple) of one input process: the
+    training pipeline of `cfg` (decode, STFT, resizes, augmentation, batching, with its read
+    threads) run without worker processes, over `n_batches` batches after its start-up. Counts
+    CPU time, not wall time, so other load on the machine does not change it."""
+    cfg = cfg.copy_and_resolve_references()
+    cfg.num_workers = 0
+    return _throughput(builder, cfg, n_batches)[1]
 
 
 def main():
@@ -92,14 +116,10 @@ def main():
     rows = []
     try:
         bv2_root = (
-            Path(args.manual_dir_bv2)
-            if args.manual_dir_bv2
-            else _real_like_bv2(tmp / "bv2", args.n)
+            Path(args.manual_dir_bv2) if args.manual_dir_bv2 else real_like_bv2(tmp / "bv2", args.n)
         )
         bv1_root = (
-            Path(args.manual_dir_bv1)
-            if args.manual_dir_bv1
-            else _real_like_bv1(tmp / "bv1", args.n)
+            Path(args.manual_dir_bv1) if args.manual_dir_bv1 else real_like_bv1(tmp / "bv1", args.n)
         )
         for name, root in (("bv2", bv2_root), ("bv1_triples", bv1_root)):
             t0 = time.perf_counter()
@@ -143,14 +163,16 @@ def main():
         "core gives. Other jobs shared the 2 cores during the run (load average "
         f"{os.getloadavg()[0]:.1f}), so the wall-clock samples/s are lower bounds.\n\n" + table
     )
-    _write_section(Path(args.results), section)
+    write_section(Path(args.results), section)
 
 
-def _write_section(path: Path, section: str) -> None:
-    """Replaces (or appends) the '## Input pipeline' section of a Markdown file."""
+def write_section(path: Path, section: str) -> None:
+    """Replaces (or appends) the section of a Markdown file whose '## ' heading is the first line
+    of `section`; the other sections are kept."""
+    heading = section.splitlines()[0].strip()
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == "## Input pipeline"), None)
+    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
     if start is None:
         new = text.rstrip("\n") + "\n\n" + section
     else:

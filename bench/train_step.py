@@ -2,6 +2,7 @@
 
   python bench/train_step.py --stage=avsnet --size=tiny [--batch=N] [--steps=K] [--torch_python=P]
   python bench/train_step.py --stage=monodepth2 --size=paper --batch=12
+  python bench/train_step.py --stage=avsnet --size=tiny --back_to_back   # step-only throughput
 
 Builds the stage's Task and the train core's jitted step (the exact step `python -m avs_jax.main`
 runs: donated state, ("data",) mesh, optimiser of the config), feeds it a fixed random batch and
@@ -165,6 +166,43 @@ def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -
     }  # as avs_jax left them
 
 
+def time_back_to_back(stage: str, size: str, batch: int | None, steps: int, dtype: str) -> dict:
+    """Step-only throughput as a training loop sees it: `steps` steps dispatched back to back on
+    one device batch, synchronised once at the end (time_jax waits for each step, which adds the
+    dispatch latency to every step). The reference of bench/end_to_end.py."""
+    config, batch, dev, st, fn, n_params = _setup(stage, size, batch, dtype)
+    t0 = time.perf_counter()
+    compiled = fn.lower(st, dev).compile()
+    compile_s = time.perf_counter() - t0
+    st, m = compiled(st, dev)  # warm-up
+    jax.block_until_ready(m)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        st, m = compiled(st, dev)
+    jax.block_until_ready((st, m))
+    dt = time.perf_counter() - t0
+    return {
+        "framework": "jax",
+        "mode": "back_to_back",
+        "stage": stage,
+        "size": size,
+        "batch": batch,
+        "hw": list(config.data.image_size),
+        "dtype": dtype,
+        "params": n_params,
+        "devices": jax.device_count(),
+        "device": jax.devices()[0].device_kind,
+        "platform": jax.devices()[0].platform,
+        "jax": jax.__version__,
+        "compile_s": round(compile_s, 2),
+        "steps": steps,
+        "step_ms_mean": round(1000 * dt / steps, 2),
+        "samples_per_s": round(batch * steps / dt, 3),
+        "loss": float(m["loss"]),
+        "load_avg": os.getloadavg()[0],
+    }
+
+
 def time_torch(stage: str, size: str, batch: int, steps: int, python: str | None) -> dict:
     from torch_steps import torch_column  # noqa: E402  (imports no torch itself)
 
@@ -182,6 +220,11 @@ def main(argv=None) -> int:
     p.add_argument("--torch_python", default=os.environ.get("TORCH_PYTHON", ""))
     p.add_argument("--no_torch", action="store_true")
     p.add_argument(
+        "--back_to_back",
+        action="store_true",
+        help="only the JAX steps dispatched back to back, one sync at the end (no PyTorch)",
+    )
+    p.add_argument(
         "--flops_only",
         action="store_true",
         help="only XLA's FLOP count of the lowered step (run it with JAX_PLATFORMS=cpu)",
@@ -189,6 +232,9 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.flops_only:
         print(json.dumps(count_flops(a.stage, a.size, a.batch or None, a.dtype)))
+        return 0
+    if a.back_to_back:
+        print(json.dumps(time_back_to_back(a.stage, a.size, a.batch or None, a.steps, a.dtype)))
         return 0
     res = time_jax(a.stage, a.size, a.batch or None, a.steps, a.dtype)
     print(json.dumps(res), flush=True)
