@@ -118,6 +118,21 @@ def count_flops(stage: str, size: str, batch: int | None, dtype: str) -> dict:
     }
 
 
+def _describe(stage: str, size: str, batch: int, config, dtype: str, n_params: int) -> dict:
+    """The fields every timing row starts with: what ran, on what."""
+    return {
+        "framework": "jax",
+        "stage": stage,
+        "size": size,
+        "batch": batch,
+        "hw": list(config.data.image_size),
+        "dtype": dtype,
+        "params": n_params,
+        "devices": jax.device_count(),
+        "device": jax.devices()[0].device_kind,
+    }
+
+
 def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -> dict:
     config, batch, dev, st, fn, n_params = _setup(stage, size, batch, dtype)
     t0 = time.perf_counter()
@@ -140,15 +155,7 @@ def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -
     step_s = float(np.median(times))
     stats = jax.devices()[0].memory_stats() or {}  # None on CPU; allocator peak on GPU/TPU
     return {
-        "framework": "jax",
-        "stage": stage,
-        "size": size,
-        "batch": batch,
-        "hw": list(config.data.image_size),
-        "dtype": dtype,
-        "params": n_params,
-        "devices": jax.device_count(),
-        "device": jax.devices()[0].device_kind,
+        **_describe(stage, size, batch, config, dtype, n_params),
         "compile_s": round(compile_s, 2),
         "step_ms": round(1000 * step_s, 1),
         "steps_per_s": round(1 / step_s, 3),
@@ -182,16 +189,8 @@ def time_back_to_back(stage: str, size: str, batch: int | None, steps: int, dtyp
     jax.block_until_ready((st, m))
     dt = time.perf_counter() - t0
     return {
-        "framework": "jax",
+        **_describe(stage, size, batch, config, dtype, n_params),
         "mode": "back_to_back",
-        "stage": stage,
-        "size": size,
-        "batch": batch,
-        "hw": list(config.data.image_size),
-        "dtype": dtype,
-        "params": n_params,
-        "devices": jax.device_count(),
-        "device": jax.devices()[0].device_kind,
         "platform": jax.devices()[0].platform,
         "jax": jax.__version__,
         "compile_s": round(compile_s, 2),
