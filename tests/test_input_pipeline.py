@@ -289,10 +289,17 @@ def test_hue_shift_hand_cases():
 
 
 def test_triples_train_batch_keys(triples_builder):
-    cfg = _cfg("bv1_triples", batch_size=1)
+    cfg = _cfg("bv1_triples", batch_size=1, augment=False)  # the host would flip frames too
+    cfg.device_prep = False  # made on the host: float frames and their colour-jittered copy
     b = next(ip.create_train_iterator(triples_builder, cfg, process_index=0, process_count=1))
     assert set(b) == {"frames", "frames_aug", "intrinsics", "poses", "has_pose"}
     assert b["frames"].shape == (1, 3, 16, 32, 3) and bool(b["has_pose"][0])
+    # The default, raw: the step jitters and flips (avs_jax/data/device_triples.py).
+    cfg.device_prep = True
+    raw = next(ip.create_train_iterator(triples_builder, cfg, process_index=0, process_count=1))
+    assert set(raw) == {"frames", "intrinsics", "poses", "has_pose"}
+    assert raw["frames"].dtype == np.uint8
+    np.testing.assert_array_equal(raw["frames"] * np.float32(1 / 255), b["frames"])
 
 
 def test_worker_processes_give_same_batches(bv2_builder):

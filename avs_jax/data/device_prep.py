@@ -27,6 +27,11 @@ from avs_jax.data import audio
 
 Array = jax.Array
 
+# The augmentation's key is `fold_in(step key, AUGMENT_STREAM)` (both stages' tasks): a function of
+# the base key and the step alone (exact resume), and independent of any other draw a later change
+# makes from the step key (dropout, drop-path, the photometric loss's tie-break noise).
+AUGMENT_STREAM = 1
+
 
 # -- echo STFT -------------------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """Decoding and augmentation of BatVision examples, as grain transforms.
 
 `DecodeSample` / `DecodeTriple` turn a TFDS example into arrays (JPEG with Pillow, depth cap,
-the echo moved to the canonical chirp onset, BatVision's echo STFT, resizes; for stage-1
-training by default only up to the waveform, the rest running on the device:
-`avs_jax/data/device_prep.py`); `ZoeDepthAugment` and `MonodepthAugment` are the papers' random
-augmentations (the former for the host path, `config.data.device_prep=False`); `PadBatch`,
+the echo moved to the canonical chirp onset, BatVision's echo STFT, resizes; for training with
+``device_prep`` only up to the uint8 pixels (and the waveform), the rest running on the device:
+`avs_jax/data/device_prep.py`, `avs_jax/data/device_triples.py`); `ZoeDepthAugment` and
+`MonodepthAugment` are the papers' random augmentations for the host path
+(`config.data.device_prep=False`; the colour jitter is `avs_jax/data/colour.py`); `PadBatch`,
 `PaddedBatches` and `CachedMapDataset` serve evaluation and the decoded-example cache. Every
 transform is a top-level class so that workers can pickle it.
 """
@@ -18,6 +19,7 @@ import numpy as np
 import PIL.Image
 
 from avs_jax.data import audio
+from avs_jax.data.colour import color_jitter
 from avs_jax.errors import BadInputError
 
 # Shared with the builder: K under resizing, where each recording's chirp arrives, image decoding.
@@ -79,66 +81,6 @@ def _rotate(x: np.ndarray, angle_deg: float, resample: int) -> np.ndarray:
         [_rotate(np.ascontiguousarray(x[..., c]), angle_deg, resample) for c in range(x.shape[-1])],
         axis=-1,
     )
-
-
-_GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as torchvision
-
-
-def _shift_hue(rgb: np.ndarray, hue: float) -> np.ndarray:
-    """Rotates the HSV hue of float32 [..., 3] in [0, 1] by ``hue`` turns (torchvision's HSV).
-
-    Straight from RGB to RGB without materialising H, S, V: h6 is the hue in sixths of a turn (the
-    largest channel decides the sector, r before g on ties, as torchvision), and each output channel
-    is ``v - c * clip(min(k, 4 - k), 0, 1)`` with ``k = (n + h6) mod 6``, n = 5, 3, 1 for r, g, b
-    (the branch-free HSV -> RGB). Planar float32 throughout: 3.4x faster than the HSV round trip
-    with ``np.choose`` it replaces on a 192x640 triple, the same values to 1e-6.
-    """
-    r, g, b = np.ascontiguousarray(np.moveaxis(rgb, -1, 0), dtype=np.float32)
-    v = np.maximum(np.maximum(r, g), b)
-    c = v - np.minimum(np.minimum(r, g), b)
-    is_r, is_g = v == r, v == g
-    h6 = np.where(is_r, g - b, np.where(is_g, b - r, r - g)) / np.where(c > 0, c, np.float32(1))
-    h6 += np.where(
-        is_r, np.float32(6 * hue), np.where(is_g, np.float32(2 + 6 * hue), np.float32(4 + 6 * hue))
-    )
-    out = np.empty((3,) + v.shape, np.float32)
-    for channel, n in enumerate((5, 3, 1)):
-        k = h6 + np.float32(n)
-        k %= np.float32(6)
-        np.minimum(k, np.float32(4) - k, out=k)
-        np.clip(k, 0, 1, out=k)
-        k *= c
-        np.subtract(v, k, out=out[channel])
-    return np.moveaxis(out, 0, -1)
-
-
-def color_jitter(
-    frames: np.ndarray,
-    brightness: float,
-    contrast: float,
-    saturation: float,
-    hue: float,
-    order: Sequence[int],
-) -> np.ndarray:
-    """torchvision-style ColorJitter with given factors on [..., H, W, 3] in [0, 1].
-
-    brightness: x*b; contrast: blend with the image's mean grey level; saturation: blend with the
-    per-pixel grey; hue: shift in HSV by ``hue`` turns. ``order`` permutes the 4 ops (0..3).
-    The same factors for every frame of a triple (Monodepth2).
-    """
-    x = frames.astype(np.float32)
-    for op in order:
-        if op == 0:
-            x = np.clip(x * brightness, 0, 1)
-        elif op == 1:
-            mean = (x @ _GRAY).mean(axis=(-2, -1), keepdims=True)[..., None]
-            x = np.clip(contrast * x + (1 - contrast) * mean, 0, 1)
-        elif op == 2:
-            gray = (x @ _GRAY)[..., None]
-            x = np.clip(saturation * x + (1 - saturation) * gray, 0, 1)
-        else:
-            x = _shift_hue(x, hue)
-    return np.ascontiguousarray(x)
 
 
 # -- grain transforms (top level: picklable for worker processes) --------------------------------
@@ -219,18 +161,27 @@ def _fixed_length(ex: dict[str, Any], wave: np.ndarray, s: dict, max_depth: floa
 
 
 class DecodeTriple(grain.transforms.Map):
-    """Record of bv1_triples -> {frames, frames_aug, intrinsics, poses, has_pose} at ``image_size``."""
+    """Record of bv1_triples -> {frames, frames_aug, intrinsics, poses, has_pose} at ``image_size``.
 
-    def __init__(self, image_size, eval_mode: bool = False):
+    frames, frames_aug float32 [3, H, W, 3] in [0, 1] (t-20, t, t+20), intrinsics [3, 3] at
+    (H, W), poses [3, 4, 4], has_pose bool (+ sample_id for eval). ``device_prep`` (training
+    only, ignored with ``eval_mode``): frames uint8 [3, H, W, 3] and no frames_aug, the /255 and
+    Monodepth2's augmentation being left to the train step (`avs_jax/data/device_triples.py`).
+    """
+
+    def __init__(self, image_size, eval_mode: bool = False, device_prep: bool = False):
         self.size = tuple(image_size)
         self.eval_mode = eval_mode
+        self.device_prep = device_prep and not eval_mode
 
     def map(self, ex: dict[str, Any]) -> dict[str, np.ndarray]:
-        decoded = [decode_image(b, self.size) for b in ex["images"]]
+        decoded = [decode_image_uint8(b, self.size) for b in ex["images"]]
         frames = np.stack([d[0] for d in decoded])
+        if not self.device_prep:  # decode_image's float32: the same pixels times 1/255
+            frames = frames.astype(np.float32) * np.float32(1.0 / 255.0)
         out = {
             "frames": frames,
-            "frames_aug": frames,
+            **({} if self.device_prep else {"frames_aug": frames}),
             "intrinsics": resize_intrinsics(ex["intrinsics"], decoded[0][1], self.size),
             "poses": np.asarray(ex["poses"], np.float32),
             "has_pose": np.asarray(ex["has_pose"], np.bool_),

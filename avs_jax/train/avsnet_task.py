@@ -23,6 +23,7 @@ import numpy as np
 from flax import traverse_util
 
 from avs_jax.data import audio, device_prep
+from avs_jax.data.device_prep import AUGMENT_STREAM
 from avs_jax.losses.silog import silog_loss
 from avs_jax.metrics import batch_means
 from avs_jax.models.avsnet import AVSNet, validate_model_config
@@ -37,10 +38,6 @@ Array = jax.Array
 # included (pos_enc_lr_factor 10). Everything else (MiDaS decoder, echo branch, attention,
 # bins head) is "default".
 ENCODER_PATH = ("midas", "encoder")
-# The augmentation's key is `fold_in(step key, AUGMENT_STREAM)`: a function of the base key and
-# the step alone (exact resume), and independent of any other draw a later change makes from the
-# step key (dropout, drop-path).
-AUGMENT_STREAM = 1
 
 
 class AVSNetTask:

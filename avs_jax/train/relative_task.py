@@ -12,9 +12,20 @@ variant) is trained on BV1 frame triples (t−20, t, t+20) by view synthesis. Pe
   target (Monodepth2 computes the photometric loss on `color`, the networks see `color_aug`);
 * `losses.photometric.multiscale_photometric_loss` does the rest (automasking, smoothness).
 
-Batch: `frames` [B, 3, H, W, 3] in [0, 1] (t−20, t, t+20), optional `frames_aug` (same shape;
-what the networks see), `intrinsics` [B, 3, 3] at (H, W); for evaluation optionally `depth`
-[B, H, W] metres of the centre frame (0 = invalid), scored after median scaling.
+Batch, in one of two forms (avs_jax/data/input_pipeline.py), both accepted by every method:
+
+- made on the host (evaluation; training with `config.data.device_prep=False`; tests): `frames`
+  [B, 3, H, W, 3] float in [0, 1] (t−20, t, t+20), optional `frames_aug` (same shape; what the
+  networks see, already augmented in training batches), `intrinsics` [B, 3, 3] at (H, W);
+  optionally `poses` [B, 3, 4, 4] and `has_pose` [B] (pose errors in validation) and, for
+  evaluation, `depth` [B, H, W] metres of the centre frame (0 = invalid), scored after median
+  scaling.
+- raw (training with device prep), recognised by uint8 `frames`: no `frames_aug`; the step
+  scales the frames to [0, 1] and, in training with `config.data.augment`, makes Monodepth2's
+  augmentation (jitter on `frames_aug`, flip of both, K and poses mirrored) from
+  `fold_in(step key, AUGMENT_STREAM)` (avs_jax/data/device_triples.py); the made `frames_aug`
+  gets `config.train.compute_dtype` where `cast_batch_keys` names it, as the step casts a host
+  batch's.
 """
 
 from __future__ import annotations
@@ -28,6 +39,8 @@ import numpy as np
 from flax import linen as nn
 
 from avs_jax import geometry
+from avs_jax.data import device_triples
+from avs_jax.data.device_prep import AUGMENT_STREAM, as_unit_float
 from avs_jax.errors import BadInputError
 from avs_jax.losses import photometric
 from avs_jax.metrics import batch_means
@@ -204,13 +217,57 @@ class RelativeDepthTask:
         # The evaluation's depth cap (the pipeline already zeroes depth beyond it).
         self.eval_max_depth = float(config.data.max_depth) if "data" in config else float("inf")
         self.model = RelativeDepthModel(build_depth_net(config.model), build_pose_net(config.model))
+        # Raw batches only (module docstring): the augmentation and the compute-dtype cast that
+        # the pipeline and the step give a host batch.
+        data = config.get("data")
+        augment = data is not None and data.get("augment", False)
+        self.aug = data.aug.to_dict() if augment else None
+        train_config = config.get("train")
+        self.compute_dtype = (
+            jnp.dtype(train_config.compute_dtype) if train_config is not None else None
+        )
+        self.cast_keys = tuple(train_config.cast_batch_keys) if train_config is not None else ()
         self._summary_disparity = jax.jit(self._disparity)
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def model_inputs(
+        self, batch: dict[str, Any], rng: Array | None = None, train: bool = False
+    ) -> tuple[Array, Array, Array, Array | None]:
+        """(frames float32 [B, 3, H, W, 3] un-augmented, net_frames float32 (what the networks
+        see), intrinsics [B, 3, 3], poses [B, 3, 4, 4] or None) of a batch of either form.
+
+        A host batch is used as it is (net_frames: its `frames_aug`, else `frames`). A raw batch
+        (uint8 `frames`) is scaled to [0, 1] and, with `train` and `config.data.augment`,
+        augmented from `fold_in(rng, AUGMENT_STREAM)`; its net_frames then go through
+        `config.train.compute_dtype` where `cast_batch_keys` names "frames_aug", as a host
+        batch's `frames_aug` does in the step (avs_jax/train/step.py `cast_inputs`).
+        """
+        frames = jnp.asarray(batch["frames"])
+        if frames.dtype != jnp.uint8:  # a host batch
+            frames = frames.astype(jnp.float32)
+            net_frames = jnp.asarray(batch.get("frames_aug", frames), jnp.float32)
+            return frames, net_frames, jnp.asarray(batch["intrinsics"]), batch.get("poses")
+        augment = train and self.aug is not None
+        if augment and rng is None:
+            raise ValueError("a raw training batch (uint8 frames) needs the step's key to augment")
+        frames, net_frames, intrinsics, poses = device_triples.triples_inputs(
+            frames,
+            batch["intrinsics"],
+            batch.get("poses"),
+            jax.random.fold_in(rng, AUGMENT_STREAM) if augment else None,
+            self.aug if augment else None,
+        )
+        if self.compute_dtype is not None and "frames_aug" in self.cast_keys:
+            net_frames = net_frames.astype(self.compute_dtype).astype(jnp.float32)
+        return frames, net_frames, intrinsics, poses
 
     # -- protocol ---------------------------------------------------------------------------
 
     def init_variables(self, rng: Array, batch: dict[str, Any]) -> dict[str, PyTree]:
-        """{"params", "batch_stats"} of both networks, shaped by `batch["frames"]`."""
-        frames = jnp.asarray(batch["frames"], jnp.float32)
+        """{"params", "batch_stats"} of both networks, shaped by `batch["frames"]` (float in
+        [0, 1] or uint8)."""
+        frames = as_unit_float(jnp.asarray(batch["frames"])).astype(jnp.float32)
         variables = self.model.init(rng, frames, train=False)
         return {"params": variables["params"], "batch_stats": variables["batch_stats"]}
 
@@ -222,9 +279,12 @@ class RelativeDepthTask:
         rng: Array,
         train: bool,
     ) -> tuple[Array, tuple[dict[str, PyTree], dict[str, Array]]]:
-        """(loss fp32, (new model_state, metrics)) on one batch; BatchNorm updates when `train`."""
-        frames = jnp.asarray(batch["frames"], jnp.float32)
-        net_frames = jnp.asarray(batch.get("frames_aug", frames), jnp.float32)
+        """(loss fp32, (new model_state, metrics)) on one batch; BatchNorm updates when `train`.
+
+        `rng` (the step's key) draws the loss's tie-break noise and, for a raw training batch,
+        the augmentation (`model_inputs`).
+        """
+        frames, net_frames, intrinsics, poses = self.model_inputs(batch, rng, train)
         variables = {"params": params, **model_state}
         if train:
             (disps, axisangle, translation), new_state = self.model.apply(
@@ -239,16 +299,16 @@ class RelativeDepthTask:
             axisangle,
             translation,
             frames,
-            jnp.asarray(batch["intrinsics"]),
+            intrinsics,
             rng,
             self.loss_config,
         )
-        if not train and "poses" in batch and "has_pose" in batch:
+        if not train and poses is not None and "has_pose" in batch:
             metrics.update(
                 pose_errors(
                     axisangle,
                     translation,
-                    jnp.asarray(batch["poses"]),
+                    jnp.asarray(poses),
                     jnp.asarray(batch["has_pose"]),
                 )
             )
@@ -269,7 +329,7 @@ class RelativeDepthTask:
             gt = jnp.asarray(batch["depth"], jnp.float32)
             variables = {"params": params, **model_state}
             pred = self.predict_relative(
-                variables, jnp.asarray(batch["frames"])[:, 1], out_size=gt.shape[1:3]
+                variables, as_unit_float(jnp.asarray(batch["frames"])[:, 1]), out_size=gt.shape[1:3]
             )
             valid = gt > 0
             scaled = pred * scale_factor_median(pred, gt, valid)[:, None, None]
@@ -311,7 +371,9 @@ class RelativeDepthTask:
     ) -> dict[str, np.ndarray]:
         """{"disparity": uint8 [N, 2H, W, 3]}: per sample the centre frame over its disparity
         (avs_jax/train/summaries.py `disparity_panels`), on the host; batch: host `frames`
-        [N, 3, H, W, 3]."""
+        [N, 3, H, W, 3] (float in [0, 1], or uint8)."""
         image = np.asarray(batch["frames"])[:, 1]
+        if image.dtype == np.uint8:
+            image = image.astype(np.float32) * np.float32(1.0 / 255.0)
         disp = np.asarray(self._summary_disparity(variables, image))
         return {"disparity": disparity_panels(image, disp)}
