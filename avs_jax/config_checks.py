@@ -48,6 +48,12 @@ def check_common(config: ml_collections.ConfigDict) -> None:
         if "max_depth" in data:
             _require(data.max_depth > 0, f"config.data.max_depth must be > 0, got {data.max_depth}")
         _check_path(config, "data.manual_dir")
+        workers = data.get("num_workers", 0)
+        _require(
+            isinstance(workers, int) and workers >= -1,
+            "config.data.num_workers must be an integer >= 0, or -1 for one per free core, "
+            f"got {workers!r}",
+        )
         if "stft" in data and "align" in data.stft:
             _require(
                 data.stft.align in ALIGN_MODES,
@@ -80,6 +86,11 @@ def check_common(config: ml_collections.ConfigDict) -> None:
                     config.train[key] > 0,
                     f"config.train.{key} must be > 0, got {config.train[key]}",
                 )
+        prefetch = config.train.get("prefetch_to_device", 0)
+        _require(
+            isinstance(prefetch, int) and prefetch >= 0,
+            f"config.train.prefetch_to_device must be an integer >= 0, got {prefetch!r}",
+        )
     for item in str(config.get("init_from") or "").split(","):
         path = item.strip().partition(":")[0]
         _require(

@@ -65,6 +65,10 @@ def default_train_config(stage: str) -> ml_collections.ConfigDict:
     t.checkpoint_every = -1  # steps between extra checkpoints; <= 0: only after validations
     t.stop_at_step = -1  # > 0: stop (with a checkpoint) once this step is reached, as a preemption
     t.progress_bar = True
+    # Batches copied to the devices ahead of the step by a reading thread (0: read each batch
+    # when the step needs it): the copy overlaps the step, and the loop's metric reads, checkpoint
+    # saves and validations do not leave the accelerator waiting for input afterwards.
+    t.prefetch_to_device = 2
     # Validation samples shown in TensorBoard at each validation (0: none); few, so that
     # rendering them stays milliseconds and the event files small (Monodepth2 logs 4).
     t.num_summary_images = 4

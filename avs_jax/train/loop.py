@@ -30,6 +30,7 @@ from avs_jax.train.distributed import maybe_initialize_distributed
 from avs_jax.train.interrupts import StopFlag
 from avs_jax.train.metric_writers import MetricWriter
 from avs_jax.train.optimizer import create_learning_rate_fn, create_optimizer
+from avs_jax.train.prefetch import DevicePrefetcher
 from avs_jax.train.pretrained import load_pretrained, pretrained_sources
 from avs_jax.train.state import TrainState, create_train_state, data_mesh, init_variables
 from avs_jax.train.step import make_eval_step, make_train_step, put_batch
@@ -151,7 +152,8 @@ def _train_locked(
     ckpt = checkpointing.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint)
     try:  # close the manager (its threads) if setting up fails
         resuming = ckpt.latest_step() is not None
-        variables = init_variables(task, init_rng, put_batch(first, mesh), mesh)
+        first_device = put_batch(first, mesh)
+        variables = init_variables(task, init_rng, first_device, mesh)
         if config.get("init_from") and not resuming:  # a resumed run has its weights already
             for path, target in pretrained_sources(config):
                 variables = load_pretrained(path, variables, target)
@@ -188,6 +190,15 @@ def _train_locked(
         ckpt.close()
         raise
 
+    # After the restore: the prefetcher reads on from the restored position.
+    batches = DevicePrefetcher(
+        train_iter,
+        lambda b: put_batch(b, mesh),
+        cfg.prefetch_to_device,
+        first=pending_batch,
+        first_device=first_device if pending_batch is not None else None,
+    )
+    del first, first_device, pending_batch
     p_train_step = make_train_step(task, tx, mesh, compute_dtype, cast_keys, lr_fn)
     p_eval_step = make_eval_step(task, mesh, compute_dtype, cast_keys)
 
@@ -246,7 +257,7 @@ def _train_locked(
     def save(metrics=None):
         nonlocal saved_step, last_good
         flush()  # never save a state whose losses were not checked
-        ckpt.save(step, state, train_iter, meta=dict(config=meta_config), metrics=metrics)
+        ckpt.save(step, state, batches, meta=dict(config=meta_config), metrics=metrics)
         saved_step = last_good = step
         timer[0] = time.perf_counter()  # samples/s measures training, not validation or saving
 
@@ -262,19 +273,13 @@ def _train_locked(
                 if cfg.stop_at_step > 0 and step >= cfg.stop_at_step:
                     stopped = "stop_at_step"
                     break
-                if pending_batch is not None:
-                    batch, pending_batch = pending_batch, None
-                else:
-                    try:
-                        batch = next(train_iter)
-                    except StopIteration:
-                        logging.warning(
-                            "the train iterator ended at step %d of %d", step, num_steps
-                        )
-                        stopped = "data"
-                        break
-                n = len(next(iter(batch.values())))
-                state, metrics = p_train_step(state, put_batch(batch, mesh))
+                try:
+                    batch, n = next(batches)
+                except StopIteration:
+                    logging.warning("the train iterator ended at step %d of %d", step, num_steps)
+                    stopped = "data"
+                    break
+                state, metrics = p_train_step(state, batch)
                 step += 1
                 buffer.append((step, n, metrics))
                 timer[1] += n
@@ -297,6 +302,7 @@ def _train_locked(
                 save()
             flush()
     finally:
+        batches.close()
         bar.close()
         writer.close()
         ckpt.close()
