@@ -31,7 +31,9 @@ def default_data_config(name: str) -> ml_collections.ConfigDict:
     c.batch_size = _BATCH[name]  # global batch over all hosts
     c.shuffle = True
     c.seed = 0
-    c.num_workers = 2  # mp_prefetch worker processes for training (0: none)
+    # mp_prefetch worker processes for training; -1: one per core the process may use, less one
+    # for the training loop, at most 16 (input_pipeline.worker_count); 0: none.
+    c.num_workers = -1
     c.worker_buffer_size = 2  # batches each worker keeps ready
     c.num_threads = 4  # read/decode threads per process
     c.prefetch_buffer_size = 8  # elements prefetched by the read threads
@@ -43,10 +45,10 @@ def default_data_config(name: str) -> ml_collections.ConfigDict:
     # `tfds_batvision.build --image_size=H,W` (no JPEG decode or resize per epoch); () = full size.
     c.stored_size = ()
     c.augment = True
-    # Stage 1: the host only decodes (uint8 image, depth, onset-aligned waveform) and the train
-    # step makes the echo STFT and the augmentation on the device, from the step's key: the
-    # host's STFT, resizes and jitter cost more CPU per sample than an accelerator step (issue
-    # 34). False: all of it on the host, as evaluation does. Triples always augment on the host.
+    # Training batches: the host only decodes (uint8 images; stage 1 also depth and the
+    # onset-aligned waveform) and the train step makes the echo STFT and the augmentation
+    # (ZoeDepth's, Monodepth2's) on the device from the step's key: on the host they cost more
+    # CPU per sample than an accelerator step. False: all of it on the host, as evaluation does.
     c.device_prep = True
     c.aug = ml_collections.ConfigDict()
     # ZoeDepth stage-1 augmentation (config_zoedepth.json values).

@@ -5,10 +5,11 @@ shard -> map decode (JPEG with Pillow; depth cap; the echo moved to the chirp on
 resizes: nearest for depth, bilinear for RGB and STFT) -> [in-memory cache, ``cache_decoded``] ->
 shuffle(seed) -> repeat (train) -> random_map augment -> batch of ``global_batch /
 process_count`` -> ``to_iter_dataset`` with read threads, ``mp_prefetch`` worker processes for
-training. Every transform is a top-level class so that workers can pickle it. Stage-1 training
-with ``config.device_prep`` (the default) stops the decode at the waveform and skips the
-augment: the train step makes the STFT and ZoeDepth's augmentation on the device
-(`avs_jax/data/device_prep.py`, called by `avs_jax/train/avsnet_task.py`).
+training (``num_workers=-1``: `worker_count`). Every transform is a top-level class so that
+workers can pickle it. Training with ``config.device_prep`` (the default) stops the decode at
+uint8 pixels (stage 1: and the waveform) and skips the augment: the train step makes the STFT
+and ZoeDepth's augmentation (`avs_jax/data/device_prep.py`, `avs_jax/train/avsnet_task.py`) or
+Monodepth2's (`avs_jax/data/device_triples.py`, `avs_jax/train/relative_task.py`) on the device.
 
 Batches (dict of numpy arrays, NHWC, float32 unless noted):
   stage 1:  image [B, H, W, 3] in [0, 1]; echo [B, H, W, 2] ([left, right] STFT magnitude resized
@@ -21,6 +22,8 @@ Batches (dict of numpy arrays, NHWC, float32 unless noted):
   triples:  frames [B, 3, H, W, 3] in [0, 1] (t-20, t, t+20), un-augmented (the loss uses them);
             frames_aug (same, colour-jittered: the network inputs, Monodepth2); intrinsics
             [B, 3, 3] at (H, W); poses [B, 3, 4, 4] camera-to-world; has_pose bool [B].
+  triples training with device_prep: frames uint8 [B, 3, H, W, 3], no frames_aug, the rest as
+            above; never augmented here.
   eval:     the above plus sample_id (str [B]), valid_example (bool [B]; padded rows False) and,
             for samples, depth_full [B, H0, W0] at the native ground-truth resolution. Evaluation
             batches are always made on the host (stage 1: image float32 and echo).
@@ -32,6 +35,8 @@ made on the device come from the step's key, restored with the train state).
 """
 
 from __future__ import annotations
+
+import os
 
 import grain
 import ml_collections
@@ -75,13 +80,30 @@ def _source(builder_or_source, split: str, eval_mode: bool = False):
 
 
 def device_prep(config: ml_collections.ConfigDict) -> bool:
-    """Whether stage-1 training batches are raw (image uint8, wave) for the device to prepare."""
-    return bool(config.get("device_prep", False)) and config.name != "bv1_triples"
+    """Whether training batches are raw (uint8 images; stage 1: wave) for the device to prepare."""
+    return bool(config.get("device_prep", False))
+
+
+# The most worker processes `num_workers=-1` starts: enough for an 8-accelerator host at the
+# paper's sizes (docs/performance.md, "End to end"), few enough that their memory stays modest.
+MAX_AUTO_WORKERS = 16
+
+
+def worker_count(num_workers: int) -> int:
+    """``config.num_workers``, with -1 resolved to the cores this process may use, less one for
+    the training loop itself, at most `MAX_AUTO_WORKERS`."""
+    if num_workers >= 0:
+        return num_workers
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(cores - 1, MAX_AUTO_WORKERS))
 
 
 def _decode(config: ml_collections.ConfigDict, eval_mode: bool) -> grain.transforms.Map:
     if config.name == "bv1_triples":
-        return DecodeTriple(config.image_size, eval_mode=eval_mode)
+        return DecodeTriple(config.image_size, eval_mode=eval_mode, device_prep=device_prep(config))
     return DecodeSample(
         config.image_size, config.max_depth, config.stft.to_dict(), eval_mode, device_prep(config)
     )
@@ -126,13 +148,14 @@ def make_train_dataset(
             num_threads=config.num_threads, prefetch_buffer_size=config.prefetch_buffer_size
         )
     )
-    if config.num_workers > 0:
+    workers = worker_count(config.num_workers)
+    if workers > 0:
         # grain's workers read absl flags; outside an absl app (tests, notebooks) use the defaults.
         if not flags.FLAGS.is_parsed():
             flags.FLAGS.mark_as_parsed()
         it = it.mp_prefetch(
             grain.MultiprocessingOptions(
-                num_workers=config.num_workers, per_worker_buffer_size=config.worker_buffer_size
+                num_workers=workers, per_worker_buffer_size=config.worker_buffer_size
             )
         )
     return it
