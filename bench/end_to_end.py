@@ -84,6 +84,7 @@ class Plan:
     warmup_windows: int
     dtype: str
     workers: int | None  # config.data.num_workers; None: the config's own
+    stored: bool  # read the dataset stored at the training size
     repeats: int  # pairs of (command, step alone); the best of each is kept
     sample_dir: Path
     timeout: float
@@ -150,8 +151,10 @@ def train_command(
     log_every: int,
     dtype: str,
     workers: int | None,
+    stored: bool = False,
 ) -> list[str]:
-    """The user's training command, with a length, a log cadence and no validation."""
+    """The user's training command, with a length, a log cadence and no validation; `stored`:
+    on the dataset stored at the training size (built by the command's first run)."""
     config = STAGES[stage][0] + ("" if paper else ":tiny")
     cmd = [
         PY,
@@ -171,6 +174,9 @@ def train_command(
     ]
     if workers is not None:
         cmd.append(f"--config.data.num_workers={workers}")
+    if stored:
+        h, w = stage_config(stage, paper).data.image_size
+        cmd.append(f"--config.data.stored_size={h},{w}")
     return cmd
 
 
@@ -237,7 +243,10 @@ def _run(cmd: list[str], log: Path, timeout: float) -> tuple[float, float | None
 def step_alone(
     stage: str, paper: bool, batch: int, steps: int, dtype: str, log: Path, timeout: float
 ) -> dict:
-    """bench/train_step.py --back_to_back for the stage's config at `batch`: its JSON line."""
+    """bench/train_step.py --back_to_back for the stage's config at `batch`: its JSON line. Fed
+    raw batches (--raw) when the config makes its inputs in the step (config.data.device_prep),
+    so that the reference does the same work as the command's step."""
+    raw = bool(stage_config(stage, paper).data.get("device_prep", False))
     cmd = [
         PY,
         str(HERE / "train_step.py"),
@@ -247,13 +256,15 @@ def step_alone(
         f"--steps={steps}",
         f"--dtype={dtype}",
         "--back_to_back",
-    ]
+    ] + (["--raw"] if raw else [])
     _, others = _run(cmd, log, timeout)
     out = [json.loads(s) for s in log.read_text().splitlines() if s.startswith("{")][-1]
     return dict(out, others_cores=others)
 
 
-def run_host_ms(stage: str, paper: bool, root: Path, data_dir: Path, batch: int) -> float | None:
+def run_host_ms(
+    stage: str, paper: bool, root: Path, data_dir: Path, batch: int, stored: bool = False
+) -> float | None:
     """CPU ms per example of one input process for the run's own data and config (the dataset
     the training command built), or None when that cannot be measured."""
     import input_pipeline as bench_ip  # noqa: PLC0415
@@ -263,7 +274,9 @@ def run_host_ms(stage: str, paper: bool, root: Path, data_dir: Path, batch: int)
     try:
         cfg = stage_config(stage, paper).data
         cfg.batch_size = batch
-        builder = build_dataset(STAGES[stage][1], root, data_dir)  # reused, not rebuilt
+        size = tuple(cfg.image_size) if stored else ()
+        cfg.stored_size = size
+        builder = build_dataset(STAGES[stage][1], root, data_dir, image_size=size)  # reused
         return round(bench_ip.host_ms_per_example(builder, cfg, max(4, -(-96 // batch))), 2)
     except Exception as e:  # noqa: BLE001  (a diagnostic column; the ratio stands without it)
         print(f"{stage}: input CPU ms per example not measured: {e!r}", file=sys.stderr)
@@ -295,6 +308,7 @@ def end_to_end(stage: str, plan: Plan, batch: int, tmp: Path) -> dict:
             plan.log_every,
             plan.dtype,
             plan.workers,
+            plan.stored,
         )
         command_s, others = _run(cmd, tmp / f"{stage}_train{r}.log", plan.timeout)
         e2e = window_throughput(_read_jsonl(workdir / "metrics.jsonl"), batch, plan.warmup_windows)
@@ -306,7 +320,14 @@ def end_to_end(stage: str, plan: Plan, batch: int, tmp: Path) -> dict:
     # The best of each: on a shared machine other jobs only ever slow a measurement down.
     e2e = max(runs, key=lambda x: x["samples_per_s"])
     alone = max(alones, key=lambda x: x["samples_per_s"])
-    host_ms = run_host_ms(stage, plan.paper, root, data_dir, batch)
+    host_ms = run_host_ms(stage, plan.paper, root, data_dir, batch, plan.stored)
+    from avs_jax.data.input_pipeline import worker_count  # noqa: PLC0415
+
+    workers = (
+        plan.workers
+        if plan.workers is not None
+        else stage_config(stage, plan.paper).data.num_workers
+    )
     return {
         "kind": "end_to_end",
         "stage": stage,
@@ -314,11 +335,8 @@ def end_to_end(stage: str, plan: Plan, batch: int, tmp: Path) -> dict:
         "hw": alone["hw"],
         "batch": batch,
         "dtype": plan.dtype,
-        "workers": (
-            plan.workers
-            if plan.workers is not None
-            else f"{stage_config(stage, plan.paper).data.num_workers} (config)"
-        ),
+        "stored": plan.stored,
+        "workers": worker_count(workers),  # -1 resolved as the command resolved it
         "steps": plan.steps,
         "log_every": plan.log_every,
         "warmup_windows": plan.warmup_windows,
@@ -344,9 +362,10 @@ def end_to_end(stage: str, plan: Plan, batch: int, tmp: Path) -> dict:
 
 
 def host_costs(tmp: Path, sample: Path, n: int, batches: int, repeats: int) -> list[dict]:
-    """CPU ms per example of one input process, both training pipelines at paper sizes: the
-    least of `repeats` passes (on a shared VM other load inflates even CPU time: cache, hyper-
-    threads, steal counted as the guest's)."""
+    """CPU ms per example of one input process, both training pipelines at paper sizes, read
+    from full-resolution JPEGs and from the dataset stored at the training size: the least of
+    `repeats` passes (on a shared VM other load inflates even CPU time: cache, hyper-threads,
+    steal counted as the guest's)."""
     import input_pipeline as bench_ip  # noqa: PLC0415
 
     from avs_jax.data.config import default_data_config  # noqa: PLC0415
@@ -357,25 +376,30 @@ def host_costs(tmp: Path, sample: Path, n: int, batches: int, repeats: int) -> l
         root = real_root(
             dataset, tmp / f"host_{dataset}", n + (40 if dataset != "bv2" else 0), sample
         )
-        builder = build_dataset(dataset, root, tmp / "host_tfds", overwrite=True)
-        cfg = default_data_config(dataset)
-        passes = [bench_ip.host_ms_per_example(builder, cfg, batches) for _ in range(repeats)]
-        rows.append(
-            {
-                "kind": "host",
-                "dataset": dataset,
-                "hw": list(cfg.image_size),
-                "batch": cfg.batch_size,
-                "read_threads": cfg.get("num_threads"),
-                "examples": batches * cfg.batch_size,
-                "cpu_ms_per_example": round(min(passes), 2),
-                "cpu_ms_passes": [round(ms, 2) for ms in passes],
-                "target_ms": TARGETS[dataset],
-                "cpu": cpu_name(),
-                "load_avg": round(os.getloadavg()[0], 2),
-            }
-        )
-        print(json.dumps(rows[-1]), flush=True)
+        for stored in (False, True):
+            cfg = default_data_config(dataset)
+            size = tuple(cfg.image_size) if stored else ()
+            cfg.stored_size = size
+            builder = build_dataset(dataset, root, tmp / "host_tfds", image_size=size)
+            passes = [bench_ip.host_ms_per_example(builder, cfg, batches) for _ in range(repeats)]
+            rows.append(
+                {
+                    "kind": "host",
+                    "dataset": dataset,
+                    "stored": stored,
+                    "hw": list(cfg.image_size),
+                    "batch": cfg.batch_size,
+                    "device_prep": bool(cfg.device_prep),
+                    "read_threads": cfg.get("num_threads"),
+                    "examples": batches * cfg.batch_size,
+                    "cpu_ms_per_example": round(min(passes), 2),
+                    "cpu_ms_passes": [round(ms, 2) for ms in passes],
+                    "target_ms": TARGETS[dataset],
+                    "cpu": cpu_name(),
+                    "load_avg": round(os.getloadavg()[0], 2),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -437,22 +461,29 @@ def render(rows: list[dict], args: str, title: str) -> str:
         ]
     if host:
         lines += [
-            "| pipeline at paper size | H×W | batch | CPU ms per example, one process | target |",
-            "|---|---|---|---|---|",
+            "| pipeline at paper size | read from | H×W | batch | CPU ms per example, one "
+            "process | target |",
+            "|---|---|---|---|---|---|",
         ]
         for r in host:
+            source = "stored at H×W" if r.get("stored") else "1280×720 JPEGs"
             lines.append(
-                f"| {r['dataset']} | {'×'.join(map(str, r['hw']))} | {r['batch']} | "
+                f"| {r['dataset']} | {source} | {'×'.join(map(str, r['hw']))} | {r['batch']} | "
                 f"{r['cpu_ms_per_example']:.1f} | ≤ {r['target_ms']:g} |"
             )
         lines += [
             "",
-            "Copies of the real BV2 sample; the training pipeline (decode, STFT, resizes, "
-            "augmentation, batching, its read threads) with no worker processes: CPU time of "
+            "Copies of the real BV2 sample; the training pipeline of the paper configs (read, "
+            "decode, batching, its read threads; the STFT and augmentation run in the step, "
+            "config.data.device_prep) with no worker processes: CPU time of "
             f"the process over {host[0]['examples'] // host[0]['batch']} batches after its "
             "start-up, the least of "
             f"{len(host[0]['cpu_ms_passes'])} passes ("
-            + "; ".join(f"{r['dataset']} {', '.join(map(str, r['cpu_ms_passes']))}" for r in host)
+            + "; ".join(
+                f"{r['dataset']}{' stored' if r.get('stored') else ''} "
+                f"{', '.join(map(str, r['cpu_ms_passes']))}"
+                for r in host
+            )
             + ").",
             "",
         ]
@@ -473,9 +504,14 @@ def main(argv: list[str] | None = None) -> int:
         "--workers",
         type=int,
         default=-1,
-        help="config.data.num_workers; -1: the config's at tiny sizes, os.cpu_count() with --paper",
+        help="config.data.num_workers; -1: the config's (tiny: 0; paper: -1, one per free core)",
     )
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument(
+        "--stored",
+        action="store_true",
+        help="train on the dataset stored at the training size (config.data.stored_size)",
+    )
     p.add_argument(
         "--repeats",
         type=int,
@@ -522,7 +558,8 @@ def main(argv: list[str] | None = None) -> int:
                 log_every=a.log_every or log_every,
                 warmup_windows=warmup if a.warmup_windows < 0 else a.warmup_windows,
                 dtype=a.dtype,
-                workers=a.workers if a.workers >= 0 else (os.cpu_count() or 1) if a.paper else None,
+                workers=a.workers if a.workers >= 0 else None,
+                stored=a.stored,
                 repeats=a.repeats,
                 sample_dir=Path(a.sample_dir),
                 timeout=a.timeout,

@@ -28,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from avs_jax import config_files  # noqa: E402
+from avs_jax.data import audio  # noqa: E402
 from avs_jax.train import optimizer  # noqa: E402
 from avs_jax.train import state as state_lib
 from avs_jax.train import step as step_lib
@@ -46,8 +47,13 @@ def load_config(stage: str, size: str):
     return config_files.load_config(name, arg), batch
 
 
-def random_batch(config, batch: int, rng: np.random.Generator) -> dict:
+def random_batch(config, batch: int, rng: np.random.Generator, raw: bool = False) -> dict:
+    """A random training batch as the pipeline makes it: host-made (float images, STFT echo,
+    frames_aug), or with ``raw`` as `config.data.device_prep` makes it (uint8 images; stage 1 the
+    waveform), so that the step also does the STFT and augmentation that the device then does."""
     h, w = config.data.image_size
+    if raw:
+        return _raw_batch(config, batch, rng)
     if config.task == "relative":
         k = np.array([[0.58 * w, 0, w / 2], [0, 1.92 * h, h / 2], [0, 0, 1]], np.float32)
         frames = rng.uniform(size=(batch, 3, h, w, 3)).astype(np.float32)
@@ -61,6 +67,28 @@ def random_batch(config, batch: int, rng: np.random.Generator) -> dict:
         "echo": rng.uniform(size=(batch, h, w, 2)).astype(np.float32),
         "depth": rng.uniform(1, 20, size=(batch, h, w)).astype(np.float32),
     }
+
+
+def _raw_batch(config, batch: int, rng: np.random.Generator) -> dict:
+    h, w = config.data.image_size
+    if config.task == "relative":
+        k = np.array([[0.58 * w, 0, w / 2], [0, 1.92 * h, h / 2], [0, 0, 1]], np.float32)
+        return {
+            "frames": rng.integers(0, 256, size=(batch, 3, h, w, 3), dtype=np.uint8),
+            "intrinsics": np.broadcast_to(k, (batch, 3, 3)).copy(),
+            "poses": np.broadcast_to(np.eye(4, dtype=np.float32), (batch, 3, 4, 4)).copy(),
+            "has_pose": np.ones(batch, bool),
+        }
+    stft = config.data.stft.to_dict()
+    n = audio.device_wave_length(stft, config.data.max_depth)
+    out = {
+        "image": rng.integers(0, 256, size=(batch, h, w, 3), dtype=np.uint8),
+        "wave": rng.normal(scale=0.05, size=(batch, 2, n)).astype(np.float32),
+        "depth": rng.uniform(1, 20, size=(batch, h, w)).astype(np.float32),
+    }
+    if not stft["cut_to_max_depth"]:
+        out["wave_length"] = np.full(batch, n, np.int32)
+    return out
 
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -77,16 +105,19 @@ def _flops(stage) -> float:
     return float(cost.get("flops", 0.0)) if cost else 0.0
 
 
-def _setup(stage: str, size: str, batch: int | None, dtype: str, abstract: bool = False):
+def _setup(
+    stage: str, size: str, batch: int | None, dtype: str, abstract: bool = False, raw: bool = False
+):
     """(config, batch size, device batch, train state, step fn, params) of the stage's step;
-    `abstract`: the state as shapes only (jax.eval_shape), enough to lower the step."""
+    `abstract`: the state as shapes only (jax.eval_shape), enough to lower the step; `raw`: fed
+    raw batches (`random_batch`)."""
     config, default_batch = load_config(stage, size)
     batch = batch or default_batch
     config.train.compute_dtype = dtype
     config.model.dtype = dtype
     task = make_task(config)
     mesh = state_lib.data_mesh()
-    host = random_batch(config, batch, np.random.default_rng(0))
+    host = random_batch(config, batch, np.random.default_rng(0), raw)
     dev = step_lib.put_batch(host, mesh)
     rng = jax.random.PRNGKey(0)
     init = lambda: state_lib.init_variables(task, rng, dev, mesh)  # noqa: E731
@@ -173,11 +204,14 @@ def time_jax(stage: str, size: str, batch: int | None, steps: int, dtype: str) -
     }  # as avs_jax left them
 
 
-def time_back_to_back(stage: str, size: str, batch: int | None, steps: int, dtype: str) -> dict:
+def time_back_to_back(
+    stage: str, size: str, batch: int | None, steps: int, dtype: str, raw: bool = False
+) -> dict:
     """Step-only throughput as a training loop sees it: `steps` steps dispatched back to back on
     one device batch, synchronised once at the end (time_jax waits for each step, which adds the
-    dispatch latency to every step). The reference of bench/end_to_end.py."""
-    config, batch, dev, st, fn, n_params = _setup(stage, size, batch, dtype)
+    dispatch latency to every step). The reference of bench/end_to_end.py, with `raw` when the
+    training command's step also makes its inputs (config.data.device_prep)."""
+    config, batch, dev, st, fn, n_params = _setup(stage, size, batch, dtype, raw=raw)
     t0 = time.perf_counter()
     compiled = fn.lower(st, dev).compile()
     compile_s = time.perf_counter() - t0
@@ -191,6 +225,7 @@ def time_back_to_back(stage: str, size: str, batch: int | None, steps: int, dtyp
     return {
         **_describe(stage, size, batch, config, dtype, n_params),
         "mode": "back_to_back",
+        "raw_batch": raw,
         "platform": jax.devices()[0].platform,
         "jax": jax.__version__,
         "compile_s": round(compile_s, 2),
@@ -224,6 +259,12 @@ def main(argv=None) -> int:
         help="only the JAX steps dispatched back to back, one sync at the end (no PyTorch)",
     )
     p.add_argument(
+        "--raw",
+        action="store_true",
+        help="with --back_to_back: raw batches (uint8 images, waveforms), the step making the "
+        "STFT and augmentation as with config.data.device_prep",
+    )
+    p.add_argument(
         "--flops_only",
         action="store_true",
         help="only XLA's FLOP count of the lowered step (run it with JAX_PLATFORMS=cpu)",
@@ -233,7 +274,8 @@ def main(argv=None) -> int:
         print(json.dumps(count_flops(a.stage, a.size, a.batch or None, a.dtype)))
         return 0
     if a.back_to_back:
-        print(json.dumps(time_back_to_back(a.stage, a.size, a.batch or None, a.steps, a.dtype)))
+        res = time_back_to_back(a.stage, a.size, a.batch or None, a.steps, a.dtype, a.raw)
+        print(json.dumps(res))
         return 0
     res = time_jax(a.stage, a.size, a.batch or None, a.steps, a.dtype)
     print(json.dumps(res), flush=True)

@@ -35,11 +35,14 @@ def test_the_training_command_sets_fields_that_both_configs_have():
     for stage, (file, _, _) in end_to_end.STAGES.items():
         for paper in (False, True):
             cmd = end_to_end.train_command(
-                stage, paper, Path("root"), Path("run"), Path("tfds"), 4, 10, 5, "bfloat16", 2
+                stage, paper, Path("root"), Path("run"), Path("tfds"), 4, 10, 5, "bfloat16", 2, True
             )
             config = load_config(Path(file).stem, "" if paper else "tiny")
             overrides = [a[len("--config.") :].split("=")[0] for a in cmd if "--config." in a]
-            assert len(overrides) == 10, cmd
+            assert len(overrides) == 11, cmd
+            # The stored size is the training size, which the dataset's name then carries.
+            h, w = config.data.image_size
+            assert f"--config.data.stored_size={h},{w}" in cmd
             for name in overrides:
                 node = config
                 for key in name.split("."):
