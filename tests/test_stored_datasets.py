@@ -7,6 +7,7 @@ per triple gave.
 
 import json
 import shutil
+from pathlib import Path
 
 import batvision_fixture as fx  # tests/ is on sys.path (pyproject's pythonpath)
 import ml_collections
@@ -88,6 +89,44 @@ def test_stored_size_round_trip(bv2):
             else:  # evaluation's ground truth at the native size
                 np.testing.assert_array_equal(ex["depth_full"], want[sid]["depth"])
     assert full.as_data_source("test")[0]["depth"].shape in {(48, 80), (720, 1280)}
+
+
+def _options(path) -> list[str]:
+    from array_record.python import array_record_module
+
+    reader = array_record_module.ArrayRecordReader(str(path))
+    try:
+        return reader.writer_options_string().split(",")
+    finally:
+        reader.close()
+
+
+def test_training_size_files_are_uncompressed_and_full_size_ones_not(bv2):
+    # (The round trip above reads the rewritten files: the same records.)
+    _, _, full, small = bv2
+    sized = sorted(Path(small.data_dir).glob("*.array_record-*"))
+    assert sized and all("uncompressed" in _options(p) for p in sized)
+    assert stored.store_uncompressed(small.data_dir) == []  # done once
+    encoded = sorted(Path(full.data_dir).glob("*.array_record-*"))
+    assert encoded and not any("uncompressed" in _options(p) for p in encoded)
+
+
+def test_store_uncompressed_keeps_every_record_in_order(tmp_path):
+    from array_record.python import array_record_module
+
+    records = [bytes([i]) * (i * 37 + 1) for i in range(20)]
+    path = tmp_path / "x.array_record-00000-of-00001"
+    writer = array_record_module.ArrayRecordWriter(str(path), "group_size:1")  # TFDS's (zstd)
+    for r in records:
+        writer.write(r)
+    writer.close()
+    assert "uncompressed" not in _options(path)
+    assert stored.store_uncompressed(tmp_path) == [path]
+    assert "uncompressed" in _options(path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left
+    reader = array_record_module.ArrayRecordReader(str(path))
+    assert [reader.read([i])[0] for i in range(reader.num_records())] == records
+    reader.close()
 
 
 def test_stored_size_batches_are_bit_identical(bv2):

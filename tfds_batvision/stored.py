@@ -6,6 +6,9 @@ builder without importing it (docs/reference.md, "Building the datasets", "Frame
 - Training-resolution configs (``bv2_256x512``, ...): images stored as uint8 pixels already
   decoded and resized by ``decode_resized``, the function the pipeline decodes JPEG/PNG bytes
   with, so that a stored image is bit for bit what decoding at train time gives.
+- Training-resolution files without compression (``store_uncompressed``): TFDS writes
+  array_record with zstd, which saves ~7% on raw pixels but makes decompression ~4/5 of the
+  host's cost of reading a stored frame (0.5 of 0.64 ms for 192x640x3 on a Xeon core).
 - Frames stored once (``bv1_triples*``): split ``<split>_frames`` holds each frame that some triple
   uses, split ``<split>`` holds the triples as three indices into it; ``TripleSource`` reads a
   triple back as the record of three images that the pipeline takes.
@@ -14,7 +17,10 @@ builder without importing it (docs/reference.md, "Building the datasets", "Frame
 from __future__ import annotations
 
 import io
+import os
 import re
+import uuid
+from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -76,6 +82,37 @@ def decode_resized(data: bytes, size: Sequence[int]) -> tuple[np.ndarray, tuple[
         if im.size != (w, h):
             im = im.resize((w, h), PIL.Image.BILINEAR)
         return np.asarray(im, np.uint8), native
+
+
+UNCOMPRESSED = "group_size:1,uncompressed"  # one record per chunk, as TFDS writes them
+
+
+def store_uncompressed(dataset_dir: str | os.PathLike) -> list[Path]:
+    """Rewrites the array_record files in ``dataset_dir`` that are compressed without
+    compression, record for record (the same records, the same order; readers take either).
+    Returns the files rewritten. Each is written beside itself and moved over it, so an
+    interrupted call leaves every file whole, compressed or not; a second call skips done ones.
+    """
+    from array_record.python import array_record_module  # noqa: PLC0415  (only when building)
+
+    done = []
+    for path in sorted(Path(dataset_dir).glob("*.array_record-*")):
+        reader = array_record_module.ArrayRecordReader(os.fspath(path))
+        try:
+            if "uncompressed" in reader.writer_options_string().split(","):
+                continue
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+            writer = array_record_module.ArrayRecordWriter(os.fspath(tmp), UNCOMPRESSED)
+            try:
+                for i in range(reader.num_records()):
+                    writer.write(reader.read([i])[0])
+            finally:
+                writer.close()
+        finally:
+            reader.close()
+        os.replace(tmp, path)
+        done.append(path)
+    return done
 
 
 class TripleSource:

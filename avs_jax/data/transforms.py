@@ -175,20 +175,35 @@ class DecodeTriple(grain.transforms.Map):
         self.device_prep = device_prep and not eval_mode
 
     def map(self, ex: dict[str, Any]) -> dict[str, np.ndarray]:
-        decoded = [decode_image_uint8(b, self.size) for b in ex["images"]]
-        frames = np.stack([d[0] for d in decoded])
+        images = ex["images"]
+        if _stored_frames(images, self.size):  # pixels at the size already: no copy
+            frames, native = images, self.size
+        else:
+            decoded = [decode_image_uint8(b, self.size) for b in images]
+            frames, native = np.stack([d[0] for d in decoded]), decoded[0][1]
         if not self.device_prep:  # decode_image's float32: the same pixels times 1/255
             frames = frames.astype(np.float32) * np.float32(1.0 / 255.0)
         out = {
             "frames": frames,
             **({} if self.device_prep else {"frames_aug": frames}),
-            "intrinsics": resize_intrinsics(ex["intrinsics"], decoded[0][1], self.size),
+            "intrinsics": resize_intrinsics(ex["intrinsics"], native, self.size),
             "poses": np.asarray(ex["poses"], np.float32),
             "has_pose": np.asarray(ex["has_pose"], np.bool_),
         }
         if self.eval_mode:
             out["sample_id"] = _as_str(ex["sample_id"])
         return out
+
+
+def _stored_frames(images, size: tuple[int, int]) -> bool:
+    """Whether a triple's images are uint8 pixels [3, H, W, 3] stored at ``size`` (a training-size
+    dataset); other stored sizes go through `decode_image_uint8`, which names the mismatch."""
+    return (
+        isinstance(images, np.ndarray)
+        and images.dtype == np.uint8
+        and images.ndim == 4
+        and tuple(images.shape[1:3]) == tuple(size)
+    )
 
 
 class ZoeDepthAugment(grain.transforms.RandomMap):
