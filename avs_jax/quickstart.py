@@ -100,6 +100,8 @@ def _simulate(config, root: str, layout: str, seed: int) -> bool:
         max_turn_deg=s.get("max_turn_deg"),
         window_prob=s.get("window_prob"),
         onset_jitter=s.get("onset_jitter"),
+        max_order=s.get("max_order"),
+        max_obstacles=s.get("max_obstacles"),
         **split,
     )
     _check_settings(done, _sim_settings(config, layout, seed))
@@ -274,7 +276,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         tables["table2"],
         claims=results,
         runs={name: path for name, path in evaluated.items() if path},
+        oracle=tables.get("table1_oracle"),
     )
     print(f"quickstart finished in {seconds / 60:.1f} min; results in {workdir}", flush=True)
     print(f"open {page} in a browser to read them", flush=True)
-    return {"tables": tables, "claims": results, "seconds": seconds}
+    out = {"tables": tables, "claims": results, "seconds": seconds}
+    if config.get("heldout") is not None and config.heldout.enabled:
+        from avs_jax import heldout
+
+        out["heldout"] = heldout.run(config, workdir, runs)
+    return out

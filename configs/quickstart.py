@@ -79,4 +79,30 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.evaluate = _load("evaluate", "")
     c.evaluate.figures.num_per_dataset = 3  # Fig. 5-like panels per dataset
     c.evaluate.relative_checkpoint = "latest"  # as Monodepth2 evaluates; "best" is noisy here
+
+    # Held-out rooms (avs_jax/heldout.py), off by default: --config.heldout.enabled=True also
+    # evaluates the models on test rooms of other seeds and settings outside training's.
+    c.heldout = ml_collections.ConfigDict()
+    c.heldout.enabled = False
+    c.heldout.scenes = {"bv2": 40, "bv1": 4}  # 160 BV2 samples, 400 BV1 images per set
+    c.heldout.figures_per_dataset = 2
+    c.heldout.sets = {
+        # Seeds far from the quickstart's (seed, seed + 1): other rooms, training's ranges.
+        "other_rooms": {"seed": 1000},
+        # Below and above every trained room (BV2 3-30 m, BV1 3-12 m).
+        "small_rooms": {
+            "seed": 1010,
+            "bv2": {"min_room": 1.5, "max_room": 3.0},
+            "bv1": {"min_room": 1.5, "max_room": 3.0},
+        },
+        "large_rooms": {
+            "seed": 1020,
+            "bv2": {"min_room": 30.0, "max_room": 40.0},
+            "bv1": {"min_room": 12.0, "max_room": 16.0},
+        },
+        # Training has up to 4 box obstacles, no windows, reflections up to order 3.
+        "cluttered": {"seed": 1030, "bv2": {"max_obstacles": 10}, "bv1": {"max_obstacles": 10}},
+        "windows": {"seed": 1040, "bv2": {"window_prob": 0.3}, "bv1": {"window_prob": 0.3}},
+        "reverberant": {"seed": 1050, "bv2": {"max_order": 6}, "bv1": {"max_order": 6}},
+    }
     return c

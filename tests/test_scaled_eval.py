@@ -92,6 +92,35 @@ def test_hand_case_rgb_echoes_median_is_exact_and_no_scaling_is_worked_out():
     const = [np.mean(np.abs(np.median(g[v]) - g[v]) / g[v]) for g, v in zip(g64, valid)]
     assert t2["depthnet"]["gt"]["constant"]["abs_rel"] == pytest.approx(np.mean(const), rel=rtol)
     assert t2["depthnet"]["gt"]["constant"]["abs_rel"] > 0.1
+    # Table 1's references: M_p with its scale taken away (GT median / its median per image).
+    # "rgb" is 2 gt: its structure is perfect, the factor 1/2 exact, so the row is exact; the
+    # constant is Table 2's constant (one computation) and counts the same images.
+    oracle = ev.table1_oracle()
+    assert set(oracle) == {"rgb_echoes", "rgb", "constant"}
+    assert oracle["rgb"]["abs_rel"] == 0.0 and oracle["rgb"]["a1"] == 1.0
+    assert oracle["rgb_echoes"]["abs_rel"] == 0.0
+    assert oracle["constant"] == t2["depthnet"]["gt"]["constant"]
+    assert oracle["constant"]["n_images"] == 3
+
+
+def test_table1_oracle_scales_each_image_by_its_own_medians():
+    # Per image, M_p = gt * c_i * (1 + noise): the reference divides c_i out, leaving the noise.
+    gt = _gt()
+    rng = np.random.default_rng(1)
+    noise = rng.uniform(-0.2, 0.2, gt.shape).astype(np.float32)
+    factors = np.array([0.5, 3.0, 11.0], np.float32)[:, None, None]
+    mp = (_model_map(gt) * factors * (1 + noise)).astype(np.float32)
+    ev = ScalingEvaluator(min_depth=1e-3, max_depth=30.0)
+    ev.update(gt, {"rgb": mp}, {})
+    got = ev.table1_oracle()["rgb"]["abs_rel"]
+    valid = (gt > 0) & (gt < 30)
+    expected = []
+    for g, m, v in zip(gt.astype(np.float64), mp.astype(np.float64), valid):
+        # numpy's median, as avs_jax/scaling.py's (float32 there: within a few eps).
+        pred = m[v] * np.median(g[v]) / np.median(m[v])
+        expected.append(np.mean(np.abs(pred - g[v]) / g[v]))
+    assert got == pytest.approx(np.mean(expected), rel=_rtol(gt) + 4 * EPS)
+    assert ev.table1()["rgb"]["abs_rel"] > 1.0  # unscaled, the factors dominate
 
 
 def test_disparity_predictions_and_tables_written(tmp_path):
@@ -108,15 +137,22 @@ def test_disparity_predictions_and_tables_written(tmp_path):
     # As the depth case, with R inverted twice (1 eps more): 4 eps.
     assert t2["outside"]["rgb_echoes"]["median"]["abs_rel"] == pytest.approx(0.0, abs=4 * EPS)
     assert t2["outside"]["rgb_echoes"]["median"]["n_images"] == 2
-    json_path, md_path = write_tables(str(tmp_path), {"bv1": ev.table1()}, {"bv1": t2})
+    json_path, md_path = write_tables(
+        str(tmp_path), {"bv1": ev.table1()}, {"bv1": t2}, {"bv1": ev.table1_oracle()}
+    )
     data = json.load(open(json_path))
-    assert set(data) == {"table1", "table2"}
+    assert set(data) == {"table1", "table1_oracle", "table2"}
+    assert set(data["table1_oracle"]["bv1"]) == {"rgb_echoes", "constant"}
     row = data["table2"]["bv1"]["outside"]["rgb_echoes"]["median"]
     assert set(row) == {"abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3", "n_images"}
     md = open(md_path).read()
     assert "Abs Rel" in md and "RGB-Echoes" in md
     # The best Abs Rel of the block (0.000, the scaled row) is bold; the "No" row is not.
     assert "**0.000**" in md
+    # Table 1's references follow its models, never bold.
+    table1_md = md.split("Table 2")[0]
+    assert "| BV1 | AVS-Net (RGB-Echoes), scaled by GT median (oracle) | 0.000 |" in table1_md
+    assert "| BV1 | constant depth (oracle) |" in table1_md
 
 
 def test_table2_mask_leaves_table1_alone():

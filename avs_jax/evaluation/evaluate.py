@@ -143,7 +143,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         **({ext.name: ext.predictions} if ext.predictions else {}),
     }
 
-    table1, table2, missing = {}, {}, []
+    table1, table1_oracle, table2, missing = {}, {}, {}, []
     figdir = os.path.join(workdir, "figures")
     export_rows: list[list[str]] = []
     for ds_name, data in config.datasets.items():
@@ -211,9 +211,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             bar.update(int(np.asarray(base["valid_example"]).sum()))
         bar.close()
         table1[ds_name] = evaluator.table1()
+        if table1[ds_name]:
+            table1_oracle[ds_name] = evaluator.table1_oracle()
         if with_table2:
             table2[ds_name] = evaluator.table2()
-    json_path, md_path = tables.write_tables(workdir, table1, table2)
+    json_path, md_path = tables.write_tables(workdir, table1, table2, table1_oracle)
     if config.export and export_rows:
         _write_scales(workdir, export_rows)
     if missing:
@@ -226,9 +228,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.gradcam.num_samples and {"rgb_echoes", "rgb"} <= set(stage1):
         cams = _gradcam_figures(config, figdir, loaded, stage1)
     # Last, so that it shows every figure; the quickstart rewrites it with its claims.
-    report_path = report.write_report(workdir, table1, table2, runs=origins)
+    report_path = report.write_report(workdir, table1, table2, runs=origins, oracle=table1_oracle)
     logging.info("wrote %s, %s and %s", json_path, md_path, report_path)
-    return {"table1": table1, "table2": table2, "missing": missing, "gradcam": cams}
+    return {
+        "table1": table1,
+        "table1_oracle": table1_oracle,
+        "table2": table2,
+        "missing": missing,
+        "gradcam": cams,
+    }
 
 
 def _external_batch(folder, ids, real, size, allow_missing, missing):

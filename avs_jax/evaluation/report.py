@@ -117,11 +117,13 @@ def write_report(
     claims: Sequence[tuple[str, bool]] | None = None,
     figures: Sequence[str] | None = None,
     runs: dict[str, str] | None = None,
+    oracle: dict[str, Any] | None = None,
 ) -> str:
     """Writes `workdir/report.html` (replacing it whole); returns its path.
 
     Args:
       table1, table2: as `tables.write_tables` takes them (or as `tables.json` holds them).
+      oracle: Table 1's references, as `tables.json`'s "table1_oracle" (None: none shown).
       claims: (sentence, holds) lines, as `avs_jax.quickstart.claims` gives them; None: no
         claims section.
       figures: image paths inside `workdir` (absolute or relative to it); None: every image
@@ -167,7 +169,9 @@ def write_report(
                 f"{html.escape(sentence)}</li>"
             )
         parts.append("<ul>" + "\n".join(items) + "</ul>")
-    parts.append(_table_html(tables.TABLE1_TITLE, tables.TABLE1_LABELS, tables.table1_rows(table1)))
+    parts.append(
+        _table_html(tables.TABLE1_TITLE, tables.TABLE1_LABELS, tables.table1_rows(table1, oracle))
+    )
     parts.append(_table_html(tables.TABLE2_TITLE, tables.TABLE2_LABELS, tables.table2_rows(table2)))
     parts += [_figures_html(rel_figures), "</body>", "</html>", ""]
     os.makedirs(workdir, exist_ok=True)

@@ -26,6 +26,8 @@ from avs_jax.scaling import masked_mean_std, masked_median, to_depth
 Array = jax.Array
 SCALING_METHODS = ("median", "mean_std")
 MEAN_STD_EPS = 1e-8  # as avs_jax.scaling.apply_scaling
+# Table 1's reference rows in the evaluator: ORACLE_PREFIX + variant, ORACLE_PREFIX + "constant".
+ORACLE_PREFIX = "gt_median/"
 
 
 @functools.partial(
@@ -52,7 +54,10 @@ def batch_rows(
 
     Returns:
       (table1 rows {variant: metrics}, table2 rows {model: {source: {method: metrics}}}) with
-      `[B]` arrays.
+      `[B]` arrays. With `oracle`, table1 also holds Table 1's references under
+      `ORACLE_PREFIX + variant` (M_p scaled by the ratio of the ground truth's median to its
+      own: its structure alone) and `ORACLE_PREFIX + "constant"` (each image's ground-truth
+      median everywhere).
     """
     size = gt.shape[1:]
     valid = valid_mask(gt, max_depth)
@@ -71,6 +76,9 @@ def batch_rows(
         # model whose GT-median row is not below it has learnt no useful depth structure. It does
         # not depend on the model: computed once, reported in every model's block.
         constant = metrics(jnp.broadcast_to(med["gt"][:, None, None], gt.shape))
+        for v, m in mp_full.items():
+            t1[ORACLE_PREFIX + v] = metrics(m * _median_ratio(med["gt"], med[v])[:, None, None])
+        t1[ORACLE_PREFIX + "constant"] = constant
     for model, r in rel.items():
         # evaluate() hands relative maps over at the ground truth's size, a disparity resized
         # before it is inverted (Monodepth2's order); one at another size is inverted first.
@@ -80,10 +88,7 @@ def batch_rows(
         z = (r_full - mean_r[:, None, None]) / (std_r[:, None, None] + MEAN_STD_EPS)
         rows = {"no": {"none": metrics(r_full)}}
         for v in list(mp_full) + (["gt"] if oracle else []):
-            ratio = jnp.where(
-                (med_r > 0) & (med[v] > 0), med[v] / jnp.where(med_r > 0, med_r, 1.0), 1.0
-            )
-            scaled = {"median": r_full * ratio[:, None, None]}
+            scaled = {"median": r_full * _median_ratio(med[v], med_r)[:, None, None]}
             if v != "gt" and "mean_std" in methods:
                 mean_m, std_m = mom[v]
                 scaled["mean_std"] = z * std_m[:, None, None] + mean_m[:, None, None]
@@ -92,6 +97,12 @@ def batch_rows(
             rows["gt"]["constant"] = constant
         t2[model] = rows
     return t1, t2
+
+
+def _median_ratio(target: Array, source: Array) -> Array:
+    """Per image target / source medians `[B]`, 1 where either is not > 0 (eq. 3's factor)."""
+    ok = (source > 0) & (target > 0)
+    return jnp.where(ok, target / jnp.where(source > 0, source, 1.0), 1.0)
 
 
 @jax.jit
@@ -214,7 +225,14 @@ class ScalingEvaluator:
         )
 
     def table1(self) -> dict[str, dict]:
-        return {v: acc.result() for v, acc in self.t1.items()}
+        """{variant: metrics} of M_p."""
+        return {v: acc.result() for v, acc in self.t1.items() if not v.startswith(ORACLE_PREFIX)}
+
+    def table1_oracle(self) -> dict[str, dict]:
+        """Table 1's references (with `oracle`): {variant: metrics of M_p scaled by the ground
+        truth's median, "constant": metrics of that median everywhere}."""
+        n = len(ORACLE_PREFIX)
+        return {v[n:]: acc.result() for v, acc in self.t1.items() if v.startswith(ORACLE_PREFIX)}
 
     def table2(self) -> dict[str, dict]:
         return {

@@ -3,6 +3,7 @@
 JSON layout (a stable interface for scripts):
 
     {"table1": {DATASET: {VARIANT: METRICS}},
+     "table1_oracle": {DATASET: {VARIANT: METRICS, "constant": METRICS}},
      "table2": {DATASET: {MODEL: {SOURCE: {METHOD: METRICS}}}}}
 
 METRICS has the keys `abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3, n_images`. In Table 2,
@@ -10,6 +11,8 @@ SOURCE is the scale source ("no", "rgb", "rgb_echoes", or "gt" for the oracle ro
 is "median" or "mean_std" ("none" for the unscaled row). Under "gt", "median" is the relative
 model scaled by the ground truth's median and "constant" each image's ground-truth median
 everywhere (no depth structure at all): the two references a relative model is judged by.
+"table1_oracle" holds the same two references for M_p: each variant's M_p scaled per image by
+the ground truth's median (its structure alone, its scale taken away) and the constant depth.
 
 A metric is a finite number, or null/"–" when no image could be averaged (`n_images` 0); a
 missing value is never ranked nor bold. NaN or inf is refused: `write_tables` raises a
@@ -35,6 +38,7 @@ VARIANT_NAMES = {
 SOURCE_NAMES = {"no": "No", "rgb": "RGB", "rgb_echoes": "RGB-Echoes", "gt": "GT median (oracle)"}
 METHOD_NAMES = {"none": "–", "constant": "constant depth"}
 DATASET_NAMES = {"bv2": "BV2", "bv1": "BV1"}
+ORACLE_NAMES = {"scaled": "{}, scaled by GT median (oracle)", "constant": "constant depth (oracle)"}
 
 
 def clean_metrics(m: dict[str, Any], where: str = "") -> dict[str, Any]:
@@ -87,13 +91,24 @@ def _cells(label: list[str], m: dict[str, Any], best: dict[str, float]) -> list[
     return cells + [(str(m.get("n_images", 0)), False)]
 
 
-def table1_rows(table1: dict[str, dict[str, dict[str, Any]]]) -> list[list[Cell]]:
-    """Table 1's rows (columns as `header(TABLE1_LABELS)`), the best of each dataset bold."""
+def table1_rows(
+    table1: dict[str, dict[str, dict[str, Any]]], oracle: dict[str, dict] | None = None
+) -> list[list[Cell]]:
+    """Table 1's rows (columns as `header(TABLE1_LABELS)`), the best of each dataset bold; after
+    each dataset's models, its `oracle` references (never bold: they use the ground truth)."""
     rows = []
     for ds, variants in table1.items():
         best = _best(list(variants.values()))
+        name = DATASET_NAMES.get(ds, ds)
         for v, m in variants.items():
-            rows.append(_cells([DATASET_NAMES.get(ds, ds), VARIANT_NAMES.get(v, v)], m, best))
+            rows.append(_cells([name, VARIANT_NAMES.get(v, v)], m, best))
+        for v, m in (oracle or {}).get(ds, {}).items():
+            label = (
+                ORACLE_NAMES["constant"]
+                if v == "constant"
+                else ORACLE_NAMES["scaled"].format(VARIANT_NAMES.get(v, v))
+            )
+            rows.append(_cells([name, label], m, {}))
     return rows
 
 
@@ -130,9 +145,12 @@ def _markdown(title: str, labels: tuple[str, ...], rows: list[list[Cell]]) -> st
     return "\n".join(lines) + "\n"
 
 
-def table1_markdown(table1: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """Table 1: pseudo-dense metric depth M_p of each stage-1 variant, best per dataset bold."""
-    return _markdown(TABLE1_TITLE, TABLE1_LABELS, table1_rows(table1))
+def table1_markdown(
+    table1: dict[str, dict[str, dict[str, Any]]], oracle: dict[str, dict] | None = None
+) -> str:
+    """Table 1: pseudo-dense metric depth M_p of each stage-1 variant, best per dataset bold,
+    and the `oracle` references."""
+    return _markdown(TABLE1_TITLE, TABLE1_LABELS, table1_rows(table1, oracle))
 
 
 def table2_markdown(table2: dict[str, Any]) -> str:
@@ -140,7 +158,9 @@ def table2_markdown(table2: dict[str, Any]) -> str:
     return _markdown(TABLE2_TITLE, TABLE2_LABELS, table2_rows(table2))
 
 
-def write_tables(workdir: str, table1: dict, table2: dict) -> tuple[str, str]:
+def write_tables(
+    workdir: str, table1: dict, table2: dict, table1_oracle: dict | None = None
+) -> tuple[str, str]:
     """Writes `tables.json` and `tables.md` into `workdir`; returns their paths.
 
     ValueError, before anything is written, if a metric is NaN or inf.
@@ -149,6 +169,10 @@ def write_tables(workdir: str, table1: dict, table2: dict) -> tuple[str, str]:
         "table1": {
             d: {v: clean_metrics(m, f"table1 {d} {v}") for v, m in vs.items()}
             for d, vs in table1.items()
+        },
+        "table1_oracle": {
+            d: {v: clean_metrics(m, f"table1_oracle {d} {v}") for v, m in vs.items()}
+            for d, vs in (table1_oracle or {}).items()
         },
         "table2": {
             d: {
@@ -169,5 +193,9 @@ def write_tables(workdir: str, table1: dict, table2: dict) -> tuple[str, str]:
         json.dump(data, f, indent=2)
     os.replace(tmp, json_path)
     with open(md_path, "w") as f:
-        f.write(table1_markdown(data["table1"]) + "\n" + table2_markdown(data["table2"]))
+        f.write(
+            table1_markdown(data["table1"], data["table1_oracle"])
+            + "\n"
+            + table2_markdown(data["table2"])
+        )
     return json_path, md_path
