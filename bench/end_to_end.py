@@ -431,9 +431,12 @@ def render(rows: list[dict], args: str, title: str) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
 
+        def rate(x: float) -> str:  # 3 significant digits below 10 (CPU paper sizes: 0.08)
+            return f"{x:.1f}" if x >= 10 else f"{x:.3g}"
+
         def best_of(best: float, every: list[float]) -> str:
-            return f"{best:.1f}" + (
-                f" ({', '.join(f'{x:.1f}' for x in every)})" if len(every) > 1 else ""
+            return rate(best) + (
+                f" ({', '.join(rate(x) for x in every)})" if len(every) > 1 else ""
             )
 
         for r in e2e:
@@ -445,7 +448,7 @@ def render(rows: list[dict], args: str, title: str) -> str:
                 f"{'–' if host_ms is None else f'{host_ms:.1f}'} | "
                 f"{', '.join(map(str, r['others_cores_train']))} / "
                 f"{', '.join(map(str, r['others_cores_step']))} | "
-                f"{', '.join(f'{w:.1f}' for w in r['windows'])} |"
+                f"{', '.join(rate(w) for w in r['windows'])} |"
             )
         lines += [
             "",
