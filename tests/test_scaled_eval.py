@@ -153,6 +153,7 @@ def test_disparity_predictions_and_tables_written(tmp_path):
     table1_md = md.split("Table 2")[0]
     assert "| BV1 | AVS-Net (RGB-Echoes), scaled by GT median (oracle) | 0.000 |" in table1_md
     assert "| BV1 | constant depth (oracle) |" in table1_md
+    assert table1_md.index("scaled by GT median") < table1_md.index("constant depth")
 
 
 def test_table2_mask_leaves_table1_alone():

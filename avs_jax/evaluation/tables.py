@@ -102,13 +102,15 @@ def table1_rows(
         name = DATASET_NAMES.get(ds, ds)
         for v, m in variants.items():
             rows.append(_cells([name, VARIANT_NAMES.get(v, v)], m, best))
-        for v, m in (oracle or {}).get(ds, {}).items():
+        refs = (oracle or {}).get(ds, {})
+        order = list(variants)  # each model's reference in the models' order, the constant last
+        for v in sorted(refs, key=lambda k: (k == "constant", order.index(k) if k in order else 0)):
             label = (
                 ORACLE_NAMES["constant"]
                 if v == "constant"
                 else ORACLE_NAMES["scaled"].format(VARIANT_NAMES.get(v, v))
             )
-            rows.append(_cells([name, label], m, {}))
+            rows.append(_cells([name, label], refs[v], {}))
     return rows
 
 
