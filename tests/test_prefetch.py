@@ -112,3 +112,20 @@ def test_close_stops_a_reader_blocked_on_a_full_queue():
     pre.close()
     assert not thread.is_alive()
     assert "device-prefetch" not in [t.name for t in threading.enumerate()]
+
+
+def test_close_does_not_wait_forever_on_a_stuck_read():
+    release = threading.Event()
+
+    def stuck():
+        yield {"x": np.zeros(2)}
+        release.wait()  # a read that never returns while the run stops
+        yield {"x": np.zeros(2)}
+
+    pre = DevicePrefetcher(stuck(), tagged, depth=2)
+    next(pre)
+    time.sleep(0.1)  # the thread is inside the stuck read
+    t0 = time.monotonic()
+    pre.close(timeout_s=0.5)
+    assert time.monotonic() - t0 < 5
+    release.set()

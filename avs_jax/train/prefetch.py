@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 _END = object()  # the iterator ended
@@ -107,11 +108,14 @@ class DevicePrefetcher:
             if item is _END or isinstance(item, _Failed):
                 return
 
-    def close(self) -> None:
-        """Stops the reading thread (the batches it holds are dropped)."""
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stops the reading thread (the batches it holds are dropped). A read that is still
+        running after ``timeout_s`` (a stuck input pipeline) is left to its daemon thread, so
+        that a stopping run is not held up by its input."""
         self._stop.set()
         if self._thread is not None:
-            while self._thread.is_alive():
+            deadline = time.monotonic() + timeout_s
+            while self._thread.is_alive() and time.monotonic() < deadline:
                 try:  # unblock a put; the thread checks the flag within 0.1 s
                     self._queue.get(timeout=0.1)
                 except queue.Empty:
