@@ -22,17 +22,16 @@ import os
 
 import ml_collections
 
+from avs_jax.evaluation.claims import ABLATION_MARK, CLAIMS_FILE, claims
 from avs_jax.evaluation.tables import DATASET_NAMES
-from avs_jax.quickstart import CLAIMS_FILE, _simulate, claims
+from avs_jax.sim_roots import simulate_root
 
 SUMMARY_FILE = "heldout.md"
-# The paper's ablation (docs/quickstart.md, "The claims"): reported, not one of the four claims.
-ABLATION_MARK = "median scaling at least as good"
 
 
 def set_sim_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
     """{"workers", "bv2", "bv1"}: the quickstart's simulation settings with set ``name``'s
-    changes, its room count and a test split only (as `quickstart._simulate` reads them)."""
+    changes, its room count and a test split only (as `sim_roots.simulate_root` reads them)."""
     held = config.heldout
     changes = held.sets[name]
     sim = ml_collections.ConfigDict({"workers": config.sim.workers})
@@ -60,7 +59,7 @@ def evaluate_set(
     seed = int(config.heldout.sets[name].seed)
     for layout, layout_seed in (("bv2", seed), ("bv1", seed + 1)):
         root = os.path.join(out, f"{layout}_root")
-        fresh = _simulate(sim, root, layout, layout_seed)
+        fresh = simulate_root(sim, root, layout, layout_seed)
         build_dataset(layout, root, tfds_dir, overwrite=fresh)
     ev = ml_collections.ConfigDict(config.evaluate.to_dict())
     ev.data_dir = tfds_dir

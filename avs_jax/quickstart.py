@@ -25,87 +25,10 @@ import time
 import ml_collections
 from absl import logging
 
-from avs_jax.config_files import differences
-from avs_jax.errors import BadInputError
+from avs_jax.evaluation.claims import CLAIMS_FILE, claims
+from avs_jax.sim_roots import check_settings, sim_settings, simulate_root
 
-CLAIMS_FILE = "claims.json"
 SETTINGS_FILE = "quickstart_settings.json"
-
-
-def _plain(x):
-    """`x` as JSON would give it back (tuples as lists), for comparing settings."""
-    return json.loads(json.dumps(x, sort_keys=True))
-
-
-def _check_settings(path: str, settings: dict) -> None:
-    """Raises if the JSON file `path` records other settings; writes `settings` if it is absent.
-
-    An empty file (a marker from before settings were recorded) is accepted as it is.
-    """
-    settings = _plain(settings)
-    if not os.path.exists(path):
-        with open(path, "w") as f:
-            json.dump(settings, f, indent=1, sort_keys=True)
-        return
-    with open(path) as f:
-        text = f.read()
-    if not text.strip():
-        return
-    try:
-        recorded = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise BadInputError(
-            f"{path}: not valid JSON ({e}); delete its folder to redo that stage"
-        ) from e
-    diffs = differences(recorded, settings)
-    if diffs:
-        shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
-        raise BadInputError(
-            f"{path}: {os.path.dirname(path)} was made with other settings ({shown}). Delete "
-            "that folder to redo it with this config, or use a new --workdir."
-        )
-
-
-def _sim_settings(config, layout: str, seed: int) -> dict:
-    """What a simulated root depends on (the worker count does not change it)."""
-    return {"layout": layout, "seed": seed, **config.sim[layout].to_dict()}
-
-
-def _simulate(config, root: str, layout: str, seed: int) -> bool:
-    """Simulates `layout` into `root` unless it is there; True when it simulated."""
-    from tfds_batvision.simulate import simulate_dataset
-
-    done = os.path.join(root, ".complete")
-    if os.path.exists(done):
-        _check_settings(done, _sim_settings(config, layout, seed))
-        return False
-    s = config.sim[layout]
-    # The simulator's default split unless the config names one.
-    split = {"split_fractions": tuple(s.split_fractions)} if "split_fractions" in s else {}
-    simulate_dataset(
-        layout,
-        root,
-        s.scenes,
-        seed=seed,
-        height=s.height,
-        width=s.width,
-        frames_per_scene=s.frames_per_scene,
-        min_room=s.min_room,
-        max_room=s.max_room,
-        global_scale=s.global_scale,
-        workers=config.sim.workers,
-        overwrite=True,
-        supersample=s.get("supersample", 1),
-        step_m=s.get("step_m"),
-        max_turn_deg=s.get("max_turn_deg"),
-        window_prob=s.get("window_prob"),
-        onset_jitter=s.get("onset_jitter"),
-        max_order=s.get("max_order"),
-        max_obstacles=s.get("max_obstacles"),
-        **split,
-    )
-    _check_settings(done, _sim_settings(config, layout, seed))
-    return True
 
 
 def _saved_steps(workdir: str) -> list[int]:
@@ -132,7 +55,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, data_settings: dict)
     settings_file = os.path.join(workdir, SETTINGS_FILE)
     if _saved_steps(workdir) == [] and os.path.exists(settings_file):
         os.remove(settings_file)  # no checkpoint to protect: a failed start is redone as it is now
-    _check_settings(settings_file, {"config": run_cfg, "data": data_settings})
+    check_settings(settings_file, {"config": run_cfg, "data": data_settings})
 
     builder = datasets.open_dataset(config.data)
     spe = datasets.split_size(builder, "train") // config.data.batch_size
@@ -141,60 +64,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str, data_settings: dict)
         logging.info("%s is trained (step %d): reusing it", workdir, num_steps)
         return
     train(config, workdir)
-
-
-def claims(tables: dict) -> list[tuple[str, bool]]:
-    """The paper's claims as (sentence, holds) from a tables.json dict."""
-    out = []
-    t1 = tables["table1"]
-    for ds in ("bv2", "bv1"):
-        if ds in t1 and {"rgb", "rgb_echoes"} <= set(t1[ds]):
-            e, r = t1[ds]["rgb_echoes"], t1[ds]["rgb"]
-            out.append(
-                (
-                    f"Table 1, {ds.upper()} test: RGB-Echoes beats Only-RGB on Abs Rel "
-                    f"({e['abs_rel']:.3f} < {r['abs_rel']:.3f}) and δ1 ({e['a1']:.3f} > "
-                    f"{r['a1']:.3f})",
-                    e["abs_rel"] < r["abs_rel"] and e["a1"] > r["a1"],
-                )
-            )
-    for ds, models in tables["table2"].items():
-        for model, rows in models.items():
-            if not {"no", "rgb", "rgb_echoes"} <= set(rows):
-                continue
-            e, r, n = rows["rgb_echoes"]["median"], rows["rgb"]["median"], rows["no"]["none"]
-            out.append(
-                (
-                    f"Table 2, {ds.upper()} {model}: RGB-Echoes scaling beats RGB scaling beats "
-                    f"no scaling on Abs Rel ({e['abs_rel']:.3f} < {r['abs_rel']:.3f} < "
-                    f"{n['abs_rel']:.3f}) and δ1 ({e['a1']:.3f} > {r['a1']:.3f} > {n['a1']:.3f})",
-                    e["abs_rel"] < r["abs_rel"] < n["abs_rel"] and e["a1"] > r["a1"] > n["a1"],
-                )
-            )
-            if "constant" in rows.get("gt", {}):
-                # Guards the lines above: with a relative depth worse than no structure, Abs Rel
-                # can still favour one scaling for its bias alone (measured: a run whose every
-                # other line held had GT-median 0.375 against the constant's 0.350).
-                g, c = rows["gt"]["median"], rows["gt"]["constant"]
-                out.append(
-                    (
-                        f"Table 2, {ds.upper()} {model}: its depth structure beats a constant "
-                        f"depth, both scaled by the ground-truth median, on Abs Rel "
-                        f"({g['abs_rel']:.3f} < {c['abs_rel']:.3f})",
-                        g["abs_rel"] < c["abs_rel"],
-                    )
-                )
-            for src in ("rgb_echoes", "rgb"):
-                med, ms = rows[src]["median"], rows[src]["mean_std"]
-                out.append(
-                    (
-                        f"Table 2, {ds.upper()} {model}, {src} scale: median scaling at least as "
-                        f"good as mean-std on Abs Rel ({med['abs_rel']:.3f} <= "
-                        f"{ms['abs_rel']:.3f}) and δ1 ({med['a1']:.3f} >= {ms['a1']:.3f})",
-                        med["abs_rel"] <= ms["abs_rel"] and med["a1"] >= ms["a1"],
-                    )
-                )
-    return out
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -210,16 +79,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     roots = {"bv2": os.path.join(data, "bv2_root"), "bv1": os.path.join(data, "bv1_root")}
     print("[1/5] simulating BatVision-layout rooms", flush=True)
     fresh = {
-        "bv2": _simulate(config, roots["bv2"], "bv2", config.seed),
-        "bv1": _simulate(config, roots["bv1"], "bv1", config.seed + 1),
+        "bv2": simulate_root(config, roots["bv2"], "bv2", config.seed),
+        "bv1": simulate_root(config, roots["bv1"], "bv1", config.seed + 1),
     }
     print("[2/5] building the TFDS datasets", flush=True)
     for name, layout in (("bv2", "bv2"), ("bv1", "bv1"), ("bv1_triples", "bv1")):
         # A root simulated anew replaces what was built from an earlier one.
         build_dataset(name, roots[layout], tfds_dir, overwrite=fresh[layout])
     sims = {
-        "bv2": _sim_settings(config, "bv2", config.seed),
-        "bv1": _sim_settings(config, "bv1", config.seed + 1),
+        "bv2": sim_settings(config, "bv2", config.seed),
+        "bv1": sim_settings(config, "bv1", config.seed + 1),
     }
 
     print("[3/5] training", flush=True)

@@ -50,7 +50,7 @@ def test_summary_counts_the_four_claims_apart_from_the_ablation():
             }
         },
     }
-    from avs_jax.quickstart import claims
+    from avs_jax.evaluation.claims import claims
 
     lines = claims(tables)
     # 2 Table 1 lines, the order, the structure, and 2 ablation lines (one fails: 0.35 > 0.34).

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from avs_jax import quickstart
+from avs_jax import quickstart, sim_roots
 from avs_jax.config_files import load_config
-from avs_jax.quickstart import claims
+from avs_jax.evaluation.claims import claims
 from tfds_batvision.simulate import assign_splits
 
 
@@ -68,7 +68,7 @@ def test_quickstart_bv1_split_reaches_the_simulator(tmp_path):
         scenes=3, frames_per_scene=2, height=8, width=16, split_fractions=(1, 0, 2)
     )
     root = str(tmp_path / "bv1")
-    quickstart._simulate(config, root, "bv1", seed=1)
+    sim_roots.simulate_root(config, root, "bv1", seed=1)
     rooms = {}
     for split in ("train", "val", "test"):
         with open(os.path.join(root, f"{split}.csv")) as f:
@@ -90,29 +90,29 @@ def test_rerun_reuses_a_simulated_root_only_with_the_same_settings(tmp_path):
     the marker file and the key, instead of building tables from stale rooms."""
     config = _tiny_quickstart_config()
     root = str(tmp_path / "bv1")
-    assert quickstart._simulate(config, root, "bv1", seed=1) is True
+    assert sim_roots.simulate_root(config, root, "bv1", seed=1) is True
     stamp = os.path.getmtime(os.path.join(root, "train.csv"))
-    assert quickstart._simulate(config, root, "bv1", seed=1) is False  # reused, not redone
+    assert sim_roots.simulate_root(config, root, "bv1", seed=1) is False  # reused, not redone
     assert os.path.getmtime(os.path.join(root, "train.csv")) == stamp
     config.sim.workers = 2  # does not change the rooms: still reused
-    assert quickstart._simulate(config, root, "bv1", seed=1) is False
+    assert sim_roots.simulate_root(config, root, "bv1", seed=1) is False
     config.sim.bv1.step_m = 0.01
     with pytest.raises(ValueError, match=r"bv1/\.complete.*step_m: 0\.02 -> 0\.01"):
-        quickstart._simulate(config, root, "bv1", seed=1)
+        sim_roots.simulate_root(config, root, "bv1", seed=1)
     config.sim.bv1.step_m = 0.02
     with pytest.raises(ValueError, match=r"seed: 1 -> 2"):
-        quickstart._simulate(config, root, "bv1", seed=2)
+        sim_roots.simulate_root(config, root, "bv1", seed=2)
 
 
 def test_settings_check_names_every_difference_and_accepts_old_empty_markers(tmp_path):
     path = str(tmp_path / quickstart.SETTINGS_FILE)
     settings = {"config": {"model": {"width": 8}, "sizes": (1, 2)}, "data": {"seed": 0}}
-    quickstart._check_settings(path, settings)  # written
-    quickstart._check_settings(
+    sim_roots.check_settings(path, settings)  # written
+    sim_roots.check_settings(
         path, {"config": {"model": {"width": 8}, "sizes": [1, 2]}, "data": {"seed": 0}}
     )  # a tuple reads back as a list
     with pytest.raises(ValueError) as e:
-        quickstart._check_settings(
+        sim_roots.check_settings(
             path,
             {"config": {"model": {"width": 16}, "sizes": (1, 2), "new": 1}, "data": {"seed": 0}},
         )
@@ -121,7 +121,7 @@ def test_settings_check_names_every_difference_and_accepts_old_empty_markers(tmp
     assert "config.new: '<unset>' -> 1" in msg and "sizes" not in msg
     empty = tmp_path / "old"
     empty.write_text("")
-    quickstart._check_settings(str(empty), settings)  # a marker from before: accepted
+    sim_roots.check_settings(str(empty), settings)  # a marker from before: accepted
     assert empty.read_text() == ""
 
 

@@ -200,7 +200,7 @@ def test_quickstart_writes_a_report_whose_every_figure_exists(tmp_path, monkeypa
     evaluate() writes report.html, the quickstart rewrites it with the claims; each time every
     <img src> and <a href> is a file of the workdir and every figure is shown."""
     _stub_models_and_data(monkeypatch)
-    monkeypatch.setattr(quickstart, "_simulate", lambda *a, **k: False)
+    monkeypatch.setattr(quickstart, "simulate_root", lambda *a, **k: False)
     monkeypatch.setattr(quickstart, "_train", lambda *a, **k: None)
     monkeypatch.setattr("tfds_batvision.build.build_dataset", lambda *a, **k: None)
     monkeypatch.setattr(quickstart.logging, "set_verbosity", lambda level: None)  # test-global

@@ -211,7 +211,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             bar.update(int(np.asarray(base["valid_example"]).sum()))
         bar.close()
         table1[ds_name] = evaluator.table1()
-        if table1[ds_name]:
+        if table1[ds_name]:  # references of the M_p above (none without a stage-1 model)
             table1_oracle[ds_name] = evaluator.table1_oracle()
         if with_table2:
             table2[ds_name] = evaluator.table2()
@@ -230,13 +230,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # Last, so that it shows every figure; the quickstart rewrites it with its claims.
     report_path = report.write_report(workdir, table1, table2, runs=origins, oracle=table1_oracle)
     logging.info("wrote %s, %s and %s", json_path, md_path, report_path)
-    return {
-        "table1": table1,
-        "table1_oracle": table1_oracle,
-        "table2": table2,
-        "missing": missing,
-        "gradcam": cams,
-    }
+    out = {"table1": table1, "table1_oracle": table1_oracle, "table2": table2}
+    return {**out, "missing": missing, "gradcam": cams}
 
 
 def _external_batch(folder, ids, real, size, allow_missing, missing):

@@ -124,7 +124,7 @@ def write_report(
     Args:
       table1, table2: as `tables.write_tables` takes them (or as `tables.json` holds them).
       oracle: Table 1's references, as `tables.json`'s "table1_oracle" (None: none shown).
-      claims: (sentence, holds) lines, as `avs_jax.quickstart.claims` gives them; None: no
+      claims: (sentence, holds) lines, as `avs_jax.evaluation.claims.claims` gives them; None: no
         claims section.
       figures: image paths inside `workdir` (absolute or relative to it); None: every image
         under `workdir/figures`.

@@ -1,0 +1,87 @@
+"""Simulated BatVision roots made once and reused: the settings each was made with are recorded
+beside it, and a rerun with other settings is refused, naming the file and the keys that differ
+(the quickstart's reuse, avs_jax/quickstart.py, and its held-out sets, avs_jax/heldout.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from avs_jax.config_files import differences
+from avs_jax.errors import BadInputError
+
+
+def plain(x):
+    """`x` as JSON would give it back (tuples as lists), for comparing settings."""
+    return json.loads(json.dumps(x, sort_keys=True))
+
+
+def check_settings(path: str, settings: dict) -> None:
+    """Raises if the JSON file `path` records other settings; writes `settings` if it is absent.
+
+    An empty file (a marker from before settings were recorded) is accepted as it is.
+    """
+    settings = plain(settings)
+    if not os.path.exists(path):
+        with open(path, "w") as f:
+            json.dump(settings, f, indent=1, sort_keys=True)
+        return
+    with open(path) as f:
+        text = f.read()
+    if not text.strip():
+        return
+    try:
+        recorded = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise BadInputError(
+            f"{path}: not valid JSON ({e}); delete its folder to redo that stage"
+        ) from e
+    diffs = differences(recorded, settings)
+    if diffs:
+        shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
+        raise BadInputError(
+            f"{path}: {os.path.dirname(path)} was made with other settings ({shown}). Delete "
+            "that folder to redo it with this config, or use a new --workdir."
+        )
+
+
+def sim_settings(config, layout: str, seed: int) -> dict:
+    """What a simulated root depends on (the worker count does not change it)."""
+    return {"layout": layout, "seed": seed, **config.sim[layout].to_dict()}
+
+
+def simulate_root(config, root: str, layout: str, seed: int) -> bool:
+    """Simulates `layout` into `root` unless it is there; True when it simulated."""
+    from tfds_batvision.simulate import simulate_dataset
+
+    done = os.path.join(root, ".complete")
+    if os.path.exists(done):
+        check_settings(done, sim_settings(config, layout, seed))
+        return False
+    s = config.sim[layout]
+    # The simulator's default split unless the config names one.
+    split = {"split_fractions": tuple(s.split_fractions)} if "split_fractions" in s else {}
+    simulate_dataset(
+        layout,
+        root,
+        s.scenes,
+        seed=seed,
+        height=s.height,
+        width=s.width,
+        frames_per_scene=s.frames_per_scene,
+        min_room=s.min_room,
+        max_room=s.max_room,
+        global_scale=s.global_scale,
+        workers=config.sim.workers,
+        overwrite=True,
+        supersample=s.get("supersample", 1),
+        step_m=s.get("step_m"),
+        max_turn_deg=s.get("max_turn_deg"),
+        window_prob=s.get("window_prob"),
+        onset_jitter=s.get("onset_jitter"),
+        max_order=s.get("max_order"),
+        max_obstacles=s.get("max_obstacles"),
+        **split,
+    )
+    check_settings(done, sim_settings(config, layout, seed))
+    return True
