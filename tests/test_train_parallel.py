@@ -222,8 +222,9 @@ def test_kill_9_then_resume_is_exact_and_logs_each_step_once(tmp_path):
     )
     workdir = tmp_path / "killed"
     metrics = workdir / "metrics.jsonl"
-    # 0.4 s a batch: a window of 1.2 s between seeing step 5 logged and step 8's checkpoint.
-    proc = loop_process(workdir, 1, data={"delay_s": 0.4})
+    # 0.6 s a batch: a window of over a second between seeing step 5 logged with step 4's
+    # checkpoint committed (saved asynchronously; batches read ahead during it) and step 8's.
+    proc = loop_process(workdir, 1, data={"delay_s": 0.6})
     deadline = time.time() + 240
     logged = []
     while time.time() < deadline and proc.poll() is None:
@@ -233,7 +234,7 @@ def test_kill_9_then_resume_is_exact_and_logs_each_step_once(tmp_path):
                 for line in metrics.read_text().splitlines()
                 if line.endswith("}")
             ]
-            if logged and max(logged) >= 5:
+            if logged and max(logged) >= 5 and (workdir / "checkpoints" / "4").exists():
                 break
         time.sleep(0.05)
     proc.kill()
