@@ -2,6 +2,7 @@
 bf16 compute, pretrained init. Multi-device and SIGTERM: tests/test_train_parallel.py."""
 
 import functools
+import gc
 import logging
 import shutil
 import sys
@@ -383,3 +384,37 @@ def test_evaluation_names_an_unreadable_best_checkpoint(tmp_path, full_run):
         "metadata: JSONDecodeError",
     ):
         load_variables(str(workdir), "best")
+
+
+def _recording_freezes(seen: list[int], **kw):
+    """train_toy's iterator, noting gc.get_freeze_count() at each batch it reads."""
+
+    class Recording:
+        def __init__(self):
+            self.it = train_toy.train_iter(**kw)
+            self.get_state, self.set_state = self.it.get_state, self.it.set_state
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            seen.append(gc.get_freeze_count())
+            return next(self.it)
+
+    return Recording
+
+
+def test_the_heap_is_frozen_while_training_and_given_back_after(tmp_path):
+    # Full collections scan every object the process holds (0.15-0.27 s with JAX, Flax and
+    # TensorFlow loaded): the loop freezes the set-up's objects, and unfreezes them at the end,
+    # also when training stops on an error.
+    assert gc.get_freeze_count() == 0
+    seen: list[int] = []
+    run(tmp_path / "ok", train_iter=_recording_freezes(seen))
+    assert seen[0] == 0  # the first batch is read during the set-up
+    assert min(seen[2:]) > 0  # the rest while training
+    assert gc.get_freeze_count() == 0
+    seen.clear()
+    with pytest.raises(NonFiniteLossError):
+        run(tmp_path / "nan", train_iter=_recording_freezes(seen, n=64, poison=40))
+    assert max(seen) > 0 and gc.get_freeze_count() == 0

@@ -8,6 +8,7 @@ samples when the task renders them (its optional `summary_images`; avs_jax/train
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -37,6 +38,30 @@ from avs_jax.train.step import make_eval_step, make_train_step, put_batch
 from avs_jax.train.summaries import ValidationImages
 from avs_jax.train.tasks import WEIGHT_PREFIX, Task
 from avs_jax.workdir_lock import workdir_lock
+
+
+class _FrozenHeap:
+    """Keeps the objects alive at each `freeze()` out of Python's full garbage collections.
+
+    The process holds millions of long-lived objects (JAX, Flax, TensorFlow, the compiled
+    steps), and a full collection scans them all: measured 0.15-0.27 s on a 2-core Xeon, a
+    pause in which no step is dispatched (7% of a tiny 30-step run). `gc.freeze()` moves them
+    to a generation the collector never scans; `release()` gives them back at the end, so that
+    cycles among them that die later are still collected.
+    """
+
+    def __init__(self):
+        self.times = 0  # freezes since the last release
+
+    def freeze(self) -> None:
+        gc.collect()  # garbage first: what is frozen is never collected while frozen
+        gc.freeze()
+        self.times += 1
+
+    def release(self) -> None:
+        if self.times:
+            gc.unfreeze()
+            self.times = 0
 
 
 class NonFiniteLossError(InputError, FloatingPointError):
@@ -252,6 +277,8 @@ def _train_locked(
         writer.flush()
         bar.set_postfix(loss=f"{window['loss']:.4g}", samples_s=f"{window['samples_per_s']:.1f}")
         buffer.clear()
+        if heap.times == 1:
+            heap.freeze()  # again after the first window: the compiled step's objects too
         timer[0], timer[1] = time.perf_counter(), 0
 
     def save(metrics=None):
@@ -262,7 +289,10 @@ def _train_locked(
         timer[0] = time.perf_counter()  # samples/s measures training, not validation or saving
 
     stopped, stop_signal = "done", None
+    heap = _FrozenHeap()
     try:
+        heap.freeze()  # the set-up's objects (before the step is compiled)
+        timer[0] = time.perf_counter()
         with warnings.catch_warnings(), StopFlag().installed() as stop:
             # CPU cannot always reuse donated buffers; the warning is noise there.
             warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
@@ -302,6 +332,7 @@ def _train_locked(
                 save()
             flush()
     finally:
+        heap.release()
         batches.close()
         bar.close()
         writer.close()
