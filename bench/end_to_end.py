@@ -16,9 +16,10 @@ what the input side costs the training. Each in its own process, one after the o
 `--repeats=R` alternates R pairs and keeps the best of each, for a shared machine, where another
 job that takes one of 2 cores for a while halves whichever measurement runs then.
 
-Data: at tiny sizes, fixture files at the quickstart's simulated size (64x128 JPEGs, 20000-frame
-WAVs); with --paper, copies of the real BV2 sample (1280x720 JPEG, int32 WAV, 720x1280 depth) as
-bench/input_pipeline.py makes them (`--sample_dir` where ../shared is not beside the checkout).
+Data: at tiny sizes, fixture files at the quickstart's simulated size and count (384 examples of
+64x128 JPEGs and 20000-frame WAVs); with --paper, copies of the real BV2 sample (1280x720 JPEG,
+int32 WAV, 720x1280 depth) as bench/input_pipeline.py makes them (`--sample_dir` where ../shared
+is not beside the checkout).
 
 Host cost: CPU ms per example of one input process (no workers) for the training pipelines at
 paper sizes on the real-size copies, BV2 samples at 256x512 and BV1 triples at 192x640
@@ -67,11 +68,14 @@ STAGES = {
 }
 # Issue 34: end to end >= 0.95 of the step alone; host CPU ms per example at paper sizes.
 TARGETS = {"ratio": 0.95, "bv2": 4.0, "bv1_triples": 3.0}
-# (steps, log_every, warm-up windows) by where it runs. A paper-size step takes ~30 s on a 2-core
-# CPU, so the CPU plan there is short, at train_step.py's CPU batches (CPU_PAPER_BATCH).
-PLANS = {"tiny": (40, 5, 2), "paper": (80, 10, 2), "paper_cpu": (8, 2, 1)}
+# (steps, log_every, warm-up windows) by where it runs. At tiny sizes 80 timed steps (~7 s on 2
+# cores): in 30 (2.6 s) one stall of the VM moved the ratio by several percent. A paper-size step
+# takes ~30 s on a 2-core CPU, so the CPU plan there is short, at train_step.py's CPU batches
+# (CPU_PAPER_BATCH).
+PLANS = {"tiny": (100, 10, 2), "paper": (80, 10, 2), "paper_cpu": (8, 2, 1)}
 CPU_PAPER_BATCH = {"avsnet": 2, "relative": 12}
 TINY_HW = (64, 128)  # the quickstart's simulated BV1 and BV2 images (configs/quickstart.py)
+TINY_EXAMPLES = 384  # the quickstart's BV2 training split: 96 rooms x 4 views
 
 
 @dataclass(frozen=True)
@@ -287,7 +291,12 @@ def end_to_end(stage: str, plan: Plan, batch: int, tmp: Path) -> dict:
     """One stage: the training command, then the step alone; the row of both."""
     dataset = STAGES[stage][1]
     # Enough examples for a few batches per epoch; the pipeline repeats them (decoding again).
-    n = max(4 * batch, 32) + (40 if dataset == "bv1_triples" else 0)
+    # At tiny sizes, as many as the quickstart's BV2 training split: grain's shuffle walks a
+    # permutation whose cost per example grows as 1 / n (0.53 ms at 32 examples, 0.05 ms at
+    # 384; a real BatVision split has tens of thousands), so a 32-example set doubles the input.
+    n = (max(4 * batch, 32) if plan.paper else TINY_EXAMPLES) + (
+        40 if dataset == "bv1_triples" else 0
+    )
     root = tmp / f"{stage}_root"
     if plan.paper:
         real_root(dataset, root, n, plan.sample_dir)
@@ -421,8 +430,8 @@ def render(rows: list[dict], args: str, title: str) -> str:
         data = (
             "copies of the real BV2 sample (1280×720 JPEG, int32 WAV, 720×1280 depth)"
             if e2e[0]["size"] == "paper"
-            else f"fixture files at the quickstart's simulated size ({TINY_HW[0]}×{TINY_HW[1]} "
-            "JPEGs, 20000-frame WAVs)"
+            else f"fixture files at the quickstart's simulated size and count ({TINY_EXAMPLES} "
+            f"examples of {TINY_HW[0]}×{TINY_HW[1]} JPEGs and 20000-frame WAVs)"
         )
         lines += [
             "| stage | H×W | batch | dtype | input workers | end to end, samples/s | "

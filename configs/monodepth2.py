@@ -38,6 +38,9 @@ def relative_config(model: str, arg: str) -> ml_collections.ConfigDict:
         c.data.image_size = (64, 96)
         c.data.batch_size = 4
         c.data.num_workers = 0
+        # Read in the loop's prefetch thread: at this size grain's read threads cost more CPU
+        # than the reading (0.4 of 1.0 ms per example; bench/RESULTS.md, "End to end").
+        c.data.num_threads = 0
         c.train.num_epochs = 2
         c.train.log_every = 5
     return c

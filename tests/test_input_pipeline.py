@@ -65,6 +65,8 @@ def test_resize_nearest_keeps_only_original_values():
     for size in [(7, 13), (16, 32), (48, 80)]:
         r = transforms.resize_nearest(d, size)
         assert np.isin(r, d).all()
+    # At its own size (data stored at the training size) every pixel is its own source.
+    np.testing.assert_array_equal(transforms.resize_nearest(d, d.shape), d)
     np.testing.assert_array_equal(
         transforms.resize_nearest(np.array([[1.0, 2.0], [3.0, 0.0]]), (4, 4)),
         np.kron(np.array([[1.0, 2.0], [3.0, 0.0]]), np.ones((2, 2))),
