@@ -412,7 +412,7 @@ def test_the_heap_is_frozen_while_training_and_given_back_after(tmp_path):
     seen: list[int] = []
     run(tmp_path / "ok", train_iter=_recording_freezes(seen))
     assert seen[0] == 0  # the first batch is read during the set-up
-    assert min(seen[2:]) > 0  # the rest while training
+    assert min(seen[1:]) > 0  # the rest while training (the prefetcher stops before the release)
     assert gc.get_freeze_count() == 0
     seen.clear()
     with pytest.raises(NonFiniteLossError):
