@@ -13,7 +13,8 @@ an interrupted run continues: the training stages resume from their checkpoints)
 What is reused must have been made with the same settings: each simulated root's `.complete`
 marker and each run's `quickstart_settings.json` record them, and a rerun whose config differs
 raises, naming the file and the differing keys, rather than mixing old data or weights into
-new tables (delete that folder, or use a new --workdir).
+new tables (delete that folder, or use a new --workdir). Where the data lies and how fast it is
+read (`NOT_SETTINGS`) may change between runs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ from avs_jax.evaluation.claims import CLAIMS_FILE, claims
 from avs_jax.sim_roots import check_settings, sim_settings, simulate_root
 
 SETTINGS_FILE = "quickstart_settings.json"
+# Config keys a rerun may change and still reuse or resume a run: where the data is, and how
+# fast it is read (grain reads the same elements in the same order, and its iterator state is
+# the same, with any number of read threads). Worker processes are not among them: their
+# iterator state differs.
+NOT_SETTINGS = {
+    "data": ("data_dir", "num_threads", "prefetch_buffer_size"),
+    "train": ("prefetch_to_device", "progress_bar"),
+}
 
 
 def _saved_steps(workdir: str) -> list[int]:
@@ -42,6 +51,15 @@ def _finished(workdir: str, num_steps: int | None) -> bool:
     return num_steps is not None and bool(steps) and max(steps) >= num_steps
 
 
+def _run_settings(run_cfg: dict) -> dict:
+    """A run's config dict without NOT_SETTINGS."""
+    out = dict(run_cfg)
+    for section, keys in NOT_SETTINGS.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k not in keys}
+    return out
+
+
 def _train(config: ml_collections.ConfigDict, workdir: str, data_settings: dict) -> None:
     """Trains into `workdir`, or reuses it when finished (resumes it when interrupted) after
     checking it was started with this config and this data."""
@@ -49,13 +67,16 @@ def _train(config: ml_collections.ConfigDict, workdir: str, data_settings: dict)
     from avs_jax.train.loop import train_length
     from avs_jax.train.run import train
 
-    run_cfg = config.to_dict()
-    run_cfg["data"] = {k: v for k, v in run_cfg["data"].items() if k != "data_dir"}  # a path
+    run_cfg = _run_settings(config.to_dict())
     os.makedirs(workdir, exist_ok=True)
     settings_file = os.path.join(workdir, SETTINGS_FILE)
     if _saved_steps(workdir) == [] and os.path.exists(settings_file):
         os.remove(settings_file)  # no checkpoint to protect: a failed start is redone as it is now
-    check_settings(settings_file, {"config": run_cfg, "data": data_settings})
+    check_settings(
+        settings_file,
+        {"config": run_cfg, "data": data_settings},
+        lambda recorded: dict(recorded, config=_run_settings(recorded.get("config", {}))),
+    )
 
     builder = datasets.open_dataset(config.data)
     spe = datasets.split_size(builder, "train") // config.data.batch_size

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Callable
 
 from avs_jax.config_files import differences
 from avs_jax.errors import BadInputError
@@ -16,10 +17,14 @@ def plain(x):
     return json.loads(json.dumps(x, sort_keys=True))
 
 
-def check_settings(path: str, settings: dict) -> None:
+def check_settings(
+    path: str, settings: dict, compared: Callable[[dict], dict] | None = None
+) -> None:
     """Raises if the JSON file `path` records other settings; writes `settings` if it is absent.
 
     An empty file (a marker from before settings were recorded) is accepted as it is.
+    `compared`: what of the recorded settings to compare (a record from before may hold keys
+    that `settings` now leaves out).
     """
     settings = plain(settings)
     if not os.path.exists(path):
@@ -36,7 +41,7 @@ def check_settings(path: str, settings: dict) -> None:
         raise BadInputError(
             f"{path}: not valid JSON ({e}); delete its folder to redo that stage"
         ) from e
-    diffs = differences(recorded, settings)
+    diffs = differences(compared(recorded) if compared else recorded, settings)
     if diffs:
         shown = "; ".join(diffs[:8]) + (f"; and {len(diffs) - 8} more" if len(diffs) > 8 else "")
         raise BadInputError(

@@ -2,6 +2,7 @@
 hand-made tables, and its reuse of earlier stages only when their settings match."""
 
 import csv
+import json
 import os
 
 import pytest
@@ -160,3 +161,16 @@ def test_run_settings_protect_checkpoints_not_failed_starts(tmp_path, monkeypatc
     moved.data.data_dir = "/elsewhere"
     quickstart._train(moved, run, {"seed": 0})
     assert len(trained) == 4
+    # Nor is how fast it is read: a run made with other read threads still resumes, also one
+    # whose record (from before NOT_SETTINGS) holds them.
+    moved.data.num_threads = 4
+    moved.train.prefetch_to_device = 0
+    quickstart._train(moved, run, {"seed": 0})
+    path = os.path.join(run, quickstart.SETTINGS_FILE)
+    with open(path) as f:
+        record = json.load(f)
+    record["config"]["data"]["num_threads"] = 8
+    with open(path, "w") as f:
+        json.dump(record, f)
+    quickstart._train(moved, run, {"seed": 0})
+    assert len(trained) == 6
