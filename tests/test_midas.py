@@ -76,13 +76,16 @@ def test_conv_transpose_non_overlap_matches_numpy():
     np.testing.assert_allclose(y, ref + 0.3, rtol=1e-5, atol=1e-5)
 
 
-def test_tiny_midas_outputs_and_conventions():
+@pytest.mark.parametrize("patch_size", [16, 8])
+def test_tiny_midas_outputs_and_conventions(patch_size):
+    # Patch 8 (not in MiDaS) has a 4x4 x finer token grid; its reassemble factors are halved so
+    # that the maps, and all that reads them, stay at 1/4 .. 1/32 of the image.
     model = MiDaS(
         image_size=(32, 64),
         embed_dim=16,
         depth=2,
         num_heads=2,
-        patch_size=16,
+        patch_size=patch_size,
         hooks=(0, 1, 0, 1),
         reassemble_features=(4, 8, 8, 8),
         features=8,
@@ -108,8 +111,16 @@ def test_tiny_midas_outputs_and_conventions():
     expected = np.maximum(oc @ np.asarray(head["kernel"])[0, 0] + np.asarray(head["bias"]), 0)
     np.testing.assert_allclose(rel, expected, rtol=1e-4, atol=1e-5)
     enc = variables["params"]["encoder"]
+    gh, gw = 32 // patch_size, 64 // patch_size
     assert "relative_position_bias_table" in enc["blocks_0"]["attn"]
     assert enc["blocks_0"]["attn"]["relative_position_bias_table"].shape == (
-        (2 * 2 - 1) * (2 * 4 - 1) + 3,
+        (2 * gh - 1) * (2 * gw - 1) + 3,
         2,
+    )
+    # Resampling of the four hooks: transposed convs up by 4 and 2, none, a conv down by 2
+    # (patch 16); up by 2, none, down by 2 and by 4 with a 4x4 stride-4 kernel (patch 8).
+    kernels = [enc[f"act_postprocess{j}"].get("resample", {}).get("kernel") for j in range(1, 5)]
+    shapes = [None if k is None else k.shape[:2] for k in kernels]
+    assert shapes == (
+        [(4, 4), (2, 2), None, (3, 3)] if patch_size == 16 else [(2, 2), None, (3, 3), (4, 4)]
     )

@@ -142,7 +142,7 @@ class Reassemble(nn.Module):
 
     Readout "project": `GELU(Linear_{2D->D}([token, cls]))`; tokens to the patch grid; 1×1 conv
     D -> `features`; then resampling by `factor`: 4 and 2 by a transposed conv (kernel = stride),
-    1 keeps the grid (1/16), 0.5 is a 3×3 stride-2 conv (1/32).
+    1 keeps the grid, 0.5 is a 3×3 stride-2 conv, 0.25 a 4×4 stride-4 conv (patch 8 only).
     """
 
     features: int
@@ -165,6 +165,8 @@ class Reassemble(nn.Module):
             )(x)
         elif self.factor == 0.5:
             x = Conv(self.features, 3, 2, 1, dtype=self.dtype, name="resample")(x)
+        elif self.factor == 0.25:  # patch 8 (not in MiDaS): non-overlapping 4×4 merge to 1/32
+            x = Conv(self.features, 4, 4, 0, dtype=self.dtype, name="resample")(x)
         elif self.factor != 1:
             raise ValueError(f"Reassemble: unsupported factor {self.factor}")
         return x
@@ -224,7 +226,9 @@ class DPTEncoder(nn.Module):
             outputs.append(x)
         hooked = [outputs[i] for i in self.hooks]
         # Blocks after the last hook (and the final norm) do not reach the output, as in MiDaS.
-        factors = (4, 2, 1, 0.5)
+        # MiDaS's patch 16: factors 4, 2, 1, 0.5. A smaller patch (patch 8 for small images)
+        # scales them down so that the maps still lie at 1/4, 1/8, 1/16, 1/32.
+        factors = tuple(f * p / 16 for f in (4, 2, 1, 0.5))
         return [
             Reassemble(f, s, self.grid, self.dtype, name=f"act_postprocess{j + 1}")(t)
             for j, (t, f, s) in enumerate(zip(hooked, self.reassemble_features, factors))
