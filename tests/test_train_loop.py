@@ -405,8 +405,8 @@ def _recording_freezes(seen: list[int], **kw):
 
 
 def test_the_heap_is_frozen_while_training_and_given_back_after(tmp_path):
-    # Full collections scan every object the process holds (0.15-0.27 s with JAX, Flax and
-    # TensorFlow loaded): the loop freezes the set-up's objects, and unfreezes them at the end,
+    # Full collections scan every object the process holds (0.15-0.27 s with JAX, Flax, grain
+    # and TFDS loaded): the loop freezes the set-up's objects, and unfreezes them at the end,
     # also when training stops on an error.
     assert gc.get_freeze_count() == 0
     seen: list[int] = []

@@ -43,7 +43,7 @@ from avs_jax.workdir_lock import workdir_lock
 class _FrozenHeap:
     """Keeps the objects alive at each `freeze()` out of Python's full garbage collections.
 
-    The process holds millions of long-lived objects (JAX, Flax, TensorFlow, the compiled
+    The process holds millions of long-lived objects (JAX, Flax, grain, TFDS, the compiled
     steps), and a full collection scans them all: measured 0.15-0.27 s on a 2-core Xeon, a
     pause in which no step is dispatched (7% of a tiny 30-step run). `gc.freeze()` moves them
     to a generation the collector never scans; `release()` gives them back at the end, so that
