@@ -12,6 +12,7 @@ __all__ = ["MetricScaler"]
 from avs_jax import runtime_defaults as _runtime_defaults
 
 _runtime_defaults.apply_xla_flags()  # before any backend exists
+_runtime_defaults.tune_malloc()  # before XLA allocates
 
 
 def __getattr__(name: str):

@@ -1,9 +1,13 @@
-"""The XLA flags and compilation cache that avs_jax sets by default."""
+"""The XLA flags, compilation cache and allocator settings that avs_jax sets by default."""
 
 import json
 import os
+import platform
+import resource
 import subprocess
 import sys
+
+import pytest
 
 from avs_jax.runtime_defaults import (
     DEFAULT_CACHE_MAX_BYTES,
@@ -11,6 +15,7 @@ from avs_jax.runtime_defaults import (
     compilation_cache_max_bytes,
     default_flags,
     installed_jaxlib_version,
+    tune_malloc,
     with_defaults,
 )
 
@@ -151,3 +156,56 @@ def test_a_bounded_cache_evicts_with_the_installed_packages(tmp_path):
     unbounded = run(tmp_path / "unbounded", -1)
     bound = unbounded // 3
     assert 0 < run(tmp_path / "bounded", bound) <= bound < unbounded
+
+
+# A child that imports avs_jax, then allocates, fills and frees a 64 MB block five times and
+# prints the minor page faults of each round. glibc's default serves a block that size (above its
+# largest self-tuned mmap threshold, 32 MB) with a fresh mmap each time: all 16384 of its 4 KiB
+# pages fault anew in every round. Kept in the heap, only the first round faults.
+_MALLOC_CHILD = """
+import ctypes, json, resource, avs_jax
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+faults = []
+for _ in range(5):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    p = libc.malloc(64 << 20)
+    ctypes.memset(p, 1, 64 << 20)
+    libc.free(ctypes.c_void_p(p))
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps(faults))
+"""
+
+
+def _malloc_faults(env_extra: dict[str, str]) -> list[int]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.pop("GLIBC_TUNABLES", None)
+    env.pop("AVS_JAX_TUNE_MALLOC", None)
+    env.update(env_extra)
+    out = subprocess.run(
+        [sys.executable, "-c", _MALLOC_CHILD], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+    reason="the allocator setting is glibc's",
+)
+def test_import_keeps_freed_blocks_for_reuse_unless_the_user_set_malloc_options():
+    pages = (64 << 20) // resource.getpagesize()
+    tuned = _malloc_faults({})
+    assert tuned[0] >= pages // 2  # the first round maps the block
+    assert sum(tuned[1:]) < pages // 4  # later rounds reuse it
+    # Turned off, or a malloc option of the user's own: glibc maps the block in every round.
+    assert min(_malloc_faults({"AVS_JAX_TUNE_MALLOC": "0"})) >= pages // 2
+    assert min(_malloc_faults({"MALLOC_MMAP_MAX_": "65536"})) >= pages // 2
+
+
+def test_tune_malloc_respects_the_users_environment():
+    assert not tune_malloc({"AVS_JAX_TUNE_MALLOC": "0"})
+    assert not tune_malloc({"MALLOC_TRIM_THRESHOLD_": "0"})
+    assert not tune_malloc({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"})
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert tune_malloc({"GLIBC_TUNABLES": "glibc.rtld.nns=2"})  # not a malloc tunable
