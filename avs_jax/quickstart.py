@@ -32,10 +32,10 @@ from avs_jax.sim_roots import check_settings, sim_settings, simulate_root
 SETTINGS_FILE = "quickstart_settings.json"
 # Config keys a rerun may change and still reuse or resume a run: where the data is, and how
 # fast it is read (grain reads the same elements in the same order, and its iterator state is
-# the same, with any number of read threads). Worker processes are not among them: their
-# iterator state differs.
+# the same, with any number of read threads and with decoded examples cached or not). Worker
+# processes are not among them: their iterator state differs.
 NOT_SETTINGS = {
-    "data": ("data_dir", "num_threads", "prefetch_buffer_size"),
+    "data": ("data_dir", "num_threads", "prefetch_buffer_size", "cache_decoded"),
     "train": ("prefetch_to_device", "progress_bar"),
 }
 

@@ -41,6 +41,7 @@ def relative_config(model: str, arg: str) -> ml_collections.ConfigDict:
         # Read in the loop's prefetch thread: at this size grain's read threads cost more CPU
         # than the reading (0.4 of 1.0 ms per example; bench/RESULTS.md, "End to end").
         c.data.num_threads = 0
+        c.data.cache_decoded = True  # as configs/avsnet.py:tiny: records parsed once, not per epoch
         c.train.num_epochs = 2
         c.train.log_every = 5
     return c

@@ -161,15 +161,17 @@ def test_run_settings_protect_checkpoints_not_failed_starts(tmp_path, monkeypatc
     moved.data.data_dir = "/elsewhere"
     quickstart._train(moved, run, {"seed": 0})
     assert len(trained) == 4
-    # Nor is how fast it is read: a run made with other read threads still resumes, also one
-    # whose record (from before NOT_SETTINGS) holds them.
+    # Nor is how fast it is read: a run made with other read threads or without the decoded
+    # examples cached still resumes, also one whose record (from before NOT_SETTINGS) holds them.
     moved.data.num_threads = 4
+    moved.data.cache_decoded = True
     moved.train.prefetch_to_device = 0
     quickstart._train(moved, run, {"seed": 0})
     path = os.path.join(run, quickstart.SETTINGS_FILE)
     with open(path) as f:
         record = json.load(f)
     record["config"]["data"]["num_threads"] = 8
+    record["config"]["data"]["cache_decoded"] = False
     with open(path, "w") as f:
         json.dump(record, f)
     quickstart._train(moved, run, {"seed": 0})
