@@ -55,7 +55,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         # than the reading (0.4 of 1.0 ms per example; bench/RESULTS.md, "End to end").
         c.data.num_threads = 0
         # Decoded examples kept in memory (~45 MB for the quickstart's 384): a step of this size
-        # is short enough that re-reading and parsing each record (1.5 of 2 ms per batch) showed
+        # is short enough that re-reading and parsing each record (1.4 of 2.0 ms per batch) showed
         # in the training command's throughput (bench/RESULTS.md, "End to end").
         c.data.cache_decoded = True
         c.train.num_epochs = 2
