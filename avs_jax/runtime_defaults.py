@@ -80,8 +80,8 @@ def apply_xla_flags() -> None:
 # unmaps it when freed. XLA:CPU allocates its temporaries for each run of a compiled program, so
 # every training step touched tens of MB of new pages: the tiny AVS-Net step took ~12,000 page
 # faults and ~22 ms of kernel time in its 77 ms (2-core Xeon). With the thresholds below freed
-# blocks stay in the heap and are reused: 50-52 -> 57 samples/s for that step (docs/
-# performance.md, "XLA:CPU"). The cost: memory freed after a peak stays with the process.
+# blocks stay in the heap and are reused: 50-52 -> 57 samples/s for that step
+# (docs/performance.md, "XLA:CPU"). The cost: memory freed after a peak stays with the process.
 MALLOC_MMAP_THRESHOLD = 2**30  # bytes; blocks up to 1 GiB come from the heap
 MALLOC_TRIM_THRESHOLD = 2**31 - 1  # bytes of free heap top kept (mallopt takes a C int)
 # `AVS_JAX_TUNE_MALLOC=0` keeps glibc's own settings; so does any malloc option the user sets in
