@@ -1,6 +1,7 @@
 """What the input side costs a step, measured in one process: the command's path against the step.
 
   python bench/loop_overhead.py [--stage=avsnet|relative] [--blocks=40] [--block_steps=10]
+  python bench/loop_overhead.py --in_command [--stage=...] [--blocks=12] [--block_steps=10]
 
 bench/end_to_end.py compares the training command with bench/train_step.py, two processes run
 one after the other; on a shared VM their speeds drift apart by several percent between
@@ -16,6 +17,13 @@ the tiny config's step once and runs it in alternating blocks of `block_steps` s
 
 The heap is frozen as the loop freezes it. Drift then hits both alike, and the ratio of their
 summed times is what the input path costs the step. Prints one JSON line.
+
+`--in_command` asks the same question of the training command itself (`avs_jax.main`, in this
+process, with its checkpointer, metric writers and log windows): its prefetcher is wrapped so
+that every other block of `block_steps` steps reuses the last device batch instead of taking a
+new one (the reading thread then waits on its full queue), each block one logged window of
+metrics.jsonl. The windows after the first two are compared: the steps that read the real input
+against the same command's steps that read none.
 """
 
 from __future__ import annotations
@@ -114,14 +122,105 @@ def measure(stage: str, tmp: Path, blocks: int, block_steps: int) -> dict:
     }
 
 
+def _alternating(prefetcher_cls: type, block_steps: int) -> type:
+    """`prefetcher_cls` whose batches 1..block_steps are read, the next block_steps the last
+    read batch again (nothing read), and so on; call n is step n of a fresh run."""
+
+    class Alternating(prefetcher_cls):
+        calls, last = 0, None
+
+        def __next__(self):
+            self.calls += 1
+            if ((self.calls - 1) // block_steps) % 2 and self.last is not None:
+                return self.last
+            self.last = super().__next__()
+            return self.last
+
+    return Alternating
+
+
+def alternating_rates(
+    windows: list[tuple[int, float]], block_steps: int, batch: int
+) -> dict[str, float]:
+    """Samples/s of the windows that read the input ("read") and of those that did not ("none
+    read"), each over its windows' summed time. windows: (last step, samples/s) of each logged
+    window of `block_steps` steps, as `_alternating` ran them (block k reads when k is even)."""
+    seconds, samples = {"read": 0.0, "none read": 0.0}, {"read": 0, "none read": 0}
+    for step, rate in windows:
+        path = "none read" if ((step - 1) // block_steps) % 2 else "read"
+        seconds[path] += block_steps * batch / rate
+        samples[path] += block_steps * batch
+    return {k: samples[k] / seconds[k] for k in seconds}
+
+
+def measure_in_command(stage: str, tmp: Path, blocks: int, block_steps: int) -> dict:
+    """The training command's windows that read the input against its windows that do not."""
+    from absl import app  # noqa: PLC0415
+
+    from avs_jax import main as main_lib  # noqa: PLC0415
+    from avs_jax.train import loop  # noqa: PLC0415
+    from avs_jax.train.metric_writers import read_metrics  # noqa: PLC0415
+
+    dataset = e2e.STAGES[stage][1]
+    root = e2e.tiny_root(
+        dataset, tmp / "root", e2e.TINY_EXAMPLES + (40 if dataset == "bv1_triples" else 0)
+    )
+    warmup = 2  # windows: the compile, the heap's second freeze
+    steps = (warmup + 2 * blocks) * block_steps
+    config = e2e.stage_config(stage, paper=False)
+    batch = int(config.data.batch_size)
+    workdir = tmp / "run"
+    args = (stage, False, root, workdir, tmp / "tfds", batch, steps, block_steps, "float32", None)
+    # From "avs_jax.main" on: the flags of the user's command.
+    argv = e2e.train_command(*args, stored=True)[2:]
+    real, bench_argv = loop.DevicePrefetcher, sys.argv
+    loop.DevicePrefetcher = _alternating(real, block_steps)
+    sys.argv = argv  # ml_collections reads the config's overrides from sys.argv
+    try:
+        app.run(main_lib.main, argv=argv, flags_parser=main_lib.parse_flags)
+    except SystemExit as e:  # app.run exits when main returns
+        if e.code:
+            raise
+    finally:
+        loop.DevicePrefetcher, sys.argv = real, bench_argv
+    windows = [(r["step"], r["samples_per_s"]) for r in read_metrics(str(workdir), "train")]
+    rates = alternating_rates(windows[warmup:], block_steps, batch)
+    return {
+        "mode": "in_command",
+        "stage": stage,
+        "hw": list(config.data.image_size),
+        "batch": batch,
+        "blocks": blocks,
+        "block_steps": block_steps,
+        "no_read_samples_per_s": round(rates["none read"], 2),
+        "command_samples_per_s": round(rates["read"], 2),
+        "ratio": round(rates["read"] / rates["none read"], 3),
+        "windows": [round(r, 1) for _, r in windows[warmup:]],
+        "cpu": e2e.cpu_name(),
+        "device": jax.devices()[0].device_kind,
+    }
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stage", choices=("avsnet", "relative"), default="avsnet")
-    p.add_argument("--blocks", type=int, default=40, help="blocks of each path, alternating")
+    p.add_argument(
+        "--blocks",
+        type=int,
+        default=0,
+        help="blocks of each path, alternating (0: 40, 12 with --in_command)",
+    )
     p.add_argument("--block_steps", type=int, default=10, help="steps per block")
+    p.add_argument(
+        "--in_command", action="store_true", help="in the training command (avs_jax.main)"
+    )
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench_loop_") as tmp:
-        print(json.dumps(measure(a.stage, Path(tmp), a.blocks, a.block_steps)), flush=True)
+        if a.in_command:
+            row = measure_in_command(a.stage, Path(tmp), a.blocks or 12, a.block_steps)
+        else:
+            row = measure(a.stage, Path(tmp), a.blocks or 40, a.block_steps)
+        print(json.dumps(row), flush=True)
     return 0
 
 

@@ -68,3 +68,24 @@ def test_the_loop_logs_samples_per_second_for_each_window(tmp_path):
     assert out["timed_steps"] == 2 and out["samples_per_s"] == pytest.approx(
         records[1]["samples_per_s"], rel=1e-6
     )
+
+
+def test_in_command_alternation_reads_every_other_block_and_splits_windows_by_it():
+    import loop_overhead
+
+    class Reader:  # a prefetcher whose n-th read is batch n
+        def __init__(self):
+            self.reads = 0
+
+        def __next__(self):
+            self.reads += 1
+            return self.reads
+
+    it = loop_overhead._alternating(Reader, block_steps=2)()
+    # Steps 1-2 read, 3-4 reuse step 2's batch, 5-6 read on from where reading stopped.
+    assert [next(it) for _ in range(8)] == [1, 2, 2, 2, 3, 4, 4, 4]
+    assert it.reads == 4
+    # Windows of 2 steps at batch 4 (8 samples): steps 1-2 and 5-6 read, 3-4 and 7-8 did not.
+    rates = loop_overhead.alternating_rates([(2, 8.0), (4, 16.0), (6, 4.0), (8, 16.0)], 2, 4)
+    assert rates["read"] == pytest.approx(16 / (1.0 + 2.0))  # 16 samples in 1 s + 2 s
+    assert rates["none read"] == pytest.approx(16.0)
