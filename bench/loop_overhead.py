@@ -109,14 +109,21 @@ def measure(stage: str, tmp: Path, blocks: int, block_steps: int) -> dict:
     samples = blocks * block_steps * batch
     rates = {k: samples / v for k, v in seconds.items()}
     return {
-        "stage": stage,
-        "hw": list(size),
-        "batch": batch,
-        "blocks": blocks,
-        "block_steps": block_steps,
+        **_row(stage, size, batch, blocks, block_steps),
         "step_samples_per_s": round(rates["step"], 2),
         "command_path_samples_per_s": round(rates["command path"], 2),
         "ratio": round(rates["command path"] / rates["step"], 3),
+    }
+
+
+def _row(stage: str, hw, batch: int, blocks: int, block_steps: int) -> dict:
+    """The fields of every printed row: what ran, on what."""
+    return {
+        "stage": stage,
+        "hw": list(hw),
+        "batch": batch,
+        "blocks": blocks,
+        "block_steps": block_steps,
         "cpu": e2e.cpu_name(),
         "device": jax.devices()[0].device_kind,
     }
@@ -187,17 +194,11 @@ def measure_in_command(stage: str, tmp: Path, blocks: int, block_steps: int) -> 
     rates = alternating_rates(windows[warmup:], block_steps, batch)
     return {
         "mode": "in_command",
-        "stage": stage,
-        "hw": list(config.data.image_size),
-        "batch": batch,
-        "blocks": blocks,
-        "block_steps": block_steps,
+        **_row(stage, config.data.image_size, batch, blocks, block_steps),
         "no_read_samples_per_s": round(rates["none read"], 2),
         "command_samples_per_s": round(rates["read"], 2),
         "ratio": round(rates["read"] / rates["none read"], 3),
         "windows": [round(r, 1) for _, r in windows[warmup:]],
-        "cpu": e2e.cpu_name(),
-        "device": jax.devices()[0].device_kind,
     }
 
 
