@@ -69,8 +69,8 @@ STAGES = {
 # Issue 34: end to end >= 0.95 of the step alone; host CPU ms per example at paper sizes.
 TARGETS = {"ratio": 0.95, "bv2": 4.0, "bv1_triples": 3.0}
 # (steps, log_every, warm-up windows) by where it runs. At tiny sizes the first epoch (96 steps
-# of the 384 examples) is warm-up too: the tiny configs cache each decoded example as they first
-# read it (config.data.cache_decoded), and the command ran ~3% slower in it than after it; the
+# of the 384 examples) is warm-up too: the command's windows rose by 10-15% over its first
+# 60-140 steps, whether they read the input or not (docs/performance.md, "End to end"); the
 # next 100 steps (~12 s on 2 cores) are timed: in 30 one stall of the VM moved the ratio by
 # several percent. A paper-size step takes ~30 s on a 2-core CPU, so the CPU plan there is
 # short, at train_step.py's CPU batches (CPU_PAPER_BATCH).

@@ -53,12 +53,16 @@ from avs_jax.train.tasks import make_task  # noqa: E402
 from tfds_batvision.build import build_dataset  # noqa: E402
 
 
+def _tiny_root(stage: str, tmp: Path) -> Path:
+    """The stage's BatVision root under tmp at the quickstart's size and count (bench/end_to_end)."""
+    dataset = e2e.STAGES[stage][1]
+    n = e2e.TINY_EXAMPLES + (40 if dataset == "bv1_triples" else 0)  # BV1: n - 40 triples
+    return e2e.tiny_root(dataset, tmp / "root", n)
+
+
 def measure(stage: str, tmp: Path, blocks: int, block_steps: int) -> dict:
     """Alternating blocks of the two paths; samples/s of each and their ratio."""
-    dataset = e2e.STAGES[stage][1]
-    root = e2e.tiny_root(
-        dataset, tmp / "root", e2e.TINY_EXAMPLES + (40 if dataset == "bv1_triples" else 0)
-    )
+    dataset, root = e2e.STAGES[stage][1], _tiny_root(stage, tmp)
     config = e2e.stage_config(stage, paper=False)
     size = tuple(config.data.image_size)
     build_dataset(dataset, root, tmp / "tfds", image_size=size)
@@ -168,10 +172,7 @@ def measure_in_command(stage: str, tmp: Path, blocks: int, block_steps: int) -> 
     from avs_jax.train import loop  # noqa: PLC0415
     from avs_jax.train.metric_writers import read_metrics  # noqa: PLC0415
 
-    dataset = e2e.STAGES[stage][1]
-    root = e2e.tiny_root(
-        dataset, tmp / "root", e2e.TINY_EXAMPLES + (40 if dataset == "bv1_triples" else 0)
-    )
+    root = _tiny_root(stage, tmp)
     warmup = 2  # windows: the compile, the heap's second freeze
     steps = (warmup + 2 * blocks) * block_steps
     config = e2e.stage_config(stage, paper=False)
