@@ -22,7 +22,7 @@ import os
 
 import ml_collections
 
-from avs_jax.evaluation.claims import ABLATION_MARK, CLAIMS_FILE, claims
+from avs_jax.evaluation.claims import ABLATION_MARK, CLAIMS_FILE, claims, structure
 from avs_jax.evaluation.tables import DATASET_NAMES
 from avs_jax.sim_roots import simulate_root
 
@@ -74,7 +74,14 @@ def evaluate_set(
         tables = json.load(f)
     lines = claims(tables)
     with open(os.path.join(out, CLAIMS_FILE), "w") as f:
-        json.dump({"claims": [{"claim": s, "holds": h} for s, h in lines]}, f, indent=2)
+        json.dump(
+            {
+                "claims": [{"claim": s, "holds": h} for s, h in lines],
+                "structure": structure(tables),
+            },
+            f,
+            indent=2,
+        )
     return {**tables, "claims": lines}
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from avs_jax import quickstart, sim_roots
 from avs_jax.config_files import load_config
-from avs_jax.evaluation.claims import claims
+from avs_jax.evaluation.claims import claims, structure, structure_line
 from tfds_batvision.simulate import assign_splits
 
 
@@ -52,6 +52,33 @@ def test_structure_guard_fails_when_the_depth_is_worse_than_a_constant():
     t = _tables()
     del t["table2"]["bv1"]["monodepth2"]["gt"]["constant"]
     assert len(claims(t)) == 5
+
+
+def test_structure_is_each_depth_against_a_constant_with_its_target():
+    t = _tables(gt_median=0.21, constant=0.35)
+    t["table1_oracle"] = {
+        # BV1 first, as a JSON reader may give it: the records still read BV2 first.
+        "bv1": {"rgb": _m(0.20, 0.6), "rgb_echoes": _m(0.15, 0.7), "constant": _m(0.30, 0.4)},
+        "bv2": {"rgb": _m(0.26, 0.5), "rgb_echoes": _m(0.24, 0.6), "constant": _m(0.50, 0.3)},
+    }
+    out = structure(t)
+    got = [(r["table"], r["dataset"], r["model"], round(r["multiple"], 6), r["meets"]) for r in out]
+    assert got == [
+        ("table1", "bv2", "rgb_echoes", 0.48, True),
+        ("table1", "bv2", "rgb", 0.52, False),
+        ("table1", "bv1", "rgb_echoes", 0.5, True),  # at the target: meets it
+        ("table1", "bv1", "rgb", round(0.2 / 0.3, 6), False),
+        ("table2", "bv1", "monodepth2", 0.6, True),
+    ]
+    assert [r["target"] for r in out] == [0.5, 0.5, 0.5, 0.5, 0.7]
+    assert structure_line(out[1]) == (
+        "Table 1, BV2 Only-RGB M_p: 0.52× a constant's Abs Rel (0.260 / 0.500; target ≤ 0.5×)"
+    )
+    assert structure_line(out[4]).startswith("Table 2, BV1 monodepth2: 0.60×")
+    # No oracle rows (an older tables.json), or an empty cell: only what can be computed.
+    del t["table1_oracle"]
+    t["table2"]["bv1"]["monodepth2"]["gt"]["constant"] = {"abs_rel": None, "a1": None}
+    assert structure(t) == []
 
 
 def test_quickstart_bv1_split_reaches_the_simulator(tmp_path):

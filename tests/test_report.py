@@ -3,6 +3,7 @@ relative path; written by the evaluation and rewritten with the claims by the qu
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from html.parser import HTMLParser
 
@@ -11,6 +12,7 @@ import numpy as np
 from avs_jax import quickstart
 from avs_jax.config_files import load_config
 from avs_jax.evaluation import evaluate as evaluate_mod
+from avs_jax.evaluation.claims import structure, structure_line
 from avs_jax.evaluation.report import REPORT_FILE, check_report, write_report
 from avs_jax.evaluation.tables import write_tables
 
@@ -87,6 +89,26 @@ def _m(abs_rel, a1=0.5, n=3):
 def _png(path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\x89PNG\r\n\x1a\n")  # only its existence is checked
+
+
+def test_report_shows_how_much_structure_each_depth_has_against_its_target(tmp_path):
+    table2 = {"bv1": {"m<1>": {"gt": {"median": _m(0.28, 0.5), "constant": _m(0.35, 0.4)}}}}
+    tables_json = {"table1": {}, "table2": table2}
+    tables_json["table1_oracle"] = {
+        "bv2": {"rgb_echoes": _m(0.2, 0.7), "constant": _m(0.5, 0.3)},
+    }
+    learnt = structure(tables_json)
+    path = write_report(str(tmp_path), {}, table2, structure=learnt)
+    page = _Page(open(path, encoding="utf-8").read())
+    # Same classes as the claims: 0.2 / 0.5 = 0.40 meets 0.5; 0.28 / 0.35 = 0.80 misses 0.7.
+    assert page.claims == [
+        ("holds", "[meets] " + structure_line(learnt[0])),
+        ("fails", "[short] " + structure_line(learnt[1])),
+    ]
+    assert "0.40×" in page.claims[0][1] and "m<1>: 0.80×" in page.claims[1][1]
+    # Without records the page has no such section.
+    text = open(write_report(str(tmp_path), {}, table2), encoding="utf-8").read()
+    assert "beyond its scale" not in text
 
 
 def test_report_shows_the_tables_as_tables_md_the_claims_and_every_figure(tmp_path):
@@ -220,9 +242,14 @@ def test_quickstart_writes_a_report_whose_every_figure_exists(tmp_path, monkeypa
     assert problems == [] and "Claims" not in first and "Table 2" in first
     assert check_report(str(workdir)) == []
     page = _Page((workdir / REPORT_FILE).read_text(encoding="utf-8"))
+    # The claims, then each depth against a constant (the stand-in tables have the relative
+    # model's GT rows and Table 1's oracle rows: one record each at least).
+    assert len(out["structure"]) >= 2
     assert [(c, t.split("] ", 1)[1]) for c, t in page.claims] == [
         ("holds" if h else "fails", s) for s, h in out["claims"]
-    ]
+    ] + [("holds" if r["meets"] else "fails", structure_line(r)) for r in out["structure"]]
+    saved = json.loads((workdir / "claims.json").read_text())
+    assert saved["structure"] == out["structure"]
     assert page.tables == _markdown_tables((workdir / "tables.md").read_text())
     # Depth panels of both test samples of BV1 (Table 2's dataset), and the Grad-CAM panel.
     figures = sorted(p.name for p in (workdir / "figures").iterdir())

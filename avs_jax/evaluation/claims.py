@@ -9,6 +9,10 @@ from __future__ import annotations
 
 CLAIMS_FILE = "claims.json"
 ABLATION_MARK = "median scaling at least as good"
+# The quickstart's targets for how much of the room its models learn beyond the scale
+# (docs/quickstart.md, "Results"): M_p (Table 1) and the relative depth (Table 2), each scaled
+# per image by the ground truth's median, at most this multiple of a constant depth's Abs Rel.
+STRUCTURE_TARGETS = {"table1": 0.5, "table2": 0.7}
 
 
 def claims(tables: dict) -> list[tuple[str, bool]]:
@@ -63,3 +67,59 @@ def claims(tables: dict) -> list[tuple[str, bool]]:
                     )
                 )
     return out
+
+
+def structure(tables: dict) -> list[dict]:
+    """How much of each room the models learnt beyond its scale, from a tables.json dict.
+
+    For M_p (`table1_oracle`) and for each relative model (`table2`, source "gt"): the Abs Rel
+    of the depth scaled per image by the ground truth's median, as a multiple of the Abs Rel of
+    a constant depth (that median everywhere). 1 is no structure at all; 0 a perfect one.
+    Returns one record per depth: {"table", "dataset", "model", "abs_rel", "constant_abs_rel",
+    "multiple", "target", "meets"} ("target": STRUCTURE_TARGETS[table]); rows a tables.json
+    lacks (or left empty) give no record.
+    """
+    out = []
+
+    def add(table, ds, model, scaled, constant):
+        a, c = (scaled or {}).get("abs_rel"), (constant or {}).get("abs_rel")
+        if a is None or not c:
+            return
+        target = STRUCTURE_TARGETS[table]
+        multiple = a / c
+        out.append(
+            dict(
+                table=table,
+                dataset=ds,
+                model=model,
+                abs_rel=a,
+                constant_abs_rel=c,
+                multiple=multiple,
+                target=target,
+                meets=multiple <= target,
+            )
+        )
+
+    oracle = tables.get("table1_oracle") or {}
+    for ds in sorted(oracle, key=lambda d: (d != "bv2", d)):  # BV2 first, as Table 1 reads
+        rows = oracle[ds]
+        for model in sorted((m for m in rows if m != "constant"), reverse=True):
+            add("table1", ds, model, rows[model], rows.get("constant"))
+    for ds, models in tables["table2"].items():
+        for model, rows in models.items():
+            gt = rows.get("gt", {})
+            add("table2", ds, model, gt.get("median"), gt.get("constant"))
+    return out
+
+
+def structure_line(record: dict) -> str:
+    """One printed line of a `structure` record."""
+    name = {"rgb_echoes": "RGB-Echoes M_p", "rgb": "Only-RGB M_p"}.get(
+        record["model"], record["model"]
+    )
+    return (
+        f"{'Table 1' if record['table'] == 'table1' else 'Table 2'}, "
+        f"{record['dataset'].upper()} {name}: {record['multiple']:.2f}× a constant's Abs Rel "
+        f"({record['abs_rel']:.3f} / {record['constant_abs_rel']:.3f}; "
+        f"target ≤ {record['target']:.1f}×)"
+    )

@@ -19,6 +19,7 @@ from html.parser import HTMLParser
 from typing import Any, Sequence
 
 from avs_jax.evaluation import tables
+from avs_jax.evaluation.claims import structure_line
 
 REPORT_FILE = "report.html"
 FIGURE_DIR = "figures"
@@ -118,6 +119,7 @@ def write_report(
     figures: Sequence[str] | None = None,
     runs: dict[str, str] | None = None,
     oracle: dict[str, Any] | None = None,
+    structure: Sequence[dict] | None = None,
 ) -> str:
     """Writes `workdir/report.html` (replacing it whole); returns its path.
 
@@ -126,6 +128,8 @@ def write_report(
       oracle: Table 1's references, as `tables.json`'s "table1_oracle" (None: none shown).
       claims: (sentence, holds) lines, as `avs_jax.evaluation.claims.claims` gives them; None: no
         claims section.
+      structure: records of `avs_jax.evaluation.claims.structure` (each depth against a constant,
+        with its target); None: no such section.
       figures: image paths inside `workdir` (absolute or relative to it); None: every image
         under `workdir/figures`.
       runs: name -> where that model came from (a run dir, a predictions folder), listed as the
@@ -167,6 +171,20 @@ def write_report(
             items.append(
                 f'<li class="{cls}"><span class="verdict">[{verdict}]</span> '
                 f"{html.escape(sentence)}</li>"
+            )
+        parts.append("<ul>" + "\n".join(items) + "</ul>")
+    if structure:
+        parts.append("<h2>How much of the room the models learnt beyond its scale</h2>")
+        parts.append(
+            "<p>Each depth scaled per image by the ground truth's median; its Abs Rel as a "
+            "multiple of a constant depth's (1×: no structure).</p>"
+        )
+        items = []
+        for record in structure:
+            cls, verdict = ("holds", "meets") if record["meets"] else ("fails", "short")
+            items.append(
+                f'<li class="{cls}"><span class="verdict">[{verdict}]</span> '
+                f"{html.escape(structure_line(record))}</li>"
             )
         parts.append("<ul>" + "\n".join(items) + "</ul>")
     parts.append(
