@@ -111,6 +111,16 @@ def _figures_html(rel_paths: Sequence[str]) -> str:
     return "\n".join(out)
 
 
+def _verdicts(lines: Sequence[tuple[str, bool, str]]) -> str:
+    """A list of (text, good, verdict word) lines, each coloured by whether it is good."""
+    items = [
+        f'<li class="{"holds" if good else "fails"}"><span class="verdict">[{verdict}]</span> '
+        f"{html.escape(text)}</li>"
+        for text, good, verdict in lines
+    ]
+    return "<ul>" + "\n".join(items) + "</ul>"
+
+
 def write_report(
     workdir: str,
     table1: dict[str, Any],
@@ -165,28 +175,17 @@ def write_report(
         parts.append(f"<p>Files: {shown}.</p>")
     if claims is not None:
         parts.append("<h2>Claims of the paper</h2>")
-        items = []
-        for sentence, holds in claims:
-            cls, verdict = ("holds", "holds") if holds else ("fails", "FAILS")
-            items.append(
-                f'<li class="{cls}"><span class="verdict">[{verdict}]</span> '
-                f"{html.escape(sentence)}</li>"
-            )
-        parts.append("<ul>" + "\n".join(items) + "</ul>")
+        parts.append(_verdicts([(s, ok, "holds" if ok else "FAILS") for s, ok in claims]))
     if structure:
         parts.append("<h2>How much of the room the models learnt beyond its scale</h2>")
         parts.append(
             "<p>Each depth scaled per image by the ground truth's median; its Abs Rel as a "
             "multiple of a constant depth's (1×: no structure).</p>"
         )
-        items = []
-        for record in structure:
-            cls, verdict = ("holds", "meets") if record["meets"] else ("fails", "short")
-            items.append(
-                f'<li class="{cls}"><span class="verdict">[{verdict}]</span> '
-                f"{html.escape(structure_line(record))}</li>"
-            )
-        parts.append("<ul>" + "\n".join(items) + "</ul>")
+        lines = [
+            (structure_line(r), r["meets"], "meets" if r["meets"] else "short") for r in structure
+        ]
+        parts.append(_verdicts(lines))
     parts.append(
         _table_html(tables.TABLE1_TITLE, tables.TABLE1_LABELS, tables.table1_rows(table1, oracle))
     )
