@@ -2,6 +2,7 @@
 
 import csv
 import io
+import logging
 import math
 import os
 import subprocess
@@ -51,7 +52,7 @@ def test_real_bv2_sample_builds_unchanged(tmp_path):
     )
 
 
-def test_bv2_fixture_round_trip_with_stray_entries(tmp_path):
+def test_bv2_fixture_round_trip_with_stray_entries(tmp_path, caplog):
     root = fx.write_bv2(
         tmp_path / "bv2",
         {"LocA": {"train": 2, "val": 1, "test": 1}, "LocB": {"train": 1, "test": 1}},
@@ -59,7 +60,13 @@ def test_bv2_fixture_round_trip_with_stray_entries(tmp_path):
     )
     (root / "README.txt").write_text("stray file")
     (root / "notes").mkdir()
-    b = build_dataset("bv2", root, tmp_path / "data")
+    (root / ".complete").write_text("{}")  # the simulator's marker: skipped without a warning
+    (root / ".cache").mkdir()
+    with caplog.at_level(logging.WARNING):
+        b = build_dataset("bv2", root, tmp_path / "data")
+    skipped = [r.getMessage() for r in caplog.records if "Skipping" in r.getMessage()]
+    assert len(skipped) == 2
+    assert any("README.txt" in m for m in skipped) and any("notes" in m for m in skipped)
     assert [batvision.split_size(b, s) for s in ("train", "val", "test")] == [3, 1, 2]
     train = _by_id(b, "train")
     assert set(train) == {"LocA/0", "LocA/1", "LocB/4"}

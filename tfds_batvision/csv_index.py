@@ -191,11 +191,16 @@ def list_bv2_location(root: str, loc: str, split: str) -> list[Row]:
 
 
 def list_bv2_locations(root: str) -> list[str]:
-    """BV2 location folders of ``root``: folders holding split CSVs; other entries are logged."""
+    """BV2 location folders of ``root``: folders holding split CSVs; other entries are logged.
+
+    Hidden entries (``.complete``, the simulator's marker; ``.DS_Store``) are skipped silently.
+    """
     if not os.path.isdir(root):
         raise BadFileError(root, "BatVision root (manual dir) does not exist or is not a folder")
     locs = []
     for name in sorted(os.listdir(root)):
+        if name.startswith("."):
+            continue
         full = os.path.join(root, name)
         if not os.path.isdir(full):
             logging.warning(
