@@ -22,7 +22,7 @@ import os
 
 import ml_collections
 
-from avs_jax.evaluation.claims import ABLATION_MARK, CLAIMS_FILE, claims, structure
+from avs_jax.evaluation.claims import ABLATION_MARK, claims, structure, write_claims
 from avs_jax.evaluation.tables import DATASET_NAMES
 from avs_jax.sim_roots import simulate_root
 
@@ -73,15 +73,7 @@ def evaluate_set(
     with open(os.path.join(out, "tables.json")) as f:
         tables = json.load(f)
     lines = claims(tables)
-    with open(os.path.join(out, CLAIMS_FILE), "w") as f:
-        json.dump(
-            {
-                "claims": [{"claim": s, "holds": h} for s, h in lines],
-                "structure": structure(tables),
-            },
-            f,
-            indent=2,
-        )
+    write_claims(out, lines, structure(tables))
     return {**tables, "claims": lines}
 
 

@@ -26,7 +26,7 @@ import time
 import ml_collections
 from absl import logging
 
-from avs_jax.evaluation.claims import CLAIMS_FILE, claims, structure, structure_line
+from avs_jax.evaluation.claims import claims, structure, structure_line, write_claims
 from avs_jax.sim_roots import check_settings, sim_settings, simulate_root
 
 SETTINGS_FILE = "quickstart_settings.json"
@@ -156,16 +156,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for record in learnt:
         print(f"  [{'meets' if record['meets'] else 'short'}] {structure_line(record)}")
     seconds = time.time() - t0
-    with open(os.path.join(workdir, CLAIMS_FILE), "w") as f:
-        json.dump(
-            {
-                "claims": [{"claim": s, "holds": h} for s, h in results],
-                "structure": learnt,
-                "seconds": seconds,
-            },
-            f,
-            indent=2,
-        )
+    write_claims(workdir, results, learnt, seconds=seconds)
     # evaluate() wrote the page without the claims, which only the quickstart computes.
     from avs_jax.evaluation.report import write_report
 

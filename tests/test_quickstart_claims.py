@@ -9,7 +9,7 @@ import pytest
 
 from avs_jax import quickstart, sim_roots
 from avs_jax.config_files import load_config
-from avs_jax.evaluation.claims import claims, structure, structure_line
+from avs_jax.evaluation.claims import claims, structure, structure_line, write_claims
 from tfds_batvision.simulate import assign_splits
 
 
@@ -203,3 +203,13 @@ def test_run_settings_protect_checkpoints_not_failed_starts(tmp_path, monkeypatc
         json.dump(record, f)
     quickstart._train(moved, run, {"seed": 0})
     assert len(trained) == 6
+
+
+def test_write_claims_saves_the_lines_the_records_and_extras(tmp_path):
+    t = _tables(gt_median=0.21, constant=0.35)
+    lines, records = claims(t), structure(t)
+    path = write_claims(str(tmp_path), lines, records, seconds=12.5)
+    saved = json.loads(open(path).read())
+    assert path.endswith("claims.json")
+    assert saved["claims"] == [{"claim": s, "holds": h} for s, h in lines]
+    assert saved["structure"] == records and saved["seconds"] == 12.5

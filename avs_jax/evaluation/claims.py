@@ -7,6 +7,9 @@ whose lines start with `ABLATION_MARK` (docs/quickstart.md, "The claims").
 
 from __future__ import annotations
 
+import json
+import os
+
 CLAIMS_FILE = "claims.json"
 ABLATION_MARK = "median scaling at least as good"
 # The quickstart's targets for how much of the room its models learn beyond the scale
@@ -123,3 +126,13 @@ def structure_line(record: dict) -> str:
         f"({record['abs_rel']:.3f} / {record['constant_abs_rel']:.3f}; "
         f"target ≤ {record['target']:.1f}×)"
     )
+
+
+def write_claims(folder: str, lines: list[tuple[str, bool]], records: list[dict], **extra) -> str:
+    """Writes `folder/claims.json`: {"claims": [{"claim", "holds"}], "structure": records,
+    **extra} (the quickstart's and each held-out set's); returns its path."""
+    path = os.path.join(folder, CLAIMS_FILE)
+    payload = {"claims": [{"claim": s, "holds": h} for s, h in lines], "structure": records}
+    with open(path, "w") as f:
+        json.dump({**payload, **extra}, f, indent=2)
+    return path
