@@ -175,6 +175,31 @@ def test_init_from_loads_matching_subtree_and_names_missing_file(tmp_path):
         )
 
 
+def test_a_runs_final_weights_as_npz_start_another_run(tmp_path, full_run):
+    """A training checkpoint -> .npz (avs_jax/sim_pretrain.py's export) -> `init_from`: every
+    parameter and the BatchNorm statistics (kept under model_state in a run) arrive unchanged."""
+    from avs_jax import import_weights as iw
+    from avs_jax.sim_pretrain import export_final
+
+    workdir, out = full_run
+    path = export_final(str(workdir), str(tmp_path / "toy.npz"))
+    trained = {"params": out["state"].params, **out["state"].model_state}
+    assert set(trained) == {"params", "batch_stats"}
+    saved = iw.read_weights_npz(path)
+    task = train_toy.ToyTask()
+    batch = next(train_toy.train_iter())
+    fresh = task.init_variables(jax.random.PRNGKey(1), {"image": jnp.asarray(batch["image"])})
+    loaded = pretrained.load_pretrained(path, fresh)
+    for tree in (saved, loaded):
+        jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, tree), trained)
+    # The statistics moved away from their initial (0, 1) in training: a loader that dropped
+    # them would fail above, not pass by accident.
+    assert not np.allclose(np.asarray(trained["batch_stats"]["BatchNorm_0"]["var"]), 1.0)
+    with pytest.raises(iw.WeightImportError, match="not a readable .npz"):
+        (tmp_path / "bad.npz").write_bytes(b"not a zip")
+        iw.read_weights_npz(tmp_path / "bad.npz")
+
+
 def _with(config, **kw):
     config.update(kw)
     return config

@@ -47,7 +47,9 @@ back, merge into a model), `cli` (the command line), `errors` (`WeightImportErro
 from avs_jax.import_weights.checkpoints import (
     merge_pretrained,
     read_imported,
+    read_weights_npz,
     save_pretrained,
+    save_weights_npz,
     subtree,
 )
 from avs_jax.import_weights.cli import SOURCES, main
@@ -148,6 +150,8 @@ __all__ = [
     # checkpoints, command line
     "save_pretrained",
     "read_imported",
+    "read_weights_npz",
+    "save_weights_npz",
     "subtree",
     "merge_pretrained",
     "SOURCES",

@@ -34,7 +34,8 @@ def save_pretrained(
 
 
 def read_imported(path: str | Path) -> Variables:
-    """Reads a checkpoint written by `save_pretrained` -> {"params": ..., "batch_stats": ...}."""
+    """Reads a checkpoint written by `save_pretrained`, or a training run's checkpoint step folder,
+    -> {"params": ..., "batch_stats": ...}."""
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
 
     path = Path(path).absolute()
@@ -46,7 +47,46 @@ def read_imported(path: str | Path) -> Variables:
         )
     with ocp.StandardCheckpointer() as ckptr:
         tree = ckptr.restore(state)
-    return {"params": tree.get("params") or {}, "batch_stats": tree.get("batch_stats") or {}}
+    # A training run's checkpoint (avs_jax/train/state.py) keeps BatchNorm's under model_state.
+    stats = tree.get("batch_stats") or (tree.get("model_state") or {}).get("batch_stats")
+    return {"params": tree.get("params") or {}, "batch_stats": stats or {}}
+
+
+def save_weights_npz(path: str | Path, variables: Variables) -> Path:
+    """Writes `{"params", "batch_stats"}` as one numpy .npz, keys "params/midas/.../kernel".
+
+    The compact form of pretrained weights that ship with the repository (a few MB, one file, no
+    orbax layout): `read_weights_npz` reads it back and `config.init_from` takes it like a checkpoint.
+    """
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flat = {}
+    for collection in ("params", "batch_stats"):
+        for key, leaf in traverse_util.flatten_dict(variables.get(collection) or {}).items():
+            flat["/".join((collection, *key))] = np.asarray(leaf)
+    with open(path, "wb") as f:
+        np.savez(f, **flat)
+    return path
+
+
+def read_weights_npz(path: str | Path) -> Variables:
+    """Reads a `save_weights_npz` file -> {"params": ..., "batch_stats": ...} of numpy arrays."""
+    path = Path(path).absolute()
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            flat = {tuple(k.split("/")): np.asarray(data[k]) for k in data.files}
+    except (OSError, ValueError) as e:
+        raise WeightImportError(f"{path}: not a readable .npz of weights ({e})") from e
+    bad = sorted("/".join(k) for k in flat if k[0] not in ("params", "batch_stats") or len(k) < 2)
+    if bad:
+        raise WeightImportError(
+            f"{path}: keys must start with 'params/' or 'batch_stats/'; found {bad[:3]}"
+        )
+    out = {"params": {}, "batch_stats": {}}
+    for collection in out:
+        part = {k[1:]: v for k, v in flat.items() if k[0] == collection}
+        out[collection] = traverse_util.unflatten_dict(part) if part else {}
+    return out
 
 
 def subtree(pretrained: Variables, prefix: str | Sequence[str]) -> Variables:

@@ -26,8 +26,9 @@ def pretrained_sources(config: ml_collections.ConfigDict) -> list[tuple[str, str
 def load_pretrained(path: str, variables: dict, target: str = "") -> dict:
     """`variables` with the pretrained weights at `path` put in place under `target`.
 
-    `path` is a checkpoint written by `python -m avs_jax.import_weights` (or an orbax checkpoint
-    of {"params", ["batch_stats"]} or of a bare params tree). Its tree replaces the model's
+    `path` is a checkpoint written by `python -m avs_jax.import_weights`, a training run's
+    checkpoint step folder, an orbax checkpoint of {"params", ["batch_stats"]} or of a bare params
+    tree, or a `.npz` written by `import_weights.save_weights_npz`. Its tree replaces the model's
     subtree at `target` ("/"-separated, "" = the root; at the root each top-level module of the
     checkpoint replaces the model's module of that name, so that e.g. a ZoeDepth import fills
     the visual part of AVS-Net and leaves its echo branch alone). Strict: a leaf missing on
@@ -39,7 +40,9 @@ def load_pretrained(path: str, variables: dict, target: str = "") -> dict:
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(path):
         raise MissingInputError(f"config.init_from: pretrained checkpoint {path} does not exist")
-    if os.path.isdir(os.path.join(path, "state")):
+    if path.endswith(".npz"):
+        loaded = iw.read_weights_npz(path)
+    elif os.path.isdir(os.path.join(path, "state")):
         loaded = iw.read_imported(path)
     else:
         loaded = ocp.StandardCheckpointer().restore(path)
