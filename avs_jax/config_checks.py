@@ -9,7 +9,7 @@ import ml_collections
 
 from avs_jax.errors import InputError
 
-MODES = ("train", "evaluate", "quickstart")
+MODES = ("train", "evaluate", "quickstart", "sim_pretrain")
 ALIGN_MODES = ("onset", "off")  # config.data.stft.align (avs_jax/data/config.py)
 
 

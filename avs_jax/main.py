@@ -2,7 +2,8 @@
 
 The config file says what runs (`config.mode`): "train" (either training stage; the config's
 `task` picks AVS-Net stage 1 or the relative depth model), "evaluate" (checkpoint-based
-evaluation, the paper's tables) or "quickstart" (the whole paper on simulated data). Any field
+evaluation, the paper's tables), "quickstart" (the whole paper on simulated data) or
+"sim_pretrain" (the quickstart's pretrained weights, from simulated rooms of other seeds). Any field
 can be overridden on the command line, e.g. `--config.data.batch_size=4`; an unknown field, a
 missing file or an impossible value is an error before anything compiles. A bad input found
 later (a dataset that is not built, a checkpoint that does not fit, a malformed BatVision file)
@@ -41,6 +42,7 @@ RUNNERS = {
     "train": "avs_jax.train.run:train",
     "evaluate": "avs_jax.evaluation.evaluate:evaluate",
     "quickstart": "avs_jax.quickstart:run",
+    "sim_pretrain": "avs_jax.sim_pretrain:run",
 }
 
 
