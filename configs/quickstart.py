@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 
 from avs_jax.config_files import load_config as _load
-from avs_jax.sim_pretrain import ASSETS
+from avs_jax.sim_pretrain import ASSETS, WEIGHTS
 from tfds_batvision.sim import scene as scene_lib
 
 
@@ -63,7 +63,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.stage1 = _load("avsnet", "tiny")
     # A tiny ZoeDepth made from simulated rooms of other seeds (avs_jax/sim_pretrain.py), as the
     # paper's AVS-Net starts from a pretrained MiDaS/ZoeDepth (docs/quickstart.md, "Pretrained weights").
-    c.stage1.init_from = os.path.join(ASSETS, "tiny_zoedepth_sim.npz")
+    c.stage1.init_from = os.path.join(ASSETS, WEIGHTS)  # tiny_zoedepth_sim.npz
     c.stage1.train.num_epochs = 10  # 960 steps: still learning at 6 (docs/quickstart.md)
     # Best epoch by SILog (paper eq. 4), not Abs Rel: on 128 validation samples Abs Rel follows
     # each epoch's scale and kept one seed's epoch 3 of 10 (docs/quickstart.md, "Settings").
