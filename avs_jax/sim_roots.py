@@ -86,6 +86,7 @@ def simulate_root(config, root: str, layout: str, seed: int) -> bool:
         onset_jitter=s.get("onset_jitter"),
         max_order=s.get("max_order"),
         max_obstacles=s.get("max_obstacles"),
+        hfov_range_deg=s.get("hfov_range_deg"),
         **split,
     )
     check_settings(done, sim_settings(config, layout, seed))

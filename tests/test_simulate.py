@@ -161,6 +161,26 @@ def test_windows_are_drawn_last_inside_their_walls_and_scale_with_the_scene():
     np.testing.assert_allclose(depth_big, 2.5 * depth, rtol=1e-9)
 
 
+def test_a_field_of_view_range_is_drawn_last_and_sets_only_the_intrinsics():
+    """hfov_range_deg changes nothing else of a scene; each scene's focal length is that of an
+    hfov inside the range (fx = W / 2 / tan(hfov / 2)), and the scenes do not share one."""
+    base = dict(height=32, width=64, frames_per_scene=2, sequence=True, max_room=12.0)
+    fx_of = lambda hfov: 0.5 * 64 / np.tan(0.5 * np.deg2rad(hfov))
+    focal = []
+    for seed in range(8):
+        plain = scene_lib.sample_scene(np.random.default_rng(seed), scene_lib.SceneConfig(**base))
+        cfg = scene_lib.SceneConfig(**base, hfov_range_deg=(80.0, 105.0))
+        scene = scene_lib.sample_scene(np.random.default_rng(seed), cfg)
+        np.testing.assert_array_equal(scene.room.dims, plain.room.dims)
+        np.testing.assert_array_equal(scene.poses, plain.poses)
+        assert (scene.scale, scene.absorption) == (plain.scale, plain.absorption)
+        k = scene.intrinsics
+        assert fx_of(105.0) < k.fx < fx_of(80.0) and k.fy == k.fx
+        assert (k.cx, k.cy, k.width, k.height) == (31.5, 15.5, 64, 32)
+        focal.append(k.fx)
+    assert len(set(focal)) == len(focal)
+
+
 def test_the_outdoors_through_a_window_is_photometrically_consistent():
     """The outdoor plane is a static 3D surface: warping frame t+20 into t with the true depth and
     poses reproduces the pixels that see it as well as those of the room (a self-supervised depth
@@ -644,6 +664,15 @@ _FLAG_CASES = {
     ),
     "window_prob": (dict(window_prob=1.5), "--window_prob must be in [0, 1], got 1.5"),
     "window_prob_neg": (dict(window_prob=-0.1), "--window_prob must be in [0, 1], got -0.1"),
+    "hfov_range_deg": (
+        dict(hfov_range_deg=(100.0, 80.0)),
+        "--hfov_range_deg must be two numbers (lo, hi) with 0 < lo <= hi < 180 (degrees), "
+        "got (100.0, 80.0)",
+    ),
+    "hfov_range_deg_bv1": (
+        dict(layout="bv1", hfov_range_deg=(80.0, 100.0)),
+        "--hfov_range_deg is for bv2 only: a BV1 root has one intrinsics.json for all its sessions",
+    ),
     "fractions_two": (
         dict(split_fractions=(1, 0)),
         "--split_fractions must be three finite non-negative numbers "
@@ -686,6 +715,7 @@ def test_impossible_flag_is_named_before_anything_is_written(tmp_path, case):
     "flag, message",
     [
         ("--height=0", "--height must be an integer >= 1, got 0"),
+        ("--hfov_range_deg=80", "--hfov_range_deg must be two numbers lo,hi (degrees), got ['80']"),
         (
             "--split_fractions=1,x,0",
             "--split_fractions must be three finite non-negative numbers "

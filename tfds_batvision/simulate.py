@@ -492,6 +492,19 @@ def check_settings(
         f"an integer in [0, {LAYOUTS[layout].onset - acoustics.DIRECT_PATH_SAMPLES}] (samples; "
         f"the {layout} chirp arrives at sample {LAYOUTS[layout].onset})",
     )
+    if cfg.hfov_range_deg is not None:
+        if layout == "bv1":
+            raise BadFlagError(
+                "--hfov_range_deg is for bv2 only: a BV1 root has one intrinsics.json for all "
+                "its sessions"
+            )
+        lo, hi = cfg.hfov_range_deg
+        _check(
+            "hfov_range_deg",
+            cfg.hfov_range_deg,
+            _is_number(lo) and _is_number(hi) and 0 < lo <= hi < 180,
+            "two numbers (lo, hi) with 0 < lo <= hi < 180 (degrees)",
+        )
     if cfg.min_room > cfg.max_room:
         raise BadFlagError(f"--min_room {cfg.min_room} is larger than --max_room {cfg.max_room}")
     if not cfg.global_scale and cfg.max_room < scene_lib.MIN_ROOM_M:
@@ -583,6 +596,7 @@ def simulate_dataset(
     max_turn_deg: float | None = None,
     window_prob: float | None = None,
     onset_jitter: int | None = None,
+    hfov_range_deg: tuple[float, float] | None = None,
 ) -> str:
     """Simulate ``num_scenes`` rooms into a BatVision ``layout`` ('bv1' or 'bv2') root; returns it.
 
@@ -599,6 +613,8 @@ def simulate_dataset(
     ``window_prob`` is each wall's chance of a window onto the outdoors (default 0: none).
     ``onset_jitter`` moves each recording's chirp arrival by up to that many samples either way
     (default 0: every recording at the layout's onset, ``LAYOUTS``).
+    ``hfov_range_deg`` (lo, hi) draws each scene's horizontal field of view from that range instead
+    of the layout's nominal one (default None: the nominal, ``NOMINAL_HFOV_DEG``).
     """
     if layout not in LAYOUTS:
         raise BadFlagError(f"--layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
@@ -617,6 +633,7 @@ def simulate_dataset(
         max_turn_deg=max_turn_deg,
         window_prob=window_prob,
         onset_jitter=onset_jitter,
+        hfov_range_deg=None if hfov_range_deg is None else tuple(map(float, hfov_range_deg)),
     )
     check_settings(layout, num_scenes, seed, cfg, workers, scenes_per_session)
     splits = assign_splits(num_scenes, split_fractions, seed)
@@ -741,10 +758,22 @@ def main(argv: Sequence[str]) -> None:
             max_turn_deg=f.max_turn_deg,
             window_prob=f.window_prob,
             onset_jitter=f.onset_jitter,
+            hfov_range_deg=_hfov_range(f.hfov_range_deg),
         )
     except (BadFlagError, FileExistsError) as e:
         sys.exit(f"tfds_batvision.simulate: {e}")
     print(f"wrote {f.scenes} {f.layout} scenes to {out}")
+
+
+def _hfov_range(values: list[str] | None) -> tuple[float, float] | None:
+    """--hfov_range_deg's "lo,hi" as numbers; anything else raises BadFlagError naming it."""
+    if values is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in values)
+    except ValueError:
+        raise BadFlagError(f"--hfov_range_deg must be two numbers lo,hi (degrees), got {values}")
+    return lo, hi
 
 
 def _define_flags() -> None:
@@ -818,6 +847,12 @@ def _define_flags() -> None:
         None,
         "Move each recording's chirp arrival by up to this many samples either way, as real "
         "recorders start with a varying lead-in (default 0).",
+    )
+    flags.DEFINE_list(
+        "hfov_range_deg",
+        None,
+        "lo,hi: draw each scene's horizontal field of view from this range, degrees "
+        "(default: the layout's nominal one).",
     )
 
 

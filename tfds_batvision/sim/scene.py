@@ -98,6 +98,10 @@ class SceneConfig:
     # before or after the layout's onset, as real recorders do not start at a fixed lead-in;
     # exercises the onset alignment (tfds_batvision.onset). 0: every recording at the onset.
     onset_jitter: int = 0
+    # Each scene's horizontal field of view drawn uniformly from this range (degrees) instead of
+    # hfov_deg: the many cameras a pretraining corpus should show (MiDaS trains on a dozen
+    # datasets). Drawn last, so the rest of the scene is the same as with a fixed hfov_deg.
+    hfov_range_deg: tuple[float, float] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +226,10 @@ def sample_scene(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
             rng, len(windows), OUTDOOR_BASE_RANGE, OUTDOOR_PERIOD_SCALE
         )
         scene = dataclasses.replace(scene, room=room, textures=scene.textures + outdoor)
+    if cfg.hfov_range_deg is not None:
+        hfov = float(rng.uniform(*cfg.hfov_range_deg))
+        intr = geometry.Intrinsics.from_fov(cfg.height, cfg.width, hfov)
+        scene = dataclasses.replace(scene, intrinsics=intr)
     return scene
 
 
