@@ -669,6 +669,11 @@ _FLAG_CASES = {
         "--hfov_range_deg must be two numbers (lo, hi) with 0 < lo <= hi < 180 (degrees), "
         "got (100.0, 80.0)",
     ),
+    "hfov_range_deg_three": (
+        dict(hfov_range_deg=(80.0, 90.0, 100.0)),
+        "--hfov_range_deg must be two numbers (lo, hi) with 0 < lo <= hi < 180 (degrees), "
+        "got (80.0, 90.0, 100.0)",
+    ),
     "hfov_range_deg_bv1": (
         dict(layout="bv1", hfov_range_deg=(80.0, 100.0)),
         "--hfov_range_deg is for bv2 only: a BV1 root has one intrinsics.json for all its sessions",

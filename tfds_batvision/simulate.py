@@ -498,11 +498,11 @@ def check_settings(
                 "--hfov_range_deg is for bv2 only: a BV1 root has one intrinsics.json for all "
                 "its sessions"
             )
-        lo, hi = cfg.hfov_range_deg
+        r = cfg.hfov_range_deg
         _check(
             "hfov_range_deg",
-            cfg.hfov_range_deg,
-            _is_number(lo) and _is_number(hi) and 0 < lo <= hi < 180,
+            r,
+            len(r) == 2 and all(map(_is_number, r)) and 0 < r[0] <= r[1] < 180,
             "two numbers (lo, hi) with 0 < lo <= hi < 180 (degrees)",
         )
     if cfg.min_room > cfg.max_room:
@@ -633,7 +633,7 @@ def simulate_dataset(
         max_turn_deg=max_turn_deg,
         window_prob=window_prob,
         onset_jitter=onset_jitter,
-        hfov_range_deg=None if hfov_range_deg is None else tuple(map(float, hfov_range_deg)),
+        hfov_range_deg=None if hfov_range_deg is None else tuple(hfov_range_deg),
     )
     check_settings(layout, num_scenes, seed, cfg, workers, scenes_per_session)
     splits = assign_splits(num_scenes, split_fractions, seed)
