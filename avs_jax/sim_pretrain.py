@@ -1,18 +1,23 @@
-"""`mode="sim_pretrain"`: the quickstart's pretrained visual weights, made from simulated rooms
-that the quickstart never sees (configs/sim_pretrain.py).
+"""`mode="sim_pretrain"`: the quickstart's pretrained weights, made from simulated rooms that the
+quickstart never sees (configs/sim_pretrain.py).
 
-The paper's AVS-Net starts from a pretrained MiDaS/ZoeDepth; the quickstart's tiny model has no
-such weights to import, so this mode makes their analog, a tiny ZoeDepth (the Only-RGB AVS-Net:
-MiDaS, metric bins, attractors), trained on a BV2-like corpus of its own seed (the quickstart
-trains and tests on rooms of seeds `seed`, `seed + 1`; its held-out sets use seeds 1000-1050):
+The paper's AVS-Net starts from a pretrained MiDaS/ZoeDepth and its relative Monodepth2 from
+ImageNet encoders; the quickstart's tiny models have no such weights to import, so this mode
+makes their analogs on corpora of its own seeds (the quickstart trains and tests on rooms of
+seeds `seed`, `seed + 1`; its held-out sets use seeds 1000-1050):
 
-  1. simulate the BV2-like corpus                  workdir/data/bv2_root
-  2. build batvision/bv2 from it                   workdir/data/tfds
-  3. train the tiny Only-RGB AVS-Net               workdir/zoedepth
-  4. write its final weights as one .npz           workdir/tiny_zoedepth_sim.npz
+  1. simulate a BV2-like corpus (seed) and a BV1-like one (seed + 1)   workdir/data/bv*_root
+  2. build batvision/bv2 and batvision/bv1_triples from them           workdir/data/tfds
+  3. train a tiny ZoeDepth (the Only-RGB AVS-Net) on BV2               workdir/zoedepth
+  4. train the relative stage's tiny DepthNet on BV2 depth up to
+     each image's scale (task "depth_pretext")                         workdir/depthnet
+  5. train the relative stage self-supervised on the BV1-like
+     offices, for its PoseNet                                          workdir/posenet
+  6. write the weights: 3 as tiny_zoedepth_sim.npz; 4's DepthNet with 5's PoseNet as
+     tiny_monodepth2_sim.npz                                           workdir/*.npz
 
-`avs_jax/assets/tiny_zoedepth_sim.npz`, which configs/quickstart.py starts from, is this mode's
-output at configs/sim_pretrain.py's settings (`--config.install=True` copies it there). Each
+The two files in `avs_jax/assets/`, which configs/quickstart.py starts from, are this mode's
+output at configs/sim_pretrain.py's settings (`--config.install=True` copies them there). Each
 stage is reused when done and resumed when interrupted, with the quickstart's settings checks.
 """
 
@@ -27,46 +32,88 @@ from absl import logging
 from avs_jax.sim_roots import sim_settings, simulate_root
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
-WEIGHTS = "tiny_zoedepth_sim.npz"
+WEIGHTS = "tiny_zoedepth_sim.npz"  # stage 1 (both variants) starts from it
+RELATIVE_WEIGHTS = (
+    "tiny_monodepth2_sim.npz"  # the relative stage (DepthNet + PoseNet) starts from it
+)
 
 
-def export_final(run_dir: str, out_path: str) -> str:
-    """The newest checkpoint of the run in `run_dir` as a `save_weights_npz` file (params and
-    BatchNorm statistics; no optimizer state). Returns `out_path`."""
+def _final_variables(run_dir: str) -> dict:
+    """{"params", "batch_stats"} of the newest checkpoint of the run in `run_dir`."""
     from avs_jax import import_weights as iw
     from avs_jax.quickstart import _saved_steps
 
     steps = _saved_steps(run_dir)
     if not steps:
         raise FileNotFoundError(f"{run_dir}: no checkpoint to export")
-    variables = iw.read_imported(os.path.join(run_dir, "checkpoints", str(max(steps))))
+    return iw.read_imported(os.path.join(run_dir, "checkpoints", str(max(steps))))
+
+
+def export_final(run_dir: str, out_path: str) -> str:
+    """The newest checkpoint of the run in `run_dir` as a `save_weights_npz` file (params and
+    BatchNorm statistics; no optimizer state). Returns `out_path`."""
+    from avs_jax import import_weights as iw
+
+    return str(iw.save_weights_npz(out_path, _final_variables(run_dir)))
+
+
+def export_relative(depthnet_run: str, posenet_run: str, out_path: str) -> str:
+    """The relative model's variables with the DepthNet of `depthnet_run` (a "depth_pretext" run)
+    and the PoseNet of `posenet_run` (a relative run), as one .npz. Returns `out_path`."""
+    from avs_jax import import_weights as iw
+
+    depth, pose = _final_variables(depthnet_run), _final_variables(posenet_run)
+    variables = {
+        c: {"depth_net": depth[c]["depth_net"], "pose_net": pose[c]["pose_net"]}
+        for c in ("params", "batch_stats")
+    }
     return str(iw.save_weights_npz(out_path, variables))
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> str:
-    """Runs every stage into `workdir`; returns the path of the written .npz."""
+def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
+    """Runs every stage into `workdir`; returns the paths of the two written .npz files."""
     from avs_jax.quickstart import _train
     from tfds_batvision.build import build_dataset
 
     logging.set_verbosity(logging.WARNING)
     workdir = os.path.abspath(workdir)
     tfds_dir = os.path.join(workdir, "data", "tfds")
-    root = os.path.join(workdir, "data", "bv2_root")
-    print("[1/4] simulating the pretraining rooms", flush=True)
-    fresh = simulate_root(config, root, "bv2", config.seed)
-    print("[2/4] building the TFDS dataset", flush=True)
-    build_dataset("bv2", root, tfds_dir, overwrite=fresh)
-    print("[3/4] training a tiny ZoeDepth (Only-RGB AVS-Net)", flush=True)
-    cfg = ml_collections.ConfigDict(config.stage1.to_dict())
-    cfg.data.data_dir = tfds_dir
-    cfg.train.seed = config.seed
-    run_dir = os.path.join(workdir, "zoedepth")
-    _train(cfg, run_dir, sim_settings(config, "bv2", config.seed))
-    print("[4/4] writing the weights", flush=True)
-    out = export_final(run_dir, os.path.join(workdir, WEIGHTS))
-    print(f"      {out}", flush=True)
-    if config.install:
-        os.makedirs(ASSETS, exist_ok=True)
-        shutil.copyfile(out, os.path.join(ASSETS, WEIGHTS))
-        print(f"      copied into {ASSETS}", flush=True)
+    # layout -> (simulator seed, the dataset built from it)
+    corpora = {"bv2": (config.seed, "bv2"), "bv1": (config.seed + 1, "bv1_triples")}
+    print("[1/6] simulating the pretraining rooms", flush=True)
+    fresh = {
+        layout: simulate_root(config, os.path.join(workdir, "data", f"{layout}_root"), layout, seed)
+        for layout, (seed, _) in corpora.items()
+    }
+    print("[2/6] building the TFDS datasets", flush=True)
+    for layout, (_, dataset) in corpora.items():
+        root = os.path.join(workdir, "data", f"{layout}_root")
+        build_dataset(dataset, root, tfds_dir, overwrite=fresh[layout])
+    runs = {}
+    for n, (name, layout, what) in enumerate(
+        [
+            ("zoedepth", "bv2", "a tiny ZoeDepth (Only-RGB AVS-Net)"),
+            ("depthnet", "bv2", "the relative stage's tiny DepthNet, depth up to scale"),
+            ("posenet", "bv1", "the relative stage self-supervised, for its PoseNet"),
+        ],
+        start=3,
+    ):
+        print(f"[{n}/6] training {what}", flush=True)
+        section = {"zoedepth": "stage1"}.get(name, name)
+        cfg = ml_collections.ConfigDict(config[section].to_dict())
+        cfg.data.data_dir = tfds_dir
+        cfg.train.seed = config.seed
+        runs[name] = os.path.join(workdir, name)
+        _train(cfg, runs[name], sim_settings(config, layout, corpora[layout][0]))
+    print("[6/6] writing the weights", flush=True)
+    out = [
+        export_final(runs["zoedepth"], os.path.join(workdir, WEIGHTS)),
+        export_relative(runs["depthnet"], runs["posenet"], os.path.join(workdir, RELATIVE_WEIGHTS)),
+    ]
+    for path in out:
+        print(f"      {path}", flush=True)
+        if config.install:
+            os.makedirs(ASSETS, exist_ok=True)
+            shutil.copyfile(path, os.path.join(ASSETS, os.path.basename(path)))
+            print(f"      copied into {ASSETS}", flush=True)
     return out

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 
 from avs_jax.config_files import load_config as _load
-from avs_jax.sim_pretrain import ASSETS, WEIGHTS
+from avs_jax.sim_pretrain import ASSETS, RELATIVE_WEIGHTS, WEIGHTS
 from tfds_batvision.sim import scene as scene_lib
 
 
@@ -78,8 +78,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.stage1.model.echo.log_magnitude = True
     c.relative = _load("monodepth2", "tiny")
     c.relative.data.image_size = (64, 128)  # the simulated frames' size
+    # Its DepthNet starts from one trained on depth up to scale on those simulated rooms, as the
+    # paper's Monodepth2 starts from an ImageNet encoder (docs/quickstart.md, "Pretrained weights").
+    c.relative.init_from = os.path.join(ASSETS, RELATIVE_WEIGHTS)  # tiny_monodepth2_sim.npz
     c.relative.train.num_epochs = 4  # 600 steps; 6 epochs start to fit the 10 training rooms
-    c.relative.train.learning_rate = 1e-3  # from scratch (1e-4 is for a pretrained encoder)
+    # Monodepth2's rate for a pretrained encoder: 1e-3 (the setting from scratch) undid more of
+    # the pretrained structure (docs/quickstart.md, "Pretrained weights").
+    c.relative.train.learning_rate = 1e-4
     c.relative.train.num_summary_images = 0  # as stage 1: report.html shows the results
     # disp_to_depth range 0.01-10 (Monodepth2: 0.1-100): the small initial pose parallax then
     # stays above the depth floor.

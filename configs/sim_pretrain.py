@@ -1,10 +1,10 @@
-"""The quickstart's pretrained visual weights, from simulated rooms it never sees
-(avs_jax/sim_pretrain.py).
+"""The quickstart's pretrained weights, from simulated rooms it never sees (avs_jax/sim_pretrain.py).
 
   python -m avs_jax.main --config=configs/sim_pretrain.py --workdir=runs/sim_pretrain
 
-Writes runs/sim_pretrain/tiny_zoedepth_sim.npz; `--config.install=True` also copies it into
-avs_jax/assets/, where configs/quickstart.py reads it. About 9 min on 2 CPU cores.
+Writes runs/sim_pretrain/tiny_zoedepth_sim.npz and tiny_monodepth2_sim.npz;
+`--config.install=True` also copies them into avs_jax/assets/, where configs/quickstart.py reads
+them. About 25 min on 2 CPU cores.
 """
 
 import ml_collections
@@ -21,15 +21,44 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Far from the quickstart's seeds (0-2 and +1) and its held-out sets' (1000-1050).
     c.seed = 9000
     c.install = False  # True: copy the .npz into avs_jax/assets/
-    c.sim = ml_collections.ConfigDict({"workers": q.sim.workers, "bv2": q.sim.bv2.to_dict()})
+    c.sim = ml_collections.ConfigDict(
+        {"workers": q.sim.workers, "bv2": q.sim.bv2.to_dict(), "bv1": q.sim.bv1.to_dict()}
+    )
     # The quickstart's BV2-like rooms, 1200 of them with one view each (1080 train): more rooms
     # rather than more views of the same ones.
     c.sim.bv2.scenes = 1200
     c.sim.bv2.frames_per_scene = 1
     c.sim.bv2.split_fractions = (0.9, 0.05, 0.05)
+    # BV1-like offices of seed + 1 for the pose net, 60 of them (54 train) against the
+    # quickstart's 10 training rooms.
+    c.sim.bv1.scenes = 60
+    c.sim.bv1.split_fractions = (0.9, 0.05, 0.05)
     # The quickstart's stage-1 settings, Only-RGB (a tiny ZoeDepth), from scratch.
     c.stage1 = q.stage1
     c.stage1.init_from = ""
     c.stage1.model.variant = "rgb"
     c.stage1.train.num_epochs = 18  # 4860 steps, five times the quickstart's stage 1
+
+    # The relative stage's tiny DepthNet on the same rooms, depth up to each image's scale (its
+    # analog of Monodepth2's ImageNet encoder; avs_jax/train/depth_pretext_task.py).
+    d = c.depthnet = _load("avsnet", "tiny")  # BV2 data, the stage-1 tiny optimiser
+    d.task = "depth_pretext"
+    d.model = q.relative.model
+    d.loss = ml_collections.ConfigDict()
+    d.loss.min_depth = q.relative.loss.min_depth  # disp_to_depth's range, as the relative stage's
+    d.loss.max_depth = q.relative.loss.max_depth
+    d.loss.alpha = 10.0  # SILog's alpha (paper eq. 4); lambda = 1: no scale term
+    d.data.device_prep = False  # the task reads host batches (no echo needed)
+    d.data.cache_decoded = True  # decoded once, not in each of the 18 epochs
+    d.train.num_epochs = 18  # as stage 1's pretraining
+    d.train.lr_multipliers = {}  # one rate: no part of it is pretrained
+    d.train.num_summary_images = 0
+    d.checkpoint.best_metric = "abs_rel"  # of the median-scaled depth
+
+    # The relative stage self-supervised from scratch on the BV1-like offices, for its PoseNet
+    # (its DepthNet is discarded: the one above holds more structure).
+    p = c.posenet = ml_collections.ConfigDict(q.relative.to_dict())
+    p.init_from = ""
+    p.train.learning_rate = 1e-3  # from scratch
+    p.train.num_epochs = 3  # 2430 steps: its pose net learnt most of the turn (2.8 deg of 9 off)
     return c

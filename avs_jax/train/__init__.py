@@ -25,9 +25,10 @@ Modules (one idea each)
 - `metric_writers.py`: TensorBoard events (tensorboardX) and `metrics.jsonl`.
 - `summaries.py`: the TensorBoard images of a few fixed validation samples at each validation.
 - `loop.py`: `train_and_evaluate(config, workdir, task, train_iter_fn, eval_iter_fn)`.
-- `tasks.py`: the `Task` protocol and `make_task(config)`; `avsnet_task.py` (stage 1) and
-  `relative_task.py` (the relative stage) implement it; `run.py` wires a stage's data to the
-  loop (`mode="train"`).
+- `tasks.py`: the `Task` protocol and `make_task(config)`; `avsnet_task.py` (stage 1),
+  `relative_task.py` (the relative stage) and `depth_pretext_task.py` (the relative DepthNet's
+  pretraining on depth up to scale) implement it; `run.py` wires a stage's data to the loop
+  (`mode="train"`).
 
 The Task protocol
 -----------------

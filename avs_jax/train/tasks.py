@@ -2,9 +2,11 @@
 
 A stage plugs into the train core (loop.py, step.py) by supplying a Task, its input pipeline
 and a config; the core never branches on the stage. `config.task` picks the stage: "avsnet"
-(stage 1, AVS-Net / Only-RGB / echo-only on BV2, SILog) or "relative" (DepthNet + PoseNet on BV1
-triples, photometric). Importable without the data stack (grain, TFDS): the benchmarks and the
-checkpoint loader build a Task from a config alone; training (avs_jax/train/run.py) adds the data.
+(stage 1, AVS-Net / Only-RGB / echo-only on BV2, SILog), "relative" (DepthNet + PoseNet on BV1
+triples, photometric) or "depth_pretext" (the relative DepthNet on BV2 depth up to scale: the
+quickstart's pretraining, avs_jax/sim_pretrain.py). Importable without the data stack (grain,
+TFDS): the benchmarks and the checkpoint loader build a Task from a config alone; training
+(avs_jax/train/run.py) adds the data.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class Task(Protocol):
 TASKS = {
     "avsnet": "avs_jax.train.avsnet_task:AVSNetTask",
     "relative": "avs_jax.train.relative_task:RelativeDepthTask",
+    "depth_pretext": "avs_jax.train.depth_pretext_task:DepthPretextTask",
 }
 
 
