@@ -19,6 +19,7 @@ read (`NOT_SETTINGS`) may change between runs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -51,12 +52,28 @@ def _finished(workdir: str, num_steps: int | None) -> bool:
     return num_steps is not None and bool(steps) and max(steps) >= num_steps
 
 
+def _weights_setting(init_from: str) -> str:
+    """`config.init_from` as a setting: each `.npz` file by its content ("sha256:..."), so that
+    the shipped weights of a clone moved to another folder are the same setting and a changed
+    file is not; checkpoint folders (and missing files) by their path."""
+    items = []
+    for item in (p.strip() for p in init_from.split(",") if p.strip()):
+        path, sep, target = item.partition(":")
+        if path.endswith(".npz") and os.path.isfile(path):
+            with open(path, "rb") as f:
+                path = "sha256:" + hashlib.sha256(f.read()).hexdigest()
+        items.append(path + sep + target)
+    return ",".join(items)
+
+
 def _run_settings(run_cfg: dict) -> dict:
-    """A run's config dict without NOT_SETTINGS."""
+    """A run's config dict without NOT_SETTINGS, its init_from weights by content."""
     out = dict(run_cfg)
     for section, keys in NOT_SETTINGS.items():
         if isinstance(out.get(section), dict):
             out[section] = {k: v for k, v in out[section].items() if k not in keys}
+    if isinstance(out.get("init_from"), str):
+        out["init_from"] = _weights_setting(out["init_from"])
     return out
 
 

@@ -5,6 +5,7 @@ import csv
 import json
 import os
 
+import numpy as np
 import pytest
 
 from avs_jax import quickstart, sim_roots
@@ -151,6 +152,41 @@ def test_settings_check_names_every_difference_and_accepts_old_empty_markers(tmp
     empty.write_text("")
     sim_roots.check_settings(str(empty), settings)  # a marker from before: accepted
     assert empty.read_text() == ""
+
+
+def test_run_settings_know_npz_weights_by_content_not_path(tmp_path, monkeypatch):
+    """A run started from a weights .npz resumes after the file (the shipped weights of a moved
+    clone) changes folder, and refuses a file of other content under the same name."""
+    import ml_collections
+
+    trained = []
+    monkeypatch.setattr(quickstart, "_finished", lambda workdir, n: False)
+    monkeypatch.setattr("avs_jax.train.run.train", lambda cfg, wd: trained.append(cfg.init_from))
+    monkeypatch.setattr("avs_jax.data.datasets.open_dataset", lambda data: None)
+    monkeypatch.setattr("avs_jax.data.datasets.split_size", lambda builder, split: 8)
+    run = str(tmp_path / "run")
+    for folder in ("a", "b"):
+        os.makedirs(tmp_path / folder)
+        np.savez(tmp_path / folder / "w.npz", x=np.arange(3.0))
+
+    def cfg(init_from):
+        return ml_collections.ConfigDict(
+            {
+                "init_from": init_from,
+                "data": {"data_dir": "/x", "batch_size": 2},
+                "train": {"num_steps": 4, "num_epochs": 1, "steps_per_epoch": 4},
+            }
+        )
+
+    quickstart._train(cfg(str(tmp_path / "a" / "w.npz")), run, {})
+    os.makedirs(os.path.join(run, "checkpoints", "2"))
+    quickstart._train(cfg(str(tmp_path / "b" / "w.npz")), run, {})  # moved: same content
+    assert len(trained) == 2
+    np.savez(tmp_path / "b" / "w.npz", x=np.arange(4.0))
+    with pytest.raises(ValueError, match=r"config\.init_from: 'sha256:"):
+        quickstart._train(cfg(str(tmp_path / "b" / "w.npz")), run, {})
+    with pytest.raises(ValueError, match=r"config\.init_from: 'sha256:.*' -> '/ckpt/7:pose_net'"):
+        quickstart._train(cfg("/ckpt/7:pose_net"), run, {})
 
 
 def test_run_settings_protect_checkpoints_not_failed_starts(tmp_path, monkeypatch):
