@@ -33,9 +33,8 @@ from avs_jax.sim_roots import sim_settings, simulate_root
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 WEIGHTS = "tiny_zoedepth_sim.npz"  # stage 1 (both variants) starts from it
-RELATIVE_WEIGHTS = (
-    "tiny_monodepth2_sim.npz"  # the relative stage (DepthNet + PoseNet) starts from it
-)
+# The relative stage (DepthNet + PoseNet) starts from it.
+RELATIVE_WEIGHTS = "tiny_monodepth2_sim.npz"
 
 
 def _final_variables(run_dir: str) -> dict:
