@@ -78,8 +78,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.stage1.model.echo.log_magnitude = True
     c.relative = _load("monodepth2", "tiny")
     c.relative.data.image_size = (64, 128)  # the simulated frames' size
-    # Its DepthNet starts from one trained on depth up to scale on those simulated rooms, as the
-    # paper's Monodepth2 starts from an ImageNet encoder (docs/quickstart.md, "Pretrained weights").
+    # A tiny Monodepth2 made from simulated rooms of other seeds (DepthNet: depth up to scale;
+    # PoseNet: self-supervised), as the paper's starts from ImageNet encoders (docs/quickstart.md,
+    # "Pretrained weights").
     c.relative.init_from = os.path.join(ASSETS, RELATIVE_WEIGHTS)  # tiny_monodepth2_sim.npz
     c.relative.train.num_epochs = 4  # 600 steps; 6 epochs start to fit the 10 training rooms
     # Monodepth2's rate for a pretrained encoder: 1e-3 (the setting from scratch) undid more of
