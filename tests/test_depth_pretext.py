@@ -57,13 +57,13 @@ def test_weights_fill_the_relative_stages_depthnet_and_leave_its_pose_net(tmp_pa
     cfg = _config()
     task = DepthPretextTask(cfg)
     batch = _batch(cfg, np.random.default_rng(1))
-    variables = task.init_variables(jax.random.key(1), batch)
+    variables = jax.jit(task.init_variables)(jax.random.key(1), batch)
     path = iw.save_weights_npz(tmp_path / "depthnet.npz", variables)
 
     quick = load_config("quickstart").relative
     relative = RelativeDepthTask(quick)
     frames = jnp.stack([batch["image"]] * 3, axis=1)
-    fresh = relative.init_variables(jax.random.key(2), {"frames": frames})
+    fresh = jax.jit(relative.init_variables)(jax.random.key(2), {"frames": frames})
     loaded = load_pretrained(str(path), fresh)
     for collection in ("params", "batch_stats"):
         got = jax.tree.leaves(loaded[collection]["depth_net"])
@@ -78,7 +78,7 @@ def test_weights_fill_the_relative_stages_depthnet_and_leave_its_pose_net(tmp_pa
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # The relative stage's depth is then the pretext's depth.
     image = batch["image"]
-    out = relative.predict_relative(loaded, image)
+    out = jax.jit(relative.predict_relative)(loaded, image)
     disp = task.model.apply(variables, image, train=False)[0][..., 0]
     want = geometry.disp_to_depth(disp, cfg.loss.min_depth, cfg.loss.max_depth)[1]
     np.testing.assert_allclose(np.asarray(out), np.asarray(want), rtol=1e-6)
@@ -88,8 +88,8 @@ def test_validation_scores_the_median_scaled_depth():
     cfg = _config()
     task = DepthPretextTask(cfg)
     batch = _batch(cfg, np.random.default_rng(3))
-    variables = task.init_variables(jax.random.key(3), batch)
-    metrics = task.eval_metrics(
+    variables = jax.jit(task.init_variables)(jax.random.key(3), batch)
+    metrics = jax.jit(task.eval_metrics)(
         variables["params"], {"batch_stats": variables["batch_stats"]}, batch
     )
     disp = task.model.apply(variables, batch["image"], train=False)[0][..., 0]
