@@ -105,6 +105,13 @@ class DepthPretextTask:
             out.append(geometry.disp_to_depth(disp[..., 0], self.min_depth, self.max_depth)[1])
         return out
 
+    def _loss(self, disps: list[Array], depth: Array) -> tuple[Array, dict[str, Array], Array]:
+        """(the scale-invariant loss averaged over the scales, {"si_log": scale 0's}, scale 0's
+        depth `[B, H, W]`)."""
+        depths = self._depths(disps, depth.shape[1:3])
+        losses = [scale_invariant_log_loss(d, depth, self.alpha) for d in depths]
+        return sum(losses) / len(losses), {"si_log": losses[0]}, depths[0]
+
     def loss_and_metrics(
         self,
         params: PyTree,
@@ -125,12 +132,8 @@ class DepthPretextTask:
             new_state = dict(new_state)
         else:
             disps, new_state = self.model.apply(variables, image, train=False), model_state
-        losses = [
-            scale_invariant_log_loss(d, depth, self.alpha)
-            for d in self._depths(disps, depth.shape[1:3])
-        ]
-        loss = sum(losses) / len(losses)
-        return loss, (new_state, {"si_log": losses[0]})
+        loss, metrics, _ = self._loss(disps, depth)
+        return loss, (new_state, metrics)
 
     def param_labels(self, params: PyTree) -> PyTree:
         """One learning rate for every parameter."""
@@ -141,11 +144,10 @@ class DepthPretextTask:
     ) -> dict[str, Array]:
         """The loss, and the tables' metrics of the scale-0 depth median-scaled per image to the
         ground truth (how the relative stage's depth is judged)."""
-        loss, (_, metrics) = self.loss_and_metrics(params, model_state, batch, None, False)
         image = as_unit_float(jnp.asarray(batch["image"]))
         gt = jnp.asarray(batch["depth"], jnp.float32)
         disps = self.model.apply({"params": params, **model_state}, image, train=False)
-        pred = self._depths(disps[:1], gt.shape[1:3])[0]
+        loss, metrics, pred = self._loss(disps, gt)  # one forward pass for loss and metrics
         scaled = pred * scale_factor_median(pred, gt, gt > 0)[:, None, None]
         means, count = batch_means(scaled, gt, EVAL_MIN_DEPTH, self.eval_max_depth)
         return {"loss": loss, **metrics, **means, **{WEIGHT_PREFIX + k: count for k in means}}
