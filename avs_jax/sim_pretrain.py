@@ -7,13 +7,15 @@ makes their analogs on corpora of its own seeds (the quickstart trains and tests
 seeds `seed`, `seed + 1`; its held-out sets use seeds 1000-1050):
 
   1. simulate a BV2-like corpus (seed) and a BV1-like one (seed + 1)   workdir/data/bv*_root
-  2. build batvision/bv2 and batvision/bv1_triples from them           workdir/data/tfds
+  2. build batvision/bv2, bv1 and bv1_triples from them                workdir/data/tfds
   3. train a tiny ZoeDepth (the Only-RGB AVS-Net) on BV2               workdir/zoedepth
-  4. train the relative stage's tiny DepthNet on BV2 depth up to
+  4. fine-tune it on the BV1-like offices' metric depth (ZoeDepth's
+     NYU fine-tuning: a model of many rooms, then indoor ones)        workdir/zoedepth_offices
+  5. train the relative stage's tiny DepthNet on BV2 depth up to
      each image's scale (task "depth_pretext")                         workdir/depthnet
-  5. train the relative stage self-supervised on the BV1-like
+  6. train the relative stage self-supervised on the BV1-like
      offices, for its PoseNet                                          workdir/posenet
-  6. write the weights: 3 as tiny_zoedepth_sim.npz; 4's DepthNet with 5's PoseNet as
+  7. write the weights: 4 as tiny_zoedepth_sim.npz; 5's DepthNet with 6's PoseNet as
      tiny_monodepth2_sim.npz                                           workdir/*.npz
 
 The two files in `avs_jax/assets/`, which configs/quickstart.py starts from, are this mode's
@@ -78,35 +80,40 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
     workdir = os.path.abspath(workdir)
     tfds_dir = os.path.join(workdir, "data", "tfds")
     # layout -> (simulator seed, the dataset built from it)
-    corpora = {"bv2": (config.seed, "bv2"), "bv1": (config.seed + 1, "bv1_triples")}
-    print("[1/6] simulating the pretraining rooms", flush=True)
+    corpora = {"bv2": (config.seed, ("bv2",)), "bv1": (config.seed + 1, ("bv1", "bv1_triples"))}
+    print("[1/7] simulating the pretraining rooms", flush=True)
     fresh = {
         layout: simulate_root(config, os.path.join(workdir, "data", f"{layout}_root"), layout, seed)
         for layout, (seed, _) in corpora.items()
     }
-    print("[2/6] building the TFDS datasets", flush=True)
-    for layout, (_, dataset) in corpora.items():
+    print("[2/7] building the TFDS datasets", flush=True)
+    for layout, (_, datasets) in corpora.items():
         root = os.path.join(workdir, "data", f"{layout}_root")
-        build_dataset(dataset, root, tfds_dir, overwrite=fresh[layout])
+        for dataset in datasets:
+            build_dataset(dataset, root, tfds_dir, overwrite=fresh[layout])
     runs = {}
     for n, (name, layout, what) in enumerate(
         [
-            ("zoedepth", "bv2", "a tiny ZoeDepth (Only-RGB AVS-Net)"),
-            ("depthnet", "bv2", "the relative stage's tiny DepthNet, depth up to scale"),
-            ("posenet", "bv1", "the relative stage self-supervised, for its PoseNet"),
+            ("zoedepth", "bv2", "training a tiny ZoeDepth (Only-RGB AVS-Net)"),
+            ("zoedepth_offices", "bv1", "fine-tuning it on the BV1-like offices' depth"),
+            ("depthnet", "bv2", "training the relative stage's tiny DepthNet, depth up to scale"),
+            ("posenet", "bv1", "training the relative stage self-supervised, for its PoseNet"),
         ],
         start=3,
     ):
-        print(f"[{n}/6] training {what}", flush=True)
-        section = {"zoedepth": "stage1"}.get(name, name)
+        print(f"[{n}/7] {what}", flush=True)
+        section = {"zoedepth": "stage1", "zoedepth_offices": "offices"}.get(name, name)
         cfg = ml_collections.ConfigDict(config[section].to_dict())
         cfg.data.data_dir = tfds_dir
+        if name == "zoedepth_offices":
+            # From step 3's final weights, as a file: the run's settings then record its hash.
+            cfg.init_from = export_final(runs["zoedepth"], os.path.join(workdir, "zoedepth.npz"))
         cfg.train.seed = config.seed
         runs[name] = os.path.join(workdir, name)
         _train(cfg, runs[name], sim_settings(config, layout, corpora[layout][0]))
-    print("[6/6] writing the weights", flush=True)
+    print("[7/7] writing the weights", flush=True)
     out = [
-        export_final(runs["zoedepth"], os.path.join(workdir, WEIGHTS)),
+        export_final(runs["zoedepth_offices"], os.path.join(workdir, WEIGHTS)),
         export_relative(runs["depthnet"], runs["posenet"], os.path.join(workdir, RELATIVE_WEIGHTS)),
     ]
     for path in out:

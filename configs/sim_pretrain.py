@@ -4,7 +4,7 @@
 
 Writes runs/sim_pretrain/tiny_zoedepth_sim.npz and tiny_monodepth2_sim.npz;
 `--config.install=True` also copies them into avs_jax/assets/, where configs/quickstart.py reads
-them. About 25 min on 2 CPU cores.
+them. About 30 min on 2 CPU cores.
 """
 
 import ml_collections
@@ -38,6 +38,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.stage1.init_from = ""
     c.stage1.model.variant = "rgb"
     c.stage1.train.num_epochs = 18  # 4860 steps, five times the quickstart's stage 1
+    # Then on the BV1-like offices' metric depth, as ZoeDepth fine-tunes on NYU's indoor rooms:
+    # the tiny MiDaS alone kept little of the offices' structure (docs/quickstart.md, "Stage 1").
+    o = c.offices = ml_collections.ConfigDict(c.stage1.to_dict())
+    o.data.name = "bv1"  # 54 offices x 100 frames
+    o.train.num_epochs = 2  # 2700 steps: 1350 gave less structure
 
     # The relative stage's tiny DepthNet on the same rooms, depth up to each image's scale (its
     # analog of Monodepth2's ImageNet encoder; avs_jax/train/depth_pretext_task.py).
