@@ -79,7 +79,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
     logging.set_verbosity(logging.WARNING)
     workdir = os.path.abspath(workdir)
     tfds_dir = os.path.join(workdir, "data", "tfds")
-    # layout -> (simulator seed, the dataset built from it)
+    # layout -> (simulator seed, the datasets built from it)
     corpora = {"bv2": (config.seed, ("bv2",)), "bv1": (config.seed + 1, ("bv1", "bv1_triples"))}
     print("[1/7] simulating the pretraining rooms", flush=True)
     fresh = {

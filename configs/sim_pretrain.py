@@ -41,7 +41,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Then on the BV1-like offices' metric depth, as ZoeDepth fine-tunes on NYU's indoor rooms:
     # the tiny MiDaS alone kept little of the offices' structure (docs/quickstart.md, "Stage 1").
     o = c.offices = ml_collections.ConfigDict(c.stage1.to_dict())
-    o.data.name = "bv1"  # 54 offices x 100 frames
+    o.data.name = "bv1"  # 54 offices x 100 frames; max_depth stays 30 m, the quickstart's bins
     o.train.num_epochs = 2  # 2700 steps: 1350 gave less structure
 
     # The relative stage's tiny DepthNet on the same rooms, depth up to each image's scale (its
