@@ -4,17 +4,19 @@ quickstart never sees (configs/sim_pretrain.py).
 The paper's AVS-Net starts from a pretrained MiDaS/ZoeDepth and its relative Monodepth2 from
 ImageNet encoders; the quickstart's tiny models have no such weights to import, so this mode
 makes their analogs on corpora of its own seeds (the quickstart trains and tests on rooms of
-seeds `seed`, `seed + 1`; its held-out sets use seeds 1000-1050):
+seeds 0-3; its held-out sets use seeds 1000-1051):
 
-  1. simulate a BV2-like corpus (seed) and a BV1-like one (seed + 1)   workdir/data/bv*_root
-  2. build batvision/bv2, bv1 and bv1_triples from them                workdir/data/tfds
+  1. simulate a BV2-like corpus (seed), BV1-like offices in sequences
+     (seed + 1) and many BV1-like offices of a few frames (seed + 2)   workdir/data/*_root
+  2. build batvision/bv2, bv1 and bv1_triples from the first two;
+     batvision/bv1 from the third                  workdir/data/tfds, workdir/data/offices_tfds
   3. train a tiny ZoeDepth (the Only-RGB AVS-Net) on BV2               workdir/zoedepth
-  4. fine-tune it on the BV1-like offices' metric depth (ZoeDepth's
+  4. fine-tune it on the many offices' metric depth (ZoeDepth's
      NYU fine-tuning: a model of many rooms, then indoor ones)        workdir/zoedepth_offices
   5. train the relative stage's tiny DepthNet on BV2 depth up to
      each image's scale (task "depth_pretext")                         workdir/depthnet
-  6. train the relative stage self-supervised on the BV1-like
-     offices, for its PoseNet                                          workdir/posenet
+  6. train the relative stage self-supervised on the offices in
+     sequences, for its PoseNet                                        workdir/posenet
   7. write the weights: 4 as tiny_zoedepth_sim.npz; 5's DepthNet with 6's PoseNet as
      tiny_monodepth2_sim.npz                                           workdir/*.npz
 
@@ -71,6 +73,13 @@ def export_relative(depthnet_run: str, posenet_run: str, out_path: str) -> str:
     return str(iw.save_weights_npz(out_path, variables))
 
 
+def _corpus_sim(config: ml_collections.ConfigDict, name: str, layout: str):
+    """{"sim": {"workers", layout}} with corpus `name`'s settings under its layout's key, as
+    `sim_roots.simulate_root` reads them."""
+    sim = {"workers": config.sim.workers, layout: config.sim[name].to_dict()}
+    return ml_collections.ConfigDict({"sim": sim})
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
     """Runs every stage into `workdir`; returns the paths of the two written .npz files."""
     from avs_jax.quickstart import _train
@@ -78,39 +87,49 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
 
     logging.set_verbosity(logging.WARNING)
     workdir = os.path.abspath(workdir)
-    tfds_dir = os.path.join(workdir, "data", "tfds")
-    # layout -> (simulator seed, the datasets built from it)
-    corpora = {"bv2": (config.seed, ("bv2",)), "bv1": (config.seed + 1, ("bv1", "bv1_triples"))}
+    # corpus -> (simulator seed, layout, the datasets built from it, their TFDS folder)
+    corpora = {
+        "bv2": (config.seed, "bv2", ("bv2",), "tfds"),
+        "bv1": (config.seed + 1, "bv1", ("bv1", "bv1_triples"), "tfds"),
+        "offices": (config.seed + 2, "bv1", ("bv1",), "offices_tfds"),
+    }
+    tfds_dirs = {name: os.path.join(workdir, "data", c[3]) for name, c in corpora.items()}
     print("[1/7] simulating the pretraining rooms", flush=True)
     fresh = {
-        layout: simulate_root(config, os.path.join(workdir, "data", f"{layout}_root"), layout, seed)
-        for layout, (seed, _) in corpora.items()
+        name: simulate_root(
+            _corpus_sim(config, name, layout),
+            os.path.join(workdir, "data", f"{name}_root"),
+            layout,
+            seed,
+        )
+        for name, (seed, layout, _, _) in corpora.items()
     }
     print("[2/7] building the TFDS datasets", flush=True)
-    for layout, (_, datasets) in corpora.items():
-        root = os.path.join(workdir, "data", f"{layout}_root")
+    for name, (_, _, datasets, _) in corpora.items():
+        root = os.path.join(workdir, "data", f"{name}_root")
         for dataset in datasets:
-            build_dataset(dataset, root, tfds_dir, overwrite=fresh[layout])
+            build_dataset(dataset, root, tfds_dirs[name], overwrite=fresh[name])
     runs = {}
-    for n, (name, layout, what) in enumerate(
+    for n, (name, corpus, what) in enumerate(
         [
             ("zoedepth", "bv2", "training a tiny ZoeDepth (Only-RGB AVS-Net)"),
-            ("zoedepth_offices", "bv1", "fine-tuning it on the BV1-like offices' depth"),
+            ("zoedepth_offices", "offices", "fine-tuning it on the BV1-like offices' depth"),
             ("depthnet", "bv2", "training the relative stage's tiny DepthNet, depth up to scale"),
             ("posenet", "bv1", "training the relative stage self-supervised, for its PoseNet"),
         ],
         start=3,
     ):
         print(f"[{n}/7] {what}", flush=True)
+        seed, layout = corpora[corpus][:2]
         section = {"zoedepth": "stage1", "zoedepth_offices": "offices"}.get(name, name)
         cfg = ml_collections.ConfigDict(config[section].to_dict())
-        cfg.data.data_dir = tfds_dir
+        cfg.data.data_dir = tfds_dirs[corpus]
         if name == "zoedepth_offices":
             # From step 3's final weights, as a file: the run's settings then record its hash.
             cfg.init_from = export_final(runs["zoedepth"], os.path.join(workdir, "zoedepth.npz"))
         cfg.train.seed = config.seed
         runs[name] = os.path.join(workdir, name)
-        _train(cfg, runs[name], sim_settings(config, layout, corpora[layout][0]))
+        _train(cfg, runs[name], sim_settings(_corpus_sim(config, corpus, layout), layout, seed))
     print("[7/7] writing the weights", flush=True)
     out = [
         export_final(runs["zoedepth_offices"], os.path.join(workdir, WEIGHTS)),

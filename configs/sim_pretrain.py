@@ -4,7 +4,7 @@
 
 Writes runs/sim_pretrain/tiny_zoedepth_sim.npz and tiny_monodepth2_sim.npz;
 `--config.install=True` also copies them into avs_jax/assets/, where configs/quickstart.py reads
-them. About 26 min on 2 CPU cores.
+them. About 27 min on 2 CPU cores.
 """
 
 import ml_collections
@@ -18,7 +18,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     q = _load("quickstart")
     c = ml_collections.ConfigDict()
     c.mode = "sim_pretrain"
-    # Far from the quickstart's seeds (0-2 and +1) and its held-out sets' (1000-1050).
+    # Far from the quickstart's seeds (0-2 and +1) and its held-out sets' (1000-1050 and +1);
+    # the three corpora use seed, seed + 1 and seed + 2.
     c.seed = 9000
     c.install = False  # True: copy the .npz into avs_jax/assets/
     c.sim = ml_collections.ConfigDict(
@@ -33,6 +34,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # quickstart's 10 training rooms.
     c.sim.bv1.scenes = 60
     c.sim.bv1.split_fractions = (0.9, 0.05, 0.05)
+    # The offices' depth for stage 1 (seed + 2): 4860 training frames (above: 5400) in
+    # twenty times the rooms; 54 offices x 100 frames kept less of an unseen office's structure.
+    c.sim.offices = ml_collections.ConfigDict(c.sim.bv1.to_dict())
+    c.sim.offices.scenes = 1080
+    c.sim.offices.frames_per_scene = 5
     # The quickstart's stage-1 settings, Only-RGB (a tiny ZoeDepth), from scratch.
     c.stage1 = q.stage1
     c.stage1.init_from = ""
@@ -41,8 +47,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Then on the BV1-like offices' metric depth, as ZoeDepth fine-tunes on NYU's indoor rooms:
     # the tiny MiDaS alone kept little of the offices' structure (docs/quickstart.md, "Stage 1").
     o = c.offices = ml_collections.ConfigDict(c.stage1.to_dict())
-    o.data.name = "bv1"  # 54 offices x 100 frames; max_depth stays 30 m, the quickstart's bins
-    o.train.num_epochs = 2  # 2700 steps: 1350 gave less structure
+    o.data.name = "bv1"  # the offices corpus; max_depth stays 30 m, the quickstart's bins
+    o.train.num_epochs = 2  # 2430 steps
 
     # The relative stage's tiny DepthNet on the same rooms, depth up to each image's scale (its
     # analog of Monodepth2's ImageNet encoder; avs_jax/train/depth_pretext_task.py).
