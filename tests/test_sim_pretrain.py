@@ -110,12 +110,12 @@ def test_stage1_weights_fill_the_visual_part_and_hold_room_structure(bv2_rooms, 
         left_to_train = set(fresh["params"]) - set(saved["params"])
         assert bool(left_to_train) == (variant == "rgb_echoes"), left_to_train
     # The Only-RGB model (the loop's last): the file alone decides its depth.
-    pred = np.asarray(task.predict(loaded, batch["image"]))[..., 0]
-    random = np.asarray(task.predict(fresh, batch["image"]))[..., 0]
+    predict = jax.jit(task.predict)
+    pred = np.asarray(predict(loaded, batch["image"]))[..., 0]
+    random = np.asarray(predict(fresh, batch["image"]))[..., 0]
     assert _structure(pred, depth) < 0.6
     assert _structure(random, depth) > 0.85
     rgb, depth = bv1_rooms
-    predict = jax.jit(task.predict)
     assert _structure(np.asarray(predict(loaded, jnp.asarray(rgb)))[..., 0], depth) < 0.6
     assert _structure(np.asarray(predict(fresh, jnp.asarray(rgb)))[..., 0], depth) > 0.85
 
@@ -191,22 +191,22 @@ def test_the_mode_simulates_trains_and_writes_weights_the_quickstart_can_start_f
     assert out == [str(work / n) for n in names]
     for path, name in zip(out, names):
         assert (tmp_path / "assets" / name).read_bytes() == open(path, "rb").read()
-    final = {}
+    final, settings = {}, {}
     for run in ("zoedepth", "zoedepth_offices", "depthnet", "posenet"):
         variables, meta = load_variables(str(work / run), step=None)
         assert meta["step"] == 2
-        final[run] = jax.device_get(variables["params"])
+        final[run], settings[run] = jax.device_get(variables["params"]), meta["config"]
     stage1, relative = (iw.read_weights_npz(p)["params"] for p in out)
     # The offices run starts from the first run's final weights and the file is its own.
     jax.tree.map(np.testing.assert_array_equal, stage1, final["zoedepth_offices"])
     start = iw.read_weights_npz(str(work / "zoedepth.npz"))["params"]
     jax.tree.map(np.testing.assert_array_equal, start, final["zoedepth"])
-    offices_cfg = load_variables(str(work / "zoedepth_offices"), step=None)[1]["config"]
+    offices_cfg = settings["zoedepth_offices"]
     assert offices_cfg["data"]["name"] == "bv1"
     # ... on the offices corpus (its own seed and rooms), not the pose net's sequences.
     assert offices_cfg["data"]["data_dir"] == str(work / "data" / "offices_tfds")
-    runs_json = json.loads((work / "data" / "offices_root" / ".complete").read_text())
-    assert runs_json["seed"] == config.seed + 2 and runs_json["scenes"] == 4
+    offices_root = json.loads((work / "data" / "offices_root" / ".complete").read_text())
+    assert offices_root["seed"] == config.seed + 2 and offices_root["scenes"] == 4
     assert offices_cfg["init_from"] == str(work / "zoedepth.npz")
     assert set(relative) == {"depth_net", "pose_net"}
     jax.tree.map(
