@@ -505,6 +505,25 @@ def test_same_seed_is_byte_identical_and_other_seed_differs(tmp_path, layout):
     assert _tree_hash(a) != _tree_hash(c)
 
 
+def test_script_without_main_guard_gets_an_error_not_a_hang(tmp_path):
+    """With JAX imported, workers start with spawn and re-import the calling script; a script
+    without the `__main__` guard makes each worker fail at start. multiprocessing.Pool replaced
+    them forever (a silent hang); the run must stop with an error that names the guard."""
+    script = tmp_path / "unguarded.py"
+    out = tmp_path / "root"
+    script.write_text(
+        "import jax  # noqa: F401\n"
+        "from tfds_batvision.simulate import simulate_dataset\n"
+        f"simulate_dataset('bv2', {str(out)!r}, 4, height=8, width=16, workers=2)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 1
+    assert "WorkerDiedError" in r.stderr and 'if __name__ == "__main__":' in r.stderr
+    assert not out.exists()  # nothing published; the staging tree is kept for a rerun
+
+
 def test_refuses_to_write_into_a_non_empty_dir(tmp_path):
     (tmp_path / "stray.txt").write_text("x")
     with pytest.raises(FileExistsError, match=str(tmp_path)):

@@ -107,6 +107,7 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from concurrent import futures
 
 import numpy as np
 import soundfile as sf
@@ -143,6 +144,10 @@ DAY_S = 24 * 3600
 
 class BadFlagError(ValueError):
     """An impossible simulator setting; the message names the flag and its value."""
+
+
+class WorkerDiedError(RuntimeError):
+    """A simulation worker process ended without its scene; the finished scenes are kept."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -615,6 +620,10 @@ def simulate_dataset(
     (default 0: every recording at the layout's onset, ``LAYOUTS``).
     ``hfov_range_deg`` (lo, hi) draws each scene's horizontal field of view from that range instead
     of the layout's nominal one (default None: the nominal, ``NOMINAL_HFOV_DEG``).
+    ``workers`` > 1 runs scenes in that many processes, started with "spawn" once JAX is imported
+    (fork is unsafe then), which re-imports the calling script: a script must call this under
+    ``if __name__ == "__main__":``. A worker that dies (that re-import failing, or the process
+    killed) raises ``WorkerDiedError`` instead of being replaced forever.
     """
     if layout not in LAYOUTS:
         raise BadFlagError(f"--layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
@@ -684,10 +693,29 @@ def simulate_dataset(
     if workers > 1 and len(tasks) > 1:
         # fork is fast, but unsafe once JAX (threads) is loaded in this process; then spawn.
         method = "spawn" if "jax" in sys.modules else "fork"
-        with multiprocessing.get_context(method).Pool(workers) as pool:
-            for index, rows in pool.imap_unordered(_scene_task, tasks):
+        # An executor, not multiprocessing.Pool: a Pool replaces a dead worker and waits forever
+        # for its task; the executor raises BrokenProcessPool.
+        pool = futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+        try:
+            for done_task in futures.as_completed([pool.submit(_scene_task, t) for t in tasks]):
+                index, rows = done_task.result()
                 results[index] = rows
                 bar.update()
+        except futures.process.BrokenProcessPool as e:
+            bar.close()
+            raise WorkerDiedError(
+                f"a simulation worker process died after {len(results)} of {num_scenes} scenes "
+                f"(kept in {staging}: a rerun resumes there). Workers start with {method!r}"
+                + (
+                    ", which re-imports the calling script: call the simulator under "
+                    '`if __name__ == "__main__":`, or with workers=1'
+                    if method == "spawn"
+                    else ""
+                )
+                + "; a worker killed for memory ends the same way."
+            ) from e
+        finally:  # on an interrupt too: the queued scenes are dropped, not run first.
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for task in tasks:
             index, rows = _scene_task(task)
