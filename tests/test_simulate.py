@@ -516,10 +516,17 @@ def test_script_without_main_guard_gets_an_error_not_a_hang(tmp_path):
         "from tfds_batvision.simulate import simulate_dataset\n"
         f"simulate_dataset('bv2', {str(out)!r}, 4, height=8, width=16, workers=2)\n"
     )
+    # A script's folder, not the working directory, starts its sys.path: name the repository.
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     r = subprocess.run(
-        [sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, str(script)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
-    assert r.returncode == 1
+    assert r.returncode == 1, r.stderr
     assert "WorkerDiedError" in r.stderr and 'if __name__ == "__main__":' in r.stderr
     assert not out.exists()  # nothing published; the staging tree is kept for a rerun
 
