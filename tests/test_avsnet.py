@@ -252,3 +252,15 @@ def test_paper_config_parameter_counts():
     )
     # torchvision ResNet-18 without fc is 11,176,512; conv1 takes 2 channels, not 3.
     assert count(params["echo_encoder"]) == 11_176_512 - 64 * 7 * 7
+
+
+def test_conv_midas_needs_a_whole_resnet_layout():
+    from avs_jax.models.avsnet import validate_model_config
+
+    config = _test_config("rgb")
+    config.model.midas.conv_widths = (8, 8, 16, 16)  # the stem and three stages only
+    config.model.midas.conv_blocks = (1, 1, 1, 1)
+    with pytest.raises(ValueError, match="conv_widths needs 5 entries"):
+        validate_model_config(config.model)
+    config.model.midas.conv_widths = (8, 8, 16, 16, 32)
+    validate_model_config(config.model)

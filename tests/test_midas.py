@@ -124,3 +124,42 @@ def test_tiny_midas_outputs_and_conventions(patch_size):
     assert shapes == (
         [(4, 4), (2, 2), None, (3, 3)] if patch_size == 16 else [(2, 2), None, (3, 3), (4, 4)]
     )
+
+
+def test_conv_encoder_feeds_the_decoder_its_stages_and_is_batch_independent_at_eval():
+    # MidasNet's layout: the ResNet's stages at 1/4 .. 1/32 (not its 1/2 stem) are the four maps
+    # that layer1_rn .. layer4_rn read, so each conv's input width is that stage's width.
+    widths = (4, 6, 8, 10, 12)
+    model = MiDaS(
+        image_size=(32, 64),
+        embed_dim=16,
+        depth=2,
+        num_heads=2,
+        patch_size=16,
+        hooks=(0, 1, 0, 1),
+        reassemble_features=widths[1:],
+        features=8,
+        head_features=4,
+        conv_widths=widths,
+        conv_blocks=(1, 1, 1, 1),
+    )
+    images = jax.random.uniform(jax.random.key(0), (3, 32, 64, 3))
+    # Eager (no jit): a handful of tiny convs run faster than three compilations.
+    variables = model.init(jax.random.key(1), images, False)
+    params = variables["params"]
+    assert [params[f"layer{i}_rn"]["kernel"].shape[2] for i in range(1, 5)] == list(widths[1:])
+    assert "blocks_0" not in params["encoder"] and "bn1" in variables["batch_stats"]["encoder"]
+    out = model.apply(variables, images, False)
+    assert out["l4_rn"].shape[1:3] == (1, 2) and out["rel_depth"].shape[1:3] == (32, 64)
+    # At evaluation BatchNorm uses its running statistics: one image's map does not depend on
+    # the others in its batch. (With the batch's statistics it would; that is train mode.)
+    # Tolerance: float32 rounding through ~20 convs, relative to the map's largest values (the
+    # ReLU'd head cancels to small values where the map is near 0), and another batch size may
+    # pick another convolution algorithm.
+    alone = model.apply(variables, images[:1], False)["rel_depth"]
+    scale = float(np.abs(out["rel_depth"][0]).max())
+    np.testing.assert_allclose(alone[0], out["rel_depth"][0], atol=1e-5 * scale)
+    trained, updates = model.apply(variables, images, True, mutable=["batch_stats"])
+    moved = updates["batch_stats"]["encoder"]["bn1"]["mean"]
+    assert not np.allclose(moved, variables["batch_stats"]["encoder"]["bn1"]["mean"])
+    assert np.abs(trained["rel_depth"][0] - alone[0]).max() > 1e-2 * scale

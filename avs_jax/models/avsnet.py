@@ -71,6 +71,10 @@ def default_model_config(size: str = "paper") -> ml_collections.ConfigDict:
     m.layer_scale_init = 1e-5  # BEiT-L init_values (gamma_1, gamma_2)
     m.use_rel_pos_bias = True  # BEiT: relative position bias per block, no absolute embedding
     m.use_abs_pos_emb = False
+    # () keeps the ViT/BEiT encoder (DPT); a ResNet's widths (stem + 4 stages) and blocks per
+    # stage give MidasNet's convolutional encoder (MiDaS v2.1 / MiDaS_small's layout).
+    m.conv_widths = ()
+    m.conv_blocks = ()
 
     e = c.echo = ml_collections.ConfigDict()
     # ResNet-18 on the 2-channel STFT magnitude, raw (no log, no normalisation: BatVision and the
@@ -123,6 +127,12 @@ def validate_model_config(c: Any) -> None:
     if not 0 < c.min_depth < c.max_depth:
         raise ValueError(
             f"config.model: need 0 < min_depth < max_depth, got {c.min_depth}, {c.max_depth}"
+        )
+    widths, blocks = tuple(c.midas.get("conv_widths", ())), tuple(c.midas.get("conv_blocks", ()))
+    if (widths or blocks) and (len(widths) != 5 or len(blocks) != 4):
+        raise ValueError(
+            "config.model.midas: conv_widths needs 5 entries (stem and four stages) and "
+            f"conv_blocks 4, got {widths} and {blocks}; () for both keeps the ViT encoder"
         )
     if c.bins.bin_centers_type not in ("softplus", "normed"):
         raise ValueError("config.model.bins.bin_centers_type must be 'softplus' or 'normed'")
@@ -214,9 +224,12 @@ class AVSNet(nn.Module):
             m.use_rel_pos_bias,
             m.use_abs_pos_emb,
             m.remat,
+            # .get: the configs of runs saved before the option have neither key.
+            tuple(m.get("conv_widths", ())),
+            tuple(m.get("conv_blocks", ())),
             dtype,
             name="midas",
-        )(image)
+        )(image, train)
         bottleneck = feats["l4_rn"]
         # ZoeDepth's `conv2`: the bin features f_V.
         f_v = Conv(bottleneck.shape[-1], 1, dtype=dtype, name="conv2")(bottleneck)

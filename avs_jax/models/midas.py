@@ -6,6 +6,12 @@ docs/reference.md, "MiDaS DPT_BEiT_L_384" states. Returns what ZoeDepth's metric
 the bottleneck `l4_rn`, the decoder features r4..r1, the head activation `out_conv` and
 `rel_depth`.
 
+With `conv_widths` set, a ResNet pyramid (avs_jax/models/resnet.py) takes the place of the
+transformer and reassemble: MidasNet's layout (MiDaS v2.1, whose ResNeXt-101 or, in MiDaS_small,
+EfficientNet-Lite3 stages at 1/4..1/32 feed the same `layer{i}_rn` convs, fusion blocks and head).
+ZoeDepth's MidasCore runs on those cores as well; the quickstart's tiny model uses one
+(configs/quickstart.py).
+
 Module and parameter names mirror MiDaS (`encoder` ~ `pretrained`, `layer{i}_rn`,
 `refinenet{i}`, `head_*`), so that the weight importer maps them one to one. The encoder
 (transformer + reassemble) is what ZoeDepth trains at lr/10 (`param_labels` in the task).
@@ -27,6 +33,7 @@ import numpy as np
 from flax import linen as nn
 
 from avs_jax.models.layers import Conv, ConvTransposeNonOverlap, resize_bilinear
+from avs_jax.models.resnet import ResNet18
 
 Array = jax.Array
 
@@ -267,7 +274,7 @@ class FusionBlock(nn.Module):
 
 
 class MiDaS(nn.Module):
-    """DPT relative depth network returning the features ZoeDepth's metric head needs.
+    """MiDaS relative depth network returning the features ZoeDepth's metric head needs.
 
     Attributes (all from `config.model.midas`):
       image_size: (H, W) the position tables are made for (the training resolution).
@@ -277,6 +284,9 @@ class MiDaS(nn.Module):
       features: decoder width F (256 in MiDaS).
       head_features: channels of `out_conv` (32 in MiDaS).
       remat: rematerialise the transformer blocks.
+      conv_widths, conv_blocks: () for the ViT/BEiT encoder (DPT); else the widths of a ResNet's
+        stem and four stages and its blocks per stage (MidasNet's layout): its stages at 1/4 ..
+        1/32 are the four maps, and the transformer and reassemble settings are unused.
     """
 
     image_size: Sequence[int]
@@ -293,11 +303,14 @@ class MiDaS(nn.Module):
     use_rel_pos_bias: bool = True
     use_abs_pos_emb: bool = False
     remat: bool = False
+    conv_widths: Sequence[int] = ()
+    conv_blocks: Sequence[int] = ()
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, image: Array) -> dict[str, Array]:
-        """image [B, H, W, 3] in [0, 1] ->
+    def __call__(self, image: Array, train: bool = False) -> dict[str, Array]:
+        """image [B, H, W, 3] in [0, 1] (`train`: the conv encoder's BatchNorm uses and updates
+        the batch's statistics) ->
 
         `l4_rn` [B, H/32, W/32, F]; `r4`, `r3`, `r2`, `r1` [B, H/16..H/2, ., F];
         `out_conv` [B, H, W, head_features] (ReLU output of the head's 3×3 conv);
@@ -305,22 +318,27 @@ class MiDaS(nn.Module):
         """
         ph, pw = self.image_size[0] // self.patch_size, self.image_size[1] // self.patch_size
         x = (image - MIDAS_MEAN) / MIDAS_STD
-        layers = DPTEncoder(
-            self.embed_dim,
-            self.depth,
-            self.num_heads,
-            self.patch_size,
-            (ph, pw),
-            tuple(self.hooks),
-            tuple(self.reassemble_features),
-            self.mlp_ratio,
-            self.layer_scale_init,
-            self.use_rel_pos_bias,
-            self.use_abs_pos_emb,
-            self.remat,
-            self.dtype,
-            name="encoder",
-        )(x)
+        if self.conv_widths:
+            layers = ResNet18(
+                tuple(self.conv_widths), tuple(self.conv_blocks), dtype=self.dtype, name="encoder"
+            )(x, train)[1:]
+        else:
+            layers = DPTEncoder(
+                self.embed_dim,
+                self.depth,
+                self.num_heads,
+                self.patch_size,
+                (ph, pw),
+                tuple(self.hooks),
+                tuple(self.reassemble_features),
+                self.mlp_ratio,
+                self.layer_scale_init,
+                self.use_rel_pos_bias,
+                self.use_abs_pos_emb,
+                self.remat,
+                self.dtype,
+                name="encoder",
+            )(x)
         f = self.features
         rn = [
             Conv(f, 3, 1, 1, use_bias=False, dtype=self.dtype, name=f"layer{i + 1}_rn")(layer)
