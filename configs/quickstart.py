@@ -65,6 +65,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # paper's AVS-Net starts from a pretrained MiDaS/ZoeDepth (docs/quickstart.md, "Pretrained weights").
     c.stage1.init_from = os.path.join(ASSETS, WEIGHTS)  # tiny_zoedepth_sim.npz
     c.stage1.train.num_epochs = 10  # 960 steps: still learning at 6 (docs/quickstart.md)
+    # MidasNet's convolutional encoder (MiDaS v2.1's layout) at the tiny DepthNet's widths: on
+    # unseen BV1 rooms it reads more of the room than the 4x8-token ViT (docs/quickstart.md).
+    c.stage1.model.midas.conv_widths = (8, 8, 16, 16, 32)
+    c.stage1.model.midas.conv_blocks = (1, 1, 1, 1)
     # Best epoch by SILog (paper eq. 4), not Abs Rel: on 128 validation samples Abs Rel follows
     # each epoch's scale and kept one seed's epoch 3 of 10 (docs/quickstart.md, "Settings").
     c.stage1.checkpoint.best_metric = "silog"
