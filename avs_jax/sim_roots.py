@@ -76,6 +76,7 @@ def simulate_root(config, root: str, layout: str, seed: int) -> bool:
         frames_per_scene=s.frames_per_scene,
         min_room=s.min_room,
         max_room=s.max_room,
+        min_canonical_room=s.get("min_canonical_room"),
         global_scale=s.global_scale,
         workers=config.sim.workers,
         overwrite=True,

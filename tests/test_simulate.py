@@ -1,6 +1,7 @@
 """Physics and format tests of the room simulator (tfds_batvision/simulate.py and sim/)."""
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -314,6 +315,33 @@ def test_noglobal_scale_keeps_rig_height_and_global_scale_varies_it():
     for s in scenes:  # the scaled room stays inside the room-size range
         assert scaled.min_room - 1e-9 <= s.room.dims[:2].min()
         assert s.room.dims[:2].max() <= scaled.max_room + 1e-9
+
+
+def test_canonical_rooms_below_the_size_range_are_scaled_into_it():
+    """min_canonical_room draws narrow shapes (corridors) that global_scale puts in the size range;
+    unset, or equal to min_room, the draws are those of before (same random stream)."""
+    wide = scene_lib.SceneConfig(height=8, width=8, min_room=3.0, max_room=12.0)
+    narrow = dataclasses.replace(wide, min_canonical_room=1.5)
+    ratio = wide.max_room / wide.min_room
+    shapes = []
+    for s in range(60):
+        scene = scene_lib.sample_scene(np.random.default_rng(s), narrow)
+        floor = scene.room.dims[:2]
+        assert wide.min_room - 1e-9 <= floor.min() and floor.max() <= wide.max_room + 1e-9
+        assert floor.max() / floor.min() <= ratio + 1e-9  # the shape fits the range
+        canonical = floor / scene.scale
+        assert scene_lib.MIN_ROOM_M - 1e-9 <= canonical.min()
+        shapes.append(canonical.min())
+        # Rig height follows the scale: a 1.5 m-wide shape shows as a room twice as tall.
+        np.testing.assert_allclose(scene.poses[:, 2, 3], scene_lib.RIG_HEIGHT_M * scene.scale)
+    # Uniform shorter sides from 1.5 m: P(< 3 m) = 1 - (9/10.5)^2 = 0.27 per room.
+    assert 5 <= sum(m < wide.min_room for m in shapes) <= 30
+    same = dataclasses.replace(wide, min_canonical_room=wide.min_room)
+    for s in range(5):
+        a = scene_lib.sample_scene(np.random.default_rng(s), wide)
+        b = scene_lib.sample_scene(np.random.default_rng(s), same)
+        np.testing.assert_array_equal(a.room.dims, b.room.dims)
+        np.testing.assert_array_equal(a.poses, b.poses)
 
 
 def _warp_error(scene, t: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -713,6 +741,15 @@ _FLAG_CASES = {
         dict(split_fractions=(0, 0, 0)),
         "--split_fractions must be three finite non-negative numbers "
         "(train,val,test) with a positive sum, got [0, 0, 0]",
+    ),
+    "min_canonical_room": (
+        dict(min_canonical_room=40.0),
+        "--min_canonical_room must be a finite number in (0, --max_room 30.0] (metres), got 40.0",
+    ),
+    "min_canonical_room_unscaled": (
+        dict(min_canonical_room=2.0, global_scale=False),
+        "--min_canonical_room shapes the room before --global_scale scales it; without "
+        "--global_scale the room as drawn is its size (use --min_room)",
     ),
     "rooms_swapped": (
         dict(min_room=5.0, max_room=4.0),

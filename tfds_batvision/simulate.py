@@ -480,6 +480,19 @@ def check_settings(
     for name in ("min_room", "max_room"):
         value = getattr(cfg, name)
         _check(name, value, _is_number(value) and value > 0, "a finite number > 0 (metres)")
+    if cfg.min_canonical_room is not None:
+        value = cfg.min_canonical_room
+        _check(
+            "min_canonical_room",
+            value,
+            _is_number(value) and 0 < value <= cfg.max_room,
+            f"a finite number in (0, --max_room {cfg.max_room}] (metres)",
+        )
+        if not cfg.global_scale:
+            raise BadFlagError(
+                "--min_canonical_room shapes the room before --global_scale scales it; "
+                "without --global_scale the room as drawn is its size (use --min_room)"
+            )
     for name in ("step_m", "max_turn_deg"):
         value = getattr(cfg, name)
         _check(name, value, _is_number(value) and value >= 0, "a finite number >= 0")
@@ -588,6 +601,7 @@ def simulate_dataset(
     *,
     min_room: float | None = None,
     max_room: float | None = None,
+    min_canonical_room: float | None = None,
     global_scale: bool = True,
     split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
     workers: int = 1,
@@ -615,6 +629,9 @@ def simulate_dataset(
     ``supersample`` averages that many sub-pixel rays per pixel side for the RGB (default 1; see
     ``SceneConfig.supersample``: small images alias without it). ``step_m`` and ``max_turn_deg``
     (BV1 sequences) set the rig's motion per frame, ``SceneConfig``'s defaults when None.
+    ``min_canonical_room`` (with ``global_scale``) draws the room's shape from floor sizes down to
+    it before the scale puts its size in [min_room, max_room] (``SceneConfig.min_canonical_room``;
+    default None: shapes drawn from the size range).
     ``window_prob`` is each wall's chance of a window onto the outdoors (default 0: none).
     ``onset_jitter`` moves each recording's chirp arrival by up to that many samples either way
     (default 0: every recording at the layout's onset, ``LAYOUTS``).
@@ -634,6 +651,7 @@ def simulate_dataset(
         frames_per_scene=frames_per_scene,
         min_room=min_room,
         max_room=max_room,
+        min_canonical_room=min_canonical_room,
         global_scale=global_scale,
         max_order=max_order,
         max_obstacles=max_obstacles,
@@ -774,6 +792,7 @@ def main(argv: Sequence[str]) -> None:
             frames_per_scene=f.frames_per_scene,
             min_room=f.min_room,
             max_room=f.max_room,
+            min_canonical_room=f.min_canonical_room,
             global_scale=f.global_scale,
             split_fractions=fractions,
             workers=f.workers,
@@ -826,6 +845,12 @@ def _define_flags() -> None:
     )
     flags.DEFINE_float("min_room", None, "Smallest floor dimension, metres (default 3).")
     flags.DEFINE_float("max_room", None, "Largest floor dimension, metres (BV2 30, BV1 12).")
+    flags.DEFINE_float(
+        "min_canonical_room",
+        None,
+        "Smallest floor dimension of the room's shape before --global_scale scales its size into "
+        "[min_room, max_room] (default: min_room); below min_room: corridors and narrow rooms.",
+    )
     flags.DEFINE_bool(
         "global_scale",
         True,

@@ -69,6 +69,12 @@ class SceneConfig:
     min_room: float = 3.0
     max_room: float = 30.0
     global_scale: bool = True
+    # Smallest floor dimension of the room as drawn, before global_scale (None: min_room). Below
+    # min_room it draws corridors and narrow rooms, whose pictures (walls within a metre, a
+    # ceiling higher than the room is wide) rooms drawn at 3 m and up never show, while
+    # global_scale still puts their metric size in [min_room, max_room]: the longer side is cut
+    # to max_room / min_room times the shorter, the most the scale can fit in the range.
+    min_canonical_room: float | None = None
     max_obstacles: int = 4
     max_order: int = 3  # image-source order; small keeps hundreds of scenes fast.
     noise_std: float = 1e-3  # microphone noise, full-scale units (real BV2 floor ~1.5e-3 std).
@@ -204,7 +210,10 @@ def _sample_windows(
 
 def sample_scene(rng: np.random.Generator, cfg: SceneConfig) -> Scene:
     """A random scene drawn from ``cfg``'s ranges (see the module docstring for the scale knob)."""
-    wd = rng.uniform(max(cfg.min_room, MIN_ROOM_M), cfg.max_room, size=2)
+    lowest = cfg.min_room if cfg.min_canonical_room is None else cfg.min_canonical_room
+    wd = rng.uniform(max(lowest, MIN_ROOM_M), cfg.max_room, size=2)
+    if lowest < cfg.min_room:  # keep the shape one that global_scale can fit in the range
+        wd[np.argmax(wd)] = min(wd.max(), wd.min() * cfg.max_room / cfg.min_room)
     dims = np.array([wd[0], wd[1], rng.uniform(*CEILING_RANGE_M)])
     poses = _sample_poses(rng, dims, cfg)
     boxes = _sample_boxes(rng, dims, poses, cfg.max_obstacles)
