@@ -144,22 +144,28 @@ def test_conv_encoder_feeds_the_decoder_its_stages_and_is_batch_independent_at_e
         conv_blocks=(1, 1, 1, 1),
     )
     images = jax.random.uniform(jax.random.key(0), (3, 32, 64, 3))
-    # Eager (no jit): a handful of tiny convs run faster than three compilations.
-    variables = model.init(jax.random.key(1), images, False)
+    # Each pass jitted, the initialisation as training compiles it: ~13 s on 2 cores, against
+    # ~70 s op by op (each op compiles anew for each input shape).
+    init = jax.jit(
+        lambda key, x: model.init(key, x, False), compiler_options=init_compiler_options()
+    )
+    variables = init(jax.random.key(1), images)
+    evaluate = jax.jit(lambda v, x: model.apply(v, x, False))
     params = variables["params"]
     assert [params[f"layer{i}_rn"]["kernel"].shape[2] for i in range(1, 5)] == list(widths[1:])
     assert "blocks_0" not in params["encoder"] and "bn1" in variables["batch_stats"]["encoder"]
-    out = model.apply(variables, images, False)
+    out = evaluate(variables, images)
     assert out["l4_rn"].shape[1:3] == (1, 2) and out["rel_depth"].shape[1:3] == (32, 64)
     # At evaluation BatchNorm uses its running statistics: one image's map does not depend on
     # the others in its batch. (With the batch's statistics it would; that is train mode.)
     # Tolerance: float32 rounding through ~20 convs, relative to the map's largest values (the
     # ReLU'd head cancels to small values where the map is near 0), and another batch size may
     # pick another convolution algorithm.
-    alone = model.apply(variables, images[:1], False)["rel_depth"]
+    alone = evaluate(variables, images[:1])["rel_depth"]
     scale = float(np.abs(out["rel_depth"][0]).max())
     np.testing.assert_allclose(alone[0], out["rel_depth"][0], atol=1e-5 * scale)
-    trained, updates = model.apply(variables, images, True, mutable=["batch_stats"])
+    train = jax.jit(lambda v, x: model.apply(v, x, True, mutable=["batch_stats"]))
+    trained, updates = train(variables, images)
     moved = updates["batch_stats"]["encoder"]["bn1"]["mean"]
     assert not np.allclose(moved, variables["batch_stats"]["encoder"]["bn1"]["mean"])
     assert np.abs(trained["rel_depth"][0] - alone[0]).max() > 1e-2 * scale
