@@ -88,6 +88,7 @@ def simulate_root(config, root: str, layout: str, seed: int) -> bool:
         max_order=s.get("max_order"),
         max_obstacles=s.get("max_obstacles"),
         hfov_range_deg=s.get("hfov_range_deg"),
+        test_frame_stride=s.get("test_frame_stride", 1),
         **split,
     )
     check_settings(done, sim_settings(config, layout, seed))

@@ -590,6 +590,37 @@ def test_bv1_session_with_two_scenes_has_a_time_jump(tmp_path):
     assert sorted(poses) == stems
 
 
+def test_bv1_test_frame_stride_keeps_exactly_those_frames_of_the_same_walks(tmp_path):
+    """Every k-th frame of each test walk, byte for byte the frame of the full walk; train and
+    val walks whole; time stamps, indices and poses those of the full sequence."""
+    kw = dict(seed=3, height=16, width=32, frames_per_scene=7, progress=False)
+    kw["split_fractions"] = (1, 0, 2)
+    full = simulate.simulate_dataset("bv1", str(tmp_path / "full"), 3, **kw)
+    thin = simulate.simulate_dataset("bv1", str(tmp_path / "thin"), 3, test_frame_stride=3, **kw)
+
+    def rows(root, split):
+        with open(os.path.join(root, f"{split}.csv")) as f:
+            return list(csv.DictReader(f))
+
+    assert rows(thin, "train") == rows(full, "train")
+    full_test, thin_test = rows(full, "test"), rows(thin, "test")
+    assert len(full_test) == 14 and len(thin_test) == 6  # frames 0, 3, 6 of two walks
+    assert thin_test == [r for r in full_test if int(r["index"]) % 7 in (0, 3, 6)]
+    for r in thin_test:
+        for col in ("camera path left", "depth path", "audio path left", "audio path right"):
+            with (
+                open(os.path.join(full, r[col]), "rb") as a,
+                open(os.path.join(thin, r[col]), "rb") as b,
+            ):
+                assert a.read() == b.read(), (r[col], col)
+    for session in {r["session"] for r in thin_test}:
+        _, p_full = simulate.load_bv1_geometry(full, session)
+        _, p_thin = simulate.load_bv1_geometry(thin, session)
+        assert set(p_thin) < set(p_full)
+        for stem, pose in p_thin.items():
+            np.testing.assert_array_equal(pose, p_full[stem])
+
+
 def test_bv1_rig_motion_per_frame_is_configurable(tmp_path):
     """Half the step and half the turn bound put the rig on the same path at half the speed:
     frame 2k of the slow session is frame k of the default one (same seed, same room)."""
@@ -765,6 +796,19 @@ _FLAG_CASES = {
         "most 84 scenes of 600 s fit after 10:00",
     ),
     "layout": (dict(layout="bv3"), "--layout must be one of ['bv1', 'bv2'], got 'bv3'"),
+    "test_frame_stride": (
+        dict(layout="bv1", test_frame_stride=2),
+        "--test_frame_stride must be an integer in [1, --frames_per_scene 1], got 2",
+    ),
+    "test_frame_stride_bv2": (
+        dict(test_frame_stride=1.5),
+        "--test_frame_stride must be an integer in [1, --frames_per_scene 1], got 1.5",
+    ),
+    "test_frame_stride_views": (
+        dict(frames_per_scene=4, test_frame_stride=2),
+        "--test_frame_stride is for bv1 sequences: BV2's views of a room are independent "
+        "(use --frames_per_scene)",
+    ),
 }
 
 

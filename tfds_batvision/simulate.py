@@ -58,7 +58,9 @@ of SCENE_GAP_S = 600 s, as real sessions hold several scenes)::
   ``<stem>`` is a time stamp ``HHMMSS.ffffff`` synthesised from the frame index (10:00:00 plus
   ``slot * 600 s + frame * FRAME_PERIOD_S``, slot = the scene's place in its session), as the real
   ``180336.309017``; ``time`` is the same in seconds after midnight; ``index`` counts the frames of
-  the session from 0 (continuous across its scenes; the scene change shows only in time).
+  the session from 0 (continuous across its scenes; the scene change shows only in time). With
+  ``--test_frame_stride=k`` a test sequence holds frames 0, k, 2k, ... with their own stems and
+  indices, as a recording at 1/k of the frame rate.
 
 Camera convention of the poses: x right, y down, z forward (OpenCV / Monodepth2), world z up;
 ``X_world = T_c2w @ X_cam``. Depth is z-depth along the optical axis. Pixel (u, v) integer centres,
@@ -348,7 +350,12 @@ def _simulate_bv2_scene(
 
 
 def _simulate_bv1_scene(
-    out_dir: str, index: int, cfg: scene_lib.SceneConfig, seed: int, scenes_per_session: int
+    out_dir: str,
+    index: int,
+    cfg: scene_lib.SceneConfig,
+    seed: int,
+    scenes_per_session: int,
+    frame_stride: int = 1,
 ) -> tuple[list[list[str]], dict]:
     spec = LAYOUTS["bv1"]
     scene = scene_lib.sample_scene(np.random.default_rng([seed, index]), cfg)
@@ -359,7 +366,8 @@ def _simulate_bv1_scene(
     for sub in dirs.values():
         os.makedirs(os.path.join(root, sub), exist_ok=True)
     rows, poses = [], {}
-    for i in range(cfg.frames_per_scene):
+    # Frame i's draws depend on (seed, index, i) only: a stride keeps those frames exactly.
+    for i in range(0, cfg.frames_per_scene, frame_stride):
         rng = np.random.default_rng([seed, index, i])
         time_us = bv1_time_us(slot, i)
         stem = bv1_stem(time_us)
@@ -402,12 +410,13 @@ def _done_path(done_dir: str, index: int) -> str:
 
 def _scene_task(args) -> tuple[int, tuple[list[list[str]], dict] | None]:
     """Simulates one scene into the staging tree, then records it as done (with its BV1 rows)."""
-    layout, out_dir, done_dir, index, split, cfg, seed, scenes_per_session = args
+    layout, out_dir, done_dir, index, split, cfg, seed, scenes_per_session, stride = args
     if layout == "bv2":
         _simulate_bv2_scene(out_dir, index, split, cfg, seed)
         result = None
     else:
-        result = _simulate_bv1_scene(out_dir, index, cfg, seed, scenes_per_session)
+        stride = stride if split == "test" else 1
+        result = _simulate_bv1_scene(out_dir, index, cfg, seed, scenes_per_session, stride)
     _write_json_atomic(_done_path(done_dir, index), result)
     return index, result
 
@@ -454,6 +463,7 @@ def check_settings(
     cfg: scene_lib.SceneConfig,
     workers: int,
     scenes_per_session: int,
+    test_frame_stride: int = 1,
 ) -> None:
     """Raises BadFlagError naming the first impossible setting (flag and value); writes nothing."""
     if layout not in LAYOUTS:
@@ -477,6 +487,17 @@ def check_settings(
         _is_int(scenes_per_session) and scenes_per_session >= 1,
         "an integer >= 1",
     )
+    _check(
+        "test_frame_stride",
+        test_frame_stride,
+        _is_int(test_frame_stride) and 1 <= test_frame_stride <= cfg.frames_per_scene,
+        f"an integer in [1, --frames_per_scene {cfg.frames_per_scene}]",
+    )
+    if layout == "bv2" and test_frame_stride != 1:
+        raise BadFlagError(
+            "--test_frame_stride is for bv1 sequences: BV2's views of a room are independent "
+            "(use --frames_per_scene)"
+        )
     for name in ("min_room", "max_room"):
         value = getattr(cfg, name)
         _check(name, value, _is_number(value) and value > 0, "a finite number > 0 (metres)")
@@ -616,6 +637,7 @@ def simulate_dataset(
     window_prob: float | None = None,
     onset_jitter: int | None = None,
     hfov_range_deg: tuple[float, float] | None = None,
+    test_frame_stride: int = 1,
 ) -> str:
     """Simulate ``num_scenes`` rooms into a BatVision ``layout`` ('bv1' or 'bv2') root; returns it.
 
@@ -637,6 +659,9 @@ def simulate_dataset(
     (default 0: every recording at the layout's onset, ``LAYOUTS``).
     ``hfov_range_deg`` (lo, hi) draws each scene's horizontal field of view from that range instead
     of the layout's nominal one (default None: the nominal, ``NOMINAL_HFOV_DEG``).
+    ``test_frame_stride`` (BV1) keeps every k-th frame of each test sequence: the rig moves 2 cm
+    per frame, so neighbours are near-duplicates and a test set's information is in its rooms
+    (the same rooms and walks as with 1; time stamps and ``index`` those of the full sequence).
     ``workers`` > 1 runs scenes in that many processes, started with "spawn" once JAX is imported
     (fork is unsafe then), which re-imports the calling script: a script must call this under
     ``if __name__ == "__main__":``. A worker that dies (that re-import failing, or the process
@@ -662,7 +687,7 @@ def simulate_dataset(
         onset_jitter=onset_jitter,
         hfov_range_deg=None if hfov_range_deg is None else tuple(hfov_range_deg),
     )
-    check_settings(layout, num_scenes, seed, cfg, workers, scenes_per_session)
+    check_settings(layout, num_scenes, seed, cfg, workers, scenes_per_session, test_frame_stride)
     splits = assign_splits(num_scenes, split_fractions, seed)
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise BadFlagError(f"--out {out_dir} exists and is not a folder")
@@ -681,6 +706,7 @@ def simulate_dataset(
                 "cfg": dataclasses.asdict(cfg),
                 "split_fractions": [float(x) for x in split_fractions],
                 "scenes_per_session": scenes_per_session,
+                "test_frame_stride": test_frame_stride,
                 "code": _code_digest(),
             },
             default=lambda x: x.item(),
@@ -696,7 +722,7 @@ def simulate_dataset(
         )
     tree, done_dir = os.path.join(staging, "tree"), os.path.join(staging, "done")
     tasks = [
-        (layout, tree, done_dir, i, splits[i], cfg, seed, scenes_per_session)
+        (layout, tree, done_dir, i, splits[i], cfg, seed, scenes_per_session, test_frame_stride)
         for i in range(num_scenes)
         if i not in done
     ]
@@ -806,6 +832,7 @@ def main(argv: Sequence[str]) -> None:
             window_prob=f.window_prob,
             onset_jitter=f.onset_jitter,
             hfov_range_deg=_hfov_range(f.hfov_range_deg),
+            test_frame_stride=f.test_frame_stride,
         )
     except (BadFlagError, FileExistsError) as e:
         sys.exit(f"tfds_batvision.simulate: {e}")
@@ -900,6 +927,12 @@ def _define_flags() -> None:
         None,
         "Move each recording's chirp arrival by up to this many samples either way, as real "
         "recorders start with a varying lead-in (default 0).",
+    )
+    flags.DEFINE_integer(
+        "test_frame_stride",
+        1,
+        "BV1: keep every k-th frame of each test sequence (the same rooms and walks; neighbours "
+        "2 cm apart are near-duplicates).",
     )
     flags.DEFINE_list(
         "hfov_range_deg",
