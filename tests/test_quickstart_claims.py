@@ -82,34 +82,46 @@ def test_structure_is_each_depth_against_a_constant_with_its_target():
     assert structure(t) == []
 
 
-def test_quickstart_bv1_split_reaches_the_simulator(tmp_path):
-    """`sim.bv1.split_fractions` decides how many rooms each CSV gets (14 test rooms in the
-    quickstart; here 1 / 0 / 2 of 3 tiny rooms, read back from the written CSVs)."""
+def test_quickstart_bv1_split_and_stride_reach_the_simulator(tmp_path):
+    """`sim.bv1.split_fractions` decides how many rooms each CSV gets (42 test rooms in the
+    quickstart) and `test_frame_stride` how many frames a test room keeps; here 1 / 0 / 2 of 3
+    tiny rooms of 4 frames at stride 2, read back from the written CSVs."""
     config = load_config("quickstart")
     s = config.sim.bv1
     counts = {
         n: assign_splits(s.scenes, s.split_fractions, 1).count(n) for n in ("train", "val", "test")
     }
-    assert counts == {"train": 10, "val": 2, "test": 14}
+    assert counts == {"train": 10, "val": 2, "test": 42}
+    assert s.frames_per_scene // s.test_frame_stride == 20
 
     config.sim.workers = 1
     config.sim.bv1.update(
-        scenes=3, frames_per_scene=2, height=8, width=16, split_fractions=(1, 0, 2)
+        scenes=3,
+        frames_per_scene=4,
+        height=8,
+        width=16,
+        split_fractions=(1, 0, 2),
+        test_frame_stride=2,
     )
     root = str(tmp_path / "bv1")
     sim_roots.simulate_root(config, root, "bv1", seed=1)
-    rooms = {}
+    frames = {}
     for split in ("train", "val", "test"):
         with open(os.path.join(root, f"{split}.csv")) as f:
-            rooms[split] = len(list(csv.DictReader(f))) // 2  # 2 frames per room
-    assert rooms == {"train": 1, "val": 0, "test": 2}
+            frames[split] = len(list(csv.DictReader(f)))
+    assert frames == {"train": 4, "val": 0, "test": 4}  # two test rooms of frames 0 and 2
 
 
 def _tiny_quickstart_config():
     config = load_config("quickstart")
     config.sim.workers = 1
     config.sim.bv1.update(
-        scenes=2, frames_per_scene=2, height=8, width=16, split_fractions=(1, 0, 1)
+        scenes=2,
+        frames_per_scene=2,
+        height=8,
+        width=16,
+        split_fractions=(1, 0, 1),
+        test_frame_stride=1,
     )
     return config
 
