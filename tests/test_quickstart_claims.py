@@ -82,6 +82,15 @@ def test_structure_is_each_depth_against_a_constant_with_its_target():
     assert structure(t) == []
 
 
+def _tiny_quickstart_config(**bv1):
+    """The quickstart's config with a tiny BV1 root (2 rooms of 2 frames), `bv1` changed."""
+    config = load_config("quickstart")
+    config.sim.workers = 1
+    tiny = dict(scenes=2, frames_per_scene=2, height=8, width=16, split_fractions=(1, 0, 1))
+    config.sim.bv1.update({**tiny, "test_frame_stride": 1, **bv1})
+    return config
+
+
 def test_quickstart_bv1_split_and_stride_reach_the_simulator(tmp_path):
     """`sim.bv1.split_fractions` decides how many rooms each CSV gets (42 test rooms in the
     quickstart) and `test_frame_stride` how many frames a test room keeps; here 1 / 0 / 2 of 3
@@ -94,14 +103,8 @@ def test_quickstart_bv1_split_and_stride_reach_the_simulator(tmp_path):
     assert counts == {"train": 10, "val": 2, "test": 42}
     assert s.frames_per_scene // s.test_frame_stride == 20
 
-    config.sim.workers = 1
-    config.sim.bv1.update(
-        scenes=3,
-        frames_per_scene=4,
-        height=8,
-        width=16,
-        split_fractions=(1, 0, 2),
-        test_frame_stride=2,
+    config = _tiny_quickstart_config(
+        scenes=3, frames_per_scene=4, split_fractions=(1, 0, 2), test_frame_stride=2
     )
     root = str(tmp_path / "bv1")
     sim_roots.simulate_root(config, root, "bv1", seed=1)
@@ -110,20 +113,6 @@ def test_quickstart_bv1_split_and_stride_reach_the_simulator(tmp_path):
         with open(os.path.join(root, f"{split}.csv")) as f:
             frames[split] = len(list(csv.DictReader(f)))
     assert frames == {"train": 4, "val": 0, "test": 4}  # two test rooms of frames 0 and 2
-
-
-def _tiny_quickstart_config():
-    config = load_config("quickstart")
-    config.sim.workers = 1
-    config.sim.bv1.update(
-        scenes=2,
-        frames_per_scene=2,
-        height=8,
-        width=16,
-        split_fractions=(1, 0, 1),
-        test_frame_stride=1,
-    )
-    return config
 
 
 def test_rerun_reuses_a_simulated_root_only_with_the_same_settings(tmp_path):
