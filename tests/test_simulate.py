@@ -800,7 +800,7 @@ _FLAG_CASES = {
         dict(layout="bv1", test_frame_stride=2),
         "--test_frame_stride must be an integer in [1, --frames_per_scene 1], got 2",
     ),
-    "test_frame_stride_bv2": (
+    "test_frame_stride_not_int": (
         dict(test_frame_stride=1.5),
         "--test_frame_stride must be an integer in [1, --frames_per_scene 1], got 1.5",
     ),
