@@ -85,9 +85,15 @@ def summary_markdown(results: dict[str, dict], sets: ml_collections.ConfigDict) 
         "| set | changes | T1 BV2 RGB-Echoes / Only-RGB | T1 BV1 RGB-Echoes / Only-RGB | "
         "T2 RGB-Echoes / RGB / no scaling | T2 GT median / constant | claims | ablation |"
     )
+    camera = any("canonical_camera" in r for r in results.values())
     lines = [
         "Held-out simulated rooms: the quickstart's models on test rooms of other seeds and "
-        "settings (avs_jax/heldout.py). Abs Rel.",
+        "settings (avs_jax/heldout.py). Abs Rel."
+        + (
+            " Canonical camera: M_p × the test camera's focal length / training's."
+            if camera
+            else ""
+        ),
         "",
         head,
         "|---" * 8 + "|",

@@ -9,6 +9,7 @@ from PIL import Image
 
 from avs_jax.errors import BadInputError
 from avs_jax.evaluation import evaluate as evaluate_mod
+from avs_jax.evaluation import external as external_mod
 from avs_jax.evaluation import figures
 from avs_jax.evaluation.external import PredictionError, load_prediction
 
@@ -58,7 +59,7 @@ def test_nan_inf_and_nonpositive_values_name_the_file_and_count(tmp_path):
     # A bad file is not a missing one: allow_missing does not skip it.
     missing = []
     with pytest.raises(PredictionError, match=re.escape(path)):
-        evaluate_mod._external_batch(str(tmp_path), ["loc/7"], [True], (4, 5), True, missing)
+        external_mod.load_batch(str(tmp_path), ["loc/7"], [True], (4, 5), True, missing)
     assert missing == []
 
 

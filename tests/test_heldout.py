@@ -60,3 +60,7 @@ def test_summary_counts_the_four_claims_apart_from_the_ablation():
     assert "| 0.300 / 0.500 | 0.310 / 0.450 | 0.350 / 0.400 / 0.990 | 0.200 / 0.400 |" in row
     assert row.endswith("| 4 of 4 | 1 of 2 |")
     assert "seed 1000" in row
+    assert "Canonical camera" not in md  # said only when the evaluation used it
+    camera = {**tables, "claims": lines, "canonical_camera": {"train_focal": {"rgb": 0.6}}}
+    md = heldout.summary_markdown({"other_rooms": camera}, config.heldout.sets)
+    assert "Canonical camera: M_p × the test camera's focal length / training's." in md

@@ -288,6 +288,30 @@ def test_evaluation_draws_the_gradcam_figures_of_both_variants(tmp_path, tfds_di
         assert img.shape[0] > 200 and img.std() > 10  # drawn panels, not a blank canvas
 
 
+def test_canonical_camera_reads_the_training_camera_and_leaves_the_same_camera_alone(
+    tmp_path, tfds_dir, whole_run
+):
+    """With the canonical camera on, the run's training camera is read from its training split
+    (the simulator's BV2 camera); tested on that same camera, M_p and Table 1 do not change."""
+    from avs_jax.evaluation.evaluate import evaluate
+    from tfds_batvision.intrinsics import NOMINAL_HFOV_DEG, nominal_intrinsics, relative_focal
+
+    config = load_config("evaluate", "")
+    config.data_dir = tfds_dir
+    config.stage1.rgb_echoes = str(whole_run)
+    del config.datasets["bv1"]
+    config.table2_datasets = ()
+    config.figures.num_per_dataset = 0
+    config.gradcam.num_samples = 0
+    off = evaluate(config, str(tmp_path / "off"))
+    config.canonical_camera.enabled = True
+    on = evaluate(config, str(tmp_path / "on"))
+    tables = json.load(open(tmp_path / "on" / "tables.json"))
+    bv2 = relative_focal(nominal_intrinsics(128, 64, NOMINAL_HFOV_DEG["bv2"]), (64, 128))
+    assert tables["canonical_camera"]["train_focal"]["rgb_echoes"] == pytest.approx(bv2, rel=1e-6)
+    assert on["table1"] == off["table1"]
+
+
 def test_tiny_rgb_echoes_overfits_a_handful_of_simulated_samples(tfds_dir):
     """Issue must-show: the tiny `rgb_echoes` model (configs/avsnet.py:tiny) fits 4 fixed
     simulated BV2 samples, read through the real input pipeline (JPEG, WAV -> STFT, depth with

@@ -40,3 +40,16 @@ def resize_intrinsics(
     k[0, 2] = (k[0, 2] + 0.5) * sx - 0.5
     k[1, 2] = (k[1, 2] + 0.5) * sy - 0.5
     return k
+
+
+def relative_focal(k: np.ndarray, hw: tuple[int, int]) -> float:
+    """The focal length of K (at an image of ``hw`` = (H, W) pixels) as a fraction of the image:
+    sqrt(fx / W * fy / H), 0 when K holds no focal length (fx or fy <= 0).
+
+    Unchanged by resizing the image (`resize_intrinsics` scales fx with W and fy with H), so two
+    cameras compare at whatever size a model reads them (fx / W = 1 / (2 tan(hfov / 2))).
+    """
+    fx, fy = float(k[0][0]), float(k[1][1])
+    if not (fx > 0 and fy > 0):
+        return 0.0
+    return math.sqrt(fx / hw[1] * fy / hw[0])

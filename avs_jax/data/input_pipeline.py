@@ -25,8 +25,9 @@ Batches (dict of numpy arrays, NHWC, float32 unless noted):
   triples training with device_prep: frames uint8 [B, 3, H, W, 3], no frames_aug, the rest as
             above; never augmented here.
   eval:     the above plus sample_id (str [B]), valid_example (bool [B]; padded rows False) and,
-            for samples, depth_full [B, H0, W0] at the native ground-truth resolution. Evaluation
-            batches are always made on the host (stage 1: image float32 and echo).
+            for samples, depth_full [B, H0, W0] at the native ground-truth resolution and focal
+            [B] (the camera's focal length as a fraction of the image). Evaluation batches are
+            always made on the host (stage 1: image float32 and echo).
 
 Iterator state: the returned ``grain.DatasetIterator`` supports ``get_state``/``set_state`` and
 orbax's ``grain.checkpoint.CheckpointSave(it)`` / ``CheckpointRestore(it)`` (see

@@ -23,7 +23,7 @@ from avs_jax.data.colour import color_jitter
 from avs_jax.errors import BadInputError
 
 # Shared with the builder: K under resizing, where each recording's chirp arrives, image decoding.
-from tfds_batvision.intrinsics import resize_intrinsics
+from tfds_batvision.intrinsics import relative_focal, resize_intrinsics
 from tfds_batvision.onset import CANONICAL_ONSET, align_to_onset
 from tfds_batvision.stored import decode_resized
 
@@ -89,7 +89,8 @@ def _rotate(x: np.ndarray, angle_deg: float, resample: int) -> np.ndarray:
 
 
 class DecodeSample(grain.transforms.Map):
-    """Record of bv1/bv2 -> {image, echo, depth} at ``image_size`` (+ depth_full, sample_id for eval).
+    """Record of bv1/bv2 -> {image, echo, depth} at ``image_size`` (+ depth_full, sample_id and
+    focal, `relative_focal` of the camera, for eval).
 
     ``device_prep`` (training only): {image uint8, wave [2, L] float32, depth} instead, the echo
     STFT and the augmentation being left to the train step (`avs_jax/data/device_prep.py`). The
@@ -118,7 +119,7 @@ class DecodeSample(grain.transforms.Map):
             image, _ = decode_image_uint8(ex["image"], self.size)
             out = {"image": image, **_fixed_length(ex, wave, s, self.max_depth)}
         else:
-            image, _ = decode_image(ex["image"], self.size)
+            image, stored_hw = decode_image(ex["image"], self.size)
             cut = (s.get("max_depth") or self.max_depth) if s["cut_to_max_depth"] else None
             echo = audio.echo_features(
                 wave, self.size, cut, s["n_fft"], s["win_length"], s["hop_length"], s["sample_rate"]
@@ -128,6 +129,8 @@ class DecodeSample(grain.transforms.Map):
             out["depth_full"] = cap_depth(ex["depth"], self.max_depth)
             out["depth"] = resize_nearest(out["depth_full"], self.size)
             out["sample_id"] = _as_str(ex["sample_id"])
+            # The camera's focal length for `evaluation.canonical_camera` (K is at the stored size).
+            out["focal"] = np.float32(relative_focal(ex["intrinsics"], stored_hw))
         else:
             # Nearest resize only picks values, so capping after it is the same and 7x cheaper.
             out["depth"] = cap_depth(resize_nearest(ex["depth"], self.size), self.max_depth)

@@ -3,7 +3,8 @@
 For each dataset of `config.datasets` (test split, ground truth at its native resolution):
 
 * Table 1: the pseudo-dense metric depth M_p of each stage-1 checkpoint in `config.stage1`
-  (`rgb_echoes`, `rgb`, optional `echoes`);
+  (`rgb_echoes`, `rgb`, optional `echoes`), with `config.canonical_camera.enabled` scaled per
+  image by the test camera's focal length over training's (`canonical_camera.py`);
 * Table 2 (datasets in `config.table2_datasets`): every relative model of `config.relative`,
   and the `.npy` predictions of an outside model (`config.external`), scaled per image by each
   stage-1 model's M_p with median (eq. 3) and mean-std scaling, plus the unscaled row and the
@@ -30,7 +31,7 @@ from absl import logging
 
 from avs_jax.data import datasets, input_pipeline, transforms
 from avs_jax.errors import BadInputError, MissingInputError
-from avs_jax.evaluation import external, figures, gradcam, report, tables
+from avs_jax.evaluation import canonical_camera, external, figures, gradcam, report, tables
 from avs_jax.evaluation.checkpoints import load_run
 from avs_jax.evaluation.scaled_eval import ScalingEvaluator
 from avs_jax.metrics import resize_to, valid_mask
@@ -133,6 +134,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if not stage1 and not relative:
         raise BadInputError("config.stage1 and config.relative name no checkpoint to evaluate")
     _check_datasets(config, stage1)
+    train_focal = canonical_camera.train_focals(config, loaded)
     ext = config.external
     if ext.predictions and not os.path.isdir(ext.predictions):
         raise MissingInputError(f"config.external.predictions: no such folder {ext.predictions}")
@@ -182,12 +184,13 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 }
 
             mp = {v: p.fn(inputs(p)) for v, p in stage1.items()}
+            mp = canonical_camera.apply(mp, train_focal, base.get("focal"), real, ids)
             rel = {m: (p.fn(inputs(p)), p.kind) for m, p in relative.items()} if with_table2 else {}
             # Table 2 compares its rows on the same images: a sample without an external
             # prediction (allow_missing) leaves all of them, but stays in Table 1.
             real2 = real
             if with_table2 and ext.predictions:
-                ext_batch, ok = _external_batch(
+                ext_batch, ok = external.load_batch(
                     ext.predictions, ids, real, gt.shape[1:], config.allow_missing, missing
                 )
                 rel[ext.name] = (ext_batch, ext.kind)
@@ -215,7 +218,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             table1_oracle[ds_name] = evaluator.table1_oracle()
         if with_table2:
             table2[ds_name] = evaluator.table2()
-    json_path, md_path = tables.write_tables(workdir, table1, table2, table1_oracle)
+    json_path, md_path = tables.write_tables(workdir, table1, table2, table1_oracle, train_focal)
     if config.export and export_rows:
         _write_scales(workdir, export_rows)
     if missing:
@@ -232,22 +235,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info("wrote %s, %s and %s", json_path, md_path, report_path)
     out = {"table1": table1, "table1_oracle": table1_oracle, "table2": table2}
     return {**out, "missing": missing, "gradcam": cams}
-
-
-def _external_batch(folder, ids, real, size, allow_missing, missing):
-    preds = np.ones((len(ids),) + tuple(size), np.float32)
-    ok = np.zeros(len(ids), bool)
-    for i, (sid, r) in enumerate(zip(ids, real)):
-        if not r:
-            continue
-        try:
-            preds[i] = external.resize_host(external.load_prediction(folder, sid), size)
-            ok[i] = True
-        except external.PredictionError:
-            if not allow_missing or external.prediction_path(folder, sid) is not None:
-                raise
-            missing.append(sid)
-    return preds, ok
 
 
 # Jitted: run op by op, the masked medians took ~2.5 s per batch of 8 at 64x128 on a 2-core CPU

@@ -94,3 +94,21 @@ def resize_host(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if x.shape == tuple(size):
         return x
     return np.asarray(Image.fromarray(x).resize((size[1], size[0]), Image.BILINEAR), np.float32)
+
+
+def load_batch(folder, ids, real, size, allow_missing, missing):
+    """(predictions [B, *size] resized from each real sample's file, found [B]); a missing file
+    is a PredictionError unless allow_missing, when its id is appended to `missing`."""
+    preds = np.ones((len(ids),) + tuple(size), np.float32)
+    ok = np.zeros(len(ids), bool)
+    for i, (sid, r) in enumerate(zip(ids, real)):
+        if not r:
+            continue
+        try:
+            preds[i] = resize_host(load_prediction(folder, sid), size)
+            ok[i] = True
+        except PredictionError:
+            if not allow_missing or prediction_path(folder, sid) is not None:
+                raise
+            missing.append(sid)
+    return preds, ok

@@ -161,9 +161,16 @@ def table2_markdown(table2: dict[str, Any]) -> str:
 
 
 def write_tables(
-    workdir: str, table1: dict, table2: dict, table1_oracle: dict | None = None
+    workdir: str,
+    table1: dict,
+    table2: dict,
+    table1_oracle: dict | None = None,
+    train_focal: dict[str, float] | None = None,
 ) -> tuple[str, str]:
     """Writes `tables.json` and `tables.md` into `workdir`; returns their paths.
+
+    `train_focal` ({variant: focal length}, with the canonical camera on) is recorded as
+    "canonical_camera" and said above the tables: every M_p was scaled by f_test / f_train.
 
     ValueError, before anything is written, if a metric is NaN or inf.
     """
@@ -187,6 +194,14 @@ def write_tables(
             for d, ms in table2.items()
         },
     }
+    note = ""
+    if train_focal:
+        data["canonical_camera"] = {"train_focal": dict(train_focal)}
+        trained = ", ".join(f"{VARIANT_NAMES.get(v, v)} {f:.4f}" for v, f in train_focal.items())
+        note = (
+            "Canonical camera: every M_p × the test camera's focal length / training's "
+            f"(training's, as a fraction of the image: {trained}).\n\n"
+        )
     os.makedirs(workdir, exist_ok=True)  # evaluate() called directly, with no figures to draw
     json_path = os.path.join(workdir, "tables.json")
     md_path = os.path.join(workdir, "tables.md")
@@ -196,7 +211,8 @@ def write_tables(
     os.replace(tmp, json_path)
     with open(md_path, "w") as f:
         f.write(
-            table1_markdown(data["table1"], data["table1_oracle"])
+            note
+            + table1_markdown(data["table1"], data["table1_oracle"])
             + "\n"
             + table2_markdown(data["table2"])
         )

@@ -1,0 +1,153 @@
+"""The canonical camera: a stage-1 model's M_p on a camera other than training's, × f_test / f_train.
+
+A metric depth model trained with one camera reads how large things look as how near they are.
+Through a lens with a k× longer focal length the same room looks k× larger, so the model
+predicts it k× nearer; scaling its prediction by f_test / f_train undoes that (Metric3D's
+canonical camera transformation, Yin et al., ICCV 2023, Sec. 3.2). Off by default: the paper
+tests BV2-trained models on BV1 as they are (Table 1, zero-shot). Measured on the simulator, the
+BV1 M_p of both stage-1 variants is short by about log(tan 50° / tan 42.5°), the log ratio of the
+two nominal cameras' focal lengths (docs/quickstart.md, "The camera").
+
+A focal length here is a fraction of the image, `tfds_batvision.intrinsics.relative_focal`
+(sqrt(fx / W · fy / H)): the ratio is then the same at whatever size the model reads images.
+Each test sample's comes with its evaluation batch (`focal`, from the intrinsics the dataset
+stores per sample); training's is the median over the run's training split, or given.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import PIL.Image
+from absl import logging
+
+from avs_jax.data import datasets
+from avs_jax.errors import BadInputError, MissingInputError
+from tfds_batvision.intrinsics import relative_focal
+
+# Training examples read for the training camera's focal length: one camera per location in
+# BatVision, so a few hundred spread over the split see every location of a paper-scale split.
+MAX_TRAIN_SAMPLES = 256
+# Training focal lengths further apart than this (max / min) are logged: the median then stands
+# for cameras the model saw alike.
+SPREAD_WARNING = 1.01
+Array = jax.Array
+
+
+def image_hw(image) -> tuple[int, int]:
+    """(H, W) of a stored image: uint8 pixels [H, W, 3], or JPEG/PNG bytes (read from the header)."""
+    if isinstance(image, np.ndarray) and image.ndim == 3:
+        return int(image.shape[0]), int(image.shape[1])
+    with PIL.Image.open(io.BytesIO(bytes(image))) as im:
+        return im.size[1], im.size[0]
+
+
+def training_focal(data: ml_collections.ConfigDict, run_dir: str) -> float:
+    """The median focal length (`relative_focal`) of a stage-1 run's training split.
+
+    data: the run's `config.data` (name, data_dir, stored_size of its training dataset).
+    Reads up to MAX_TRAIN_SAMPLES examples spread evenly over the split.
+    """
+    try:
+        builder = datasets.open_dataset(data)
+    except datasets.DatasetNotFoundError as e:
+        raise MissingInputError(
+            f"canonical camera: {run_dir} trained on batvision/{data.name} in {data.data_dir}, "
+            "which is not here to read its camera from; set config.canonical_camera.train_focal "
+            f"to its focal length as a fraction of the image, sqrt(fx/W * fy/H) ({e})"
+        ) from e
+    source = builder.as_data_source("train")
+    n = len(source)
+    if n == 0:
+        raise BadInputError(f"canonical camera: batvision/{data.name} has no training examples")
+    idx = np.unique(np.linspace(0, n - 1, min(n, MAX_TRAIN_SAMPLES)).round().astype(np.int64))
+    focals = []
+    for i in idx:
+        ex = source[int(i)]
+        f = relative_focal(ex["intrinsics"], image_hw(ex["image"]))
+        if f <= 0:
+            sid = ex["sample_id"]
+            sid = sid.decode() if isinstance(sid, bytes) else str(sid)
+            raise BadInputError(
+                f"canonical camera: training example {sid!r} of batvision/{data.name} has no "
+                f"focal length in its intrinsics {np.asarray(ex['intrinsics']).tolist()}"
+            )
+        focals.append(f)
+    focals = np.asarray(focals)
+    if focals.max() > SPREAD_WARNING * focals.min():
+        logging.warning(
+            "canonical camera: %s's training cameras have focal lengths %.4f-%.4f; using their "
+            "median %.4f",
+            run_dir,
+            focals.min(),
+            focals.max(),
+            np.median(focals),
+        )
+    return float(np.median(focals))
+
+
+def train_focals(config: ml_collections.ConfigDict, loaded: dict) -> dict[str, float]:
+    """{variant: its training camera's focal length} with `config.canonical_camera.enabled`,
+    else {}. loaded: {variant: (task, variables, the run's config)} of the stage-1 runs of
+    `config.stage1` evaluated."""
+    camera = config.get("canonical_camera")
+    if camera is None or not camera.enabled:
+        return {}
+    given = float(camera.get("train_focal") or 0.0)
+    if given < 0:
+        raise BadInputError(f"config.canonical_camera.train_focal={given} must be > 0 (or 0: read)")
+    out = {}
+    for variant, (_, _, run_cfg) in loaded.items():
+        out[variant] = given or training_focal(run_cfg.data, config.stage1[variant])
+        logging.info("canonical camera: %s trained at focal length %.4f", variant, out[variant])
+    return out
+
+
+def factors(
+    focal: np.ndarray,
+    train_focal: float,
+    example_mask: np.ndarray,
+    sample_ids: Sequence[str],
+) -> np.ndarray:
+    """Per image f_test / f_train, float32 `[B]` (1 for padding rows).
+
+    Raises BadInputError naming the first real example without a focal length (a dataset whose
+    samples store no intrinsics).
+    """
+    focal = np.asarray(focal, np.float64)
+    real = np.asarray(example_mask, bool)
+    missing = np.flatnonzero(real & ~(focal > 0))
+    if missing.size:
+        raise BadInputError(
+            f"canonical camera: sample {sample_ids[missing[0]]!r} has no focal length in its "
+            "intrinsics"
+        )
+    return np.where(real, focal / train_focal, 1.0).astype(np.float32)
+
+
+def apply(
+    mp: dict[str, Array],
+    train_focal: dict[str, float],
+    focal: np.ndarray | None,
+    example_mask: np.ndarray,
+    sample_ids: Sequence[str],
+) -> dict[str, Array]:
+    """Each M_p `[B, h, w]` of `train_focal`'s variants × its `factors`; the rest as they are.
+
+    focal: the batch's `[B]` test focal lengths (None: a batch without them, an error when a
+    variant is to be scaled).
+    """
+    if not train_focal:
+        return mp
+    if focal is None:
+        raise BadInputError("canonical camera: the evaluation batches carry no focal lengths")
+    out = dict(mp)
+    for variant, f in train_focal.items():
+        k = factors(focal, f, example_mask, sample_ids)
+        out[variant] = mp[variant] * jnp.asarray(k)[:, None, None]
+    return out

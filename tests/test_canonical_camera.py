@@ -1,0 +1,149 @@
+"""The canonical camera: focal lengths from stored intrinsics, and M_p × f_test / f_train."""
+
+import json
+import math
+
+import batvision_fixture as fx  # tests/ is on sys.path (pytest rootdir-less prepend)
+import ml_collections
+import numpy as np
+import pytest
+
+from avs_jax.data import input_pipeline as ip
+from avs_jax.data.config import default_data_config
+from avs_jax.errors import BadInputError, MissingInputError
+from avs_jax.evaluation import canonical_camera
+from avs_jax.evaluation import evaluate as evaluate_mod
+from tfds_batvision.build import build_dataset
+from tfds_batvision.intrinsics import nominal_intrinsics, relative_focal, resize_intrinsics
+
+HW = (24, 32)
+# Two locations, two cameras: focal length 0.5 and 0.625 of the image.
+CAMERAS = {
+    "A": {"fx": 16.0, "fy": 12.0, "cx": 15.5, "cy": 11.5, "width": 32, "height": 24},
+    "B": {"fx": 20.0, "fy": 15.0, "cx": 15.5, "cy": 11.5, "width": 32, "height": 24},
+}
+
+
+def test_relative_focal_hand_values_and_resize_invariance():
+    # 90° horizontal field of view: fx = W / 2, so fx / W = 1/2; square pixels with W = 2H give
+    # fy / H = 1: sqrt(1/2 * 1).
+    k = nominal_intrinsics(128, 64, 90.0)
+    assert relative_focal(k, (64, 128)) == pytest.approx(math.sqrt(0.5), rel=1e-6)
+    # The same camera at another size (and aspect) compares equal.
+    k2 = resize_intrinsics(k, (64, 128), (48, 72))
+    assert relative_focal(k2, (48, 72)) == pytest.approx(math.sqrt(0.5), rel=1e-6)
+    # BV1's nominal 85° against BV2's 100°: tan 50° / tan 42.5°.
+    ratio = relative_focal(nominal_intrinsics(128, 64, 85.0), (64, 128)) / relative_focal(
+        nominal_intrinsics(128, 64, 100.0), (64, 128)
+    )
+    assert ratio == pytest.approx(math.tan(math.radians(50)) / math.tan(math.radians(42.5)))
+    assert relative_focal(np.zeros((3, 3)), (64, 128)) == 0.0
+
+
+@pytest.fixture(scope="module")
+def two_camera_data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cams")
+    for loc, n_train in (("A", 3), ("B", 2)):
+        fx.write_bv2(
+            d / "root",
+            {loc: {"train": n_train, "test": 1}},
+            hw=HW,
+            frames=1000,
+            seed=ord(loc),
+            intrinsics=CAMERAS[loc],
+        )
+    build_dataset("bv2", d / "root", d / "data")
+    data = default_data_config("bv2")
+    data.data_dir = str(d / "data")
+    data.image_size = (16, 32)
+    data.num_workers = 0
+    data.batch_size = 2
+    return data
+
+
+def test_eval_batches_carry_each_samples_focal_length(two_camera_data):
+    from avs_jax.data import datasets
+
+    builder = datasets.open_dataset(two_camera_data)
+    (batch,) = list(
+        ip.create_eval_iterator(builder, two_camera_data, "test", process_index=0, process_count=1)
+    )
+    got = {sid.split("/")[0]: float(f) for sid, f in zip(batch["sample_id"], batch["focal"])}
+    assert got == pytest.approx({"A": 0.5, "B": 0.625}, rel=1e-6)
+
+
+def test_training_focal_is_the_median_of_the_training_split(two_camera_data, caplog):
+    # Train: three examples of camera A (0.5), two of B (0.625).
+    assert canonical_camera.training_focal(two_camera_data, "runs/x") == pytest.approx(0.5)
+    assert "0.5000-0.6250" in caplog.text  # two cameras: said, not hidden in the median
+    gone = ml_collections.ConfigDict(two_camera_data.to_dict())
+    gone.data_dir = str(two_camera_data.data_dir) + "_missing"
+    with pytest.raises(MissingInputError, match=r"runs/x trained on batvision/bv2 .*train_focal"):
+        canonical_camera.training_focal(gone, "runs/x")
+
+
+def _stub_evaluation(monkeypatch, focal):
+    """evaluate() on one stubbed batch of two: ground truth 3 m, M_p 2 m everywhere."""
+    predictor = evaluate_mod.Predictor(
+        "rgb_echoes", lambda b: np.full((2, 4, 6), 2.0, np.float32), (4, 6)
+    )
+    monkeypatch.setattr(
+        evaluate_mod, "_stage1_predictor", lambda variant, run_dir: (predictor, None, None, None)
+    )
+    monkeypatch.setattr(evaluate_mod.datasets, "open_dataset", lambda data: None)
+    monkeypatch.setattr(evaluate_mod.datasets, "split_size", lambda builder, split: 2)
+    batch = {
+        "valid_example": np.ones(2, bool),
+        "sample_id": np.array(["loc/1", "loc/2"]),
+        "depth_full": np.full((2, 4, 6), 3.0, np.float32),
+        "image": np.zeros((2, 4, 6, 3), np.float32),
+        "echo": np.zeros((2, 4, 6, 2), np.float32),
+        "focal": np.asarray(focal, np.float32),
+    }
+    monkeypatch.setattr(
+        evaluate_mod.input_pipeline,
+        "create_eval_iterator",
+        lambda builder, cfg, split: iter([batch]),
+    )
+
+
+def _config(enabled: bool, train_focal: float) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(
+        {
+            "stage1": {"rgb_echoes": "runs/a", "rgb": "", "echoes": ""},
+            "relative": {},
+            "datasets": {"bv2": {"name": "bv2", "data_dir": "", "max_depth": 30.0}},
+            "data_dir": "data",
+            "table2_datasets": (),
+            "canonical_camera": {"enabled": enabled, "train_focal": train_focal},
+            "min_depth": 1e-3,
+            "batch_size": 2,
+            "external": {"predictions": "", "kind": "disparity", "name": "external"},
+            "allow_missing": False,
+            "export": False,
+            "figures": {"num_per_dataset": 0},
+            "gradcam": {"num_samples": 0},
+        }
+    )
+
+
+def test_mp_is_scaled_by_the_test_focal_over_training(tmp_path, monkeypatch):
+    # Training's focal length 0.4; test cameras 0.5 and 0.6: M_p 2 m -> 2.5 m and 3 m against
+    # 3 m of ground truth, Abs Rel 1/6 and 0 (mean 1/12). Off: 2 m, Abs Rel 1/3.
+    _stub_evaluation(monkeypatch, [0.5, 0.6])
+    on = evaluate_mod.evaluate(_config(True, 0.4), str(tmp_path / "on"))
+    assert on["table1"]["bv2"]["rgb_echoes"]["abs_rel"] == pytest.approx(1 / 12, rel=1e-5)
+    tables = json.loads((tmp_path / "on" / "tables.json").read_text())
+    assert tables["canonical_camera"] == {"train_focal": {"rgb_echoes": 0.4}}
+    assert "Canonical camera" in (tmp_path / "on" / "tables.md").read_text()
+    off = evaluate_mod.evaluate(_config(False, 0.4), str(tmp_path / "off"))
+    assert off["table1"]["bv2"]["rgb_echoes"]["abs_rel"] == pytest.approx(1 / 3, rel=1e-5)
+    assert "canonical_camera" not in json.loads((tmp_path / "off" / "tables.json").read_text())
+
+
+def test_a_sample_without_intrinsics_is_named(tmp_path, monkeypatch):
+    _stub_evaluation(monkeypatch, [0.5, 0.0])
+    with pytest.raises(BadInputError, match="sample 'loc/2' has no focal length"):
+        evaluate_mod.evaluate(_config(True, 0.4), str(tmp_path))
+    with pytest.raises(BadInputError, match="train_focal=-1.0 must be > 0"):
+        evaluate_mod.evaluate(_config(True, -1.0), str(tmp_path))
