@@ -9,7 +9,9 @@ files): the image decoded and resized bilinearly to the run's input size; the ec
 run's chirp onset (`config.data.stft.align`, docs/reference.md, "Echo onset alignment"), cut to
 the round trip to the run's max depth, as the evaluation feeds every test set
 (`avs_jax.evaluation.evaluate._stage1_predictor`), and turned into the STFT magnitude at the
-image size (`avs_jax.data.audio.echo_features`). The model's M_p (the run's resolution) is
+image size (`avs_jax.data.audio.echo_features`). With the camera's intrinsics (`load(...,
+intrinsics=)`), M_p × its focal length / training's (`avs_jax.canonical_camera`, docs/predict.md,
+"Another camera"). The model's M_p (the run's resolution) is
 resized bilinearly to the input image's size with `align_corners=True`, as the evaluation resizes
 it to the ground truth (docs/reference.md, "Evaluation"). A relative prediction is resized to
 that size (bilinear, half-pixel: the evaluation's external predictions) and scaled by
@@ -33,7 +35,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from avs_jax import user_inputs
+from avs_jax import canonical_camera, user_inputs
 from avs_jax.data import audio
 from avs_jax.errors import BadInputError, MissingInputError
 from avs_jax.evaluation import external
@@ -146,6 +148,7 @@ class MetricScaler:
         returns it (use `MetricScaler.load`).
       run_dir: where it came from, for error messages.
       batch_size: samples per model call; every call runs this batch shape (padded).
+      focal_ratio: every M_p × this, the camera's focal length / training's (1: none).
     """
 
     def __init__(
@@ -155,9 +158,13 @@ class MetricScaler:
         config: ml_collections.ConfigDict,
         run_dir: str = "",
         batch_size: int = 1,
+        focal_ratio: float = 1.0,
     ):
         if int(batch_size) < 1:
             raise BadInputError(f"batch_size must be >= 1, got {batch_size}")
+        if not float(focal_ratio) > 0:
+            raise BadInputError(f"focal_ratio must be > 0, got {focal_ratio}")
+        self.focal_ratio = np.float32(focal_ratio)
         self.task, self.variables, self.config = task, variables, config
         self.run_dir, self.batch_size = run_dir, int(batch_size)
         self.variant = str(config.model.variant)
@@ -168,15 +175,31 @@ class MetricScaler:
         self._predict = _Predict(task)
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, batch_size: int = 1, step: int | str | None = "best"):
+    def load(
+        cls,
+        run_dir: str | os.PathLike,
+        batch_size: int = 1,
+        step: int | str | None = "best",
+        intrinsics: str | os.PathLike | None = None,
+        train_focal: float | None = None,
+    ):
         """The scaler of a stage-1 training workdir (`runs/avsnet`): its best checkpoint (the
         latest if none was validated), or `step` (an int, None for the latest). Raises an
-        InputError naming `run_dir` for a folder that is not a stage-1 run."""
+        InputError naming `run_dir` for a folder that is not a stage-1 run.
+
+        intrinsics: the camera's intrinsics.json (fx, fy, cx, cy, width, height): M_p is then
+        scaled by its focal length over training's, `train_focal` or the run's own (its
+        camera.json, else its training split).
+        """
         run_dir = os.fspath(run_dir)
         if not os.path.isdir(run_dir):
             raise MissingInputError(f"{run_dir}: no such folder (expected a stage-1 run)")
         task, variables, config = load_run(run_dir, "avsnet", step=step)
-        return cls(task, variables, config, run_dir, batch_size)
+        ratio = 1.0
+        if intrinsics is not None:
+            trained = train_focal or canonical_camera.run_focal(run_dir, config)
+            ratio = canonical_camera.intrinsics_focal(os.fspath(intrinsics)) / trained
+        return cls(task, variables, config, run_dir, batch_size, ratio)
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -241,7 +264,7 @@ class MetricScaler:
                     np.stack([s.echo for s in chunk]), ((0, pad), (0, 0), (0, 0), (0, 0))
                 )
             mp = np.asarray(_forward(self._predict, self.variables, images, echoes))
-            mp = mp[: len(chunk)]
+            mp = mp[: len(chunk)] * self.focal_ratio
             for s, m in zip(chunk, mp):
                 self._check(s, m)
             out.append(mp)

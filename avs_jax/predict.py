@@ -2,7 +2,7 @@
 
     python -m avs_jax.predict --run=runs/avsnet --images=DIR_OR_FILE --echoes=DIR_OR_FILE \\
         [--relative=DIR --kind=disparity|depth] [--method=median|mean_std] --out=DIR \\
-        [--skip_bad] [--batch_size=N]
+        [--skip_bad] [--batch_size=N] [--intrinsics=camera.json [--train_focal=F]]
 
 Images (.jpg/.jpeg/.png) and echoes (.wav/.npy) are paired by file stem (one file each: paired
 whatever their names). Writes per sample `<stem>.npy` (float32 metric depth `[H0, W0]`, the
@@ -149,6 +149,8 @@ def predict_files(
     method: str = "median",
     skip_bad: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    intrinsics: str | None = None,
+    train_focal: float | None = None,
 ) -> dict:
     """The command without its argument parsing: writes the outputs into `out`.
 
@@ -156,7 +158,9 @@ def predict_files(
     InputError for the first bad input (without `skip_bad`), a run that is not stage 1, or when
     no sample is left.
     """
-    scaler = MetricScaler.load(run, batch_size=batch_size)
+    scaler = MetricScaler.load(
+        run, batch_size=batch_size, intrinsics=intrinsics, train_focal=train_focal
+    )
     if scaler.uses_echo and not echoes:
         raise BadInputError(
             f"--echoes is required: the {scaler.variant!r} model of {run} reads each image's echo"
@@ -223,7 +227,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=DEFAULT_BATCH_SIZE,
         help="samples per model call (1); MetricScaler.load(run, batch_size=N) matches it",
     )
+    parser.add_argument(
+        "--intrinsics",
+        help="the camera's intrinsics.json: M_p × its focal length / training's",
+    )
+    parser.add_argument(
+        "--train_focal",
+        type=float,
+        help="training's focal length, sqrt(fx/W * fy/H) (default: the run's camera.json)",
+    )
     args = parser.parse_args(argv)
+    if args.train_focal is not None and not args.intrinsics:
+        parser.error("--train_focal goes with --intrinsics, which is not given")
+    if args.train_focal is not None and not args.train_focal > 0:
+        parser.error(f"--train_focal must be > 0, got {args.train_focal}")
     if not args.relative and (args.kind or args.method):
         parser.error("--kind and --method describe --relative, which is not given")
     if args.batch_size < 1:
@@ -249,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.method or "median",
         args.skip_bad,
         args.batch_size,
+        args.intrinsics,
+        args.train_focal,
     )
     print(f"wrote {len(result['written'])} metric depth map(s) and scales.csv to {args.out}")
     if result["skipped"]:

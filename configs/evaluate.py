@@ -38,7 +38,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.table2_datasets = ("bv1",)  # the paper's Table 2 is on BV1 test
     # Off: the paper's protocol (Table 1's BV1 test is zero-shot, as recorded). On: each M_p ×
     # the test camera's focal length / training's (Metric3D's canonical camera), for a camera
-    # other than training's (avs_jax/evaluation/canonical_camera.py).
+    # other than training's (avs_jax/canonical_camera.py).
     c.canonical_camera = ml_collections.ConfigDict()
     c.canonical_camera.enabled = False
     # Training's focal length as a fraction of the image, sqrt(fx/W * fy/H); 0: read from the

@@ -8,10 +8,10 @@ import ml_collections
 import numpy as np
 import pytest
 
+from avs_jax import canonical_camera
 from avs_jax.data import input_pipeline as ip
 from avs_jax.data.config import default_data_config
 from avs_jax.errors import BadInputError, MissingInputError
-from avs_jax.evaluation import canonical_camera
 from avs_jax.evaluation import evaluate as evaluate_mod
 from tfds_batvision.build import build_dataset
 from tfds_batvision.intrinsics import nominal_intrinsics, relative_focal, resize_intrinsics
@@ -147,3 +147,30 @@ def test_a_sample_without_intrinsics_is_named(tmp_path, monkeypatch):
         evaluate_mod.evaluate(_config(True, 0.4), str(tmp_path))
     with pytest.raises(BadInputError, match="train_focal=-1.0 must be > 0"):
         evaluate_mod.evaluate(_config(True, -1.0), str(tmp_path))
+
+
+def test_a_run_records_its_training_camera_and_reads_it_back(two_camera_data, tmp_path):
+    run = tmp_path / "run"
+    canonical_camera.record_run_focal(str(run), two_camera_data)
+    assert json.loads((run / "camera.json").read_text()) == {"focal": pytest.approx(0.5)}
+    # The file, not the data, is what a run's focal length is read from; a resumed run keeps it.
+    (run / "camera.json").write_text(json.dumps({"focal": 0.7}))
+    canonical_camera.record_run_focal(str(run), two_camera_data)
+    cfg = ml_collections.ConfigDict({"data": two_camera_data.to_dict()})
+    assert canonical_camera.run_focal(str(run), cfg) == pytest.approx(0.7)
+    # A run without it (trained before the file existed): its training split.
+    assert canonical_camera.run_focal(str(tmp_path / "old"), cfg) == pytest.approx(0.5)
+    (run / "camera.json").write_text(json.dumps({"focal": -1}))
+    with pytest.raises(BadInputError, match=r"run/camera.json: focal -1.0 must be > 0"):
+        canonical_camera.run_focal(str(run), cfg)
+
+
+def test_an_intrinsics_file_gives_its_cameras_focal_length(tmp_path):
+    path = tmp_path / "cam.json"
+    path.write_text(json.dumps(CAMERAS["B"]))
+    assert canonical_camera.intrinsics_focal(str(path)) == pytest.approx(0.625)
+    path.write_text(json.dumps({"fx": 20.0}))
+    with pytest.raises(BadInputError, match=r"cam.json: intrinsics lack key\(s\)"):
+        canonical_camera.intrinsics_focal(str(path))
+    with pytest.raises(MissingInputError, match="no such intrinsics file"):
+        canonical_camera.intrinsics_focal(str(tmp_path / "none.json"))

@@ -275,7 +275,7 @@ def _jpeg(path: Path, size=(64, 128)) -> Path:
 @pytest.fixture
 def cli_on_loaded_run(scaler, monkeypatch):
     """The command on the module's loaded run (each real load re-reads the checkpoint)."""
-    monkeypatch.setattr(predict.MetricScaler, "load", lambda run, batch_size=1, step="best": scaler)
+    monkeypatch.setattr(predict.MetricScaler, "load", lambda run, **kwargs: scaler)
 
 
 def test_each_bad_input_is_one_line_naming_the_file(tmp_path, cli_on_loaded_run):
@@ -412,3 +412,38 @@ def test_import_avs_jax_stays_cheap_and_exports_metric_scaler():
     assert avs_jax.MetricScaler is MetricScaler
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         avs_jax.Nope  # noqa: B018
+
+
+def test_another_camera_scales_mp_by_its_focal_length_over_trainings(
+    tmp_path, scaler, capsys, monkeypatch
+):
+    """--intrinsics: M_p × the camera's focal length / training's (the run's camera.json)."""
+    monkeypatch.chdir(tmp_path)  # the run's data_dir, data/tfds, is then surely not there
+    run = _save_run(tmp_path / "run")
+    wave = _wall(3.0, 0)
+    image = _jpeg(tmp_path / "a.jpg")
+    # A camera with fx / W = fy / H = 0.65 against training's 0.5: every depth × 1.3.
+    cam = tmp_path / "cam.json"
+    cam.write_text(json.dumps(dict(fx=83.2, fy=41.6, cx=63.5, cy=31.5, width=128, height=64)))
+    # Without camera.json the run's training data must be read: here it is not, and the error
+    # says how to give training's focal length instead.
+    line = _error_line(
+        "--run", run, "--images", image, "--out", tmp_path / "o0", "--intrinsics", cam
+    )
+    assert "--train_focal" in line and str(run) in line
+    (run / "camera.json").write_text(json.dumps({"focal": 0.5}))
+    plain = scaler(image, wave)
+    other = MetricScaler.load(run, batch_size=BATCH, intrinsics=cam)
+    np.testing.assert_allclose(other(image, wave), 1.3 * plain, rtol=1e-6)
+    given = MetricScaler.load(run, batch_size=BATCH, intrinsics=cam, train_focal=0.65)
+    np.testing.assert_allclose(given(image, wave), plain, rtol=1e-6)  # the same camera
+    np.save(tmp_path / "a.npy", wave)
+    out = tmp_path / "o1"
+    args = ["--run", run, "--images", image, "--echoes", tmp_path / "a.npy", "--out", out]
+    assert _run_cli(*args, "--batch_size", BATCH, "--intrinsics", cam) == 0
+    np.testing.assert_array_equal(np.load(out / "a.npy"), other(image, wave))
+    (run / "camera.json").write_text("{}")
+    assert "camera.json: expected" in _error_line(*args, "--intrinsics", cam)
+    with pytest.raises(SystemExit):
+        _run_cli(*args, "--train_focal", "0.5")  # without --intrinsics: refused
+    assert "--train_focal goes with --intrinsics" in capsys.readouterr().err

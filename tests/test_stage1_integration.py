@@ -291,7 +291,7 @@ def test_evaluation_draws_the_gradcam_figures_of_both_variants(tmp_path, tfds_di
 def test_canonical_camera_reads_the_training_camera_and_leaves_the_same_camera_alone(
     tmp_path, tfds_dir, whole_run
 ):
-    """With the canonical camera on, the run's training camera is read from its training split
+    """With the canonical camera on, the run's training camera is the one its training recorded
     (the simulator's BV2 camera); tested on that same camera, M_p and Table 1 do not change."""
     from avs_jax.evaluation.evaluate import evaluate
     from tfds_batvision.intrinsics import NOMINAL_HFOV_DEG, nominal_intrinsics, relative_focal
@@ -309,6 +309,8 @@ def test_canonical_camera_reads_the_training_camera_and_leaves_the_same_camera_a
     tables = json.load(open(tmp_path / "on" / "tables.json"))
     bv2 = relative_focal(nominal_intrinsics(128, 64, NOMINAL_HFOV_DEG["bv2"]), (64, 128))
     assert tables["canonical_camera"]["train_focal"]["rgb_echoes"] == pytest.approx(bv2, rel=1e-6)
+    # Training recorded it in the run (what avs_jax.predict reads without the training data).
+    assert json.load(open(whole_run / "camera.json"))["focal"] == pytest.approx(bv2, rel=1e-6)
     assert on["table1"] == off["table1"]
 
 

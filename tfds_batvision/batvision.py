@@ -100,6 +100,11 @@ def read_intrinsics(folder: str) -> tuple[np.ndarray, tuple[int, int]] | None:
     path = os.path.join(folder, INTRINSICS_FILE)
     if not os.path.exists(path):
         return None
+    return read_intrinsics_file(path)
+
+
+def read_intrinsics_file(path: str) -> tuple[np.ndarray, tuple[int, int]]:
+    """(K, (height, width)) of an intrinsics JSON file; BadFileError naming it when malformed."""
     try:
         with open(path) as f:
             d = json.load(f)

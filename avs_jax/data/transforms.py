@@ -129,7 +129,7 @@ class DecodeSample(grain.transforms.Map):
             out["depth_full"] = cap_depth(ex["depth"], self.max_depth)
             out["depth"] = resize_nearest(out["depth_full"], self.size)
             out["sample_id"] = _as_str(ex["sample_id"])
-            # The camera's focal length for `evaluation.canonical_camera` (K is at the stored size).
+            # The focal length for `avs_jax.canonical_camera` (K is at the stored size).
             out["focal"] = np.float32(relative_focal(ex["intrinsics"], stored_hw))
         else:
             # Nearest resize only picks values, so capping after it is the same and 7x cheaper.

@@ -4,7 +4,7 @@ For each dataset of `config.datasets` (test split, ground truth at its native re
 
 * Table 1: the pseudo-dense metric depth M_p of each stage-1 checkpoint in `config.stage1`
   (`rgb_echoes`, `rgb`, optional `echoes`), with `config.canonical_camera.enabled` scaled per
-  image by the test camera's focal length over training's (`canonical_camera.py`);
+  image by the test camera's focal length over training's (`avs_jax/canonical_camera.py`);
 * Table 2 (datasets in `config.table2_datasets`): every relative model of `config.relative`,
   and the `.npy` predictions of an outside model (`config.external`), scaled per image by each
   stage-1 model's M_p with median (eq. 3) and mean-std scaling, plus the unscaled row and the
@@ -29,9 +29,10 @@ import numpy as np
 import tqdm
 from absl import logging
 
+from avs_jax import canonical_camera
 from avs_jax.data import datasets, input_pipeline, transforms
 from avs_jax.errors import BadInputError, MissingInputError
-from avs_jax.evaluation import canonical_camera, external, figures, gradcam, report, tables
+from avs_jax.evaluation import external, figures, gradcam, report, tables
 from avs_jax.evaluation.checkpoints import load_run
 from avs_jax.evaluation.scaled_eval import ScalingEvaluator
 from avs_jax.metrics import resize_to, valid_mask

@@ -12,6 +12,7 @@ import jax
 import ml_collections
 from absl import logging
 
+from avs_jax import canonical_camera
 from avs_jax.data import datasets, input_pipeline
 from avs_jax.errors import BadInputError
 from avs_jax.train import loop
@@ -20,7 +21,7 @@ from avs_jax.train.interrupts import raise_if_interrupted
 from avs_jax.train.tasks import make_task
 
 # Host-only entries of evaluation batches that validation does not need.
-_HOST_ONLY = ("sample_id", "depth_full")
+_HOST_ONLY = ("sample_id", "depth_full", "focal")
 
 
 def _validation_batches(dataset) -> Iterator[dict]:
@@ -56,6 +57,9 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"than one batch of {config.data.batch_size}"
         )
     steps_per_epoch = n_train // config.data.batch_size
+    if config.task == "avsnet" and jax.process_index() == 0:
+        # The camera stage 1 learns with, for the canonical camera of evaluation and prediction.
+        canonical_camera.record_run_focal(workdir, config.data)
     has_val = datasets.split_size(builder, "val") > 0
     logging.info(
         "training %s on batvision/%s: %d examples, %d steps per epoch",

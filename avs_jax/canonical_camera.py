@@ -11,12 +11,16 @@ two nominal cameras' focal lengths (docs/quickstart.md, "The camera").
 A focal length here is a fraction of the image, `tfds_batvision.intrinsics.relative_focal`
 (sqrt(fx / W · fy / H)): the ratio is then the same at whatever size the model reads images.
 Each test sample's comes with its evaluation batch (`focal`, from the intrinsics the dataset
-stores per sample); training's is the median over the run's training split, or given.
+stores per sample), or for `avs_jax.predict` from an intrinsics.json. Training's is the median
+over the run's training split, which stage-1 training records in `<workdir>/camera.json`
+({"focal": f}); a run without that file has it read from its training split, or given.
 """
 
 from __future__ import annotations
 
 import io
+import json
+import os
 from collections.abc import Sequence
 
 import jax
@@ -27,7 +31,7 @@ import PIL.Image
 from absl import logging
 
 from avs_jax.data import datasets
-from avs_jax.errors import BadInputError, MissingInputError
+from avs_jax.errors import BadInputError, InputError, MissingInputError
 from tfds_batvision.intrinsics import relative_focal
 
 # Training examples read for the training camera's focal length: one camera per location in
@@ -36,6 +40,7 @@ MAX_TRAIN_SAMPLES = 256
 # Training focal lengths further apart than this (max / min) are logged: the median then stands
 # for cameras the model saw alike.
 SPREAD_WARNING = 1.01
+RUN_FILE = "camera.json"  # in a stage-1 workdir: {"focal": training's focal length}
 Array = jax.Array
 
 
@@ -58,8 +63,9 @@ def training_focal(data: ml_collections.ConfigDict, run_dir: str) -> float:
     except datasets.DatasetNotFoundError as e:
         raise MissingInputError(
             f"canonical camera: {run_dir} trained on batvision/{data.name} in {data.data_dir}, "
-            "which is not here to read its camera from; set config.canonical_camera.train_focal "
-            f"to its focal length as a fraction of the image, sqrt(fx/W * fy/H) ({e})"
+            "which is not here to read its camera from; give its focal length as a fraction of "
+            "the image, sqrt(fx/W * fy/H) (config.canonical_camera.train_focal, or --train_focal "
+            f"of avs_jax.predict) ({e})"
         ) from e
     source = builder.as_data_source("train")
     n = len(source)
@@ -91,6 +97,58 @@ def training_focal(data: ml_collections.ConfigDict, run_dir: str) -> float:
     return float(np.median(focals))
 
 
+def record_run_focal(workdir: str, data: ml_collections.ConfigDict) -> None:
+    """Writes `workdir/camera.json` ({"focal": `training_focal`}) unless it is there (a resumed
+    run). A training split whose cameras cannot be read leaves it out, with a warning: the file
+    serves the canonical camera only, never training."""
+    path = os.path.join(workdir, RUN_FILE)
+    if os.path.exists(path):
+        return
+    try:
+        focal = training_focal(data, workdir)
+    except InputError as e:
+        logging.warning("canonical camera: %s not written: %s", path, e)
+        return
+    os.makedirs(workdir, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"focal": focal}, f)
+    os.replace(path + ".tmp", path)
+
+
+def run_focal(run_dir: str, run_cfg: ml_collections.ConfigDict) -> float:
+    """Training's focal length of a stage-1 run: its camera.json, else read from its training
+    split (`training_focal`; a run trained before camera.json was written)."""
+    path = os.path.join(run_dir, RUN_FILE)
+    if not os.path.exists(path):
+        return training_focal(run_cfg.data, run_dir)
+    try:
+        with open(path) as f:
+            focal = float(json.load(f)["focal"])
+    except Exception as e:
+        raise BadInputError(f'{path}: expected {{"focal": a number > 0}} ({e!r})') from e
+    if not focal > 0:
+        raise BadInputError(f"{path}: focal {focal} must be > 0")
+    return focal
+
+
+def intrinsics_focal(path: str) -> float:
+    """`relative_focal` of an intrinsics.json (the builder's format: fx, fy, cx, cy, width,
+    height in pixels, docs/reference.md, "Camera intrinsics and poses")."""
+    from tfds_batvision.batvision import read_intrinsics_file
+    from tfds_batvision.validate import BadFileError
+
+    if not os.path.isfile(path):
+        raise MissingInputError(f"{path}: no such intrinsics file")
+    try:
+        k, hw = read_intrinsics_file(path)
+    except BadFileError as e:
+        raise BadInputError(str(e)) from e
+    focal = relative_focal(k, hw)
+    if not focal > 0:
+        raise BadInputError(f"{path}: fx and fy must be > 0, got {k[0, 0]} and {k[1, 1]}")
+    return focal
+
+
 def train_focals(config: ml_collections.ConfigDict, loaded: dict) -> dict[str, float]:
     """{variant: its training camera's focal length} with `config.canonical_camera.enabled`,
     else {}. loaded: {variant: (task, variables, the run's config)} of the stage-1 runs of
@@ -103,7 +161,7 @@ def train_focals(config: ml_collections.ConfigDict, loaded: dict) -> dict[str, f
         raise BadInputError(f"config.canonical_camera.train_focal={given} must be > 0 (or 0: read)")
     out = {}
     for variant, (_, _, run_cfg) in loaded.items():
-        out[variant] = given or training_focal(run_cfg.data, config.stage1[variant])
+        out[variant] = given or run_focal(config.stage1[variant], run_cfg)
         logging.info("canonical camera: %s trained at focal length %.4f", variant, out[variant])
     return out
 
