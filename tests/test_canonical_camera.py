@@ -7,6 +7,7 @@ import batvision_fixture as fx  # tests/ is on sys.path (pytest rootdir-less pre
 import ml_collections
 import numpy as np
 import pytest
+from eval_stub import stub_config, stub_evaluation
 
 from avs_jax import canonical_camera
 from avs_jax.data import input_pipeline as ip
@@ -82,55 +83,19 @@ def test_training_focal_is_the_median_of_the_training_split(two_camera_data, cap
         canonical_camera.training_focal(gone, "runs/x")
 
 
-def _stub_evaluation(monkeypatch, focal):
-    """evaluate() on one stubbed batch of two: ground truth 3 m, M_p 2 m everywhere."""
-    predictor = evaluate_mod.Predictor(
-        "rgb_echoes", lambda b: np.full((2, 4, 6), 2.0, np.float32), (4, 6)
-    )
-    monkeypatch.setattr(
-        evaluate_mod, "_stage1_predictor", lambda variant, run_dir: (predictor, None, None, None)
-    )
-    monkeypatch.setattr(evaluate_mod.datasets, "open_dataset", lambda data: None)
-    monkeypatch.setattr(evaluate_mod.datasets, "split_size", lambda builder, split: 2)
-    batch = {
-        "valid_example": np.ones(2, bool),
-        "sample_id": np.array(["loc/1", "loc/2"]),
-        "depth_full": np.full((2, 4, 6), 3.0, np.float32),
-        "image": np.zeros((2, 4, 6, 3), np.float32),
-        "echo": np.zeros((2, 4, 6, 2), np.float32),
-        "focal": np.asarray(focal, np.float32),
-    }
-    monkeypatch.setattr(
-        evaluate_mod.input_pipeline,
-        "create_eval_iterator",
-        lambda builder, cfg, split: iter([batch]),
-    )
-
-
 def _config(enabled: bool, train_focal: float) -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(
-        {
-            "stage1": {"rgb_echoes": "runs/a", "rgb": "", "echoes": ""},
-            "relative": {},
-            "datasets": {"bv2": {"name": "bv2", "data_dir": "", "max_depth": 30.0}},
-            "data_dir": "data",
-            "table2_datasets": (),
-            "canonical_camera": {"enabled": enabled, "train_focal": train_focal},
-            "min_depth": 1e-3,
-            "batch_size": 2,
-            "external": {"predictions": "", "kind": "disparity", "name": "external"},
-            "allow_missing": False,
-            "export": False,
-            "figures": {"num_per_dataset": 0},
-            "gradcam": {"num_samples": 0},
-        }
-    )
+    camera = {"enabled": enabled, "train_focal": train_focal}
+    return stub_config("runs/a", canonical_camera=ml_collections.ConfigDict(camera))
+
+
+def _mp_2m(batch):
+    return np.full((2, 4, 6), 2.0, np.float32)
 
 
 def test_mp_is_scaled_by_the_test_focal_over_training(tmp_path, monkeypatch):
     # Training's focal length 0.4; test cameras 0.5 and 0.6: M_p 2 m -> 2.5 m and 3 m against
     # 3 m of ground truth, Abs Rel 1/6 and 0 (mean 1/12). Off: 2 m, Abs Rel 1/3.
-    _stub_evaluation(monkeypatch, [0.5, 0.6])
+    stub_evaluation(monkeypatch, _mp_2m, focal=np.float32([0.5, 0.6]))
     on = evaluate_mod.evaluate(_config(True, 0.4), str(tmp_path / "on"))
     assert on["table1"]["bv2"]["rgb_echoes"]["abs_rel"] == pytest.approx(1 / 12, rel=1e-5)
     tables = json.loads((tmp_path / "on" / "tables.json").read_text())
@@ -142,7 +107,7 @@ def test_mp_is_scaled_by_the_test_focal_over_training(tmp_path, monkeypatch):
 
 
 def test_a_sample_without_intrinsics_is_named(tmp_path, monkeypatch):
-    _stub_evaluation(monkeypatch, [0.5, 0.0])
+    stub_evaluation(monkeypatch, _mp_2m, focal=np.float32([0.5, 0.0]))
     with pytest.raises(BadInputError, match="sample 'loc/2' has no focal length"):
         evaluate_mod.evaluate(_config(True, 0.4), str(tmp_path))
     with pytest.raises(BadInputError, match="train_focal=-1.0 must be > 0"):

@@ -2,9 +2,9 @@
 
 import re
 
-import ml_collections
 import numpy as np
 import pytest
+from eval_stub import stub_config, stub_evaluation
 from PIL import Image
 
 from avs_jax.errors import BadInputError
@@ -66,47 +66,14 @@ def test_nan_inf_and_nonpositive_values_name_the_file_and_count(tmp_path):
 def test_diverged_checkpoint_is_named_with_run_dir_and_sample(tmp_path, monkeypatch):
     """evaluate(): a stage-1 model whose M_p is NaN names its run dir and the sample id, where it
     gave NaN in Table 1 and exit 0. Checkpoint and dataset are stubbed (one batch of two)."""
-    gt = np.full((2, 4, 6), 3.0, np.float32)
 
     def nan_at_sample_1(batch):
         out = np.full((2, 4, 6), 2.0, np.float32)
         out[1, 0, 0] = np.nan
         return out
 
-    predictor = evaluate_mod.Predictor("rgb_echoes", nan_at_sample_1, (4, 6))
-    monkeypatch.setattr(
-        evaluate_mod, "_stage1_predictor", lambda variant, run_dir: (predictor, None, None, None)
-    )
-    monkeypatch.setattr(evaluate_mod.datasets, "open_dataset", lambda data: None)
-    monkeypatch.setattr(evaluate_mod.datasets, "split_size", lambda builder, split: 2)
-    batch = {
-        "valid_example": np.ones(2, bool),
-        "sample_id": np.array(["loc/1", "loc/2"]),
-        "depth_full": gt,
-        "image": np.zeros((2, 4, 6, 3), np.float32),
-        "echo": np.zeros((2, 4, 6, 2), np.float32),
-    }
-    monkeypatch.setattr(
-        evaluate_mod.input_pipeline,
-        "create_eval_iterator",
-        lambda builder, cfg, split: iter([batch]),
-    )
-    config = ml_collections.ConfigDict(
-        {
-            "stage1": {"rgb_echoes": "runs/diverged", "rgb": "", "echoes": ""},
-            "relative": {},
-            "datasets": {"bv2": {"name": "bv2", "data_dir": "", "max_depth": 30.0}},
-            "data_dir": "data",
-            "table2_datasets": (),
-            "min_depth": 1e-3,
-            "batch_size": 2,
-            "external": {"predictions": "", "kind": "disparity", "name": "external"},
-            "allow_missing": False,
-            "export": False,
-            "figures": {"num_per_dataset": 0},
-            "gradcam": {"num_samples": 0},
-        }
-    )
+    stub_evaluation(monkeypatch, nan_at_sample_1)
+    config = stub_config("runs/diverged")
     with pytest.raises(
         BadInputError,
         match=(
