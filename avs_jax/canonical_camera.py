@@ -5,8 +5,9 @@ Through a lens with a k× longer focal length the same room looks k× larger, so
 predicts it k× nearer; scaling its prediction by f_test / f_train undoes that (Metric3D's
 canonical camera transformation, Yin et al., ICCV 2023, Sec. 3.2). Off by default: the paper
 tests BV2-trained models on BV1 as they are (Table 1, zero-shot). Measured on the simulator, the
-BV1 M_p of both stage-1 variants is short by about log(tan 50° / tan 42.5°), the log ratio of the
-two nominal cameras' focal lengths (docs/quickstart.md, "The camera").
+RGB-Echoes model's BV1 M_p is short by about log(tan 50° / tan 42.5°), the log ratio of the two
+nominal cameras' focal lengths (docs/quickstart.md, "The camera"). A model that does not read
+the image (the echo-only variant) does not follow the camera and is left as it is.
 
 A focal length here is a fraction of the image, `tfds_batvision.intrinsics.relative_focal`
 (sqrt(fx / W · fy / H)): the ratio is then the same at whatever size the model reads images.
@@ -41,6 +42,8 @@ MAX_TRAIN_SAMPLES = 256
 # for cameras the model saw alike.
 SPREAD_WARNING = 1.01
 RUN_FILE = "camera.json"  # in a stage-1 workdir: {"focal": training's focal length}
+# Stage-1 variants whose depth does not read the image, so does not follow its camera.
+IMAGE_FREE_VARIANTS = ("echoes",)
 Array = jax.Array
 
 
@@ -56,8 +59,11 @@ def training_focal(data: ml_collections.ConfigDict, run_dir: str) -> float:
     """The median focal length (`relative_focal`) of a stage-1 run's training split.
 
     data: the run's `config.data` (name, data_dir, stored_size of its training dataset).
-    Reads up to MAX_TRAIN_SAMPLES examples spread evenly over the split.
+    Reads up to MAX_TRAIN_SAMPLES examples spread evenly over the split. A dataset that is not
+    built is an error, never built here (the run's manual_dir is not used).
     """
+    data = ml_collections.ConfigDict(data.to_dict())
+    data.manual_dir = ""
     try:
         builder = datasets.open_dataset(data)
     except datasets.DatasetNotFoundError as e:
@@ -98,16 +104,17 @@ def training_focal(data: ml_collections.ConfigDict, run_dir: str) -> float:
 
 
 def record_run_focal(workdir: str, data: ml_collections.ConfigDict) -> None:
-    """Writes `workdir/camera.json` ({"focal": `training_focal`}) unless it is there (a resumed
-    run). A training split whose cameras cannot be read leaves it out, with a warning: the file
-    serves the canonical camera only, never training."""
+    """Writes `workdir/camera.json` ({"focal": `training_focal`}) each time training starts or
+    resumes, so that it describes the data the run trains on now. A training split whose
+    cameras cannot be read leaves no file, with a warning: the file serves the canonical camera
+    only, never training."""
     path = os.path.join(workdir, RUN_FILE)
-    if os.path.exists(path):
-        return
     try:
         focal = training_focal(data, workdir)
     except InputError as e:
         logging.warning("canonical camera: %s not written: %s", path, e)
+        if os.path.exists(path):
+            os.remove(path)  # it described other data
         return
     os.makedirs(workdir, exist_ok=True)
     with open(path + ".tmp", "w") as f:
@@ -143,6 +150,8 @@ def intrinsics_focal(path: str) -> float:
         k, hw = read_intrinsics_file(path)
     except BadFileError as e:
         raise BadInputError(str(e)) from e
+    if not (hw[0] > 0 and hw[1] > 0):
+        raise BadInputError(f"{path}: width and height must be > 0, got {hw[1]} and {hw[0]}")
     focal = relative_focal(k, hw)
     if not focal > 0:
         raise BadInputError(f"{path}: fx and fy must be > 0, got {k[0, 0]} and {k[1, 1]}")
@@ -161,6 +170,8 @@ def train_focals(config: ml_collections.ConfigDict, loaded: dict) -> dict[str, f
         raise BadInputError(f"config.canonical_camera.train_focal={given} must be > 0 (or 0: read)")
     out = {}
     for variant, (_, _, run_cfg) in loaded.items():
+        if variant in IMAGE_FREE_VARIANTS:
+            continue
         out[variant] = given or run_focal(config.stage1[variant], run_cfg)
         logging.info("canonical camera: %s trained at focal length %.4f", variant, out[variant])
     return out
@@ -174,10 +185,11 @@ def factors(
 ) -> np.ndarray:
     """Per image f_test / f_train, float32 `[B]` (1 for padding rows).
 
-    Raises BadInputError naming the first real example without a focal length (a dataset whose
+    In float32, as the batches carry f_test: the same camera gives exactly 1. Raises
+    BadInputError naming the first real example without a focal length (a dataset whose
     samples store no intrinsics).
     """
-    focal = np.asarray(focal, np.float64)
+    focal = np.asarray(focal, np.float32)
     real = np.asarray(example_mask, bool)
     missing = np.flatnonzero(real & ~(focal > 0))
     if missing.size:
@@ -185,7 +197,7 @@ def factors(
             f"canonical camera: sample {sample_ids[missing[0]]!r} has no focal length in its "
             "intrinsics"
         )
-    return np.where(real, focal / train_focal, 1.0).astype(np.float32)
+    return np.where(real, focal / np.float32(train_focal), np.float32(1.0)).astype(np.float32)
 
 
 def apply(

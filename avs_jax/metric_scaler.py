@@ -197,6 +197,11 @@ class MetricScaler:
         task, variables, config = load_run(run_dir, "avsnet", step=step)
         ratio = 1.0
         if intrinsics is not None:
+            if config.model.variant in canonical_camera.IMAGE_FREE_VARIANTS:
+                raise BadInputError(
+                    f"intrinsics: the {config.model.variant!r} model of {run_dir} does not read "
+                    "the image, so its depth does not follow the camera; leave them out"
+                )
             trained = train_focal or canonical_camera.run_focal(run_dir, config)
             ratio = canonical_camera.intrinsics_focal(os.fspath(intrinsics)) / trained
         return cls(task, variables, config, run_dir, batch_size, ratio)

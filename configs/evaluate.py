@@ -41,8 +41,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # other than training's (avs_jax/canonical_camera.py).
     c.canonical_camera = ml_collections.ConfigDict()
     c.canonical_camera.enabled = False
-    # Training's focal length as a fraction of the image, sqrt(fx/W * fy/H); 0: read from the
-    # run's training split (its intrinsics, stored per sample).
+    # Training's focal length as a fraction of the image, sqrt(fx/W * fy/H), for every run; 0:
+    # each run's own (its camera.json, else its training split's stored intrinsics).
     c.canonical_camera.train_focal = 0.0
     c.min_depth = 1e-3  # predictions are clipped to [min_depth, max_depth] (ZoeDepth eval)
     c.batch_size = 8

@@ -118,13 +118,22 @@ def test_a_run_records_its_training_camera_and_reads_it_back(two_camera_data, tm
     run = tmp_path / "run"
     canonical_camera.record_run_focal(str(run), two_camera_data)
     assert json.loads((run / "camera.json").read_text()) == {"focal": pytest.approx(0.5)}
-    # The file, not the data, is what a run's focal length is read from; a resumed run keeps it.
+    # The file, not the data, is what a run's focal length is read from.
     (run / "camera.json").write_text(json.dumps({"focal": 0.7}))
-    canonical_camera.record_run_focal(str(run), two_camera_data)
     cfg = ml_collections.ConfigDict({"data": two_camera_data.to_dict()})
     assert canonical_camera.run_focal(str(run), cfg) == pytest.approx(0.7)
+    # Each start or resume writes it anew from the data the run trains on now.
+    canonical_camera.record_run_focal(str(run), two_camera_data)
+    assert canonical_camera.run_focal(str(run), cfg) == pytest.approx(0.5)
     # A run without it (trained before the file existed): its training split.
     assert canonical_camera.run_focal(str(tmp_path / "old"), cfg) == pytest.approx(0.5)
+    # Data whose cameras cannot be read (here: not built, and never built for this, even with
+    # a BatVision root to build from): the old file goes, training goes on.
+    gone = ml_collections.ConfigDict(two_camera_data.to_dict())
+    gone.data_dir = str(tmp_path / "unbuilt")
+    gone.manual_dir = str(tmp_path / "root_unused")
+    canonical_camera.record_run_focal(str(run), gone)
+    assert not (run / "camera.json").exists() and not (tmp_path / "unbuilt").exists()
     (run / "camera.json").write_text(json.dumps({"focal": -1}))
     with pytest.raises(BadInputError, match=r"run/camera.json: focal -1.0 must be > 0"):
         canonical_camera.run_focal(str(run), cfg)
@@ -139,3 +148,23 @@ def test_an_intrinsics_file_gives_its_cameras_focal_length(tmp_path):
         canonical_camera.intrinsics_focal(str(path))
     with pytest.raises(MissingInputError, match="no such intrinsics file"):
         canonical_camera.intrinsics_focal(str(tmp_path / "none.json"))
+    path.write_text(json.dumps({**CAMERAS["B"], "width": 0}))
+    with pytest.raises(BadInputError, match="width and height must be > 0, got 0 and 24"):
+        canonical_camera.intrinsics_focal(str(path))
+
+
+def test_the_same_camera_gives_a_factor_of_exactly_one_and_image_free_models_none():
+    # The batches carry f_test in float32, training's is a float: the ratio is taken in float32.
+    for hfov in (85.0, 100.0):
+        f = relative_focal(nominal_intrinsics(128, 64, hfov), (64, 128))
+        got = canonical_camera.factors(np.float32([f, 0.0]), f, np.array([True, False]), ["a", ""])
+        assert got.tolist() == [1.0, 1.0]  # the padding row: 1
+    # The echo-only model reads no image: its depth does not follow the camera.
+    config = ml_collections.ConfigDict(
+        {
+            "stage1": {"echoes": "runs/e", "rgb": "runs/r"},
+            "canonical_camera": {"enabled": True, "train_focal": 0.4},
+        }
+    )
+    loaded = {"echoes": (None, None, None), "rgb": (None, None, None)}
+    assert canonical_camera.train_focals(config, loaded) == {"rgb": 0.4}

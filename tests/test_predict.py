@@ -29,6 +29,7 @@ import avs_jax
 from avs_jax import predict
 from avs_jax.config_files import load_config
 from avs_jax.data.transforms import DecodeSample
+from avs_jax.errors import BadInputError
 from avs_jax.evaluation import external
 from avs_jax.metric_scaler import MetricScaler
 from avs_jax.scaling import apply_scaling
@@ -447,3 +448,14 @@ def test_another_camera_scales_mp_by_its_focal_length_over_trainings(
     with pytest.raises(SystemExit):
         _run_cli(*args, "--train_focal", "0.5")  # without --intrinsics: refused
     assert "--train_focal goes with --intrinsics" in capsys.readouterr().err
+
+
+def test_intrinsics_for_an_echo_only_run_are_refused(monkeypatch, tmp_path):
+    """An echo-only model reads no image: its depth does not follow the camera."""
+    from avs_jax import metric_scaler
+
+    config = load_config("avsnet", "tiny")
+    config.model.variant = "echoes"
+    monkeypatch.setattr(metric_scaler, "load_run", lambda run_dir, task, step: (None, None, config))
+    with pytest.raises(BadInputError, match="'echoes' model of .* does not read the image"):
+        MetricScaler.load(tmp_path, intrinsics=tmp_path / "intrinsics.json")

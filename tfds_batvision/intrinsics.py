@@ -44,12 +44,12 @@ def resize_intrinsics(
 
 def relative_focal(k: np.ndarray, hw: tuple[int, int]) -> float:
     """The focal length of K (at an image of ``hw`` = (H, W) pixels) as a fraction of the image:
-    sqrt(fx / W * fy / H), 0 when K holds no focal length (fx or fy <= 0).
+    sqrt(fx / W * fy / H), 0 when K holds no focal length (fx or fy <= 0) or hw is empty.
 
     Unchanged by resizing the image (`resize_intrinsics` scales fx with W and fy with H), so two
     cameras compare at whatever size a model reads them (fx / W = 1 / (2 tan(hfov / 2))).
     """
     fx, fy = float(k[0][0]), float(k[1][1])
-    if not (fx > 0 and fy > 0):
+    if not (fx > 0 and fy > 0 and hw[0] > 0 and hw[1] > 0):
         return 0.0
     return math.sqrt(fx / hw[1] * fy / hw[0])

@@ -199,7 +199,7 @@ def write_tables(
         data["canonical_camera"] = {"train_focal": dict(train_focal)}
         trained = ", ".join(f"{VARIANT_NAMES.get(v, v)} {f:.4f}" for v, f in train_focal.items())
         note = (
-            "Canonical camera: every M_p × the test camera's focal length / training's "
+            "Canonical camera: M_p × the test camera's focal length / training's "
             f"(training's, as a fraction of the image: {trained}).\n\n"
         )
     os.makedirs(workdir, exist_ok=True)  # evaluate() called directly, with no figures to draw
