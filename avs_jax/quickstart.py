@@ -186,6 +186,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         runs={name: path for name, path in evaluated.items() if path},
         oracle=tables.get("table1_oracle"),
         structure=learnt,
+        train_focal=tables.get("canonical_camera", {}).get("train_focal"),
     )
     print(f"quickstart finished in {seconds / 60:.1f} min; results in {workdir}", flush=True)
     print(f"open {page} in a browser to read them", flush=True)

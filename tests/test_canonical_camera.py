@@ -101,9 +101,11 @@ def test_mp_is_scaled_by_the_test_focal_over_training(tmp_path, monkeypatch):
     tables = json.loads((tmp_path / "on" / "tables.json").read_text())
     assert tables["canonical_camera"] == {"train_focal": {"rgb_echoes": 0.4}}
     assert "Canonical camera" in (tmp_path / "on" / "tables.md").read_text()
+    assert "Canonical camera: M_p" in (tmp_path / "on" / "report.html").read_text()
     off = evaluate_mod.evaluate(_config(False, 0.4), str(tmp_path / "off"))
     assert off["table1"]["bv2"]["rgb_echoes"]["abs_rel"] == pytest.approx(1 / 3, rel=1e-5)
     assert "canonical_camera" not in json.loads((tmp_path / "off" / "tables.json").read_text())
+    assert "Canonical camera" not in (tmp_path / "off" / "report.html").read_text()
 
 
 def test_a_sample_without_intrinsics_is_named(tmp_path, monkeypatch):

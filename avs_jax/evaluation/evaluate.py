@@ -232,7 +232,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.gradcam.num_samples and {"rgb_echoes", "rgb"} <= set(stage1):
         cams = _gradcam_figures(config, figdir, loaded, stage1)
     # Last, so that it shows every figure; the quickstart rewrites it with its claims.
-    report_path = report.write_report(workdir, table1, table2, runs=origins, oracle=table1_oracle)
+    report_path = report.write_report(
+        workdir, table1, table2, runs=origins, oracle=table1_oracle, train_focal=train_focal
+    )
     logging.info("wrote %s, %s and %s", json_path, md_path, report_path)
     out = {"table1": table1, "table1_oracle": table1_oracle, "table2": table2}
     return {**out, "missing": missing, "gradcam": cams}

@@ -130,6 +130,7 @@ def write_report(
     runs: dict[str, str] | None = None,
     oracle: dict[str, Any] | None = None,
     structure: Sequence[dict] | None = None,
+    train_focal: dict[str, float] | None = None,
 ) -> str:
     """Writes `workdir/report.html` (replacing it whole); returns its path.
 
@@ -144,6 +145,8 @@ def write_report(
         under `workdir/figures`.
       runs: name -> where that model came from (a run dir, a predictions folder), listed as the
         run's context.
+      train_focal: with the canonical camera on, {variant: training's focal length}, as
+        `tables.json`'s "canonical_camera" holds it: said above the tables.
     """
     workdir = os.path.abspath(workdir)
     if figures is None:
@@ -186,6 +189,8 @@ def write_report(
             (structure_line(r), r["meets"], "meets" if r["meets"] else "short") for r in structure
         ]
         parts.append(_verdicts(lines))
+    if train_focal:
+        parts.append(f"<p>{html.escape(tables.camera_note(train_focal))}</p>")
     parts.append(
         _table_html(tables.TABLE1_TITLE, tables.TABLE1_LABELS, tables.table1_rows(table1, oracle))
     )

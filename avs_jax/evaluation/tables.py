@@ -160,6 +160,15 @@ def table2_markdown(table2: dict[str, Any]) -> str:
     return _markdown(TABLE2_TITLE, TABLE2_LABELS, table2_rows(table2))
 
 
+def camera_note(train_focal: dict[str, float]) -> str:
+    """The sentence above the tables when the canonical camera scaled M_p."""
+    trained = ", ".join(f"{VARIANT_NAMES.get(v, v)} {f:.4f}" for v, f in train_focal.items())
+    return (
+        "Canonical camera: M_p × the test camera's focal length / training's "
+        f"(training's, as a fraction of the image: {trained})."
+    )
+
+
 def write_tables(
     workdir: str,
     table1: dict,
@@ -197,11 +206,7 @@ def write_tables(
     note = ""
     if train_focal:
         data["canonical_camera"] = {"train_focal": dict(train_focal)}
-        trained = ", ".join(f"{VARIANT_NAMES.get(v, v)} {f:.4f}" for v, f in train_focal.items())
-        note = (
-            "Canonical camera: M_p × the test camera's focal length / training's "
-            f"(training's, as a fraction of the image: {trained}).\n\n"
-        )
+        note = camera_note(train_focal) + "\n\n"
     os.makedirs(workdir, exist_ok=True)  # evaluate() called directly, with no figures to draw
     json_path = os.path.join(workdir, "tables.json")
     md_path = os.path.join(workdir, "tables.md")
