@@ -42,7 +42,8 @@ def test_relative_focal_hand_values_and_resize_invariance():
 
 
 @pytest.fixture(scope="module")
-def two_camera_data(tmp_path_factory):
+def two_camera_dir(tmp_path_factory):
+    """root/: a BV2 root of the two cameras; data/: its dataset, built at the native size."""
     d = tmp_path_factory.mktemp("cams")
     for loc, n_train in (("A", 3), ("B", 2)):
         fx.write_bv2(
@@ -54,8 +55,13 @@ def two_camera_data(tmp_path_factory):
             intrinsics=CAMERAS[loc],
         )
     build_dataset("bv2", d / "root", d / "data")
+    return d
+
+
+@pytest.fixture(scope="module")
+def two_camera_data(two_camera_dir):
     data = default_data_config("bv2")
-    data.data_dir = str(d / "data")
+    data.data_dir = str(two_camera_dir / "data")
     data.image_size = (16, 32)
     data.num_workers = 0
     data.batch_size = 2
@@ -71,6 +77,25 @@ def test_eval_batches_carry_each_samples_focal_length(two_camera_data):
     )
     got = {sid.split("/")[0]: float(f) for sid, f in zip(batch["sample_id"], batch["focal"])}
     assert got == pytest.approx({"A": 0.5, "B": 0.625}, rel=1e-6)
+
+
+def test_a_dataset_stored_at_another_aspect_gives_the_same_focal_lengths(
+    two_camera_dir, two_camera_data
+):
+    """Stored at 16x48 (native 24x32: the aspect changes), K is stored for that size; the focal
+    length as a fraction of the image is the camera's all the same, for test and training."""
+    from avs_jax.data import datasets
+
+    build_dataset("bv2", two_camera_dir / "root", two_camera_dir / "data", image_size=(16, 48))
+    data = ml_collections.ConfigDict(two_camera_data.to_dict())
+    data.image_size = data.stored_size = (16, 48)
+    builder = datasets.open_dataset(data)
+    (batch,) = list(
+        ip.create_eval_iterator(builder, data, "test", process_index=0, process_count=1)
+    )
+    got = {sid.split("/")[0]: float(f) for sid, f in zip(batch["sample_id"], batch["focal"])}
+    assert got == pytest.approx({"A": 0.5, "B": 0.625}, rel=1e-6)
+    assert canonical_camera.training_focal(data, "runs/x") == pytest.approx(0.5, rel=1e-6)
 
 
 def test_training_focal_is_the_median_of_the_training_split(two_camera_data, caplog):
