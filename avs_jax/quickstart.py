@@ -19,7 +19,6 @@ read (`NOT_SETTINGS`) may change between runs.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os
@@ -40,11 +39,6 @@ NOT_SETTINGS = {
     "data": ("data_dir", "num_threads", "prefetch_buffer_size", "cache_decoded"),
     "train": ("prefetch_to_device", "progress_bar"),
 }
-
-
-# Settings added after runs were recorded, each with the value every earlier run had: a record
-# without the key reads as having it, so runs of an earlier checkout are still reused.
-ADDED_SETTINGS = {("data", "aug", "zoom"): [1.0, 1.0]}  # the random focal length, off
 
 
 def _saved_steps(workdir: str) -> list[int]:
@@ -73,15 +67,8 @@ def _weights_setting(init_from: str) -> str:
 
 
 def _run_settings(run_cfg: dict) -> dict:
-    """A run's config dict without NOT_SETTINGS, its init_from weights by content, and
-    ADDED_SETTINGS where it has none of them."""
-    out = copy.deepcopy(run_cfg)
-    for path, before in ADDED_SETTINGS.items():
-        node = out
-        for key in path[:-1]:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.setdefault(path[-1], before)
+    """A run's config dict without NOT_SETTINGS, its init_from weights by content."""
+    out = dict(run_cfg)
     for section, keys in NOT_SETTINGS.items():
         if isinstance(out.get(section), dict):
             out[section] = {k: v for k, v in out[section].items() if k not in keys}

@@ -250,34 +250,3 @@ def test_write_claims_saves_the_lines_the_records_and_extras(tmp_path):
     assert path.endswith("claims.json")
     assert saved["claims"] == [{"claim": s, "holds": h} for s, h in lines]
     assert saved["structure"] == records and saved["seconds"] == 12.5
-
-
-def test_a_run_recorded_before_a_setting_existed_has_its_earlier_value(tmp_path, monkeypatch):
-    """A record without data.aug.zoom (a run of an earlier checkout) is that run with zoom off:
-    reused by a config with zoom off, refused by one with it on."""
-    import ml_collections
-
-    trained = []
-    monkeypatch.setattr(quickstart, "_finished", lambda workdir, n: False)
-    monkeypatch.setattr("avs_jax.train.run.train", lambda cfg, wd: trained.append(cfg))
-    monkeypatch.setattr("avs_jax.data.datasets.open_dataset", lambda data: None)
-    monkeypatch.setattr("avs_jax.data.datasets.split_size", lambda builder, split: 8)
-    run = str(tmp_path / "run")
-
-    def cfg(zoom):
-        data = {"data_dir": "/x", "batch_size": 2, "aug": {"flip_p": 0.5, "zoom": zoom}}
-        train = {"num_steps": 4, "num_epochs": 1, "steps_per_epoch": 4}
-        return ml_collections.ConfigDict({"data": data, "train": train})
-
-    quickstart._train(cfg((1.0, 1.0)), run, {})
-    os.makedirs(os.path.join(run, "checkpoints", "4"))
-    path = os.path.join(run, quickstart.SETTINGS_FILE)
-    with open(path) as f:
-        record = json.load(f)
-    del record["config"]["data"]["aug"]["zoom"]  # as an earlier checkout wrote it
-    with open(path, "w") as f:
-        json.dump(record, f)
-    quickstart._train(cfg((1.0, 1.0)), run, {})
-    assert len(trained) == 2
-    with pytest.raises(ValueError, match=r"data\.aug\.zoom: \[1\.0, 1\.0\] -> \[1\.0, 1\.4\]"):
-        quickstart._train(cfg((1.0, 1.4)), run, {})

@@ -58,9 +58,6 @@ def default_data_config(name: str) -> ml_collections.ConfigDict:
     c.aug.gamma = (0.9, 1.1)
     c.aug.brightness = (0.9, 1.1)
     c.aug.colour = (0.9, 1.1)  # per-channel gain
-    # Random focal length (not ZoeDepth's): a crop 1/zoom of each side, resized back, zoom
-    # log-uniform in this range; (1, 1) = off, as ZoeDepth.
-    c.aug.zoom = (1.0, 1.0)
     # Monodepth2 colour jitter for triples (same parameters for the 3 frames).
     c.aug.jitter_p = 0.5
     c.aug.jitter_brightness = (0.8, 1.2)

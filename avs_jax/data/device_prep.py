@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from avs_jax.data import audio
-from avs_jax.data.zoom import draw_zoom, zoom_crop
 
 Array = jax.Array
 
@@ -135,8 +134,7 @@ def draw_zoedepth(rng: Array, batch_size: int, aug: dict[str, Any]) -> dict[str,
 
     {"flip": bool [B] (p flip_p), "angle": degrees [B] uniform in +-rotation_deg, "colour": bool
     [B] (p color_p), "gamma", "brightness": [B], "gain": [B, 3], each uniform in its range}.
-    Colour factors are drawn for every sample and used where "colour" holds. Where
-    ``aug["zoom"]`` allows a random focal length, also `zoom.draw_zoom`'s "zoom", "top", "left".
+    Colour factors are drawn for every sample and used where "colour" holds.
     """
     ks = jax.random.split(rng, 6)
     r = float(aug["rotation_deg"])
@@ -144,10 +142,7 @@ def draw_zoedepth(rng: Array, batch_size: int, aug: dict[str, Any]) -> dict[str,
     def uniform(k, lo_hi, shape=(batch_size,)):
         return jax.random.uniform(k, shape, jnp.float32, float(lo_hi[0]), float(lo_hi[1]))
 
-    zoom_range = aug.get("zoom", (1.0, 1.0))
-    zoom = draw_zoom(rng, batch_size, zoom_range) if zoom_range[1] > 1.0 else {}
     return {
-        **zoom,
         "flip": jax.random.uniform(ks[0], (batch_size,)) < aug["flip_p"],
         "angle": uniform(ks[1], (-r, r)),
         "colour": jax.random.uniform(ks[2], (batch_size,)) < aug["color_p"],
@@ -198,14 +193,11 @@ def rotate(x: Array, angle_deg: Array, bilinear: bool) -> Array:
 def apply_zoedepth(
     image: Array, depth: Array, echo: Array | None, draws: dict[str, Array], rotation: bool = True
 ) -> tuple[Array, Array, Array | None]:
-    """`draw_zoedepth`'s draws applied in ZoeDepthAugment's order: zoom (where drawn), flip,
-    rotation, colour.
+    """`draw_zoedepth`'s draws applied in ZoeDepthAugment's order: flip, rotation, colour.
 
     image [B, H, W, 3] float32 in [0, 1]; depth [B, H, W]; echo [B, H, W, 2] or None.
     rotation: False skips it (rotation_deg 0, as the host transform does).
     """
-    if "zoom" in draws:
-        image, depth = zoom_crop(image, depth, draws["zoom"], draws["top"], draws["left"])
     flip = draws["flip"]
     image = jnp.where(flip[:, None, None, None], image[:, :, ::-1], image)
     depth = jnp.where(flip[:, None, None], depth[:, :, ::-1], depth)

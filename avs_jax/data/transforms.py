@@ -20,7 +20,6 @@ import PIL.Image
 
 from avs_jax.data import audio
 from avs_jax.data.colour import color_jitter
-from avs_jax.data.zoom import zoom_crop
 from avs_jax.errors import BadInputError
 
 # Shared with the builder: K under resizing, where each recording's chirp arrives, image decoding.
@@ -213,8 +212,7 @@ def _stored_frames(images, size: tuple[int, int]) -> bool:
 
 
 class ZoeDepthAugment(grain.transforms.RandomMap):
-    """Stage-1 augmentation (ZoeDepth): rotation, flip (swaps ears), gamma/brightness/colour;
-    first a random focal length (`avs_jax/data/zoom.py`) where ``aug["zoom"]`` allows it."""
+    """Stage-1 augmentation (ZoeDepth): rotation, flip (swaps ears), gamma/brightness/colour."""
 
     def __init__(self, aug: dict):
         self.aug = dict(aug)
@@ -222,11 +220,6 @@ class ZoeDepthAugment(grain.transforms.RandomMap):
     def random_map(self, ex: dict[str, np.ndarray], rng: np.random.Generator):
         a = self.aug
         image, depth, echo = ex["image"], ex["depth"], ex["echo"]
-        lo, hi = a.get("zoom", (1.0, 1.0))
-        if hi > 1.0:  # drawn only when on: the default stream of draws is unchanged
-            z = np.exp(rng.uniform(np.log(lo), np.log(hi), size=1)).astype(np.float32)
-            image, depth = zoom_crop(image[None], depth[None], z, *rng.random((2, 1)), xp=np)
-            image, depth = image[0], depth[0]
         if rng.random() < a["flip_p"]:
             image, depth = image[:, ::-1], depth[:, ::-1]
             # Mirroring the scene puts the left ear's sound in the right ear.
