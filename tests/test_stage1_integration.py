@@ -263,7 +263,9 @@ def _untrained_checkpoint(workdir, tfds_dir, variant):
     ckpt.close()
 
 
-def test_evaluation_draws_the_gradcam_figures_of_both_variants(tmp_path, tfds_dir, whole_run):
+def test_evaluation_draws_the_gradcam_figures_of_both_variants(
+    tmp_path, tfds_dir, whole_run, monkeypatch
+):
     """Fig. 6 as the quickstart draws it: the RGB-Echoes run beside an Only-RGB run, Grad-CAM on
     the STFT and on RGB for the first test samples, one panel per sample (each valid)."""
     from PIL import Image
@@ -286,6 +288,25 @@ def test_evaluation_draws_the_gradcam_figures_of_both_variants(tmp_path, tfds_di
         assert Path(path).parent == tmp_path / "eval" / "figures" and "gradcam_bv2" in path
         img = np.asarray(Image.open(path).convert("L"), np.float32)
         assert img.shape[0] > 200 and img.std() > 10  # drawn panels, not a blank canvas
+    # The panels show M_p as the tables scored it: with the canonical camera and a training
+    # focal length half the test camera's, twice the M_p of the evaluation without it.
+    from avs_jax.evaluation import figures
+    from tfds_batvision.intrinsics import NOMINAL_HFOV_DEG, nominal_intrinsics, relative_focal
+
+    shown = []
+    panel = figures.gradcam_panel
+    monkeypatch.setattr(
+        figures, "gradcam_panel", lambda *a, **k: (shown.append(a[4:6]), panel(*a, **k))[1]
+    )
+    evaluate(config, str(tmp_path / "off"))
+    bv2 = relative_focal(nominal_intrinsics(128, 64, NOMINAL_HFOV_DEG["bv2"]), (64, 128))
+    config.canonical_camera.enabled = True
+    config.canonical_camera.train_focal = bv2 / 2
+    evaluate(config, str(tmp_path / "on"))
+    assert len(shown) == 4
+    for off, on in zip(shown[:2], shown[2:]):
+        for d_off, d_on in zip(off, on):  # RGB-Echoes, Only-RGB
+            np.testing.assert_allclose(d_on, 2 * d_off, rtol=1e-6)
 
 
 def test_canonical_camera_reads_the_training_camera_and_leaves_the_same_camera_alone(

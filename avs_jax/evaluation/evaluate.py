@@ -230,7 +230,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         )
     cams = []
     if config.gradcam.num_samples and {"rgb_echoes", "rgb"} <= set(stage1):
-        cams = _gradcam_figures(config, figdir, loaded, stage1)
+        cams = _gradcam_figures(config, figdir, loaded, stage1, train_focal)
     # Last, so that it shows every figure; the quickstart rewrites it with its claims.
     report_path = report.write_report(
         workdir, table1, table2, runs=origins, oracle=table1_oracle, train_focal=train_focal
@@ -317,8 +317,9 @@ def _depth_figures(figdir, ds_name, ids, real, base, gt, mp, rel, max_depth, bud
     return n
 
 
-def _gradcam_figures(config, figdir, loaded, stage1) -> list[str]:
-    """Fig. 6: Grad-CAM on the STFT and on RGB, for the first test samples of the first dataset."""
+def _gradcam_figures(config, figdir, loaded, stage1, train_focal) -> list[str]:
+    """Fig. 6: Grad-CAM on the STFT and on RGB, for the first test samples of the first dataset;
+    its M_p as the tables scored them (the canonical camera's factor; the maps do not change)."""
     ds_name = next(iter(config.datasets))
     data = dataset_config(config, ds_name)
     echo_task, echo_vars, echo_cfg = loaded["rgb_echoes"]
@@ -331,8 +332,10 @@ def _gradcam_figures(config, figdir, loaded, stage1) -> list[str]:
     cfg = _eval_data_config(data, p.image_size, p.stft, max(n, config.batch_size))
     batch = next(iter(input_pipeline.create_eval_iterator(builder, cfg, "test")))
     full = {"image": jnp.asarray(batch["image"]), "echo": jnp.asarray(batch["echo"])}
-    d_echo = np.asarray(stage1["rgb_echoes"].fn(full))[:n]
-    d_rgb = np.asarray(stage1["rgb"].fn(full))[:n]
+    mp = {v: stage1[v].fn(full) for v in ("rgb_echoes", "rgb")}
+    ids = [str(s) for s in batch["sample_id"]]
+    mp = canonical_camera.apply(mp, train_focal, batch.get("focal"), batch["valid_example"], ids)
+    d_echo, d_rgb = (np.asarray(mp[v])[:n] for v in ("rgb_echoes", "rgb"))
     image, echo = full["image"][:n], full["echo"][:n]
     # Raw STFT (before the resize to the image size) for the time axis in seconds.
     hop_s = cfg.stft.hop_length / cfg.stft.sample_rate
