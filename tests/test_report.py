@@ -201,7 +201,7 @@ def _stub_models_and_data(monkeypatch):
         fn = lambda b: np.asarray(gt > 4, np.float32) + 1.0  # noqa: E731
         return evaluate_mod.Predictor(name, fn, (4, 6))
 
-    def gradcam(config, figdir, loaded, stage1):
+    def gradcam(config, figdir, loaded, stage1, train_focal):
         path = f"{figdir}/gradcam_bv2_{NASTY_FILE}.png"
         with open(path, "wb") as f:
             f.write(b"\x89PNG\r\n\x1a\n")
