@@ -19,7 +19,7 @@ from tfds_batvision.sim import scene as scene_lib
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    # Each setting's measurements: docs/quickstart.md, "Settings".
+    # Each setting's measurements: docs/quickstart_findings.md, "Settings".
     del arg
     c = ml_collections.ConfigDict()
     c.mode = "quickstart"
@@ -43,7 +43,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     )
     # BV1-like: 54 offices up to 12 m, 100-frame sequences; 10 / 2 / 42 rooms, every 5th frame of
     # each test walk: BV1 test's spread over seeds is its rooms', not its frames'
-    # (docs/quickstart.md, "Settings").
+    # (docs/quickstart_findings.md, "Settings").
     c.sim.bv1 = ml_collections.ConfigDict(
         dict(
             scenes=54,
@@ -66,13 +66,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # A tiny ZoeDepth made from simulated rooms of other seeds (avs_jax/sim_pretrain.py), as the
     # paper's AVS-Net starts from a pretrained MiDaS/ZoeDepth (docs/quickstart.md, "Pretrained weights").
     c.stage1.init_from = os.path.join(ASSETS, WEIGHTS)  # tiny_zoedepth_sim.npz
-    c.stage1.train.num_epochs = 10  # 960 steps: still learning at 6 (docs/quickstart.md)
+    c.stage1.train.num_epochs = 10  # 960 steps: still learning at 6 (docs/quickstart_findings.md)
     # MidasNet's convolutional encoder (MiDaS v2.1's layout) at the tiny DepthNet's widths: on
-    # unseen BV1 rooms it reads more of the room than the 4x8-token ViT (docs/quickstart.md).
+    # unseen BV1 rooms it reads more of the room than the 4x8-token ViT (docs/quickstart_findings.md).
     c.stage1.model.midas.conv_widths = (8, 8, 16, 16, 32)
     c.stage1.model.midas.conv_blocks = (1, 1, 1, 1)
     # Best epoch by SILog (paper eq. 4), not Abs Rel: on 128 validation samples Abs Rel follows
-    # each epoch's scale and kept one seed's epoch 3 of 10 (docs/quickstart.md, "Settings").
+    # each epoch's scale and kept one seed's epoch 3 of 10 (docs/quickstart_findings.md, "Settings").
     c.stage1.checkpoint.best_metric = "silog"
     # report.html shows the results; TensorBoard images would add ~6 s of compile per run.
     c.stage1.train.num_summary_images = 0
@@ -90,7 +90,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.relative.init_from = os.path.join(ASSETS, RELATIVE_WEIGHTS)  # tiny_monodepth2_sim.npz
     c.relative.train.num_epochs = 4  # 600 steps; 6 epochs start to fit the 10 training rooms
     # Monodepth2's rate for a pretrained encoder: 1e-3 (the setting from scratch) undid more of
-    # the pretrained structure (docs/quickstart.md, "Pretrained weights").
+    # the pretrained structure (docs/quickstart_findings.md, "The relative stage").
     c.relative.train.learning_rate = 1e-4
     c.relative.train.num_summary_images = 0  # as stage 1: report.html shows the results
     # disp_to_depth range 0.01-10 (Monodepth2: 0.1-100): the small initial pose parallax then

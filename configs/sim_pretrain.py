@@ -13,7 +13,7 @@ from avs_jax.config_files import load_config as _load
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    # Each setting's measurements: docs/quickstart.md, "Pretrained weights".
+    # Each setting's measurements: docs/quickstart_findings.md, "Pretrained weights".
     del arg
     q = _load("quickstart")
     c = ml_collections.ConfigDict()
@@ -46,7 +46,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.stage1.model.variant = "rgb"
     c.stage1.train.num_epochs = 18  # 4860 steps, five times the quickstart's stage 1
     # Then on the BV1-like offices' metric depth, as ZoeDepth fine-tunes on NYU's indoor rooms:
-    # the tiny MiDaS alone kept little of the offices' structure (docs/quickstart.md, "Stage 1").
+    # the tiny MiDaS alone kept little of the offices' structure (docs/quickstart_findings.md, "Stage 1").
     o = c.offices = ml_collections.ConfigDict(c.stage1.to_dict())
     o.data.name = "bv1"  # the offices corpus; max_depth stays 30 m, the quickstart's bins
     o.train.num_epochs = 2  # 2430 steps

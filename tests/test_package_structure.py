@@ -159,9 +159,30 @@ def _headings(path: Path) -> set[str]:
     }
 
 
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    import re
+
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def test_anchor_follows_githubs_rule():
+    assert (
+        _anchor("Why the median lines need not hold here")
+        == "why-the-median-lines-need-not-hold-here"
+    )
+    assert _anchor("Camera intrinsics and poses") == "camera-intrinsics-and-poses"
+    assert _anchor("Held-out rooms") == "held-out-rooms"
+    assert _anchor("XLA:CPU") == "xlacpu"
+    assert _anchor("The quickstart's settings: what was measured") == (
+        "the-quickstarts-settings-what-was-measured"
+    )
+
+
 def test_every_document_a_file_refers_to_exists():
-    """Paths of .md files, markdown links, and `docs/<file>, "Section"` citations resolve inside
-    the repository; nothing sends a reader to the team's notes outside it."""
+    """Paths of .md files, markdown links (with their #section), and `docs/<file>, "Section"`
+    citations resolve inside the repository; nothing sends a reader to the team's notes outside
+    it."""
     import re
 
     missing = []
@@ -180,7 +201,11 @@ def test_every_document_a_file_refers_to_exists():
             if (ROOT / doc).exists() and section not in _headings(ROOT / doc):
                 missing.append(f"{where}: {doc}, section {section!r}")
         if path.suffix == ".md":
-            for link in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", text):
-                if not (path.parent / link).exists():
+            for link, anchor in re.findall(r"\]\(([^)#:\s]*)(?:#([^)]*))?\)", text):
+                target = path.parent / link if link else path
+                if not target.exists():
                     missing.append(f"{where}: link {link}")
+                elif anchor and target.suffix == ".md":
+                    if anchor not in {_anchor(h) for h in _headings(target)}:
+                        missing.append(f"{where}: link {link}#{anchor}")
     assert not missing, "\n".join(missing)
