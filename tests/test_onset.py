@@ -83,6 +83,22 @@ def test_silence_and_noise_have_no_onset():
         onset.detect_onset(noise)
 
 
+@pytest.mark.parametrize("samples", [3200, 4180, 20000])
+def test_white_noise_alone_never_has_an_onset(samples):
+    """A sample-wise peak-to-floor test alone let 20-75 of these 200 through (more the longer the
+    recording: the peak grows with the length, the floor does not)."""
+    for seed in range(200):
+        noise = np.random.default_rng([seed, samples]).normal(0, 0.01, (2, samples))
+        with pytest.raises(onset.NoOnsetError, match="noise floor"):
+            onset.detect_onset(noise)
+
+
+def test_a_noisy_chirp_still_has_its_onset():
+    """Noise at 6% of the direct path's peak: the smoothed test keeps the chirp (ratio ~7 > 4)."""
+    x = _wall_echo(3.0, 980, 4180, noise=6e-2, seed=3)
+    assert abs(onset.detect_onset(x) - 980) <= 4
+
+
 def test_align_to_onset_hand_case():
     x = np.arange(1, 11, dtype=np.float32).reshape(2, 5)  # [[1..5], [6..10]]
     np.testing.assert_array_equal(onset.align_to_onset(x, 3, target=1), [[3, 4, 5], [8, 9, 10]])
