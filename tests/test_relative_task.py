@@ -17,7 +17,8 @@ from scipy.spatial.transform import Rotation
 
 from avs_jax import geometry
 from avs_jax.config_files import load_config_module
-from avs_jax.train.relative_task import RelativeDepthTask, pose_errors, relative_losses
+from avs_jax.train.pose_metrics import pose_errors
+from avs_jax.train.relative_task import RelativeDepthTask, relative_losses
 from avs_jax.train.state import data_mesh, init_variables
 
 monodepth2 = load_config_module("monodepth2")
@@ -185,6 +186,43 @@ def test_predict_relative_at_any_resolution():
     )
     depth_resized = np.asarray(resize_to(jnp.asarray(native), (72, 90)))
     assert np.abs(evaluated - depth_resized).max() > 1e-3 * native.max()
+
+
+def test_validation_leaves_a_batchs_padded_rows_out():
+    """The pipeline pads a short last validation batch with zero rows (`valid_example` False),
+    whose zero intrinsics have no inverse: the loss terms used to turn NaN for the whole set (and
+    with them the paper config's best checkpoint, ranked by the loss). A padded row now counts
+    for nothing: the metrics equal those of the real row alone, with a weight of one row."""
+    from avs_jax.train.loop import _weighted_mean
+    from avs_jax.train.relative_task import LOSS_METRICS
+
+    task = RelativeDepthTask(monodepth2.get_config("tiny"))
+    batch, _ = _scene_batch(2, 32, 64, seed=30)
+    variables = _init(task, batch)
+    metrics = jax.jit(task.eval_metrics)
+    alone = {"frames": batch["frames"][:1], "intrinsics": batch["intrinsics"][:1]}
+    padded = {k: np.concatenate([v, np.zeros_like(v)]) for k, v in alone.items()}
+    real = metrics(variables["params"], {"batch_stats": variables["batch_stats"]}, alone)
+    pad = metrics(
+        variables["params"],
+        {"batch_stats": variables["batch_stats"]},
+        {**padded, "valid_example": np.array([True, False])},
+    )
+    for k in LOSS_METRICS:
+        assert np.isfinite(float(pad[k])), k
+        np.testing.assert_allclose(float(pad[k]), float(real[k]), rtol=1e-5, err_msg=k)
+        assert float(pad["weight/" + k]) == 1.0
+    # Two real rows and a batch of padding only (the last of a multi-host split): the set's mean
+    # is the mean of the real rows.
+    both = {**batch, "valid_example": np.array([True, True])}
+    two = metrics(variables["params"], {"batch_stats": variables["batch_stats"]}, both)
+    empty = {**{k: np.zeros_like(v) for k, v in batch.items()}, "valid_example": np.zeros(2, bool)}
+    none = metrics(variables["params"], {"batch_stats": variables["batch_stats"]}, empty)
+    assert all(float(none["weight/" + k]) == 0 for k in LOSS_METRICS)
+    records = [(2, jax.device_get(two)), (2, jax.device_get(none))]
+    set_mean = _weighted_mean(records)
+    for k in LOSS_METRICS:
+        np.testing.assert_allclose(set_mean[k], float(two[k]), rtol=1e-6, err_msg=k)
 
 
 def test_configs_and_scale_validation():

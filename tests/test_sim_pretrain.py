@@ -14,8 +14,9 @@ from avs_jax import import_weights as iw
 from avs_jax import sim_pretrain
 from avs_jax.config_files import load_config
 from avs_jax.train.avsnet_task import AVSNetTask
+from avs_jax.train.pose_metrics import pose_errors
 from avs_jax.train.pretrained import load_pretrained
-from avs_jax.train.relative_task import RelativeDepthTask, pose_errors
+from avs_jax.train.relative_task import RelativeDepthTask
 from tfds_batvision import simulate
 from tfds_batvision.sim import scene as scene_lib
 

@@ -90,8 +90,9 @@ def _min_over_sources(reprojection: Array, identity: Array | None) -> tuple[Arra
     return per_pixel, automask
 
 
-def smoothness_loss(disp: Array, image: Array) -> Array:
-    """Edge-aware smoothness of a disparity `[B, h, w, 1]` given the image `[B, h, w, 3]` → scalar.
+def smoothness_loss(disp: Array, image: Array, per_example: bool = False) -> Array:
+    """Edge-aware smoothness of a disparity `[B, h, w, 1]` given the image `[B, h, w, 3]` → scalar
+    (`[B]` with `per_example`).
 
     `mean |∂x d*| e^{−mean_c |∂x I|} + mean |∂y d*| e^{−mean_c |∂y I|}` on the mean-normalised
     disparity `d* = d / mean(d)` (per image), so it is invariant to the scale of d.
@@ -103,7 +104,19 @@ def smoothness_loss(disp: Array, image: Array) -> Array:
     dy_d = jnp.abs(disp[:, :-1] - disp[:, 1:])
     dx_i = jnp.mean(jnp.abs(image[:, :, :-1] - image[:, :, 1:]), axis=-1, keepdims=True)
     dy_i = jnp.mean(jnp.abs(image[:, :-1] - image[:, 1:]), axis=-1, keepdims=True)
+    if per_example:
+        return jnp.mean(dx_d * jnp.exp(-dx_i), axis=(1, 2, 3)) + jnp.mean(
+            dy_d * jnp.exp(-dy_i), axis=(1, 2, 3)
+        )
     return jnp.mean(dx_d * jnp.exp(-dx_i)) + jnp.mean(dy_d * jnp.exp(-dy_i))
+
+
+def weighted_example_mean(x: Array, weights: Array) -> Array:
+    """Mean over the last axis (examples) of `[..., B]`, each example weighted by `weights` `[B]`;
+    an example of weight 0 (a padded row) adds nothing, not even a NaN; 0 when all weights are."""
+    w = weights.astype(jnp.float32)
+    x = jnp.where(w > 0, x, 0.0)
+    return jnp.sum(x * w, axis=-1) / jnp.maximum(jnp.sum(w), 1e-12)
 
 
 def multiscale_photometric_loss(
@@ -118,6 +131,7 @@ def multiscale_photometric_loss(
     smoothness_weight: float,
     automask: bool,
     identity_noise: float,
+    example_weights: Array | None = None,
 ) -> tuple[Array, dict[str, Array]]:
     """Monodepth2's total loss, averaged over scales → (loss, metrics).
 
@@ -134,6 +148,9 @@ def multiscale_photometric_loss(
         Monodepth2 draws it inside its loop over scales); None: no noise.
       ssim_weight, smoothness_weight, automask, identity_noise: config.loss (0.85, 1e-3, True,
         1e-5 in Monodepth2).
+      example_weights: `[B]` (validation: `valid_example`): every mean is then over the examples
+        by these weights, so that a batch's padded rows count for nothing; None (training): plain
+        means over the batch.
 
     Per scale s: `mean(min-reprojection) + smoothness_weight / 2^s · smoothness`; the total is the
     mean over scales (sum / 4 in Monodepth2, / 3 for the light 3-scale model; paper Eq. 6).
@@ -147,13 +164,24 @@ def multiscale_photometric_loss(
         if rng is not None:
             identity = identity + identity_noise * jax.random.normal(rng, identity.shape)
     per_pixel, mask = _min_over_sources(reprojection, identity)  # [S, B, H, W]
-    photo = jnp.mean(per_pixel, axis=(1, 2, 3))
-    smooth = jnp.stack([smoothness_loss(d, im) for d, im in zip(disps, target_pyramid)])
     weights = smoothness_weight / 2.0 ** jnp.arange(n_scales)
+    if example_weights is None:
+        photo = jnp.mean(per_pixel, axis=(1, 2, 3))
+        smooth = jnp.stack([smoothness_loss(d, im) for d, im in zip(disps, target_pyramid)])
+        mask_fraction = jnp.mean(mask)
+    else:
+        photo = weighted_example_mean(jnp.mean(per_pixel, axis=(2, 3)), example_weights)
+        smooth = jnp.stack(
+            [
+                weighted_example_mean(smoothness_loss(d, im, per_example=True), example_weights)
+                for d, im in zip(disps, target_pyramid)
+            ]
+        )
+        mask_fraction = weighted_example_mean(jnp.mean(mask, axis=(0, 2, 3)), example_weights)
     total = jnp.mean(photo + weights * smooth)
     metrics = {
         "photometric": jnp.mean(photo),
         "smoothness": jnp.mean(smooth),
-        "automask_fraction": jnp.mean(mask),
+        "automask_fraction": mask_fraction,
     }
     return total, metrics

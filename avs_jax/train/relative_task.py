@@ -47,6 +47,7 @@ from avs_jax.metrics import batch_means
 from avs_jax.models.layers import resize_bilinear
 from avs_jax.models.relative_model import build_depth_net, build_pose_net
 from avs_jax.scaling import scale_factor_median
+from avs_jax.train.pose_metrics import pose_errors
 from avs_jax.train.summaries import disparity_panels
 from avs_jax.train.tasks import WEIGHT_PREFIX
 
@@ -96,19 +97,26 @@ def relative_losses(
     rng: Array | None,
     loss: ml_collections.ConfigDict,
     target_pyramid: list[Array] | None = None,
+    example_weights: Array | None = None,
 ) -> tuple[Array, dict[str, Array]]:
     """Monodepth2's loss from network outputs → (loss, metrics); see the module docstring.
 
     disps: per scale `[B, H/2^s, W/2^s, 1]`; axisangle, translation `[2, B, 3]` for the pairs
     (−1, 0) and (0, +1); frames `[B, 3, H, W, 3]` un-augmented; intrinsics `[B, 3, 3]`;
     target_pyramid: the target frame per scale for the smoothness term (default: downsampled
-    here, as Monodepth2's data loader does).
+    here, as Monodepth2's data loader does); example_weights `[B]` (validation's
+    `valid_example`): means over the examples by weight, a padded row (all zeros, its
+    intrinsics too) counting for nothing; None: plain batch means (training).
     """
     frames = frames.astype(jnp.float32)
     h, w = frames.shape[2:4]
     target = frames[:, 1]
     sources = jnp.stack([frames[:, 0], frames[:, 2]])  # [2, B, H, W, 3]
     K = intrinsics.astype(jnp.float32)
+    if example_weights is not None:
+        # A padded row's zero intrinsics have no inverse: give it any camera (its weight is 0).
+        real = (example_weights > 0)[:, None, None]
+        K = jnp.where(real, K, jnp.eye(3, dtype=K.dtype))
     inv_K = geometry.inverse_3x3(K)
     poses = jnp.stack(
         [
@@ -139,61 +147,30 @@ def relative_losses(
         smoothness_weight=loss.smoothness_weight,
         automask=loss.automask,
         identity_noise=loss.identity_noise,
+        example_weights=example_weights,
     )
     depth0 = depth[0]
     metrics["loss"] = total
-    metrics["mean_depth"] = jnp.mean(depth0)
-    metrics["translation_norm"] = jnp.mean(jnp.linalg.norm(translation, axis=-1))
+    if example_weights is None:
+        metrics["mean_depth"] = jnp.mean(depth0)
+        metrics["translation_norm"] = jnp.mean(jnp.linalg.norm(translation, axis=-1))
+    else:
+        mean = photometric.weighted_example_mean
+        metrics["mean_depth"] = mean(jnp.mean(depth0, axis=(1, 2)), example_weights)
+        norms = jnp.mean(jnp.linalg.norm(translation, axis=-1), axis=0)  # [B]
+        metrics["translation_norm"] = mean(norms, example_weights)
     return total, metrics
 
 
-def _angle_deg(cos: Array) -> Array:
-    return jnp.degrees(jnp.arccos(jnp.clip(cos, -1.0, 1.0)))
-
-
-def pose_errors(
-    axisangle: Array, translation: Array, poses: Array, has_pose: Array
-) -> dict[str, Array]:
-    """How far the pose net's motions are from the true ones, in scale-free terms (degrees).
-
-    axisangle, translation `[2, B, 3]`: the pose net's outputs for the pairs (−1, 0) and (0, +1),
-    each the motion of the pair's first camera into its second; poses `[B, 3, 4, 4]`
-    camera-to-world of frames −1, 0, +1 (what the simulator writes, BV1 has none); has_pose `[B]`.
-    Returns the mean over both pairs of the samples with poses (NaN if none) of
-    `pose_rotation_error_deg`, the angle of R_predᵀ·R_true, and `pose_translation_angle_deg`, the
-    angle between the predicted and true translations (their lengths differ by the free scale);
-    and, under `weight/<name>`, how many pairs each mean covers (train/loop.py weights the
-    validation batches by it).
-    A pose net that learnt nothing scores ~90° on the translation angle.
-    """
-    poses = poses.astype(jnp.float32)
-    rot_t = jnp.swapaxes(poses[..., :3, :3], -1, -2)
-    # Rigid inverses in closed form (jnp.linalg.inv does not take a batch axis split over devices).
-    inv = geometry.homogeneous(rot_t, -(rot_t @ poses[..., :3, 3:])[..., 0])
-    true = jnp.stack([inv[:, 1] @ poses[:, 0], inv[:, 2] @ poses[:, 1]])  # [2, B, 4, 4]
-    pred = geometry.transformation_from_parameters(
-        axisangle.reshape(-1, 3), translation.reshape(-1, 3)
-    ).reshape(true.shape)
-    r_rel = jnp.swapaxes(pred[..., :3, :3], -1, -2) @ true[..., :3, :3]
-    rot = _angle_deg((jnp.trace(r_rel, axis1=-2, axis2=-1) - 1.0) / 2.0)
-    t_pred, t_true = pred[..., :3, 3], true[..., :3, 3]
-    norms = jnp.linalg.norm(t_pred, axis=-1) * jnp.linalg.norm(t_true, axis=-1)
-    trans = _angle_deg(jnp.sum(t_pred * t_true, axis=-1) / jnp.maximum(norms, 1e-12))
-    weight = jnp.broadcast_to(has_pose.astype(jnp.float32), rot.shape)
-    n = jnp.sum(weight)
-
-    def mean(x: Array) -> Array:
-        return jnp.where(n > 0, jnp.sum(x * weight) / jnp.maximum(n, 1.0), jnp.nan)
-
-    # The counts let the validation mean weight each batch by its pairs with poses (loop.py).
-    return {
-        "pose_rotation_error_deg": mean(rot),
-        "pose_translation_angle_deg": mean(trans),
-        "weight/pose_rotation_error_deg": n,
-        "weight/pose_translation_angle_deg": n,
-    }
-
-
+# The metrics of `relative_losses`, means over a batch's rows.
+LOSS_METRICS = (
+    "loss",
+    "photometric",
+    "smoothness",
+    "automask_fraction",
+    "mean_depth",
+    "translation_norm",
+)
 # Predictions are clipped to [EVAL_MIN_DEPTH, max_depth] before the metrics, as configs/evaluate.py.
 EVAL_MIN_DEPTH = 1e-3
 
@@ -282,9 +259,13 @@ class RelativeDepthTask:
         """(loss fp32, (new model_state, metrics)) on one batch; BatchNorm updates when `train`.
 
         `rng` (the step's key) draws the loss's tie-break noise and, for a raw training batch,
-        the augmentation (`model_inputs`).
+        the augmentation (`model_inputs`). Out of training, a batch's `valid_example` weights its
+        rows (padded ones count for nothing).
         """
         frames, net_frames, intrinsics, poses = self.model_inputs(batch, rng, train)
+        weights = None
+        if not train and "valid_example" in batch:
+            weights = jnp.asarray(batch["valid_example"], jnp.float32)
         variables = {"params": params, **model_state}
         if train:
             (disps, axisangle, translation), new_state = self.model.apply(
@@ -302,6 +283,7 @@ class RelativeDepthTask:
             intrinsics,
             rng,
             self.loss_config,
+            example_weights=weights,
         )
         if not train and poses is not None and "has_pose" in batch:
             metrics.update(
@@ -323,8 +305,12 @@ class RelativeDepthTask:
     ) -> dict[str, Array]:
         """Validation: the loss terms without the tie-break noise; with ground-truth `depth` of
         the centre frame, the tables' metrics (avs_jax/metrics.py) of the depth median-scaled
-        per image (the paper's eq. 3 with the ground truth as the scale source)."""
+        per image (the paper's eq. 3 with the ground truth as the scale source). Each loss term
+        comes with its count of real rows, so that the set's mean leaves padded rows out."""
         _, (_, metrics) = self.loss_and_metrics(params, model_state, batch, None, train=False)
+        if "valid_example" in batch:
+            real = jnp.sum(jnp.asarray(batch["valid_example"], jnp.float32))
+            metrics.update({WEIGHT_PREFIX + k: real for k in LOSS_METRICS})
         if "depth" in batch:
             gt = jnp.asarray(batch["depth"], jnp.float32)
             variables = {"params": params, **model_state}
