@@ -216,6 +216,26 @@ def test_eval_silog_matches_loss_and_bf16_forward(rgb_echoes):
     assert np.median(np.abs(d16 - d32) / d32) < 0.05
 
 
+def test_a_batch_of_padding_leaves_the_validation_silog_alone(rgb_echoes):
+    """Multi-host validation ends with batches of padding only (no depth at all): their SILog,
+    a mean over no pixel, used to enter the set's mean as NaN with the batch's size as weight
+    (and stage 1's best checkpoint is ranked by it in the quickstart)."""
+    from avs_jax.train.loop import _weighted_mean
+
+    task, batch, variables = rgb_echoes
+    params = variables["params"]
+    state = {"batch_stats": variables["batch_stats"]}
+    metrics = jax.jit(task.eval_metrics)
+    real = jax.device_get(metrics(params, state, batch))
+    padding = jax.device_get(
+        metrics(params, state, {k: np.zeros_like(v) for k, v in batch.items()})
+    )
+    n = len(batch["depth"])
+    assert float(real["weight/silog"]) == n and float(padding["weight/silog"]) == 0
+    set_mean = _weighted_mean([(n, real), (n, padding)])
+    np.testing.assert_allclose(set_mean["silog"], float(real["silog"]), rtol=1e-6)
+
+
 def test_paper_config_parameter_counts():
     """BEiT-L/16 DPT + ResNet-18 at 256×512, by shape only (no compute), against hand counts."""
     task = AVSNetTask(_get_config(""))

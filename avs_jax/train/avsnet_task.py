@@ -195,5 +195,10 @@ class AVSNetTask:
             pred, depth, self.model_config.min_depth, self.model_config.max_depth
         )
         metrics = {**means, **{WEIGHT_PREFIX + k: count for k in means}}
-        metrics["silog"] = silog_loss(pred, depth, depth > 0, self.silog_alpha, self.silog_beta)
+        # SILog pools the batch's pixels: weighted by the images that have any, so that a batch
+        # of padding only (the end of a multi-host split) is left out rather than NaN.
+        with_depth = jnp.sum(jnp.any(depth > 0, axis=(1, 2)))
+        silog = silog_loss(pred, depth, depth > 0, self.silog_alpha, self.silog_beta)
+        metrics["silog"] = jnp.where(with_depth > 0, silog, 0.0)
+        metrics[WEIGHT_PREFIX + "silog"] = with_depth
         return metrics
