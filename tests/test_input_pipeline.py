@@ -239,6 +239,35 @@ def test_eval_shares_of_two_hosts_have_the_same_number_of_batches(bv2_builder):
         )
 
 
+class _RecordDraw(grain.transforms.RandomMap):
+    """An 'augmentation' that writes its first random draw into the image."""
+
+    def __init__(self, aug):
+        del aug
+
+    def random_map(self, ex, rng):
+        return {**ex, "image": np.full_like(ex["image"], rng.random())}
+
+
+def test_hosts_draw_their_own_augmentation(bv2_builder, monkeypatch):
+    """Host-side augmentation after the split of the examples over hosts: the two hosts' rows
+    used to get the same random draws (the same flip, rotation and colour in rows i and i + B/2
+    of every global batch); one host keeps the draws of before."""
+    monkeypatch.setattr(ip, "ZoeDepthAugment", _RecordDraw)
+    cfg = _cfg("bv2", shuffle=False, device_prep=False, batch_size=4)
+
+    def draws(pi, pc):
+        b = next(ip.create_train_iterator(bv2_builder, cfg, process_index=pi, process_count=pc))
+        return b["image"][:, 0, 0, 0].tolist()
+
+    host0, host1 = draws(0, 2), draws(1, 2)
+    assert len(host0) == 2 and not set(host0) & set(host1)
+    # One host: element i's draw is what grain's random_map gives seed config.seed + 1.
+    single = draws(0, 1)
+    ds = grain.MapDataset.range(4).random_map(lambda i, rng: rng.random(), seed=cfg.seed + 1)
+    np.testing.assert_allclose(single, [ds[i] for i in range(4)], rtol=1e-6)
+
+
 def test_triples_flip_jitter_intrinsics(triples_builder):
     src = triples_builder.as_data_source("train")
     (ex,) = [src[i] for i in range(len(src))]

@@ -55,6 +55,9 @@ from avs_jax.data.transforms import (
 )
 from avs_jax.errors import BadInputError
 
+# Host pi draws its host-side augmentation from seed config.seed + 1 + AUGMENT_HOST_STRIDE * pi.
+AUGMENT_HOST_STRIDE = 7919
+
 # -- datasets ------------------------------------------------------------------------------------
 
 
@@ -142,7 +145,9 @@ def make_train_dataset(
     if config.augment and not device_prep(config):  # else augmented in the train step
         aug = config.aug.to_dict()
         aug_t = MonodepthAugment(aug) if config.name == "bv1_triples" else ZoeDepthAugment(aug)
-        ds = ds.random_map(aug_t, seed=config.seed + 1)
+        # Each host its own draws: after the [pi::pc] split, row i of every host would otherwise
+        # get the same flip, rotation and colour (one host: the seed of before).
+        ds = ds.random_map(aug_t, seed=config.seed + 1 + AUGMENT_HOST_STRIDE * pi)
     ds = ds.batch(host_batch_size(config.batch_size, pc), drop_remainder=True)
     it = ds.to_iter_dataset(
         grain.ReadOptions(
