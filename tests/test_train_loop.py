@@ -4,6 +4,7 @@ bf16 compute, pretrained init. Multi-device and SIGTERM: tests/test_train_parall
 import functools
 import gc
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -44,6 +45,47 @@ def full_run(tmp_path_factory):
     """One uninterrupted 12-step run (3 epochs of 4), shared by the tests that read it."""
     workdir = tmp_path_factory.mktemp("full")
     return workdir, run(workdir)
+
+
+def test_a_plain_iterator_trains_checkpoints_and_restarts_its_data(tmp_path, caplog):
+    """An iterator without a position to save (a generator) is allowed: the run checkpoints
+    without it (it used to fail at the first save) and a resumed run says its data restart."""
+
+    def plain():
+        yield from train_toy.train_iter()
+
+    out = run(tmp_path, train_iter=plain, stop_at_step=4)
+    assert out["stopped"] == "stop_at_step" and out["step"] == 4
+    assert not (tmp_path / "checkpoints" / "4" / "data").exists()
+    with caplog.at_level(logging.WARNING):
+        out = run(tmp_path, train_iter=plain)
+    assert out["step"] == 12 and [r["step"] for r in out["train"]][0] == 5
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "data iterator position not restored" in said
+
+
+def test_only_process_0_moves_unreadable_checkpoints_aside(tmp_path, monkeypatch):
+    """On several hosts every process finds the unreadable checkpoint: only process 0 moves it,
+    and all meet at a barrier before they list the checkpoints again."""
+    synced, reloaded = [], []
+
+    class Manager:
+        def reload(self):
+            reloaded.append(os.path.exists(tmp_path / "checkpoints" / "12"))
+
+    ckpt = object.__new__(checkpointing.Checkpointer)
+    ckpt.directory, ckpt.manager = str(tmp_path / "checkpoints"), Manager()
+    (tmp_path / "checkpoints" / "12").mkdir(parents=True)
+    monkeypatch.setattr(checkpointing.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(checkpointing.multihost_utils, "sync_global_devices", synced.append)
+    monkeypatch.setattr(checkpointing.jax, "process_index", lambda: 1)
+    ckpt._set_aside([(12, "truncated")], restored=8)
+    assert (tmp_path / "checkpoints" / "12").exists() and len(synced) == 1
+    monkeypatch.setattr(checkpointing.jax, "process_index", lambda: 0)
+    ckpt._set_aside([(12, "truncated")], restored=8)
+    assert not (tmp_path / "checkpoints" / "12").exists()
+    assert (tmp_path / "checkpoints_unreadable" / "12").exists()
+    assert len(synced) == 2 and reloaded == [True, False]
 
 
 def test_toy_learns_and_logs(full_run, caplog):

@@ -30,6 +30,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as ocm
 
 from avs_jax.errors import BadInputError, InputError, MissingInputError
@@ -100,8 +101,13 @@ def _state_metadata(step_dir: str) -> Any:
 
 
 def is_grain_iterator(it: Any) -> bool:
-    """Whether the iterator's position can be checkpointed (grain DatasetIterator / loader iterator)."""
-    return hasattr(it, "get_state") and hasattr(it, "set_state")
+    """Whether the iterator's position can be checkpointed (grain DatasetIterator / loader
+    iterator, or a wrapper of one that says so with `checkpointable`)."""
+    return (
+        hasattr(it, "get_state")
+        and hasattr(it, "set_state")
+        and getattr(it, "checkpointable", True)
+    )
 
 
 class Checkpointer:
@@ -249,19 +255,24 @@ class Checkpointer:
         )
 
     def _set_aside(self, skipped: list[tuple[int, str]], restored: int) -> None:
-        aside = os.path.join(os.path.dirname(self.directory), CORRUPT_DIR)
-        os.makedirs(aside, exist_ok=True)
-        for step, why in skipped:
-            target = os.path.join(aside, str(step))
-            if os.path.exists(target):
-                target += time.strftime("-%Y%m%d-%H%M%S")
-            shutil.move(self.step_dir(step), target)
-            logging.warning(
-                "checkpoint %s cannot be read (%s): skipped, moved to %s",
-                self.step_dir(step),
-                why,
-                target,
-            )
+        """Moves the unreadable checkpoints out of the manager's folder: on process 0 only (every
+        process finds them; two moving one folder would crash), then all reload after a barrier."""
+        if jax.process_index() == 0:
+            aside = os.path.join(os.path.dirname(self.directory), CORRUPT_DIR)
+            os.makedirs(aside, exist_ok=True)
+            for step, why in skipped:
+                target = os.path.join(aside, str(step))
+                if os.path.exists(target):
+                    target += time.strftime("-%Y%m%d-%H%M%S")
+                shutil.move(self.step_dir(step), target)
+                logging.warning(
+                    "checkpoint %s cannot be read (%s): skipped, moved to %s",
+                    self.step_dir(step),
+                    why,
+                    target,
+                )
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("avs_jax: unreadable checkpoints set aside")
         logging.warning("resuming from checkpoint %d, the newest that can be read", restored)
         self.manager.reload()
 

@@ -130,6 +130,11 @@ class DevicePrefetcher:
 
     # -- checkpointing (what grain's checkpoint handler asks of a non-grain iterator) -----------
 
+    @property
+    def checkpointable(self) -> bool:
+        """Whether the wrapped iterator's position can be saved (a grain iterator's can)."""
+        return self._checkpointable
+
     def _inner_state(self) -> Any:
         return self._it.get_state() if self._checkpointable else None
 
