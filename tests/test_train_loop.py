@@ -281,6 +281,32 @@ def test_ctrl_c_sets_the_stop_flag_instead_of_raising():
     assert signal.getsignal(signal.SIGINT) is previous  # handlers restored
 
 
+def test_hosts_stop_together_at_the_next_exchange(monkeypatch):
+    """Two hosts, SIGTERM on host 0 only at step 7: neither stops before the exchange at step
+    25, where both see it (host 1 by the exchange alone); one host stops at once."""
+    import signal
+
+    from avs_jax.train import interrupts
+
+    assert interrupts.agreed_signal(signal.SIGTERM, 7) == signal.SIGTERM  # one process
+    flags = {0: signal.SIGTERM, 1: None}  # what each host's StopFlag holds
+    exchanged = []
+
+    def allgather(x):
+        exchanged.append(int(x))
+        return np.array([flags[0] or 0, flags[1] or 0], np.int32)
+
+    monkeypatch.setattr(interrupts.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(interrupts.multihost_utils, "process_allgather", allgather)
+    for host in (0, 1):
+        stops = [s for s in range(7, 60) if interrupts.agreed_signal(flags[host], s) is not None]
+        assert stops[0] == 25 == interrupts.STOP_SYNC_EVERY
+        assert interrupts.agreed_signal(flags[host], 25) == signal.SIGTERM
+    assert exchanged[:2] == [signal.SIGTERM, signal.SIGTERM]  # host 0 told its flag
+    flags[0] = None
+    assert interrupts.agreed_signal(None, 50) is None  # nobody signalled: go on
+
+
 def test_validation_mean_weights_by_batch_size_or_by_the_metrics_own_count():
     """Batch means weighted by batch size; a metric with a "weight/" count is weighted by it, so
     a batch where it covers nothing (NaN, count 0) drops out; none anywhere gives NaN."""

@@ -2,7 +2,8 @@
 
 `StopFlag` turns the signals into a flag the loop checks between steps; `TrainingInterrupted`
 is what `run.train` raises afterwards, so that `python -m avs_jax.main` exits with 128 + the
-signal number (143 for SIGTERM) and a scheduler does not take the run as finished.
+signal number (143 for SIGTERM) and a scheduler does not take the run as finished. On several
+hosts the signal reaches each at its own step: `agreed_signal` has them stop together.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ import signal
 import threading
 from typing import Any
 
+import jax
+import numpy as np
 from absl import logging
+from jax.experimental import multihost_utils
+
+# On several hosts, how often (in steps) they tell each other whether one was signalled: each
+# exchange waits for the steps already dispatched, so not every step.
+STOP_SYNC_EVERY = 25
 
 
 class TrainingInterrupted(Exception):
@@ -61,3 +69,20 @@ class StopFlag:
         finally:
             for signum, previous in self._previous.items():
                 signal.signal(signum, previous)
+
+
+def agreed_signal(local: int | None, step: int, every: int = STOP_SYNC_EVERY) -> int | None:
+    """The signal on which every process stops after `step`, or None to go on.
+
+    One process: its own flag, at once. Several: a signal reaches each host at its own step, and
+    a host that stops alone leaves the others waiting for it in the next step's collectives (and
+    itself in the checkpoint's barrier). So the hosts exchange their flags every `every` steps
+    and all stop at that step when any was signalled.
+    """
+    if jax.process_count() == 1:
+        return local
+    if step % every != 0:
+        return None
+    flags = np.asarray(multihost_utils.process_allgather(np.int32(local or 0)))
+    raised = flags[flags > 0]
+    return int(raised.max()) if raised.size else None

@@ -28,7 +28,7 @@ from avs_jax.config_files import differences
 from avs_jax.errors import BadInputError, InputError
 from avs_jax.train import checkpointing
 from avs_jax.train.distributed import maybe_initialize_distributed
-from avs_jax.train.interrupts import StopFlag
+from avs_jax.train.interrupts import StopFlag, agreed_signal
 from avs_jax.train.metric_writers import MetricWriter
 from avs_jax.train.optimizer import create_learning_rate_fn, create_optimizer
 from avs_jax.train.prefetch import DevicePrefetcher
@@ -298,8 +298,9 @@ def _train_locked(
             # CPU cannot always reuse donated buffers; the warning is noise there.
             warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
             while step < num_steps:
-                if stop.signal is not None:
-                    stopped, stop_signal = "signal", stop.signal
+                signalled = agreed_signal(stop.signal, step)
+                if signalled is not None:
+                    stopped, stop_signal = "signal", signalled
                     break
                 if cfg.stop_at_step > 0 and step >= cfg.stop_at_step:
                     stopped = "stop_at_step"
