@@ -83,7 +83,8 @@ def detect_onset(audio: np.ndarray) -> int:
             f"no chirp stands out of the noise: peak {peak:.3g}, noise floor {floor:.3g} "
             f"(need a peak at least {MIN_PEAK_TO_FLOOR:g}x the floor)"
         )
-    width = min(SMOOTH_SAMPLES, e.size)
+    # A recording shorter than 32 windows (only test-sized ones) is smoothed over fewer samples.
+    width = max(1, min(SMOOTH_SAMPLES, e.size // 32))
     smooth = np.sqrt(np.convolve(e * e, np.full(width, 1.0 / width), mode="valid"))
     s_peak, s_floor = float(smooth.max()), float(np.percentile(smooth, FLOOR_PERCENTILE))
     if s_peak < MIN_SMOOTH_PEAK_TO_FLOOR * s_floor:
