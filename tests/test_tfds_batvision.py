@@ -123,6 +123,37 @@ def test_triples_respect_scene_changes_and_offsets(tmp_path):
             assert ex["images"][k] == f.read_bytes()
 
 
+def test_triples_take_the_session_from_the_audio_path(tmp_path):
+    """Camera files in one folder for all sessions (a layout no public source rules out): the
+    session and the frame's time come from the audio path, whose layout is documented, so two
+    recording days at the same hours still make no triple across them."""
+    import shutil
+
+    day1 = [1000 + 0.1 * i for i in range(41)]
+    day2 = [t + 0.05 for t in day1]  # the same hours, another day
+    root = fx.write_bv1(tmp_path / "bv1", {"2019.08.26": day1, "2019.08.27": day2}, hw=(8, 12))
+    (root / "camera_left").mkdir()
+    with open(root / "train.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for i, r in enumerate(rows):
+        sess, _, _, name = r["camera path left"].split("/")
+        flat = f"camera_left/{sess}_{name}"
+        shutil.move(root / r["camera path left"], root / flat)
+        fx.rewrite_csv_cell(root / "train.csv", i, "camera path left", flat)
+    b = build_dataset("bv1_triples", root, tmp_path / "data")
+    got = _by_id(b, "train")
+    assert sorted(got) == [
+        f"2019.08.26/{fx.bv1_stem(day1[20])}",
+        f"2019.08.27/{fx.bv1_stem(day2[20])}",
+    ]
+    for sid, ex in got.items():
+        sess, stem = sid.split("/")
+        times = day1 if sess == "2019.08.26" else day2
+        for k, tt in enumerate(times[0:41:20]):
+            f = root / "camera_left" / f"{sess}_{fx.bv1_stem(round(tt, 6))}.jpeg"
+            assert ex["images"][k] == f.read_bytes(), (sid, k)
+
+
 def test_scene_segments_break_on_index_and_backward_time():
     rows = [
         csv_index.Row(sample_id=str(i), csv_path="", line=i, group="s", camera="", time=t, index=k)

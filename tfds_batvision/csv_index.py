@@ -228,8 +228,10 @@ def list_bv1(root: str, split: str, need_time: bool = False) -> list[Row]:
     csv_path = os.path.join(root, f"{split}.csv")
     rows = []
     for line, r in read_csv(csv_path, BV1_COLUMNS, BV1_OPTIONAL):
-        folder = os.path.normpath(r["camera path left"]).split(os.sep)[0]
-        stem = bv1_stem(r["camera path left"])
+        # Session folder and time stem from the audio path, whose layout is the documented one
+        # (<session>/audio/raw_long/<HHMMSS.micro>_left.npy); no public source shows the camera's.
+        folder = os.path.normpath(r["audio path left"]).split(os.sep)[0]
+        stem = bv1_stem(r["audio path left"])
         index = None
         if r.get("index"):
             try:
