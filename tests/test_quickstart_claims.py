@@ -10,7 +10,13 @@ import pytest
 
 from avs_jax import quickstart, sim_roots
 from avs_jax.config_files import load_config
-from avs_jax.evaluation.claims import claims, structure, structure_line, write_claims
+from avs_jax.evaluation.claims import (
+    NO_IMAGES,
+    claims,
+    structure,
+    structure_line,
+    write_claims,
+)
 from tfds_batvision.simulate import assign_splits
 
 
@@ -43,6 +49,20 @@ def test_each_claim_line_says_whether_it_holds():
     assert "constant" in text[3] and "(0.200 < 0.350)" in text[3]
     assert "rgb_echoes scale" in text[4] and "rgb scale" in text[5]
     # rgb: median 0.40 > mean-std 0.38 -> fails; rgb_echoes: 0.30 <= 0.32 and 0.45 >= 0.40.
+
+
+def test_a_row_over_no_image_fails_its_claim_and_says_so():
+    """A row whose every sample was left out has None metrics: its claims do not hold and say
+    why (they used to raise TypeError formatting None), the other claims are unchanged."""
+    empty = {"abs_rel": None, "a1": None}
+    t = _tables()
+    t["table1"]["bv1"]["rgb_echoes"] = dict(empty)
+    t["table2"]["bv1"]["monodepth2"]["rgb"]["median"] = dict(empty)
+    out = claims(t)
+    assert out[0] == claims(_tables())[0]
+    assert out[1] == (f"Table 1, BV1 test: {NO_IMAGES}", False)
+    assert out[2] == (f"Table 2, BV1 monodepth2: {NO_IMAGES}", False)
+    assert [s for s, _ in out[3:]] == [s for s, _ in claims(_tables())[3:5]]  # rgb's ablation gone
 
 
 def test_structure_guard_fails_when_the_depth_is_worse_than_a_constant():
