@@ -150,8 +150,6 @@ def intrinsics_focal(path: str) -> float:
         k, hw = read_intrinsics_file(path)
     except BadFileError as e:
         raise BadInputError(str(e)) from e
-    if not (hw[0] > 0 and hw[1] > 0):
-        raise BadInputError(f"{path}: width and height must be > 0, got {hw[1]} and {hw[0]}")
     focal = relative_focal(k, hw)
     if not focal > 0:
         raise BadInputError(f"{path}: fx and fy must be > 0, got {k[0, 0]} and {k[1, 1]}")

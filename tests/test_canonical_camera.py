@@ -175,8 +175,14 @@ def test_an_intrinsics_file_gives_its_cameras_focal_length(tmp_path):
         canonical_camera.intrinsics_focal(str(path))
     with pytest.raises(MissingInputError, match="no such intrinsics file"):
         canonical_camera.intrinsics_focal(str(tmp_path / "none.json"))
-    path.write_text(json.dumps({**CAMERAS["B"], "width": 0}))
-    with pytest.raises(BadInputError, match="width and height must be > 0, got 0 and 24"):
+    for bad in (0, -24, 12.5, "1280px", True):
+        path.write_text(json.dumps({**CAMERAS["B"], "width": bad}))
+        with pytest.raises(
+            BadInputError, match=r"cam.json: intrinsics width must be a positive whole number"
+        ):
+            canonical_camera.intrinsics_focal(str(path))
+    path.write_text(json.dumps([CAMERAS["B"]]))
+    with pytest.raises(BadInputError, match=r"cam.json: intrinsics must be a JSON object"):
         canonical_camera.intrinsics_focal(str(path))
 
 

@@ -110,13 +110,27 @@ def read_intrinsics_file(path: str) -> tuple[np.ndarray, tuple[int, int]]:
             d = json.load(f)
     except Exception as e:
         raise BadFileError(path, f"unreadable JSON ({e})") from e
+    if not isinstance(d, dict):
+        raise BadFileError(
+            path,
+            f"intrinsics must be a JSON object with keys {list(INTRINSICS_KEYS)}, "
+            f"got a {type(d).__name__}",
+        )
     missing = [k for k in INTRINSICS_KEYS if k not in d]
     if missing:
         raise BadFileError(path, f"intrinsics lack key(s) {missing}; need {list(INTRINSICS_KEYS)}")
     k = validate.parse_json_matrix(
         path, [[d["fx"], 0, d["cx"]], [0, d["fy"], d["cy"]], [0, 0, 1]], (3, 3)
     )
-    return k, (int(d["height"]), int(d["width"]))
+    size = []
+    for key in ("height", "width"):
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or v <= 0:
+            raise BadFileError(
+                path, f"intrinsics {key} must be a positive whole number of pixels, got {v!r}"
+            )
+        size.append(int(v))
+    return k, (size[0], size[1])
 
 
 class Batvision(tfds.core.GeneratorBasedBuilder):
