@@ -154,6 +154,19 @@ def test_triples_take_the_session_from_the_audio_path(tmp_path):
             assert ex["images"][k] == f.read_bytes(), (sid, k)
 
 
+def test_a_root_too_short_for_any_triple_says_why(tmp_path):
+    """Rows in the CSV but no 41 consecutive frames of one scene: the error says how many frames
+    and segments there are and what a triple needs (it used to say the CSVs had no example)."""
+    times = [1000 + 0.1 * i for i in range(30)] + [2000 + 0.1 * i for i in range(30)]  # a jump
+    root = fx.write_bv1(tmp_path / "bv1", {"2019.08.26": times}, hw=(8, 12), samples=16)
+    with pytest.raises(
+        csv_index.BadFileError,
+        match=r"no frame triple in any split; train: 60 frame\(s\) in 2 scene segment\(s\), the "
+        r"longest 30 frames; a triple needs 41 consecutive frames",
+    ):
+        build_dataset("bv1_triples", root, tmp_path / "data")
+
+
 def test_scene_segments_break_on_index_and_backward_time():
     rows = [
         csv_index.Row(sample_id=str(i), csv_path="", line=i, group="s", camera="", time=t, index=k)

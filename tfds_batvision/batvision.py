@@ -73,6 +73,7 @@ from tfds_batvision.csv_index import (
     list_bv2_locations,
     make_triples,
     time_ordered,
+    why_no_triples,
 )
 from tfds_batvision.intrinsics import NOMINAL_HFOV_DEG, nominal_intrinsics, resize_intrinsics
 from tfds_batvision.validate import BadCsvIndexError, BadFileError
@@ -304,7 +305,7 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
         root = os.fspath(dl_manager.manual_dir)
         self.skipped = []
         self._depth_resize_warned = False
-        out = {}
+        out, no_triples = {}, []
         locations = list_bv2_locations(root) if self.builder_config.layout == "bv2" else []
         for split in SPLITS:
             rows = self._rows(root, split, locations)
@@ -320,6 +321,12 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
                         root, split, triples, written
                     )
                     out[split] = self._generate_triples(split, triples, written)
+                elif rows:
+                    why = why_no_triples(
+                        rows, self.builder_config.triple_offset, self.builder_config.gap_factor
+                    )
+                    logging.warning("Split %s has rows but no frame triple: %s", split, why)
+                    no_triples.append(f"{split}: {why}")
             elif rows:
                 out[split] = self._generate_examples(root, split, rows)
             if split not in out:
@@ -327,6 +334,8 @@ class Batvision(tfds.core.GeneratorBasedBuilder):
                 # ``split_size`` reports as 0 examples.
                 logging.info("Split %s has no examples: left out of the dataset.", split)
         if not out:
+            if no_triples:
+                raise BadFileError(root, "no frame triple in any split; " + "; ".join(no_triples))
             raise BadFileError(root, "no examples in any split CSV")
         return out
 

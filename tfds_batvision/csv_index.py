@@ -328,3 +328,15 @@ def make_triples(rows: list[Row], offset: int, gap_factor: float) -> list[tuple[
         for i in range(offset, len(seg) - offset):
             triples.append((seg[i - offset], seg[i], seg[i + offset]))
     return triples
+
+
+def why_no_triples(rows: list[Row], offset: int, gap_factor: float) -> str:
+    """Why ``rows`` (not empty) give no triple: the scene segments and what a triple needs."""
+    segs = scene_segments(time_ordered(rows), gap_factor)
+    longest = max((len(s) for s in segs), default=0)
+    return (
+        f"{len(rows)} frame(s) in {len(segs)} scene segment(s), the longest {longest} frames; "
+        f"a triple needs {2 * offset + 1} consecutive frames of one scene (t - {offset}, t, "
+        f"t + {offset}; a scene changes with the session, a backward or long time step, or an "
+        f'index jump: docs/reference.md, "Frame triples")'
+    )
