@@ -128,3 +128,26 @@ def test_stirling_log_binomial_is_symmetric_and_close_to_exact():
     exact = np.array([lgamma(64) - lgamma(i + 1) - lgamma(64 - i) for i in k])
     # Stirling without the sqrt(2 pi k) terms: off by at most ~ 0.5 log(2 pi k (n-k)/n) + 1.
     assert np.all(np.abs(lc - exact) < 4.0)
+
+
+def test_bf16_seed_centres_come_from_an_fp32_last_conv():
+    """In bf16 compute the hidden layer is bf16 but the last 1×1 conv runs in fp32: the centres
+    equal softplus of an fp32 product of the bf16 hidden layer, not that product rounded to bf16
+    (a 12.5 cm grid for centres of 16-32 m, finer than no attractor step)."""
+    x = jax.random.normal(jax.random.key(2), (2, 3, 4, 8)) * 3
+    module = SeedBinRegressor(16, 32, "softplus", dtype=jnp.bfloat16)
+    variables = module.init(jax.random.key(0), x)
+    # Large outputs, where softplus is the identity and bf16 rounding would show unchanged.
+    p = jax.tree.map(lambda v: v, variables["params"])
+    p["conv2"]["bias"] = p["conv2"]["bias"] + 28.0
+    _, centres = module.apply({"params": p}, x)
+    w1, b1 = p["conv1"]["kernel"][0, 0], p["conv1"]["bias"]
+    w2, b2 = p["conv2"]["kernel"][0, 0], p["conv2"]["bias"]
+    hidden = jax.nn.relu(
+        (x.astype(jnp.bfloat16) @ w1.astype(jnp.bfloat16) + b1.astype(jnp.bfloat16))
+    )
+    expected = jax.nn.softplus(hidden.astype(jnp.float32) @ w2 + b2)
+    assert centres.dtype == jnp.float32 and float(jnp.min(centres)) > 16
+    np.testing.assert_allclose(np.asarray(centres), np.asarray(expected), rtol=2e-6)
+    rounded = expected.astype(jnp.bfloat16).astype(jnp.float32)
+    assert float(jnp.max(jnp.abs(rounded - expected))) > 1e-2  # what bf16 would have lost

@@ -1,13 +1,14 @@
 """ZoeDepth's metric-bins head (Bhat et al. 2023), as AVS-Net uses it (paper Sec. 3.1, Fig. 3).
 
-Seed bin regressor -> attractor layers over the decoder features (r4..r1) -> conditional
-log-binomial over the bins -> depth = Σ_k p_k c_k. Conventions are docs/reference.md's
-"ZoeDepth metric-bins head" (config_zoedepth.json values): every resize is bilinear with
-align_corners=True; the next attractor level gets the raw projector output as its previous
-embedding. Bin centres, attractor updates, the log-binomial and its softmax run in fp32
-whatever the compute dtype: an attractor moves a centre by at most 1/(2 sqrt(alpha)) (2.9 cm at
-the default alpha 300, 1.6 cm at 1000), one or two bf16 steps of a centre at 2-4 m (1.6 cm),
-and a softmax at temperatures down to 0.0212 is not bf16 arithmetic either.
+Seed bin regressor -> attractor layers over the decoder features (r4..r1) -> conditional log-
+binomial over the bins -> depth = Σ_k p_k c_k. Conventions are docs/reference.md's "ZoeDepth
+metric-bins head" (config_zoedepth.json values): every resize is bilinear with align_corners=True;
+the next attractor level gets the raw projector output as its previous embedding. Bin centres,
+attractor updates, the log-binomial and its softmax run in fp32 whatever the compute dtype, from
+the last 1×1 conv of each (its output rounded to bf16 would put centres at 16-32 m on a 12.5 cm
+grid): an attractor moves a centre by at most 1/(2 sqrt(alpha)) (2.9 cm at the default alpha 300,
+1.6 cm at 1000), one or two bf16 steps of a centre at 2-4 m (1.6 cm), and a softmax at
+temperatures down to 0.0212 is not bf16 arithmetic either.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class SeedBinRegressor(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> tuple[Array, Array]:
         y = nn.relu(Conv(self.mlp_dim, 1, dtype=self.dtype, name="conv1")(x))
-        y = Conv(self.n_bins, 1, dtype=self.dtype, name="conv2")(y).astype(jnp.float32)
+        y = Conv(self.n_bins, 1, dtype=jnp.float32, name="conv2")(y)  # fp32: the centres
         if self.kind == "softplus":
             centres = nn.softplus(y)
             return centres, centres
@@ -151,7 +152,7 @@ class AttractorLayer(nn.Module):
         normed = self.bin_centers_type == "normed"
         n_out = 2 * self.n_attractors if normed else self.n_attractors
         y = nn.relu(Conv(self.mlp_dim, 1, dtype=self.dtype, name="conv1")(x))
-        a = Conv(n_out, 1, dtype=self.dtype, name="conv2")(y).astype(jnp.float32)
+        a = Conv(n_out, 1, dtype=jnp.float32, name="conv2")(y)  # fp32: the attractor points
         if normed:
             # ZoeDepth computes A/sum over each pair and then discards it, keeping channel 0.
             a = (nn.relu(a) + NORMED_EPS)[..., 0::2]
@@ -222,7 +223,7 @@ class ConditionalLogBinomial(nn.Module):
         z = jnp.concatenate([x, cond.astype(x.dtype)], axis=-1)
         hidden = z.shape[-1] // self.bottleneck_factor
         z = nn.gelu(Conv(hidden, 1, dtype=self.dtype, name="conv1")(z), approximate=False)
-        pt = nn.softplus(Conv(4, 1, dtype=self.dtype, name="conv2")(z).astype(jnp.float32))
+        pt = nn.softplus(Conv(4, 1, dtype=jnp.float32, name="conv2")(z))  # fp32: p and t
         pt = pt + P_EPS
         p = pt[..., 0] / (pt[..., 0] + pt[..., 1])
         t = pt[..., 2] / (pt[..., 2] + pt[..., 3])
