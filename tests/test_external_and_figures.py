@@ -112,3 +112,18 @@ def test_depth_colour_scale_follows_the_image_not_the_dataset():
     far = np.full((4, 4), 28.0, np.float32)
     assert figures.depth_vmax(far, 30.0) == 30.0  # capped at the dataset's max depth
     assert figures.depth_vmax(np.zeros((4, 4)), 30.0) == 30.0  # nothing valid
+
+
+def test_resize_host_is_plain_half_pixel_bilinear():
+    """cv2.resize's INTER_LINEAR (Monodepth2's evaluation): shrinking samples the map, with no
+    low-pass; enlarging agrees with PIL's bilinear; borders clamp."""
+    stripes = np.tile(np.float32([1, 0]), (3, 4))  # [3, 8] columns 1, 0, 1, 0, ...
+    np.testing.assert_array_equal(external_mod.resize_host(stripes, (3, 4)), np.full((3, 4), 0.5))
+    # By hand: output column j samples input x = (j + 0.5) * 4 / 8 - 0.5, clamped to [0, 3].
+    ramp = np.float32([[0, 10, 20, 30]])
+    np.testing.assert_allclose(
+        external_mod.resize_host(ramp, (1, 8)), [[0, 2.5, 7.5, 12.5, 17.5, 22.5, 27.5, 30]]
+    )
+    x = np.random.default_rng(0).random((6, 9)).astype(np.float32)
+    pil = np.asarray(Image.fromarray(x).resize((20, 13), Image.BILINEAR), np.float32)
+    np.testing.assert_allclose(external_mod.resize_host(x, (13, 20)), pil, atol=1e-5)

@@ -87,13 +87,26 @@ def check_prediction(arr: np.ndarray, where: str) -> np.ndarray:
     return arr
 
 
-def resize_host(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Host-side bilinear (half-pixel) resize of a 2-D map, to stack files of any resolution."""
-    from PIL import Image
+def _linear_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Half-pixel bilinear taps along one axis: (first index, second index, second's weight)."""
+    src = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    return i0, i1, (src - i0).astype(np.float32)
 
+
+def resize_host(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Host-side bilinear (half-pixel, borders clamped) resize of a 2-D map `[H, W]` to `size`,
+    to stack files of any resolution: cv2.resize's INTER_LINEAR, which Monodepth2's evaluation
+    resizes predictions with. Shrinking samples the map, with no anti-aliasing low-pass (PIL's
+    BILINEAR has one when shrinking)."""
+    x = np.asarray(x, np.float32)
     if x.shape == tuple(size):
         return x
-    return np.asarray(Image.fromarray(x).resize((size[1], size[0]), Image.BILINEAR), np.float32)
+    r0, r1, wr = _linear_taps(x.shape[0], size[0])
+    c0, c1, wc = _linear_taps(x.shape[1], size[1])
+    rows = x[r0] * (1 - wr)[:, None] + x[r1] * wr[:, None]
+    return rows[:, c0] * (1 - wc) + rows[:, c1] * wc
 
 
 def load_batch(folder, ids, real, size, allow_missing, missing):
