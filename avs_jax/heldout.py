@@ -24,7 +24,7 @@ import ml_collections
 
 from avs_jax.evaluation.claims import ABLATION_MARK, claims, structure, write_claims
 from avs_jax.evaluation.tables import DATASET_NAMES
-from avs_jax.sim_roots import simulate_root
+from avs_jax.sim_roots import build_from_root, simulate_root
 
 SUMMARY_FILE = "heldout.md"
 
@@ -51,7 +51,6 @@ def evaluate_set(
     """Simulates, builds and evaluates held-out set ``name``; returns its tables.json dict with
     "claims": [(sentence, holds)]. runs: {"rgb_echoes", "rgb", "relative"} -> run dirs."""
     from avs_jax.evaluation.evaluate import evaluate
-    from tfds_batvision.build import build_dataset
 
     out = os.path.join(workdir, "heldout", name)
     tfds_dir = os.path.join(out, "tfds")
@@ -60,7 +59,7 @@ def evaluate_set(
     for layout, layout_seed in (("bv2", seed), ("bv1", seed + 1)):
         root = os.path.join(out, f"{layout}_root")
         fresh = simulate_root(sim, root, layout, layout_seed)
-        build_dataset(layout, root, tfds_dir, overwrite=fresh)
+        build_from_root(layout, root, tfds_dir, fresh)
     ev = ml_collections.ConfigDict(config.evaluate.to_dict())
     ev.data_dir = tfds_dir
     for ds in ev.datasets.values():

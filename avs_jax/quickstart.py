@@ -28,7 +28,7 @@ import ml_collections
 from absl import logging
 
 from avs_jax.evaluation.claims import claims, structure, structure_line, write_claims
-from avs_jax.sim_roots import check_settings, sim_settings, simulate_root
+from avs_jax.sim_roots import build_from_root, check_settings, sim_settings, simulate_root
 
 SETTINGS_FILE = "quickstart_settings.json"
 # Config keys a rerun may change and still reuse or resume a run: where the data is, and how
@@ -106,8 +106,6 @@ def _train(config: ml_collections.ConfigDict, workdir: str, data_settings: dict)
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs every stage into `workdir`; returns {"tables", "claims", "structure", "seconds"}."""
-    from tfds_batvision.build import build_dataset
-
     t0 = time.time()
     # The stages print their own progress; orbax's per-save INFO lines would drown it.
     logging.set_verbosity(logging.WARNING)
@@ -123,7 +121,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     print("[2/5] building the TFDS datasets", flush=True)
     for name, layout in (("bv2", "bv2"), ("bv1", "bv1"), ("bv1_triples", "bv1")):
         # A root simulated anew replaces what was built from an earlier one.
-        build_dataset(name, roots[layout], tfds_dir, overwrite=fresh[layout])
+        build_from_root(name, roots[layout], tfds_dir, fresh[layout])
     sims = {
         "bv2": sim_settings(config, "bv2", config.seed),
         "bv1": sim_settings(config, "bv1", config.seed + 1),

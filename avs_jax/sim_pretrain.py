@@ -33,7 +33,7 @@ import shutil
 import ml_collections
 from absl import logging
 
-from avs_jax.sim_roots import sim_settings, simulate_root
+from avs_jax.sim_roots import build_from_root, sim_settings, simulate_root
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 WEIGHTS = "tiny_zoedepth_sim.npz"  # stage 1 (both variants) starts from it
@@ -83,7 +83,6 @@ def _corpus_sim(config: ml_collections.ConfigDict, name: str, layout: str):
 def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
     """Runs every stage into `workdir`; returns the paths of the two written .npz files."""
     from avs_jax.quickstart import _train
-    from tfds_batvision.build import build_dataset
 
     logging.set_verbosity(logging.WARNING)
     workdir = os.path.abspath(workdir)
@@ -108,7 +107,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> list[str]:
     for name, (_, _, datasets, _) in corpora.items():
         root = os.path.join(workdir, "data", f"{name}_root")
         for dataset in datasets:
-            build_dataset(dataset, root, tfds_dirs[name], overwrite=fresh[name])
+            build_from_root(dataset, root, tfds_dirs[name], fresh[name])
     runs = {}
     for n, (name, corpus, what) in enumerate(
         [

@@ -28,8 +28,7 @@ def check_settings(
     """
     settings = plain(settings)
     if not os.path.exists(path):
-        with open(path, "w") as f:
-            json.dump(settings, f, indent=1, sort_keys=True)
+        _write_atomically(path, json.dumps(settings, indent=1, sort_keys=True))
         return
     with open(path) as f:
         text = f.read()
@@ -48,6 +47,41 @@ def check_settings(
             f"{path}: {os.path.dirname(path)} was made with other settings ({shown}). Delete "
             "that folder to redo it with this config, or use a new --workdir."
         )
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Writes `path` whole or not at all (a kill mid-write would leave an empty record, which
+    reads as a marker from before settings were recorded)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def build_from_root(name: str, root: str, tfds_dir: str, fresh: bool) -> None:
+    """Builds TFDS dataset `name` from the simulated `root` unless it was built from this root.
+
+    `fresh`: the root was simulated by this run. A build also counts as made from the root only
+    when the source record written beside it after it finished (`.<name>_source.json`, the
+    root's `.complete`) matches: a run killed after simulating a root anew and before building
+    from it would otherwise reuse the build of the root it replaced.
+    """
+    from tfds_batvision.build import build_dataset
+
+    with open(os.path.join(root, ".complete")) as f:
+        source = f.read()
+    record = os.path.join(tfds_dir, f".{name}_source.json")
+    built_from = None
+    if os.path.exists(record):
+        with open(record) as f:
+            built_from = f.read()
+    rebuild = fresh or built_from != source
+    if rebuild and os.path.exists(record):
+        os.remove(record)
+    build_dataset(name, root, tfds_dir, overwrite=rebuild)
+    if rebuild:
+        os.makedirs(tfds_dir, exist_ok=True)
+        _write_atomically(record, source)
 
 
 def sim_settings(config, layout: str, seed: int) -> dict:

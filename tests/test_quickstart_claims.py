@@ -154,6 +154,30 @@ def test_rerun_reuses_a_simulated_root_only_with_the_same_settings(tmp_path):
         sim_roots.simulate_root(config, root, "bv1", seed=2)
 
 
+def test_a_build_is_reused_only_if_made_from_the_root_as_it_is(tmp_path, monkeypatch):
+    """A run killed after simulating a root anew and before building from it used to reuse, on
+    the next run, the dataset built from the root it replaced (only that run knew the root was
+    new). The source record written beside a finished build decides instead."""
+    import tfds_batvision.build
+
+    calls = []
+    monkeypatch.setattr(
+        tfds_batvision.build, "build_dataset", lambda *a, overwrite: calls.append(overwrite)
+    )
+    root, tfds = tmp_path / "root", tmp_path / "tfds"
+    root.mkdir()
+    (root / ".complete").write_text('{"seed": 0}')
+    sim_roots.build_from_root("bv1", str(root), str(tfds), fresh=False)  # no record: built
+    sim_roots.build_from_root("bv1", str(root), str(tfds), fresh=False)  # as recorded: reused
+    sim_roots.build_from_root("bv1", str(root), str(tfds), fresh=True)  # simulated now: built
+    (root / ".complete").write_text('{"seed": 5}')  # simulated anew by a run that was killed
+    sim_roots.build_from_root("bv1", str(root), str(tfds), fresh=False)
+    sim_roots.build_from_root("bv1_triples", str(root), str(tfds), fresh=False)  # its own record
+    sim_roots.build_from_root("bv1", str(root), str(tfds), fresh=False)
+    assert calls == [True, False, True, True, True, False]
+    assert (tfds / ".bv1_source.json").read_text() == '{"seed": 5}'
+
+
 def test_settings_check_names_every_difference_and_accepts_old_empty_markers(tmp_path):
     path = str(tmp_path / quickstart.SETTINGS_FILE)
     settings = {"config": {"model": {"width": 8}, "sizes": (1, 2)}, "data": {"seed": 0}}
