@@ -444,6 +444,16 @@ def test_a_second_run_in_a_workdir_is_refused_and_a_dead_holders_lock_taken_over
         ):
             run(tmp_path)
         assert not (tmp_path / "checkpoints").exists()  # refused before touching anything
+        # What a run records beside its checkpoints (stage 1's camera.json) waits for the lock.
+        with pytest.raises(WorkdirLockedError):
+            train_and_evaluate(
+                train_toy.config(),
+                str(tmp_path),
+                train_toy.ToyTask(),
+                train_toy.train_iter,
+                on_start=lambda: (tmp_path / "camera.json").write_text("{}"),
+            )
+        assert not (tmp_path / "camera.json").exists()
     finally:
         holder.kill()  # as kill -9: the holder's record stays in the file
         holder.wait()

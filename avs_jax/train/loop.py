@@ -121,6 +121,7 @@ def train_and_evaluate(
     train_iter_fn: Callable[[], Iterator[dict]],
     eval_iter_fn: Callable[[], Iterable[dict]] | None = None,
     steps_per_epoch: int | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> dict:
     """Trains `task` to config.train's length, validating and checkpointing; resumes if it can.
 
@@ -137,6 +138,8 @@ def train_and_evaluate(
         set_state) is checkpointed with the run; other iterators restart from their beginning.
       eval_iter_fn: () -> a finite iterable of validation batches, or None for no validation.
       steps_per_epoch: overrides config.train.steps_per_epoch.
+      on_start: called once the workdir is this run's, before anything else is written there
+        (what a run records beside its checkpoints; a refused second run must not touch it).
     Returns:
       {"state": final TrainState, "step": int, "train": [per-step host metrics with "step"],
        "eval": [validation records], "stopped": "done" | "signal" | "stop_at_step" | "data",
@@ -154,6 +157,8 @@ def train_and_evaluate(
     if cache:
         logging.info("compiled steps are cached in %s (JAX_COMPILATION_CACHE_DIR to change)", cache)
     with workdir_lock(workdir, enabled=jax.process_index() == 0):
+        if on_start is not None:
+            on_start()
         return _train_locked(config, workdir, task, train_iter_fn, eval_iter_fn, steps_per_epoch)
 
 

@@ -57,9 +57,13 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
             f"than one batch of {config.data.batch_size}"
         )
     steps_per_epoch = n_train // config.data.batch_size
+    record_camera = None
     if config.task == "avsnet" and jax.process_index() == 0:
-        # The camera stage 1 learns with, for the canonical camera of evaluation and prediction.
-        canonical_camera.record_run_focal(workdir, config.data)
+        # The camera stage 1 learns with, for the canonical camera of evaluation and prediction;
+        # recorded once the workdir is this run's (a refused second run leaves it alone).
+        def record_camera():
+            canonical_camera.record_run_focal(workdir, config.data)
+
     has_val = datasets.split_size(builder, "val") > 0
     logging.info(
         "training %s on batvision/%s: %d examples, %d steps per epoch",
@@ -78,6 +82,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
         train_iter_fn=lambda: input_pipeline.create_train_iterator(builder, config.data),
         eval_iter_fn=(lambda: _validation_batches(val)) if has_val else None,
         steps_per_epoch=steps_per_epoch,
+        on_start=record_camera,
     )
     raise_if_interrupted(out, workdir)
     return out
