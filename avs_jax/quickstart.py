@@ -27,6 +27,7 @@ import time
 import ml_collections
 from absl import logging
 
+from avs_jax.errors import BadInputError
 from avs_jax.evaluation.claims import claims, structure, structure_line, write_claims
 from avs_jax.sim_roots import build_from_root, check_settings, sim_settings, simulate_root
 
@@ -37,7 +38,8 @@ SETTINGS_FILE = "quickstart_settings.json"
 # processes are not among them: their iterator state differs.
 NOT_SETTINGS = {
     "data": ("data_dir", "num_threads", "prefetch_buffer_size", "cache_decoded"),
-    "train": ("prefetch_to_device", "progress_bar"),
+    # stop_at_step pauses a run that resumes exactly; log_every only reports.
+    "train": ("prefetch_to_device", "progress_bar", "stop_at_step", "log_every"),
 }
 
 
@@ -101,7 +103,13 @@ def _train(config: ml_collections.ConfigDict, workdir: str, data_settings: dict)
     if _finished(workdir, num_steps):
         logging.info("%s is trained (step %d): reusing it", workdir, num_steps)
         return
-    train(config, workdir)
+    out = train(config, workdir)
+    if not _finished(workdir, num_steps):
+        # Evaluating a half-trained model would print tables and claims that are not the run's.
+        raise BadInputError(
+            f"{workdir} stopped at step {out['step']} of {num_steps} ({out['stopped']}); run the "
+            "same command again without --config.*.train.stop_at_step to finish it"
+        )
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

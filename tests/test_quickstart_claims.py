@@ -199,14 +199,59 @@ def test_settings_check_names_every_difference_and_accepts_old_empty_markers(tmp
     assert empty.read_text() == ""
 
 
+def _fake_training(monkeypatch, record, stopped_at=None):
+    """quickstart._train with a training that calls `record(config)`: unfinished before each
+    training, finished after it (unless `stopped_at`, a step at which it stops unfinished)."""
+    calls = {"n": 0}
+
+    def finished(workdir, n):
+        calls["n"] += 1
+        return stopped_at is None and calls["n"] % 2 == 0  # checked before, then after
+
+    def train(cfg, workdir):
+        record(cfg)
+        if stopped_at is None:
+            return {"step": 4, "stopped": "done"}
+        return {"step": stopped_at, "stopped": "stop_at_step"}
+
+    monkeypatch.setattr(quickstart, "_finished", finished)
+    monkeypatch.setattr("avs_jax.train.run.train", train)
+
+
+def test_a_training_stopped_early_stops_the_quickstart_and_resumes(tmp_path, monkeypatch):
+    """`stop_at_step` pauses a run: the quickstart stops there (it used to evaluate the half-
+    trained model and print its claims), and the run resumes without the flag."""
+    import ml_collections
+
+    from avs_jax.errors import BadInputError
+
+    trained = []
+    _fake_training(monkeypatch, lambda cfg: trained.append(cfg.train.stop_at_step), stopped_at=2)
+    monkeypatch.setattr("avs_jax.data.datasets.open_dataset", lambda data: None)
+    monkeypatch.setattr("avs_jax.data.datasets.split_size", lambda builder, split: 8)
+    run = str(tmp_path / "run")
+    cfg = ml_collections.ConfigDict(
+        {
+            "data": {"data_dir": "/x", "batch_size": 2},
+            "train": {"stop_at_step": 2, "num_steps": 4, "num_epochs": 1, "steps_per_epoch": 4},
+        }
+    )
+    with pytest.raises(BadInputError, match=r"run stopped at step 2 of 4 \(stop_at_step\)"):
+        quickstart._train(cfg, run, {"seed": 0})
+    os.makedirs(os.path.join(run, "checkpoints", "2"))
+    cfg.train.stop_at_step = -1  # not a setting: the same run resumes
+    _fake_training(monkeypatch, lambda cfg: trained.append(cfg.train.stop_at_step))
+    quickstart._train(cfg, run, {"seed": 0})
+    assert trained == [2, -1]
+
+
 def test_run_settings_know_npz_weights_by_content_not_path(tmp_path, monkeypatch):
     """A run started from a weights .npz resumes after the file (the shipped weights of a moved
     clone) changes folder, and refuses a file of other content under the same name."""
     import ml_collections
 
     trained = []
-    monkeypatch.setattr(quickstart, "_finished", lambda workdir, n: False)
-    monkeypatch.setattr("avs_jax.train.run.train", lambda cfg, wd: trained.append(cfg.init_from))
+    _fake_training(monkeypatch, lambda cfg: trained.append(cfg.init_from))
     monkeypatch.setattr("avs_jax.data.datasets.open_dataset", lambda data: None)
     monkeypatch.setattr("avs_jax.data.datasets.split_size", lambda builder, split: 8)
     run = str(tmp_path / "run")
@@ -240,8 +285,7 @@ def test_run_settings_protect_checkpoints_not_failed_starts(tmp_path, monkeypatc
     import ml_collections
 
     trained = []
-    monkeypatch.setattr(quickstart, "_finished", lambda workdir, n: False)
-    monkeypatch.setattr("avs_jax.train.run.train", lambda cfg, wd: trained.append(cfg.train.lr))
+    _fake_training(monkeypatch, lambda cfg: trained.append(cfg.train.lr))
     monkeypatch.setattr("avs_jax.data.datasets.open_dataset", lambda data: None)
     monkeypatch.setattr("avs_jax.data.datasets.split_size", lambda builder, split: 8)
     run = str(tmp_path / "run")
