@@ -99,8 +99,42 @@ def check_common(config: ml_collections.ConfigDict) -> None:
         )
 
 
+def check_quickstart_seeds(config: ml_collections.ConfigDict) -> None:
+    """The quickstart's rooms (seeds `seed`, `seed + 1`) are none of its held-out sets' (each
+    set's seed and + 1) nor, when it starts from the shipped weights, of their corpora: a room
+    drawn again under its seed would be a test room the models have seen."""
+    from avs_jax.sim_pretrain import ASSETS, SHIPPED_SEED
+
+    own = {config.seed, config.seed + 1}
+    others = {}
+    held = config.get("heldout")
+    if held is not None and held.enabled:
+        for name, s in held.sets.items():
+            others[f"held-out set {name!r}"] = {int(s.seed), int(s.seed) + 1}
+    shipped = [
+        run
+        for run in ("stage1", "relative")
+        if run in config and str(config[run].get("init_from") or "").startswith(ASSETS)
+    ]
+    if shipped:
+        others[f"the corpora of the shipped weights ({', '.join(shipped)})"] = {
+            SHIPPED_SEED + k for k in range(3)
+        }
+    for what, seeds in others.items():
+        shared = sorted(own & seeds)
+        _require(
+            not shared,
+            f"config.seed={config.seed}: the quickstart simulates its rooms with seeds "
+            f"{sorted(own)}, and {what} with {sorted(seeds)}: seed(s) {shared} would make the "
+            "same rooms, so the models would be tested on rooms they trained on; choose "
+            "another config.seed",
+        )
+
+
 # Extra checks a mode registers: mode -> list of functions raising ConfigError.
-EXTRA_CHECKS: dict[str, list[Callable[[ml_collections.ConfigDict], None]]] = {}
+EXTRA_CHECKS: dict[str, list[Callable[[ml_collections.ConfigDict], None]]] = {
+    "quickstart": [check_quickstart_seeds],
+}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -39,6 +39,8 @@ ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 WEIGHTS = "tiny_zoedepth_sim.npz"  # stage 1 (both variants) starts from it
 # The relative stage (DepthNet + PoseNet) starts from it.
 RELATIVE_WEIGHTS = "tiny_monodepth2_sim.npz"
+# The shipped files' corpora: seeds SHIPPED_SEED, + 1 and + 2 (configs/sim_pretrain.py).
+SHIPPED_SEED = 9000
 
 
 def _final_variables(run_dir: str) -> dict:

@@ -213,3 +213,24 @@ def test_input_errors_keep_their_builtin_types():
     assert issubclass(DatasetNotFoundError, FileNotFoundError)
     assert issubclass(NonFiniteLossError, FloatingPointError)
     assert issubclass(NonFiniteLossError, InputError)
+
+
+def test_quickstart_rooms_are_not_its_held_out_or_pretraining_rooms():
+    """Rooms are drawn from (seed, index): a quickstart whose seed (or + 1) is a held-out set's
+    would test on rooms it trained on, and so would one on the shipped weights' corpus seeds."""
+    from avs_jax.config_files import load_config
+    from avs_jax.sim_pretrain import SHIPPED_SEED
+
+    c = load_config("quickstart", "")
+    c.heldout.enabled = True
+    validate(c)  # seeds 0 and 1
+    c.seed = 1009  # + 1 is small_rooms' seed
+    with pytest.raises(ConfigError, match=r"held-out set 'small_rooms' with \[1010, 1011\]"):
+        validate(c)
+    c.heldout.enabled = False
+    validate(c)  # the held-out sets are not simulated
+    c.seed = SHIPPED_SEED + 2
+    with pytest.raises(ConfigError, match=r"shipped weights \(stage1, relative\)"):
+        validate(c)
+    c.stage1.init_from = c.relative.init_from = ""  # from scratch: no such corpus
+    validate(c)
