@@ -126,6 +126,13 @@ def check_echo(arr: np.ndarray, where: str) -> np.ndarray:
 
 
 def _read_wav(path: str, sample_rate: int) -> np.ndarray:
+    # libsndfile reads a truncated WAV as a shorter recording, without a word: check the chunks.
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        validate.check_riff(path, data)
+    except BadFileError as e:
+        raise BadSampleError(e.path, e.problem) from e
     try:
         info = sf.info(path)
     except Exception as e:  # noqa: BLE001 - libsndfile's own text is the useful part

@@ -312,7 +312,18 @@ def test_each_bad_input_is_one_line_naming_the_file(tmp_path, cli_on_loaded_run)
     d, line = case("mono", ["a.jpg"], {"a.wav": mono})
     assert line.endswith(f"{d / 'e' / 'a.wav'}: 1 channel(s), expected 2 [left, right]")
     d, line = case("garbage", ["a.jpg"], {"a.wav": lambda p: p.write_bytes(b"RIFF1234WAVEjunk")})
-    assert f"BadSampleError: {d / 'e' / 'a.wav'}: unreadable WAV" in line
+    assert f"BadSampleError: {d / 'e' / 'a.wav'}: truncated WAV: no data chunk" in line
+
+    def cut(p):  # a 16-bit WAV cut to a third: libsndfile alone reads it as a short recording
+        sf.write(p, wave.T, 44100, subtype="PCM_16")
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 3])
+
+    d, line = case("truncated_16_bit", ["a.jpg"], {"a.wav": cut})
+    assert re.search(
+        rf"{re.escape(str(d / 'e' / 'a.wav'))}: truncated WAV: data chunk declares \d+ bytes but "
+        r"only \d+ are present",
+        line,
+    )
     # A steady tone: its binaural envelope is flat, no chirp stands out of it.
     t = 2 * np.pi * 1000 / 44100 * np.arange(20000)
     tone = lambda p: np.save(p, 0.01 * np.stack([np.sin(t), np.cos(t)]))  # noqa: E731

@@ -59,7 +59,7 @@ def _read_nonempty(path: str | os.PathLike) -> bytes:
     return data
 
 
-def _check_riff(path, data: bytes) -> None:
+def check_riff(path, data: bytes) -> None:
     """Raises if the WAV's RIFF chunks promise more bytes than the file holds (truncation)."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         raise BadFileError(path, "not a RIFF/WAVE file")
@@ -86,7 +86,7 @@ def _check_riff(path, data: bytes) -> None:
 def read_bv2_wav(path: str | os.PathLike) -> np.ndarray:
     """Reads a BV2 echo WAV: int32 PCM, 2 channels, 44.1 kHz -> float32 [2, T] = int32 / 2**31."""
     data = _read_nonempty(path)
-    _check_riff(path, data)
+    check_riff(path, data)
     try:
         info = sf.info(io.BytesIO(data))
     except Exception as e:  # libsndfile's own error text is the useful part
