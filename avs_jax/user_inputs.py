@@ -25,6 +25,7 @@ from typing import Union
 
 import numpy as np
 import PIL.Image
+import PIL.ImageOps
 import soundfile as sf
 
 from avs_jax.data.transforms import decode_image
@@ -65,10 +66,26 @@ def _existing_file(path: str | os.PathLike) -> str:
     return path
 
 
+EXIF_ORIENTATION = 0x0112
+
+
+def _upright(data: bytes) -> bytes:
+    """An encoded image as it is shown: one whose EXIF orientation turns it (a phone's portrait
+    photo is stored sideways) re-encoded turned, as a lossless PNG; other images unchanged."""
+    with PIL.Image.open(io.BytesIO(data)) as im:
+        if im.getexif().get(EXIF_ORIENTATION, 1) in (1, None):
+            return data
+        turned = PIL.ImageOps.exif_transpose(im).convert("RGB")
+    buf = io.BytesIO()
+    turned.save(buf, format="PNG", compress_level=0)
+    return buf.getvalue()
+
+
 def read_image(image: PathOrArray, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
     """(float32 `[h, w, 3]` in [0, 1] resized bilinearly to `size` = (h, w), native (H0, W0)).
 
-    `image`: a JPEG/PNG path or an `[H0, W0, 3]` uint8 / float-in-[0, 1] array.
+    `image`: a JPEG/PNG path (turned as its EXIF orientation says it is shown) or an
+    `[H0, W0, 3]` uint8 / float-in-[0, 1] array.
     """
     if is_path(image):
         path = _existing_file(image)
@@ -76,7 +93,7 @@ def read_image(image: PathOrArray, size: tuple[int, int]) -> tuple[np.ndarray, t
             data, _ = validate.read_image_bytes(path)
         except BadFileError as e:
             raise BadSampleError(e.path, e.problem) from e
-        return decode_image(data, size)
+        return decode_image(_upright(data), size)
     arr = np.asarray(image)
     where = "image array"
     if arr.ndim != 3 or arr.shape[-1] != 3 or min(arr.shape[:2]) < 1:

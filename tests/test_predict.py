@@ -470,3 +470,23 @@ def test_intrinsics_for_an_echo_only_run_are_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(metric_scaler, "load_run", lambda run_dir, task, step: (None, None, config))
     with pytest.raises(BadInputError, match="'echoes' model of .* does not read the image"):
         MetricScaler.load(tmp_path, intrinsics=tmp_path / "intrinsics.json")
+
+
+def test_a_photo_is_read_as_it_is_shown(tmp_path):
+    """A phone stores a portrait photo sideways with an EXIF orientation: it is read turned, as
+    a viewer shows it (and its outputs have the shown size); a photo without one is unchanged."""
+    import PIL.Image
+
+    from avs_jax.user_inputs import EXIF_ORIENTATION, read_image
+
+    stored = np.random.default_rng(0).integers(0, 256, (8, 16, 3), dtype=np.uint8)
+    exif = PIL.Image.Exif()
+    exif[EXIF_ORIENTATION] = 6  # shown turned 90° clockwise
+    PIL.Image.fromarray(stored).save(tmp_path / "portrait.png", exif=exif)
+    pixels, native = read_image(tmp_path / "portrait.png", (16, 8))
+    assert native == (16, 8)
+    np.testing.assert_allclose(pixels, np.rot90(stored, k=-1) / 255.0, atol=1e-6)
+    PIL.Image.fromarray(stored).save(tmp_path / "plain.png")
+    pixels, native = read_image(tmp_path / "plain.png", (8, 16))
+    assert native == (8, 16)
+    np.testing.assert_allclose(pixels, stored / 255.0, atol=1e-6)
