@@ -235,6 +235,33 @@ def test_readers_name_the_file(tmp_path):
     with pytest.raises(iw.WeightImportError, match="unknown weight format"):
         (tmp_path / "w.h5").write_bytes(b"")
         iw.read_state_dict(tmp_path / "w.h5")
+    # Files that are not what their suffix says: a message naming them, not a traceback.
+    (tmp_path / "bad.npz").write_bytes(b"\x00" * 5)
+    with pytest.raises(iw.WeightImportError, match=r"bad\.npz: not a readable \.npz file"):
+        iw.read_state_dict(tmp_path / "bad.npz")
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    with pytest.raises(iw.WeightImportError, match=r"one\.npz: a single array"):
+        iw.read_state_dict(tmp_path / "one.npz")
+    header = b'[{"dtype": "F32"}]'
+    (tmp_path / "list.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(iw.WeightImportError, match=r"list\.safetensors: header is not a JSON obj"):
+        iw.read_state_dict(tmp_path / "list.safetensors")
+    header = b'{"w": {"dtype": "F32"}}'
+    (tmp_path / "part.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(iw.WeightImportError, match=r"tensor 'w' lacks dtype, shape or data_off"):
+        iw.read_state_dict(tmp_path / "part.safetensors")
+
+
+def test_a_data_parallel_state_dict_loses_its_module_prefix(tmp_path):
+    """torch's DataParallel saves every key under "module.": read as the model's own keys; a
+    file where only some keys have it is left as it is (the mapping then names them)."""
+    np.savez(
+        tmp_path / "dp.npz", **{"module.conv1.weight": np.ones(2), "module.fc.bias": np.ones(1)}
+    )
+    assert sorted(iw.read_state_dict(tmp_path / "dp.npz")) == ["conv1.weight", "fc.bias"]
+    np.savez(tmp_path / "mixed.npz", **{"module.conv1.weight": np.ones(2), "fc.bias": np.ones(1)})
+    assert sorted(iw.read_state_dict(tmp_path / "mixed.npz")) == ["fc.bias", "module.conv1.weight"]
 
 
 # ----------------------------------------------------------------------- checkpoint + CLI

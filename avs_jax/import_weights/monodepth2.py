@@ -89,8 +89,10 @@ def import_monodepth2_pose(
 ) -> tuple[Variables, list[str]]:
     """Monodepth2 pose_encoder.pth + pose.pth -> avs_jax.models.posenet.PoseNet variables.
 
-    The released pose encoder already has the 6-channel stem; an ImageNet ResNet-18 file in its
-    place gets the duplicated-and-halved stem (`adapt_input_channels`).
+    The released pose encoder already has the 6-channel stem; an encoder file with ImageNet's
+    3-channel stem in its place gets the duplicated-and-halved stem (`adapt_input_channels`). Its
+    keys are Monodepth2's ResnetEncoder's ("encoder.conv1.weight"): torchvision's own
+    resnet18 file ("conv1.weight") is refused until saved under that prefix.
     """
     in_channels = template["params"]["encoder"]["conv1"]["kernel"].shape[2]
     sd = {**encoder_sd, **pose_sd}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+from absl import logging
 
 from avs_jax.import_weights.errors import WeightImportError
 
@@ -47,11 +48,17 @@ def read_safetensors(path: str | Path) -> StateDict:
         header = json.loads(bytes(raw[8 : 8 + n]).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise WeightImportError(f"{path}: header is not JSON ({e})") from e
+    if not isinstance(header, dict):
+        raise WeightImportError(f"{path}: header is not a JSON object of tensors")
     buffer = raw[8 + n :]
     out: StateDict = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
+        if not (isinstance(info, dict) and {"dtype", "shape", "data_offsets"} <= set(info)):
+            raise WeightImportError(
+                f"{path}: tensor {name!r} lacks dtype, shape or data_offsets in the header"
+            )
         dtype = info["dtype"]
         begin, end = info["data_offsets"]
         if not 0 <= begin <= end <= len(buffer):
@@ -96,7 +103,15 @@ def write_safetensors(path: str | Path, tensors: Mapping[str, np.ndarray]) -> No
 
 def read_npz(path: str | Path) -> StateDict:
     """Reads a state dict saved with `np.savez` (keys are the PyTorch names)."""
-    with np.load(path, allow_pickle=False) as f:
+    try:
+        f = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - numpy's reasons for a file that is not an .npz vary
+        raise WeightImportError(
+            f"{path}: not a readable .npz file ({type(e).__name__}: {e})"
+        ) from e
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise WeightImportError(f"{path}: a single array, not an .npz of named tensors")
+    with f:
         return {k: f[k] for k in f.files}
 
 
@@ -124,6 +139,11 @@ def read_torch(path: str | Path) -> StateDict:
             obj = obj[key]
     if hasattr(obj, "state_dict") and not isinstance(obj, dict):
         obj = obj.state_dict()
+    if not isinstance(obj, Mapping):
+        raise WeightImportError(
+            f"{path}: holds a {type(obj).__name__}, not a state dict (a mapping of names to "
+            "tensors)"
+        )
     out: StateDict = {}
     for k, v in obj.items():
         if isinstance(v, torch.Tensor):
@@ -142,11 +162,23 @@ def read_state_dict(path: str | Path) -> StateDict:
         raise WeightImportError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        return read_safetensors(path)
-    if suffix == ".npz":
-        return read_npz(path)
-    if suffix in (".pth", ".pt", ".bin", ".ckpt"):
-        return read_torch(path)
-    raise WeightImportError(
-        f"{path}: unknown weight format {suffix!r}; expected .safetensors, .npz, .pth or .pt"
-    )
+        state = read_safetensors(path)
+    elif suffix == ".npz":
+        state = read_npz(path)
+    elif suffix in (".pth", ".pt", ".bin", ".ckpt"):
+        state = read_torch(path)
+    else:
+        raise WeightImportError(
+            f"{path}: unknown weight format {suffix!r}; expected .safetensors, .npz, .pth or .pt"
+        )
+    return strip_data_parallel(state, path)
+
+
+def strip_data_parallel(state: StateDict, path: str | Path) -> StateDict:
+    """A model saved inside torch's DataParallel has every key under "module."; without it
+    (ZoeDepth's own loader strips it too). Said in the log."""
+    prefix = "module."
+    if state and all(k.startswith(prefix) for k in state):
+        logging.info("%s: every key starts with %r (DataParallel): prefix removed", path, prefix)
+        return {k[len(prefix) :]: v for k, v in state.items()}
+    return state
