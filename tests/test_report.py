@@ -224,7 +224,7 @@ def test_quickstart_writes_a_report_whose_every_figure_exists(tmp_path, monkeypa
     _stub_models_and_data(monkeypatch)
     monkeypatch.setattr(quickstart, "simulate_root", lambda *a, **k: False)
     monkeypatch.setattr(quickstart, "_train", lambda *a, **k: None)
-    monkeypatch.setattr("tfds_batvision.build.build_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(quickstart, "build_from_root", lambda *a, **k: None)
     monkeypatch.setattr(quickstart.logging, "set_verbosity", lambda level: None)  # test-global
     evaluate = evaluate_mod.evaluate
     seen = []
