@@ -6,6 +6,7 @@ data, optimiser) is in the config; this module only wires data, task and core to
 
 from __future__ import annotations
 
+import functools
 from typing import Iterator
 
 import jax
@@ -61,9 +62,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.task == "avsnet" and jax.process_index() == 0:
         # The camera stage 1 learns with, for the canonical camera of evaluation and prediction;
         # recorded once the workdir is this run's (a refused second run leaves it alone).
-        def record_camera():
-            canonical_camera.record_run_focal(workdir, config.data)
-
+        record_camera = functools.partial(canonical_camera.record_run_focal, workdir, config.data)
     has_val = datasets.split_size(builder, "val") > 0
     logging.info(
         "training %s on batvision/%s: %d examples, %d steps per epoch",
